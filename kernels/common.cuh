@@ -1,0 +1,159 @@
+// Shared device-side building blocks: error checking, precision traits, 16-byte vector
+// access, and the counter-based random numbers behind every dropout mask.
+//
+// Every kernel header in kernels/ includes this file. Nothing here holds state: launchers
+// get their stream and library handles from their caller.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+// ---------------------------------------------------------------------------------------------
+// Error checking: every CUDA call is checked; the message names the call, file and line.
+
+inline void cuda_check_impl(cudaError_t status, const char* call, const char* file, int line) {
+    if (status != cudaSuccess) {
+        std::fprintf(stderr, "CUDA error: %s\n  in %s\n  at %s:%d\n", cudaGetErrorString(status), call, file,
+                     line);
+        std::exit(EXIT_FAILURE);
+    }
+}
+#define CUDA_CHECK(call) cuda_check_impl((call), #call, __FILE__, __LINE__)
+// After a kernel launch: catches bad launch configurations immediately (not at the next sync).
+#define CUDA_CHECK_LAUNCH() cuda_check_impl(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+
+// A launcher's shape assumption; fails loudly instead of computing garbage.
+#define REQUIRE(condition, ...)                                                             \
+    do {                                                                                    \
+        if (!(condition)) {                                                                 \
+            std::fprintf(stderr, "%s:%d: requirement failed: %s\n  ", __FILE__, __LINE__,  \
+                         #condition);                                                       \
+            std::fprintf(stderr, __VA_ARGS__);                                              \
+            std::fprintf(stderr, "\n");                                                     \
+            std::exit(EXIT_FAILURE);                                                        \
+        }                                                                                   \
+    } while (0)
+
+__host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
+__host__ __device__ constexpr long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
+
+// ---------------------------------------------------------------------------------------------
+// Precision traits. Kernels are templates over the 16-bit storage type `T`, one of
+// __nv_bfloat16 and __half; arithmetic is always done in fp32.
+
+template <typename T> __host__ __device__ inline float to_float(T x);
+template <> __host__ __device__ inline float to_float<float>(float x) { return x; }
+template <> __host__ __device__ inline float to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <> __host__ __device__ inline float to_float<__half>(__half x) { return __half2float(x); }
+
+template <typename T> __host__ __device__ inline T from_float(float x);
+template <> __host__ __device__ inline float from_float<float>(float x) { return x; }
+template <> __host__ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
+template <> __host__ __device__ inline __half from_float<__half>(float x) { return __float2half(x); }
+
+// Name of a storage type, for messages and benchmark tables.
+template <typename T> constexpr const char* precision_name();
+template <> constexpr const char* precision_name<float>() { return "fp32"; }
+template <> constexpr const char* precision_name<__nv_bfloat16>() { return "bf16"; }
+template <> constexpr const char* precision_name<__half>() { return "fp16"; }
+
+// ---------------------------------------------------------------------------------------------
+// 16-byte vectors: one 128-bit load or store per thread is what saturates HBM.
+
+template <typename T> struct alignas(16) Vec16 {
+    static constexpr int size = 16 / sizeof(T);
+    T elements[size];
+    __device__ float get(int i) const { return to_float(elements[i]); }
+    __device__ void set(int i, float value) { elements[i] = from_float<T>(value); }
+};
+
+template <typename T> __device__ inline Vec16<T> load16(const T* address) {
+    return *reinterpret_cast<const Vec16<T>*>(address);
+}
+// Streaming load for data read exactly once (keeps it from evicting reused data in L2).
+template <typename T> __device__ inline Vec16<T> load16_streaming(const T* address) {
+    Vec16<T> v;
+    *reinterpret_cast<int4*>(&v) = __ldcs(reinterpret_cast<const int4*>(address));
+    return v;
+}
+template <typename T> __device__ inline void store16(T* address, const Vec16<T>& v) {
+    *reinterpret_cast<Vec16<T>*>(address) = v;
+}
+
+__host__ __device__ inline bool is_aligned16(const void* p) {
+    return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Warp and block reductions (fp32).
+
+__device__ inline float warp_sum(float x) {
+    for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
+    return x;
+}
+__device__ inline float warp_max(float x) {
+    for (int offset = 16; offset > 0; offset >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+    return x;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counter-based random numbers (Philox-4x32-10, Salmon et al., SC'11).
+//
+// A dropout mask is a pure function of (seed, offset, element index): backward regenerates
+// exactly the mask forward used, nothing mask-sized is stored, and the result does not depend
+// on the launch configuration. The trainer gives every dropout site of every micro-step its own
+// offset (see DropoutParams).
+
+struct PhiloxState {
+    uint32_t counter[4];
+    uint32_t key[2];
+};
+
+__host__ __device__ inline uint4 philox4x32_10(uint4 counter, uint2 key) {
+    constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+    constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+    for (int round = 0; round < 10; ++round) {
+        const uint64_t product0 = static_cast<uint64_t>(kMul0) * counter.x;
+        const uint64_t product1 = static_cast<uint64_t>(kMul1) * counter.z;
+        const uint32_t hi0 = static_cast<uint32_t>(product0 >> 32), lo0 = static_cast<uint32_t>(product0);
+        const uint32_t hi1 = static_cast<uint32_t>(product1 >> 32), lo1 = static_cast<uint32_t>(product1);
+        counter = make_uint4(hi1 ^ counter.y ^ key.x, lo1, hi0 ^ counter.w ^ key.y, lo0);
+        key.x += kWeyl0;
+        key.y += kWeyl1;
+    }
+    return counter;
+}
+
+// Uniform float in [0, 1) from the top 24 bits of a random word.
+__host__ __device__ inline float uniform_from_bits(uint32_t bits) {
+    return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);
+}
+
+// Dropout for one call site: element i is kept when uniform(seed, offset, i) >= p and then
+// scaled by 1/(1-p). p == 0 disables dropout (and the random number generation).
+struct DropoutParams {
+    float p = 0.0f;
+    uint64_t seed = 0;
+    uint64_t offset = 0;
+
+    __host__ __device__ bool enabled() const { return p > 0.0f; }
+    __host__ __device__ float scale() const { return 1.0f / (1.0f - p); }
+
+    // Four consecutive elements share one Philox call: elements 4k..4k+3 use its four words.
+    __host__ __device__ uint4 random_words(uint64_t group_of_four) const {
+        const uint4 counter = make_uint4(static_cast<uint32_t>(group_of_four),
+                                         static_cast<uint32_t>(group_of_four >> 32),
+                                         static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32));
+        return philox4x32_10(counter, make_uint2(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)));
+    }
+    __host__ __device__ bool keep(uint64_t element) const {
+        const uint4 words = random_words(element >> 2);
+        const uint32_t lane = static_cast<uint32_t>(element & 3);
+        const uint32_t word = lane == 0 ? words.x : lane == 1 ? words.y : lane == 2 ? words.z : words.w;
+        return uniform_from_bits(word) >= p;
+    }
+};
