@@ -1,0 +1,173 @@
+// Shared scaffolding of the dev/cuda workbench programs: random inputs, poisoned outputs,
+// relative-error checks against a CPU reference, event timing, and the PyTorch baselines.
+//
+// Each dev/cuda/<op>.cu is one standalone program: CPU reference, numbered kernel variants,
+// validation of every variant on fresh random inputs, then a benchmark table. It exits nonzero
+// when any validation fails, so `make test-gpu` can run them all.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/common.cuh"
+
+namespace workbench {
+
+// ---------------------------------------------------------------------------------------------
+// Host/device buffers
+
+template <typename T> T* device_alloc(size_t count) {
+    T* ptr = nullptr;
+    CUDA_CHECK(cudaMalloc(&ptr, count * sizeof(T)));
+    return ptr;
+}
+
+// Fresh random values every call: a fast kernel must compute the same function on any input.
+inline std::vector<float> random_vector(size_t count, std::mt19937_64& rng, float scale = 1.0f) {
+    std::normal_distribution<float> normal(0.0f, scale);
+    std::vector<float> values(count);
+    for (float& v : values) v = normal(rng);
+    return values;
+}
+
+// Uploads fp32 values as T; returns the values as T saw them (rounded), so that CPU references
+// compute on exactly the inputs the GPU gets.
+template <typename T> std::vector<float> upload_rounded(T* device, const std::vector<float>& values) {
+    std::vector<T> converted(values.size());
+    std::vector<float> rounded(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+        converted[i] = from_float<T>(values[i]);
+        rounded[i] = to_float(converted[i]);
+    }
+    CUDA_CHECK(cudaMemcpy(device, converted.data(), values.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return rounded;
+}
+
+template <typename T> std::vector<float> download(const T* device, size_t count) {
+    std::vector<T> raw(count);
+    CUDA_CHECK(cudaMemcpy(raw.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost));
+    std::vector<float> values(count);
+    for (size_t i = 0; i < count; ++i) values[i] = to_float(raw[i]);
+    return values;
+}
+
+// Fills a buffer with NaN bit patterns (0xFF bytes) so that any element a kernel forgets to
+// write fails validation.
+template <typename T> void poison(T* device, size_t count) {
+    CUDA_CHECK(cudaMemset(device, 0xFF, count * sizeof(T)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation: ||out - ref|| / ||ref|| over the whole tensor, plus a NaN/unwritten check.
+
+struct CheckResult {
+    double relative_error = 0.0;
+    bool all_finite = true;
+};
+
+inline CheckResult compare(const std::vector<float>& out, const std::vector<double>& ref) {
+    CheckResult result;
+    double diff2 = 0.0, ref2 = 0.0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        if (!std::isfinite(out[i])) result.all_finite = false;
+        const double d = static_cast<double>(out[i]) - ref[i];
+        diff2 += d * d;
+        ref2 += ref[i] * ref[i];
+    }
+    result.relative_error = std::sqrt(diff2 / std::max(ref2, 1e-300));
+    return result;
+}
+
+// Prints one validation line and returns whether it passed.
+inline bool report_check(const char* what, const CheckResult& result, double tolerance) {
+    const bool pass = result.all_finite && result.relative_error <= tolerance;
+    std::printf("  %-28s rel.err %.3e (tolerance %.1e)%s  %s\n", what, result.relative_error, tolerance,
+                result.all_finite ? "" : "  NON-FINITE/UNWRITTEN", pass ? "ok" : "FAIL");
+    return pass;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timing: CUDA events, warm-up first, median of repeats.
+
+template <typename Launch> float median_ms(Launch&& launch, int repeats = 20, int warmup = 3) {
+    for (int i = 0; i < warmup; ++i) launch();
+    cudaEvent_t start, stop;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    std::vector<float> times;
+    for (int i = 0; i < repeats; ++i) {
+        CUDA_CHECK(cudaEventRecord(start));
+        launch();
+        CUDA_CHECK(cudaEventRecord(stop));
+        CUDA_CHECK(cudaEventSynchronize(stop));
+        float ms = 0.0f;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+        times.push_back(ms);
+    }
+    CUDA_CHECK(cudaEventDestroy(start));
+    CUDA_CHECK(cudaEventDestroy(stop));
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+}
+
+// ---------------------------------------------------------------------------------------------
+// PyTorch baselines: dev/cuda/<op>.py prints lines "name milliseconds"; the C++ program runs
+// it on the same GPU in the same run and prints its figures beside its own. Returns an empty
+// list (and says why) when no Python with PyTorch is available.
+
+struct BaselineTiming {
+    std::string name;
+    double ms;
+};
+
+inline std::vector<BaselineTiming> run_torch_baseline(const std::string& script_and_args) {
+    const char* python = std::getenv("PYTHON");
+    const std::string command = std::string(python && *python ? python : "python3") + " " + script_and_args;
+    std::vector<BaselineTiming> timings;
+    FILE* pipe = popen(command.c_str(), "r");
+    if (!pipe) {
+        std::printf("  (PyTorch baseline not run: cannot start `%s`)\n", command.c_str());
+        return timings;
+    }
+    char line[512];
+    while (std::fgets(line, sizeof line, pipe)) {
+        char name[256];
+        double ms = 0.0;
+        if (std::sscanf(line, "%255s %lf", name, &ms) == 2) timings.push_back({name, ms});
+    }
+    if (pclose(pipe) != 0) std::printf("  (PyTorch baseline `%s` failed; its figures are missing)\n", command.c_str());
+    return timings;
+}
+
+// Device facts for achieved-vs-ceiling columns.
+struct DeviceInfo {
+    std::string name;
+    int sm_count = 0;
+};
+inline DeviceInfo device_info() {
+    cudaDeviceProp prop{};
+    int device = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    return {prop.name, prop.multiProcessorCount};
+}
+
+// The GPU's measured memory ceiling: a large device-to-device copy, counting bytes read plus
+// bytes written (what a memory-bound kernel's GB/s figure is compared with).
+inline double measured_copy_bandwidth_gbs() {
+    const size_t bytes = size_t(1) << 30;
+    char* a = device_alloc<char>(bytes);
+    char* b = device_alloc<char>(bytes);
+    CUDA_CHECK(cudaMemset(a, 1, bytes));
+    const float ms = median_ms([&] { CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 10, 2);
+    CUDA_CHECK(cudaFree(a));
+    CUDA_CHECK(cudaFree(b));
+    return 2.0 * bytes / (ms * 1e-3) / 1e9;
+}
+
+}  // namespace workbench
