@@ -56,6 +56,24 @@ template <typename T> std::vector<float> download(const T* device, size_t count)
     return values;
 }
 
+// Uniform values in [-scale, scale) generated on the GPU from Philox(seed, element): benchmark-sized
+// inputs (billions of elements) take seconds to generate on the CPU. Download what a CPU
+// reference needs. Pick a fresh seed per run (e.g. from std::random_device).
+template <typename T> __global__ void fill_uniform_kernel(T* out, size_t count, uint64_t seed, float scale) {
+    const size_t group = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;  // 4 elements each
+    if (group * 4 >= count) return;
+    const uint4 bits = philox4x32_10(make_uint4(static_cast<uint32_t>(group), static_cast<uint32_t>(group >> 32), 0u, 0u),
+                                     make_uint2(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)));
+    const uint32_t words[4] = {bits.x, bits.y, bits.z, bits.w};
+    for (int j = 0; j < 4 && group * 4 + j < count; ++j)
+        out[group * 4 + j] = from_float<T>((2.0f * uniform_from_bits(words[j]) - 1.0f) * scale);
+}
+template <typename T> void fill_uniform(T* device, size_t count, uint64_t seed, float scale = 1.0f) {
+    const size_t groups = (count + 3) / 4;
+    fill_uniform_kernel<<<static_cast<unsigned>((groups + 255) / 256), 256>>>(device, count, seed, scale);
+    CUDA_CHECK_LAUNCH();
+}
+
 // Fills a buffer with NaN bit patterns (0xFF bytes) so that any element a kernel forgets to
 // write fails validation.
 template <typename T> void poison(T* device, size_t count) {
