@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The PyTorch reference (dev/reference) on the CPU, on a tiny model: its self-test (Philox known
+# answer, gradient checks), sane outputs in several modes, determinism through its own
+# checkpoint, bad-input errors, a bundle written by Python read back (and re-written
+# byte-identically) by host/tensor_bundle.cpp, and its dropout masks equal, bit for bit, to
+# kernels/common.cuh's DropoutParams::keep (when nvcc is present). Exit 0 = pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=""
+for p in ${PYTHON:-} python3 /usr/bin/python3; do
+    if "$p" -c 'import torch, numpy' >/dev/null 2>&1; then python=$p; break; fi
+done
+if [ -z "$python" ]; then
+    echo "FAIL: no Python with PyTorch and numpy found (tried \$PYTHON, python3, /usr/bin/python3);" \
+         "install python3-torch (CI does) or set PYTHON" >&2
+    exit 1
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+reference() { "$python" dev/reference/gpt2_reference.py "$@"; }
+step() { printf '== %s\n' "$*"; }
+
+step "self-test"
+reference --self-test
+
+step "tiny pre-norm model, dropout 0.1, 1/(layer+1) attention scaling (float64, CPU)"
+reference --out "$work/pre" --device cpu --dropout 0.1 --scale-attn-by-inverse-layer-idx
+reference --check "$work/pre"
+"$python" - "$work/pre/ref.bin" <<'EOF'
+import math, sys
+sys.path.insert(0, "dev/reference")
+from gpt2_reference import read_bundle
+bundle = read_bundle(sys.argv[1])
+losses = bundle["losses"]
+# Init std 0.02 makes the first logits nearly uniform: loss ~ ln(50257) + Var(logit)/2 ~ 10.84.
+assert abs(losses[0] - math.log(50257)) < 0.1, f"first loss {losses[0]} is not near ln(50257)"
+# Ten AdamW steps at lr 1e-3 on one batch memorize it: the loss must fall clearly.
+assert losses[-1] < losses[0] - 0.5, f"losses {list(losses)} did not fall"
+print(f"losses {losses[0]:.4f} -> {losses[-1]:.4f}: ok")
+EOF
+
+step "same run from its own model.bin: byte-identical reference state"
+reference --out "$work/again" --device cpu --dropout 0.1 --init-from "$work/pre/model.bin" >/dev/null
+cmp "$work/pre/ref.bin" "$work/again/ref.bin"
+cmp "$work/pre/model.bin" "$work/again/model.bin"
+echo "identical: ok"
+
+step "post-norm, interleaved rotary on half of each head, float32, 3 steps"
+reference --out "$work/post" --device cpu --post-norm --rotary-fraction 0.5 --rotary-interleaved \
+    --dtype float32 --steps 3 --seed 7
+reference --check "$work/post"
+
+step "tokens from a shard"
+"$python" - "$work/tokens.bin" <<'EOF'
+import sys
+import numpy as np
+header = np.zeros(256, dtype="<i4")
+header[:3] = [20240520, 1, 200]
+tokens = (np.arange(200) * 997 % 50257).astype("<u2")
+with open(sys.argv[1], "wb") as f:
+    f.write(header.tobytes() + tokens.tobytes())
+EOF
+reference --out "$work/shard" --device cpu --tokens-from "$work/tokens.bin" --batch 2 --seq-len 16 --steps 1 >/dev/null
+"$python" - "$work/shard/ref.bin" <<'EOF'
+import sys
+import numpy as np
+sys.path.insert(0, "dev/reference")
+from gpt2_reference import read_bundle
+expected = (np.arange(34) * 997 % 50257).reshape(2, 17)
+assert np.array_equal(read_bundle(sys.argv[1])["tokens"], expected), "tokens are not the shard's first windows"
+print("tokens = the shard's first B windows of T+1: ok")
+EOF
+
+step "bad inputs are rejected with a message naming the input"
+expect_error() {  # expected-text command...
+    local expected=$1; shift
+    if "$@" >"$work/error.log" 2>&1; then echo "FAIL: '$*' should fail" >&2; exit 1; fi
+    if ! grep -qF -- "$expected" "$work/error.log"; then
+        echo "FAIL: '$*' should say '$expected', said:" >&2; cat "$work/error.log" >&2; exit 1
+    fi
+}
+head -c 5000 /dev/urandom >"$work/garbage.bin"
+expect_error "$work/garbage.bin: magic" reference --out "$work/x" --init-from "$work/garbage.bin"
+head -c 2000 "$work/pre/model.bin" >"$work/short.bin"
+expect_error "$work/short.bin: 2000 bytes, but its header describes" \
+    reference --out "$work/x" --init-from "$work/short.bin"
+expect_error "--n-layer disagree" reference --out "$work/x" --init-from "$work/pre/model.bin" --n-layer 3
+expect_error "--n-embd 64 must be a positive multiple of --n-head 5" reference --out "$work/x" --n-head 5
+expect_error "--rotary-fraction 0.3" reference --out "$work/x" --rotary-fraction 0.3
+expect_error "has 200 tokens, the batch needs" reference --out "$work/x" --tokens-from "$work/tokens.bin" --batch 8
+echo "errors: ok"
+
+step "C++ reads the Python bundles (host/tensor_bundle.cpp) and re-writes them byte for byte"
+g++ -std=c++17 -O1 -Wall -Wextra -Werror -I. host/tensor_bundle.cpp tests/test_tensor_bundle.cpp \
+    -o "$work/test_tensor_bundle" -lgtest -lgtest_main -lpthread
+for run in pre post; do
+    TENSOR_BUNDLE_REFERENCE="$work/$run/ref.bin" TENSOR_BUNDLE_REFERENCE_COPY="$work/$run/copy.bin" \
+        "$work/test_tensor_bundle" --gtest_filter='TensorBundle.ReadsAReferenceStateWrittenByPython' --gtest_brief=1
+    [ -f "$work/$run/copy.bin" ] || { echo "FAIL: the C++ test did not run (skipped?)" >&2; exit 1; }
+    cmp "$work/$run/ref.bin" "$work/$run/copy.bin"
+done
+echo "C++ round trip: ok"
+
+step "dropout masks: dev/reference/philox.py vs kernels/common.cuh DropoutParams::keep"
+nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+if [ ! -x "$nvcc" ]; then
+    echo "SKIPPED: no nvcc to compile kernels/common.cuh's host path (the Philox known answer was checked above)"
+else
+    # DropoutParams::keep is __host__ __device__: a host-only program runs it on the CPU.
+    cat >"$work/keep_bits.cu" <<'EOF'
+#include <cstdlib>
+#include "kernels/common.cuh"
+// keep_bits P SEED OFFSET FIRST COUNT: '1'/'0' for elements FIRST..FIRST+COUNT-1.
+int main(int argc, char** argv) {
+    if (argc != 6) return 2;
+    DropoutParams params;
+    params.p = std::strtof(argv[1], nullptr);
+    params.seed = std::strtoull(argv[2], nullptr, 10);
+    params.offset = std::strtoull(argv[3], nullptr, 10);
+    const unsigned long long first = std::strtoull(argv[4], nullptr, 10);
+    const unsigned long long count = std::strtoull(argv[5], nullptr, 10);
+    for (unsigned long long i = 0; i < count; ++i) std::putchar(params.keep(first + i) ? '1' : '0');
+    std::putchar('\n');
+    return 0;
+}
+EOF
+    "$nvcc" -std=c++17 -I. "$work/keep_bits.cu" -o "$work/keep_bits"
+    # Small and 64-bit seeds, offsets and element indices (so every counter and key word is used),
+    # p of 0.1 (the presets') and p values that are not exact in float32.
+    while read -r p seed offset first count; do
+        if [ "$("$work/keep_bits" "$p" "$seed" "$offset" "$first" "$count")" != \
+             "$("$python" dev/reference/philox.py keep-bits "$p" "$seed" "$offset" "$first" "$count")" ]; then
+            echo "FAIL: masks differ for p=$p seed=$seed offset=$offset elements $first+$count" >&2; exit 1
+        fi
+    done <<'EOF'
+0.1 1111 0 0 4099
+0.1 1111 37 1000000 2048
+0.3 18446744073709551615 4294967296 4294967290 4096
+0.5 4294967297 18446744073709551614 17179869180 1024
+0.7 0 1 123456789012 1000
+EOF
+    echo "masks identical: ok"
+fi
+
+echo "reference_cpu: PASS"
