@@ -653,7 +653,7 @@ class DistributedContext {
 #ifdef USE_NCCL
         wait_for_nccl(ncclAllReduce(send, recv, count, nccl_type<T>(), nccl_op(op), comm, comm_stream), what,
                       __FILE__, __LINE__);
-        watch(comm_stream, what);
+        if (group_depth_ == 0) watch(comm_stream, what);
 #endif
     }
     template <typename T> void all_reduce(T* data, size_t count, ReduceOp op, const char* what) {
@@ -673,7 +673,7 @@ class DistributedContext {
 #ifdef USE_NCCL
         wait_for_nccl(ncclReduceScatter(send, recv, recv_count, nccl_type<T>(), nccl_op(op), comm, comm_stream),
                       what, __FILE__, __LINE__);
-        watch(comm_stream, what);
+        if (group_depth_ == 0) watch(comm_stream, what);
 #endif
     }
 
@@ -689,20 +689,29 @@ class DistributedContext {
 #ifdef USE_NCCL
         wait_for_nccl(ncclAllGather(send, recv, send_count, nccl_type<T>(), comm, comm_stream), what, __FILE__,
                       __LINE__);
-        watch(comm_stream, what);
+        if (group_depth_ == 0) watch(comm_stream, what);
 #endif
     }
 
     // Several collectives between group_begin() and group_end() are launched together (one
-    // kernel where NCCL can fuse them): e.g. the reduce-scatters of several buckets.
+    // kernel where NCCL can fuse them): e.g. the reduce-scatters of several buckets. NCCL
+    // enqueues them only at group_end(), so that is where the watchdog starts timing them.
     void group_begin() {
 #ifdef USE_NCCL
         if (comm) wait_for_nccl(ncclGroupStart(), "ncclGroupStart", __FILE__, __LINE__);
 #endif
+        ++group_depth_;
     }
-    void group_end() {
+    void group_end(const char* what = "grouped collectives") {
+        REQUIRE(group_depth_ > 0, "group_end() without group_begin()");
+        --group_depth_;
 #ifdef USE_NCCL
-        if (comm) wait_for_nccl(ncclGroupEnd(), "ncclGroupEnd", __FILE__, __LINE__);
+        if (comm) {
+            wait_for_nccl(ncclGroupEnd(), what, __FILE__, __LINE__);
+            if (group_depth_ == 0) watch(comm_stream, what);
+        }
+#else
+        (void)what;
 #endif
     }
 
@@ -756,6 +765,7 @@ class DistributedContext {
     float* host_scalar_ = nullptr;        // pinned (1)
     float* device_scalar_ = nullptr;      // (1)
     bool initialized_mpi_ = false;
+    int group_depth_ = 0;  // > 0 between group_begin() and group_end()
 
     std::thread watchdog_;
     std::mutex mutex_;  // guards pending_, free_events_, stopping_
@@ -919,6 +929,7 @@ class DistributedContext {
         std::unique_lock<std::mutex> lock(mutex_);
         while (!stopping_) {
             wake_watchdog_.wait_for(lock, poll_interval);
+            if (aborting_) return;  // the main thread is aborting the communicator: hands off it
             while (!pending_.empty()) {
                 const cudaError_t status = cudaEventQuery(pending_.front().event);
                 if (status == cudaErrorNotReady) break;
