@@ -26,8 +26,8 @@
 // run (or every rank, from rank 0's record) uses exactly the same paths. kAlwaysFused needs no
 // timing at all (and so no synchronization, e.g. inside CUDA-graph capture).
 //
-// Descriptors, layouts and the heuristic's algorithm (always its first answer, which is a pure
-// function of shape, types, alignment and the cuBLASLt version, so it is deterministic) are built
+// Descriptors, layouts and the heuristic's algorithm (always its first answer: a pure function of
+// the GPU, shape, types, alignment and cuBLASLt version, so runs on the same setup agree) are built
 // once per key and cached. One context serves one stream at a time: the workspace, scratch and
 // the descriptors' pointer attributes are shared by all calls.
 #pragma once
