@@ -24,6 +24,7 @@
 #include <atomic>
 #include <map>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "dev/cuda/workbench.cuh"
@@ -246,8 +247,42 @@ const char* mode_name(MatmulTuning t) {
     return t == MatmulTuning::kAlwaysFused ? "fused" : t == MatmulTuning::kAlwaysUnfused ? "unfused" : "autotuned";
 }
 
+// The first 8 fields of each record line (the choice, without how it was made and the timings).
+std::vector<std::string> recorded_choices(const std::string& record) {
+    std::vector<std::string> choices;
+    std::istringstream lines(record);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream fields(line);
+        std::string field, choice;
+        for (int i = 0; i < 8 && fields >> field; ++i) choice += field + ' ';
+        choices.push_back(choice);
+    }
+    return choices;
+}
+
+// A context that loads another's tuning record makes the same choices without timing anything.
+template <typename T>
+bool validate_tuning_replay(const MatmulContext& tuned, const std::vector<ModelShape>& models) {
+    MatmulContext replay(MatmulTuning::kAutotune);
+    replay.load_tuning_record(tuned.tuning_record());
+    for (const ModelShape& model : models)
+        for (const LayerShape& layer : model_layers(model.C, model.Vp)) {
+            LayerBuffers<T> b(model.M, layer);
+            forward(replay, b);
+            backward(replay, b);
+        }
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const std::string record = replay.tuning_record();
+    const bool same = recorded_choices(record) == recorded_choices(tuned.tuning_record());
+    const bool all_replayed = record.find(" timed ") == std::string::npos;
+    std::printf("%s tuning record replayed: %s\n", precision_name<T>(),
+                same && all_replayed ? "same choices, nothing re-timed  ok" : "FAIL");
+    if (!(same && all_replayed)) std::printf("tuned:\n%sreplayed:\n%s", tuned.tuning_record().c_str(), record.c_str());
+    return same && all_replayed;
+}
+
 template <typename T> bool validate_small_models(std::mt19937_64& rng) {
-    const ModelShape models[] = {{"small-a", 64, 200, 512}, {"small-b", 96, 333, 384}};
+    const std::vector<ModelShape> models = {{"small-a", 64, 200, 512}, {"small-b", 96, 333, 384}};
     bool ok = true;
     for (MatmulTuning tuning : {MatmulTuning::kAlwaysFused, MatmulTuning::kAlwaysUnfused, MatmulTuning::kAutotune}) {
         MatmulContext ctx(tuning);
@@ -258,6 +293,7 @@ template <typename T> bool validate_small_models(std::mt19937_64& rng) {
                 LayerBuffers<T> buffers(model.M, layer);
                 ok &= validate_layer(ctx, buffers, layer, rng);
             }
+        if (tuning == MatmulTuning::kAutotune) ok &= validate_tuning_replay<T>(ctx, models);
     }
     return ok;
 }
