@@ -1,0 +1,427 @@
+#include "data_prep/src/inputs.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <glob.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace data_prep {
+
+namespace {
+
+constexpr size_t kReadBlockBytes = 1 << 20;
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+    return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Compression suffixes libarchive's filters undo, and the short tar forms.
+constexpr std::string_view kCompressionSuffixes[] = {".gz", ".xz", ".zst", ".bz2", ".lzma"};
+constexpr std::pair<std::string_view, std::string_view> kShortTarSuffixes[] = {
+    {".tgz", ".tar"}, {".txz", ".tar"}, {".tbz2", ".tar"}, {".tzst", ".tar"}};
+
+bool has_compression_suffix(std::string_view name) {
+    for (std::string_view suffix : kCompressionSuffixes) {
+        if (ends_with(name, suffix)) return true;
+    }
+    for (const auto& [short_form, unused] : kShortTarSuffixes) {
+        if (ends_with(name, short_form)) return true;
+    }
+    return false;
+}
+
+// "a.jsonl.zst" -> "a.jsonl", "b.tgz" -> "b.tar": the name of the decompressed stream.
+std::string strip_compression_suffixes(std::string name) {
+    for (bool stripped = true; stripped;) {
+        stripped = false;
+        for (std::string_view suffix : kCompressionSuffixes) {
+            if (ends_with(name, suffix)) {
+                name.resize(name.size() - suffix.size());
+                stripped = true;
+            }
+        }
+        for (const auto& [short_form, long_form] : kShortTarSuffixes) {
+            if (ends_with(name, short_form)) {
+                name.resize(name.size() - short_form.size());
+                name += long_form;
+                stripped = true;
+            }
+        }
+    }
+    return name;
+}
+
+// A tar member that is itself an archive or a compressed stream: read it as a nested archive.
+bool is_container(std::string_view name) { return has_compression_suffix(name) || ends_with(name, ".tar"); }
+
+struct ArchiveFree {
+    void operator()(archive* a) const { archive_read_free(a); }
+};
+using ArchivePtr = std::unique_ptr<archive, ArchiveFree>;
+
+// Tar and raw (any single stream) behind every compression filter. Only these two formats, on
+// purpose: with all formats enabled, libarchive would take some text files for exotic formats
+// (a text file that starts with "#mtree" is an mtree archive).
+ArchivePtr new_reader() {
+    ArchivePtr a(archive_read_new());
+    if (!a) throw std::bad_alloc();
+    archive_read_support_filter_all(a.get());
+    archive_read_support_format_tar(a.get());
+    archive_read_support_format_raw(a.get());
+    return a;
+}
+
+[[noreturn]] void throw_archive_error(archive* a, const std::string& location, const char* what) {
+    const char* reason = archive_error_string(a);
+    throw std::runtime_error(location + ": " + what + ": " + (reason ? reason : "unknown libarchive error") +
+                             " (the file is truncated or corrupt: download or create it again)");
+}
+
+// A nested archive reads its compressed bytes from the member of the enclosing archive.
+struct NestedSource {
+    archive* outer;
+    std::vector<char> buffer;
+};
+
+la_ssize_t read_from_outer(archive* inner, void* client, const void** block) {
+    auto* source = static_cast<NestedSource*>(client);
+    const la_ssize_t n = archive_read_data(source->outer, source->buffer.data(), source->buffer.size());
+    if (n < 0) {
+        const char* reason = archive_error_string(source->outer);
+        archive_set_error(inner, EIO, "%s", reason ? reason : "read error in the enclosing archive");
+        return ARCHIVE_FATAL;
+    }
+    *block = source->buffer.data();
+    return n;
+}
+
+// Unicode White_Space as Python's str.isspace() sees it (what str.strip() removes).
+bool is_python_space(uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f ||
+           cp == 0x3000;
+}
+
+// Length of the valid UTF-8 sequence at text[pos] and its code point; 0 if invalid.
+size_t utf8_sequence(std::string_view text, size_t pos, uint32_t& cp) {
+    const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+    const unsigned char lead = byte(pos);
+    size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xe ? 3 : (lead >> 3) == 0x1e ? 4 : 0;
+    if (length == 0 || pos + length > text.size()) return 0;
+    cp = length == 1 ? lead : lead & (0x7f >> length);
+    for (size_t i = 1; i < length; i++) {
+        if ((byte(pos + i) & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (byte(pos + i) & 0x3f);
+    }
+    return length;
+}
+
+// re.sub("\n\n\n+", "\n\n", text).strip(), as the HuggingFace OpenWebText loader does.
+std::string collapse_newlines_and_strip(std::string_view text) {
+    std::string collapsed;
+    collapsed.reserve(text.size());
+    size_t newline_run = 0;
+    for (char c : text) {
+        newline_run = c == '\n' ? newline_run + 1 : 0;
+        if (newline_run <= 2) collapsed += c;
+    }
+    size_t begin = 0;
+    uint32_t cp = 0;
+    for (size_t length; begin < collapsed.size() && (length = utf8_sequence(collapsed, begin, cp)) && is_python_space(cp);) {
+        begin += length;
+    }
+    size_t end = collapsed.size();
+    while (end > begin) {
+        size_t start = end - 1;  // back up to the lead byte of the last character
+        while (start > begin && (static_cast<unsigned char>(collapsed[start]) & 0xc0) == 0x80 && end - start < 4) start--;
+        if (utf8_sequence(collapsed, start, cp) != end - start || !is_python_space(cp)) break;
+        end = start;
+    }
+    return collapsed.substr(begin, end - begin);
+}
+
+std::string join_location(const std::string& location, int64_t line) {
+    return line > 0 ? location + ":" + std::to_string(line) : location;
+}
+
+// Walks one input file: its archive members, nested archives, and the documents in each.
+class FileWalker {
+  public:
+    FileWalker(const ReaderOptions& options, const std::function<bool(RawDocument&&)>& emit,
+               std::atomic<int64_t>& bytes_consumed, int64_t bytes_before)
+        : options_(options), emit_(emit), bytes_consumed_(bytes_consumed), bytes_before_(bytes_before) {}
+
+    bool walk(const std::string& path) {
+        ArchivePtr top = new_reader();
+        top_ = top.get();
+        if (archive_read_open_filename(top.get(), path.c_str(), kReadBlockBytes) != ARCHIVE_OK) {
+            throw_archive_error(top.get(), path, "cannot open input");
+        }
+        return read_members(top.get(), path, fs::path(path).filename().string());
+    }
+
+  private:
+    // All members of an open archive; a raw stream has exactly one, named after the stream.
+    bool read_members(archive* a, const std::string& location, const std::string& stream_name) {
+        for (;;) {
+            archive_entry* entry = nullptr;
+            const int status = archive_read_next_header(a, &entry);
+            if (status == ARCHIVE_EOF) return true;
+            if (status < ARCHIVE_WARN) throw_archive_error(a, location, "cannot read archive member");
+            const bool raw = archive_format(a) == ARCHIVE_FORMAT_RAW;
+            if (raw) {
+                if (!read_document_stream(a, location, strip_compression_suffixes(stream_name))) return false;
+                continue;
+            }
+            if (archive_entry_filetype(entry) != AE_IFREG) continue;  // directories, links
+            const std::string member = archive_entry_pathname(entry);
+            const std::string member_location = location + ":" + member;
+            const bool keep_going = is_container(member) ? read_nested(a, member_location, member)
+                                                         : read_document_stream(a, member_location, member);
+            if (!keep_going) return false;
+        }
+    }
+
+    bool read_nested(archive* outer, const std::string& location, const std::string& name) {
+        NestedSource source{outer, std::vector<char>(kReadBlockBytes)};
+        ArchivePtr inner = new_reader();
+        if (archive_read_open(inner.get(), &source, nullptr, read_from_outer, nullptr) != ARCHIVE_OK) {
+            throw_archive_error(inner.get(), location, "cannot open nested archive");
+        }
+        return read_members(inner.get(), location, name);
+    }
+
+    // Calls consume(chunk) for every decompressed block of the current member; returns false
+    // as soon as consume does (the rest of the member is left unread).
+    template <typename Consume>
+    bool read_chunks(archive* a, const std::string& location, Consume&& consume) {
+        std::vector<char> buffer(kReadBlockBytes);
+        for (;;) {
+            const la_ssize_t n = archive_read_data(a, buffer.data(), buffer.size());
+            if (n < 0) throw_archive_error(a, location, "cannot read");
+            bytes_consumed_.store(bytes_before_ + archive_filter_bytes(top_, -1), std::memory_order_relaxed);
+            if (n == 0) return true;
+            if (!consume(std::string_view(buffer.data(), static_cast<size_t>(n)))) return false;
+        }
+    }
+
+    // Calls on_line(line, number) for every line, without its "\n" or "\r\n"; false from on_line
+    // stops.
+    template <typename OnLine>
+    bool read_lines(archive* a, const std::string& location, OnLine&& on_line) {
+        std::string pending;
+        int64_t number = 0;
+        const bool keep_going = read_chunks(a, location, [&](std::string_view chunk) {
+            for (size_t newline; (newline = chunk.find('\n')) != std::string_view::npos;) {
+                pending.append(chunk.substr(0, newline));
+                chunk.remove_prefix(newline + 1);
+                if (!pending.empty() && pending.back() == '\r') pending.pop_back();
+                if (!on_line(std::move(pending), ++number)) return false;
+                pending.clear();
+            }
+            pending.append(chunk);
+            return true;
+        });
+        if (!keep_going) return false;
+        if (!pending.empty() && pending.back() == '\r') pending.pop_back();
+        return pending.empty() || on_line(std::move(pending), ++number);
+    }
+
+    bool emit(RawDocument::Kind kind, std::string bytes, const std::shared_ptr<const std::string>& location, int64_t line) {
+        RawDocument document;
+        document.kind = kind;
+        document.bytes = std::move(bytes);
+        document.location = location;
+        document.line = line;
+        return emit_(std::move(document));
+    }
+
+    bool read_document_stream(archive* a, const std::string& location_text, const std::string& name) {
+        const auto location = std::make_shared<const std::string>(location_text);
+        if (ends_with(name, ".jsonl")) {
+            return read_lines(a, location_text, [&](std::string line, int64_t number) {
+                if (line.find_first_not_of(" \t") == std::string::npos) return true;  // blank line
+                return emit(RawDocument::Kind::kJsonLine, std::move(line), location, number);
+            });
+        }
+        if (ends_with(name, ".json") || options_.text_split == DocumentSplit::kWholeFile) {
+            std::string whole;
+            read_chunks(a, location_text, [&](std::string_view chunk) {
+                whole.append(chunk);
+                return true;
+            });
+            return emit(ends_with(name, ".json") ? RawDocument::Kind::kJsonArray : RawDocument::Kind::kText,
+                        std::move(whole), location, 0);
+        }
+        if (options_.text_split == DocumentSplit::kLine) {
+            return read_lines(a, location_text, [&](std::string line, int64_t number) {
+                if (line.empty()) return true;
+                return emit(RawDocument::Kind::kText, std::move(line), location, number);
+            });
+        }
+        // Paragraphs: runs of lines separated by empty lines, joined by "\n".
+        std::string paragraph;
+        int64_t first_line = 0;
+        bool keep_going = read_lines(a, location_text, [&](std::string line, int64_t number) {
+            if (line.empty()) {
+                if (paragraph.empty()) return true;
+                const bool more = emit(RawDocument::Kind::kText, std::move(paragraph), location, first_line);
+                paragraph.clear();
+                return more;
+            }
+            if (paragraph.empty()) {
+                first_line = number;
+            } else {
+                paragraph += '\n';
+            }
+            paragraph += line;
+            return true;
+        });
+        if (keep_going && !paragraph.empty()) keep_going = emit(RawDocument::Kind::kText, std::move(paragraph), location, first_line);
+        return keep_going;
+    }
+
+    const ReaderOptions& options_;
+    const std::function<bool(RawDocument&&)>& emit_;
+    std::atomic<int64_t>& bytes_consumed_;
+    int64_t bytes_before_;
+    archive* top_ = nullptr;
+};
+
+int64_t regular_file_size(const std::string& path, const std::string& what) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) {
+        throw std::runtime_error(what + " '" + path + "' not found: " + std::strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) throw std::runtime_error(what + " '" + path + "' is not a regular file");
+    if (st.st_size == 0) {
+        throw std::runtime_error(what + " '" + path + "' is empty: there is nothing to tokenize; remove it from the inputs");
+    }
+    return st.st_size;
+}
+
+bool is_skipped_in_directory(const fs::path& path) {
+    const std::string name = path.filename().string();
+    return name.empty() || name[0] == '.' || ends_with(name, ".part") || ends_with(name, ".tmp");
+}
+
+std::vector<std::string> files_under(const std::string& directory) {
+    std::vector<std::string> files;
+    std::error_code error;
+    for (fs::recursive_directory_iterator it(directory, error), end; !error && it != end; it.increment(error)) {
+        if (is_skipped_in_directory(it->path())) {
+            if (it->is_directory()) it.disable_recursion_pending();
+            continue;
+        }
+        if (it->is_regular_file()) files.push_back(it->path().string());
+    }
+    if (error) throw std::runtime_error("cannot list input directory '" + directory + "': " + error.message());
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+}  // namespace
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
+    std::vector<std::string> files;
+    std::set<std::string> seen;
+    const auto add = [&](const std::string& file) {
+        regular_file_size(file, "input file");
+        if (seen.insert(file).second) files.push_back(file);
+    };
+    for (const std::string& input : inputs) {
+        std::vector<std::string> paths;
+        if (input.find_first_of("*?[") != std::string::npos) {
+            glob_t matches{};
+            const int status = glob(input.c_str(), 0, nullptr, &matches);
+            if (status == 0) paths.assign(matches.gl_pathv, matches.gl_pathv + matches.gl_pathc);
+            globfree(&matches);
+            if (paths.empty()) throw std::runtime_error("input pattern '" + input + "' matches no files");
+        } else {
+            paths.push_back(input);
+        }
+        for (const std::string& path : paths) {
+            std::error_code error;
+            if (fs::is_directory(path, error)) {
+                const std::vector<std::string> found = files_under(path);
+                if (found.empty()) throw std::runtime_error("input directory '" + path + "' holds no files");
+                for (const std::string& file : found) add(file);
+            } else {
+                add(path);
+            }
+        }
+    }
+    return files;
+}
+
+DocumentReader::DocumentReader(std::vector<std::string> files, ReaderOptions options)
+    : files_(std::move(files)), options_(std::move(options)) {
+    for (const std::string& file : files_) total_bytes_ += regular_file_size(file, "input file");
+}
+
+bool DocumentReader::read_all(const std::function<bool(RawDocument&&)>& emit) {
+    int64_t bytes_before = 0;
+    for (const std::string& file : files_) {
+        FileWalker walker(options_, emit, bytes_consumed_, bytes_before);
+        if (!walker.walk(file)) return false;
+        bytes_before += regular_file_size(file, "input file");
+        bytes_consumed_.store(bytes_before, std::memory_order_relaxed);
+    }
+    return true;
+}
+
+std::string_view document_text(const RawDocument& raw, const ReaderOptions& options, std::string& storage) {
+    using nlohmann::json;
+    const auto invalid = [&](const std::string& what) {
+        return InvalidDocument(join_location(*raw.location, raw.line) + ": " + what);
+    };
+    switch (raw.kind) {
+        case RawDocument::Kind::kText:
+            if (!options.collapse_newlines_and_strip) return raw.bytes;
+            storage = collapse_newlines_and_strip(raw.bytes);
+            return storage;
+        case RawDocument::Kind::kJsonLine: {
+            json object;
+            try {
+                object = json::parse(raw.bytes);
+            } catch (const json::exception& e) {
+                throw invalid(std::string("invalid JSON (") + e.what() + ")");
+            }
+            const auto field = object.is_object() ? object.find(options.text_field) : object.end();
+            if (field == object.end() || !field->is_string()) {
+                throw invalid("no string field \"" + options.text_field +
+                              "\" in this JSON line (pass --text-field NAME to read another field)");
+            }
+            storage = field->get<std::string>();
+            return storage;
+        }
+        case RawDocument::Kind::kJsonArray: {
+            json array;
+            try {
+                array = json::parse(raw.bytes);
+            } catch (const json::exception& e) {
+                throw invalid(std::string("invalid JSON (") + e.what() + ")");
+            }
+            if (!array.is_array()) throw invalid("a .json input must be an array of strings (use .jsonl for one object per line)");
+            storage.clear();
+            for (size_t i = 0; i < array.size(); i++) {
+                if (!array[i].is_string()) throw invalid("element " + std::to_string(i) + " of the JSON array is not a string");
+                if (i > 0) storage += '\n';
+                storage += array[i].get_ref<const std::string&>();
+            }
+            return storage;
+        }
+    }
+    throw std::logic_error("unknown raw document kind");
+}
+
+}  // namespace data_prep

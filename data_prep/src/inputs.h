@@ -1,0 +1,82 @@
+// Input readers: from paths, globs and directories to a stream of raw documents, through
+// compression (.gz, .xz, .zst, .bz2) and tar archives (nested too: OpenWebText is a tar.xz of
+// .xz tars of .txt files). libarchive does every format and codec; we only walk its entries.
+//
+// What counts as a document, by the (decompressed) name of each file or archive entry:
+//   *.jsonl  one JSON object per line; the document is its text field ("text" by default)
+//   *.json   a JSON array of strings; joined with "\n" they form one document (nlp-corpus)
+//   other    plain text: the whole entry is one document (bytes as they are), or each line, or
+//            each blank-line separated paragraph (DocumentSplit; lines end with "\n" or "\r\n",
+//            and a paragraph's lines are joined with "\n")
+// The reader only cuts the bytes apart; turning a raw document into text (parsing JSON) is
+// document_text(), run by the tokenizing threads so that JSON parsing scales with them.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace data_prep {
+
+enum class DocumentSplit { kWholeFile, kLine, kBlankLine };
+
+struct ReaderOptions {
+    std::string text_field = "text";  // of each JSON object in .jsonl inputs
+    DocumentSplit text_split = DocumentSplit::kWholeFile;
+    // The cleanup of the HuggingFace OpenWebText loader (runs of 3+ newlines become 2, then
+    // Unicode whitespace is stripped at both ends), which the seed's data went through.
+    bool collapse_newlines_and_strip = false;
+};
+
+struct RawDocument {
+    enum class Kind { kText, kJsonLine, kJsonArray };
+    Kind kind = Kind::kText;
+    std::string bytes;
+    std::shared_ptr<const std::string> location;  // file[:entry[:entry]], for messages
+    int64_t line = 0;                             // 1-based line of a kJsonLine, else 0
+};
+
+// Inputs named on a command line (files, directories searched recursively, glob patterns) as a
+// sorted, de-duplicated list of files per argument, in argument order. Hidden files (".name")
+// and unfinished downloads (*.part) inside directories are skipped. Throws, naming the
+// argument, for a path that does not exist, a glob that matches nothing, or an empty file.
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
+
+class DocumentReader {
+  public:
+    DocumentReader(std::vector<std::string> files, ReaderOptions options);
+
+    // Calls `emit` for every raw document in input order. Returns false if `emit` asked to stop
+    // (returned false), true at the end of the inputs. Throws std::runtime_error naming the
+    // file and entry for unreadable, truncated or corrupt input.
+    bool read_all(const std::function<bool(RawDocument&&)>& emit);
+
+    // Input bytes consumed so far (compressed size), for progress; safe from any thread.
+    int64_t bytes_consumed() const { return bytes_consumed_.load(std::memory_order_relaxed); }
+    int64_t total_bytes() const { return total_bytes_; }
+    const std::vector<std::string>& files() const { return files_; }
+
+  private:
+    std::vector<std::string> files_;
+    ReaderOptions options_;
+    int64_t total_bytes_ = 0;
+    std::atomic<int64_t> bytes_consumed_{0};
+};
+
+// A document that cannot be turned into text (invalid JSON, no text field): callers may skip
+// and count these instead of stopping (prepare's --skip-invalid-json).
+struct InvalidDocument : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// The text of a raw document (see the top of this file). Returns a view of `raw.bytes` or of
+// `storage`. Throws InvalidDocument naming the file and line for invalid JSON, a missing or
+// non-string text field, or a .json file that is not an array of strings.
+std::string_view document_text(const RawDocument& raw, const ReaderOptions& options, std::string& storage);
+
+}  // namespace data_prep

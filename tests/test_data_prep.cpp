@@ -1,0 +1,728 @@
+// data_prep library: input readers, the tokenization pipeline, holdout choice, recipes,
+// downloads (against tests/http_fixture_server.py on 127.0.0.1) and their error paths.
+// Runs from the repository root (tests/run_all.sh does) with the vocabulary of `make setup`.
+#include <archive.h>
+#include <archive_entry.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "data_prep/src/download.h"
+#include "data_prep/src/inputs.h"
+#include "data_prep/src/options.h"
+#include "data_prep/src/pipeline.h"
+#include "data_prep/src/recipes.h"
+#include "data_prep/src/sha256.h"
+#include "host/shard.h"
+#include "host/tokenizer.h"
+
+namespace fs = std::filesystem;
+using namespace data_prep;
+
+namespace {
+
+const std::string kFixtures = "tests/fixtures";
+
+struct DataPrepTempDir {
+    fs::path path;
+    DataPrepTempDir() {
+        std::string pattern = (fs::temp_directory_path() / "test_data_prep_XXXXXX").string();
+        path = mkdtemp(pattern.data());
+    }
+    ~DataPrepTempDir() { fs::remove_all(path); }
+    std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+const Gpt2Tokenizer& tokenizer() {
+    static const Gpt2Tokenizer loaded = Gpt2Tokenizer::load(Gpt2Tokenizer::default_vocab_dir());
+    return loaded;
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_file(const std::string& path, const std::string& content) {
+    std::ofstream(path, std::ios::binary) << content;
+}
+
+// `content` as a single compressed stream ("gzip", "xz" or "zstd"), written with libarchive.
+void write_compressed(const std::string& path, const std::string& filter, const std::string& content) {
+    archive* a = archive_write_new();
+    ASSERT_EQ(archive_write_add_filter_by_name(a, filter.c_str()), ARCHIVE_OK) << archive_error_string(a);
+    ASSERT_EQ(archive_write_set_format_raw(a), ARCHIVE_OK);
+    ASSERT_EQ(archive_write_open_filename(a, path.c_str()), ARCHIVE_OK);
+    archive_entry* entry = archive_entry_new();
+    archive_entry_set_filetype(entry, AE_IFREG);
+    archive_entry_set_size(entry, static_cast<la_int64_t>(content.size()));
+    ASSERT_EQ(archive_write_header(a, entry), ARCHIVE_OK);
+    ASSERT_EQ(archive_write_data(a, content.data(), content.size()), static_cast<la_ssize_t>(content.size()));
+    archive_entry_free(entry);
+    archive_write_close(a);
+    archive_write_free(a);
+}
+
+// Text that does not compress to nothing, so that a truncated stream is really missing data.
+std::string pseudo_random_text(size_t bytes, uint32_t seed) {
+    std::mt19937 rng(seed);
+    const std::string letters = "abcdefghij klmnop\nqrstuvwxyz";
+    std::string text;
+    while (text.size() < bytes) text += letters[rng() % letters.size()];
+    return text;
+}
+
+struct ReadDocument {
+    std::string location;
+    int64_t line;
+    std::string text;
+};
+
+std::vector<ReadDocument> read_documents(const std::vector<std::string>& files, const ReaderOptions& options = {}) {
+    DocumentReader reader(files, options);
+    std::vector<ReadDocument> documents;
+    reader.read_all([&](RawDocument&& raw) {
+        std::string storage;
+        documents.push_back({*raw.location, raw.line, std::string(document_text(raw, options, storage))});
+        return true;
+    });
+    return documents;
+}
+
+// All tokens of a split's shards, in order.
+std::vector<uint32_t> split_tokens(const std::string& directory, const SplitWriter& split) {
+    std::vector<uint32_t> all;
+    for (const data_prep::ShardRecord& record : split.shards()) {
+        const std::vector<uint32_t> tokens = shard::read_tokens(directory + "/" + record.file, Gpt2Tokenizer::kVocabSize);
+        EXPECT_EQ(static_cast<int64_t>(tokens.size()), record.tokens);
+        all.insert(all.end(), tokens.begin(), tokens.end());
+    }
+    return all;
+}
+
+template <typename Action>
+std::string error_of(Action&& action) {
+    try {
+        action();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
+
+data_prep::PrepareOptions text_recipe(const std::string& data_dir, std::vector<std::string> inputs) {
+    data_prep::PrepareOptions options;
+    options.recipe = "text";
+    options.name = "fx";
+    options.data_dir = data_dir;
+    options.inputs = std::move(inputs);
+    options.threads = 2;
+    options.val_fraction = 0.2;
+    return options;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Checksums and options
+
+TEST(DataPrepSha256, MatchesKnownVectors) {
+    const auto digest = [](const std::string& text) {
+        Sha256 hash;
+        hash.update(text.data(), text.size());
+        return hash.hex_digest();
+    };
+    // FIPS 180-4 examples.
+    EXPECT_EQ(digest(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    EXPECT_EQ(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_EQ(digest("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+              "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    EXPECT_EQ(digest(std::string(1000000, 'a')), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    // Updates in pieces of every size give the same digest as one update.
+    const std::string text = pseudo_random_text(1000, 1);
+    for (size_t piece : {1, 3, 63, 64, 65, 200}) {
+        Sha256 hash;
+        for (size_t i = 0; i < text.size(); i += piece) hash.update(text.data() + i, std::min(piece, text.size() - i));
+        EXPECT_EQ(hash.hex_digest(), digest(text)) << "piece " << piece;
+    }
+}
+
+TEST(DataPrepChecksums, ReadsSha256sumFormat) {
+    DataPrepTempDir dir;
+    const std::string a(64, 'a'), b(64, 'B');
+    write_file(dir.file("sums"), "# comment\n" + a + "  ./train/00.jsonl.zst\n" + b + " *val.jsonl.zst\r\n\n");
+    const auto sums = read_checksum_file(dir.file("sums"));
+    ASSERT_EQ(sums.size(), 2u);
+    EXPECT_EQ(sums.at("train/00.jsonl.zst"), a);
+    EXPECT_EQ(sums.at("val.jsonl.zst"), std::string(64, 'b'));
+    write_file(dir.file("bad"), a + "  ok\nnot-a-digest  x\n");
+    EXPECT_CONTAINS(error_of([&] { read_checksum_file(dir.file("bad")); }), dir.file("bad") + ":2");
+}
+
+TEST(DataPrepOptions, ParsesTheTableAndRejectsBadCommandLines) {
+    int64_t threads = 0;
+    bool force = false;
+    std::string name;
+    const std::vector<Option> table = {
+        {"--threads", "N", "", [&](const std::string& v) { threads = parse_integer(v, 1, 64); }, "g"},
+        {"--force", "", "", [&](const std::string&) { force = true; }, "g"},
+        {"--name", "NAME", "", [&](const std::string& v) { name = v; }, "g"},
+    };
+    std::vector<std::string> args = {"prepare", "text", "--threads", "8", "--force", "--name=x"};
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    const ParsedCommandLine parsed = parse_options(static_cast<int>(argv.size()), argv.data(), table);
+    EXPECT_EQ(parsed.positional, std::vector<std::string>{"text"});
+    EXPECT_EQ(threads, 8);
+    EXPECT_TRUE(force);
+    EXPECT_EQ(name, "x");
+    const auto parse = [&](std::vector<std::string> words) {
+        std::vector<char*> pointers;
+        for (std::string& word : words) pointers.push_back(word.data());
+        return error_of([&] { parse_options(static_cast<int>(pointers.size()), pointers.data(), table); });
+    };
+    EXPECT_CONTAINS(parse({"p", "--bogus"}), "unknown option --bogus");
+    EXPECT_CONTAINS(parse({"p", "--threads"}), "--threads needs a value");
+    EXPECT_CONTAINS(parse({"p", "--threads", "0"}), "--threads 0: expected an integer from 1 to 64");
+    EXPECT_CONTAINS(parse({"p", "--threads", "4x"}), "--threads 4x");
+    EXPECT_CONTAINS(parse({"p", "--force=1"}), "--force takes no value");
+    EXPECT_CONTAINS(options_help(table), "--threads N");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input readers
+
+TEST(DataPrepInputs, ReadsEveryFormatInOrder) {
+    const std::vector<std::string> files = expand_inputs({kFixtures + "/text"});
+    ASSERT_EQ(files.size(), 6u) << "tests/fixtures/text (run the tests from the repository root)";
+    const std::vector<ReadDocument> documents = read_documents(files);
+    std::map<std::string, int> per_location;
+    for (const ReadDocument& document : documents) {
+        EXPECT_FALSE(document.text.empty()) << document.location;
+        EXPECT_NE(document.text[0], '{') << document.location << ": JSON lines yield their text field";
+        per_location[document.location]++;
+    }
+    const std::string dir = kFixtures + "/text/";
+    EXPECT_EQ(per_location[dir + "bundle.tar:a/one.txt"], 1);
+    EXPECT_EQ(per_location[dir + "bundle.tar:a/two.txt"], 1);
+    EXPECT_EQ(per_location[dir + "bundle.tar:inner.tar.gz:three.txt"], 1);
+    EXPECT_EQ(per_location[dir + "bundle.tar:inner.tar.gz:four.jsonl"], 3);  // a nested .tar.gz
+    EXPECT_EQ(per_location[dir + "more.jsonl.zst"], 4);
+    EXPECT_EQ(per_location[dir + "notes.jsonl.gz"], 5);  // its blank line is no document
+    EXPECT_EQ(per_location[dir + "plain.txt"], 1);
+    EXPECT_EQ(per_location[dir + "sentences.json"], 1);
+    EXPECT_EQ(per_location[dir + "story.txt.xz"], 1);
+    EXPECT_EQ(documents.size(), 18u);
+    // Input order: files sorted by name, members in archive order, lines in file order.
+    EXPECT_EQ(documents.front().location, dir + "bundle.tar:a/one.txt");
+    EXPECT_EQ(documents.back().location, dir + "story.txt.xz");
+    std::vector<int64_t> note_lines;
+    for (const ReadDocument& document : documents) {
+        if (document.location == dir + "notes.jsonl.gz") note_lines.push_back(document.line);
+    }
+    EXPECT_EQ(note_lines, (std::vector<int64_t>{1, 2, 3, 5, 6}));
+    // sentences.json is an array of strings joined by newlines, like the tiny corpus.
+    for (const ReadDocument& document : documents) {
+        if (document.location == dir + "sentences.json") {
+            EXPECT_EQ(std::count(document.text.begin(), document.text.end(), '\n'), 4);
+        }
+    }
+}
+
+TEST(DataPrepInputs, SplitsPlainTextByLineOrParagraph) {
+    DataPrepTempDir dir;
+    write_file(dir.file("p.txt"), "one\ntwo\n\n\nthree\r\n\r\nfour\nfive");
+    ReaderOptions options;
+    options.text_split = DocumentSplit::kLine;
+    std::vector<std::string> lines;
+    for (const ReadDocument& d : read_documents({dir.file("p.txt")}, options)) lines.push_back(d.text);
+    EXPECT_EQ(lines, (std::vector<std::string>{"one", "two", "three", "four", "five"}));
+    options.text_split = DocumentSplit::kBlankLine;
+    std::vector<std::string> paragraphs;
+    for (const ReadDocument& d : read_documents({dir.file("p.txt")}, options)) paragraphs.push_back(d.text);
+    EXPECT_EQ(paragraphs, (std::vector<std::string>{"one\ntwo", "three", "four\nfive"}));
+    options.text_split = DocumentSplit::kWholeFile;
+    EXPECT_EQ(read_documents({dir.file("p.txt")}, options).size(), 1u);
+}
+
+TEST(DataPrepInputs, RejectsMissingAndEmptyInputs) {
+    DataPrepTempDir dir;
+    write_file(dir.file("empty.txt"), "");
+    fs::create_directory(dir.file("nothing"));
+    EXPECT_CONTAINS(error_of([&] { expand_inputs({dir.file("absent.txt")}); }), dir.file("absent.txt"));
+    EXPECT_CONTAINS(error_of([&] { expand_inputs({dir.file("absent.txt")}); }), "not found");
+    EXPECT_CONTAINS(error_of([&] { expand_inputs({dir.file("empty.txt")}); }), dir.file("empty.txt") + "' is empty");
+    EXPECT_CONTAINS(error_of([&] { expand_inputs({dir.file("*.jsonl")}); }), "matches no files");
+    EXPECT_CONTAINS(error_of([&] { expand_inputs({dir.file("nothing")}); }), "holds no files");
+    // A file that vanishes between listing and reading is named too.
+    write_file(dir.file("gone.txt"), "x");
+    const std::vector<std::string> files = expand_inputs({dir.file("gone.txt")});
+    fs::remove(dir.file("gone.txt"));
+    EXPECT_CONTAINS(error_of([&] { read_documents(files); }), dir.file("gone.txt"));
+}
+
+TEST(DataPrepInputs, RejectsTruncatedCompressedInput) {
+    DataPrepTempDir dir;
+    const std::string text = pseudo_random_text(1 << 20, 7);
+    for (const auto& [filter, suffix] : std::vector<std::pair<std::string, std::string>>{{"gzip", ".gz"}, {"xz", ".xz"}, {"zstd", ".zst"}}) {
+        SCOPED_TRACE(filter);
+        const std::string whole = dir.file("whole.txt" + suffix);
+        write_compressed(whole, filter, text);
+        const std::vector<ReadDocument> intact = read_documents({whole});
+        ASSERT_EQ(intact.size(), 1u);
+        EXPECT_EQ(intact[0].text, text);
+        for (double keep : {0.5, 0.99}) {
+            const std::string compressed = read_file(whole);
+            const std::string cut = dir.file("cut.txt" + suffix);
+            write_file(cut, compressed.substr(0, static_cast<size_t>(double(compressed.size()) * keep)));
+            const std::string error = error_of([&] { read_documents({cut}); });
+            EXPECT_CONTAINS(error, cut);
+            EXPECT_CONTAINS(error, "truncated or corrupt");
+        }
+    }
+}
+
+TEST(DataPrepInputs, ReportsInvalidJsonWithFileAndLine) {
+    DataPrepTempDir dir;
+    write_file(dir.file("a.jsonl"), "{\"text\": \"fine\"}\n{\"text\": \"broken\n{\"body\": \"x\"}\n[1]\n");
+    DocumentReader reader({dir.file("a.jsonl")}, {});
+    std::vector<std::string> errors;
+    reader.read_all([&](RawDocument&& raw) {
+        std::string storage;
+        try {
+            document_text(raw, {}, storage);
+        } catch (const InvalidDocument& e) {
+            errors.push_back(e.what());
+        }
+        return true;
+    });
+    ASSERT_EQ(errors.size(), 3u);
+    EXPECT_CONTAINS(errors[0], dir.file("a.jsonl") + ":2: invalid JSON");
+    EXPECT_CONTAINS(errors[1], dir.file("a.jsonl") + ":3: no string field \"text\"");
+    EXPECT_CONTAINS(errors[1], "--text-field");
+    EXPECT_CONTAINS(errors[2], ":4:");
+    ReaderOptions body;
+    body.text_field = "body";
+    RawDocument raw{RawDocument::Kind::kJsonLine, "{\"body\": \"x\"}", std::make_shared<const std::string>("f"), 1};
+    std::string storage;
+    EXPECT_EQ(document_text(raw, body, storage), "x");
+}
+
+TEST(DataPrepInputs, OpenWebTextCleanupMatchesTheHuggingFaceLoader) {
+    // Python: re.sub("\n\n\n+", "\n\n", text).strip(); strip() removes Unicode whitespace too.
+    ReaderOptions options;
+    options.collapse_newlines_and_strip = true;
+    const auto clean = [&](const std::string& text) {
+        RawDocument raw{RawDocument::Kind::kText, text, std::make_shared<const std::string>("f"), 0};
+        std::string storage;
+        return std::string(document_text(raw, options, storage));
+    };
+    EXPECT_EQ(clean("  \n a\n\n\n\nb\n\nc\n\n\nd \t\n"), "a\n\nb\n\nc\n\nd");
+    EXPECT_EQ(clean("\u3000\u00a0x\u2003\u0085"), "x");
+    EXPECT_EQ(clean("x\u200b"), "x\u200b") << "U+200B is not whitespace for Python";
+    EXPECT_EQ(clean("\xff x \xfe"), "\xff x \xfe") << "invalid bytes are kept for the tokenizer";
+    EXPECT_EQ(clean(" \n \n"), "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipeline
+
+TEST(DataPrepPipeline, DocumentsEndWithEndOfTextInInputOrder) {
+    DataPrepTempDir dir;
+    const std::vector<std::string> files = expand_inputs({kFixtures + "/text"});
+    std::vector<uint32_t> expected;
+    for (const ReadDocument& document : read_documents(files)) {
+        for (int id : tokenizer().encode(document.text)) expected.push_back(static_cast<uint32_t>(id));
+        expected.push_back(Gpt2Tokenizer::kEndOfText);
+    }
+    SplitWriter train(dir.path.string(), "fx", "train", 100);
+    data_prep::PipelineOptions options;
+    options.threads = 3;
+    data_prep::tokenize_to_splits(files, tokenizer(), options, train, nullptr, 0.0, 1);
+    train.finish();
+    EXPECT_EQ(split_tokens(dir.path.string(), train), expected);
+    EXPECT_EQ(train.documents(), 18);
+    // Every shard holds exactly shard_tokens tokens except the last.
+    ASSERT_GT(train.shards().size(), 2u);
+    for (size_t i = 0; i + 1 < train.shards().size(); i++) EXPECT_EQ(train.shards()[i].tokens, 100);
+    EXPECT_EQ(train.shards()[0].file, "fx_train_000000.bin");
+}
+
+TEST(DataPrepPipeline, OutputIsIdenticalForAnyThreadCount) {
+    // 40,000 one-line documents: three blocks, so holdout and ordering cross block boundaries.
+    DataPrepTempDir dir;
+    std::string text;
+    std::mt19937 rng(3);
+    const char* words[] = {"alpha", "beta", "gamma", "δέλτα", "emoji😀", "12345", " spaced  out "};
+    for (int line = 0; line < 40000; line++) {
+        for (int w = 0, n = 1 + int(rng() % 6); w < n; w++) text += std::string(words[rng() % 7]) + " ";
+        text += "\n";
+    }
+    write_compressed(dir.file("lines.txt.zst"), "zstd", text);
+    data_prep::PipelineOptions options;
+    options.reader.text_split = DocumentSplit::kLine;
+    std::vector<std::string> reference;
+    for (int threads : {1, 2, 7}) {
+        SCOPED_TRACE(threads);
+        const std::string out = dir.file("t" + std::to_string(threads));
+        fs::create_directory(out);
+        SplitWriter train(out, "d", "train", 5000), val(out, "d", "val", 5000);
+        options.threads = threads;
+        data_prep::tokenize_to_splits({dir.file("lines.txt.zst")}, tokenizer(), options, train, &val, 0.01, 2357);
+        train.finish();
+        val.finish();
+        EXPECT_EQ(train.documents() + val.documents(), 40000);
+        EXPECT_EQ(val.documents(), 400) << "exactly round(0.01 * 40000)";
+        std::vector<std::string> contents;
+        for (const SplitWriter* split : {&train, &val}) {
+            for (const data_prep::ShardRecord& record : split->shards()) contents.push_back(read_file(out + "/" + record.file));
+        }
+        if (reference.empty()) {
+            reference = contents;
+        } else {
+            EXPECT_TRUE(contents == reference) << "shards differ from the 1-thread run";
+        }
+    }
+}
+
+TEST(DataPrepPipeline, HoldoutIsExactSeededAndSpread) {
+    const double fraction = 0.0005;
+    int64_t before = 0, chosen_total = 0;
+    std::vector<int64_t> blocks = {16384, 16384, 16384, 977, 16384, 5};
+    for (size_t b = 0; b < blocks.size(); b++) {
+        const std::vector<bool> chosen = data_prep::choose_holdout(int64_t(b), before, blocks[b], fraction, 2357);
+        ASSERT_EQ(int64_t(chosen.size()), blocks[b]);
+        chosen_total += std::count(chosen.begin(), chosen.end(), true);
+        before += blocks[b];
+        EXPECT_EQ(chosen_total, std::llround(fraction * double(before))) << "after block " << b;
+    }
+    const std::vector<bool> a = data_prep::choose_holdout(0, 0, 1000, 0.1, 2357);
+    EXPECT_EQ(a, data_prep::choose_holdout(0, 0, 1000, 0.1, 2357)) << "same seed, same choice";
+    EXPECT_NE(a, data_prep::choose_holdout(0, 0, 1000, 0.1, 2358)) << "another seed, another choice";
+    EXPECT_NE(a, data_prep::choose_holdout(1, 0, 1000, 0.1, 2357)) << "blocks are shuffled independently";
+    // Spread: chosen documents are not bunched at the start (a shuffle, not a prefix).
+    const int64_t first_half = std::count(a.begin(), a.begin() + 500, true);
+    EXPECT_GT(first_half, 25);
+    EXPECT_LT(first_half, 75);
+    // The tiny recipe's case: exactly 2 of 100.
+    const std::vector<bool> tiny = data_prep::choose_holdout(0, 0, 100, 0.02, 2357);
+    EXPECT_EQ(std::count(tiny.begin(), tiny.end(), true), 2);
+}
+
+TEST(DataPrepPipeline, InvalidUtf8IsReplacedLikeTheTokenizer) {
+    // Shards hold the tokenizer's ids for the text with every ill-formed sequence replaced by
+    // U+FFFD, as Python's bytes.decode(errors="replace") before tiktoken: "\xff" and "\xfe" are
+    // one U+FFFD each, the truncated 3-byte sequence "\xe2\x82" is one.
+    DataPrepTempDir dir;
+    const std::string raw = "abc\xff\xfe def \xe2\x82 end";
+    write_file(dir.file("bad.txt"), raw);
+    SplitWriter train(dir.path.string(), "u", "train", 1000);
+    data_prep::PipelineOptions options;
+    data_prep::tokenize_to_splits({dir.file("bad.txt")}, tokenizer(), options, train, nullptr, 0.0, 1);
+    train.finish();
+    std::vector<uint32_t> expected;
+    for (int id : tokenizer().encode("abc\xEF\xBF\xBD\xEF\xBF\xBD def \xEF\xBF\xBD end")) expected.push_back(uint32_t(id));
+    expected.push_back(Gpt2Tokenizer::kEndOfText);
+    EXPECT_EQ(split_tokens(dir.path.string(), train), expected);
+}
+
+TEST(DataPrepPipeline, InputErrorsStopEveryThreadAndNameTheFile) {
+    DataPrepTempDir dir;
+    write_compressed(dir.file("ok.txt.gz"), "gzip", pseudo_random_text(100000, 1));
+    write_compressed(dir.file("cut.txt.gz"), "gzip", pseudo_random_text(1 << 20, 2));
+    const std::string compressed = read_file(dir.file("cut.txt.gz"));
+    write_file(dir.file("cut.txt.gz"), compressed.substr(0, compressed.size() / 2));
+    write_file(dir.file("bad.jsonl"), "{\"text\": \"a\"}\nnot json\n");
+    data_prep::PipelineOptions options;
+    options.threads = 4;
+    {
+        SplitWriter train(dir.path.string(), "e", "train", 1000);
+        const std::string error = error_of([&] {
+            data_prep::tokenize_to_splits({dir.file("ok.txt.gz"), dir.file("cut.txt.gz")}, tokenizer(), options, train,
+                                          nullptr, 0.0, 1);
+        });
+        EXPECT_CONTAINS(error, dir.file("cut.txt.gz"));
+    }
+    SplitWriter train(dir.path.string(), "j", "train", 1000);
+    EXPECT_CONTAINS(error_of([&] {
+                        data_prep::tokenize_to_splits({dir.file("bad.jsonl")}, tokenizer(), options, train, nullptr, 0.0, 1);
+                    }),
+                    dir.file("bad.jsonl") + ":2: invalid JSON");
+    options.skip_invalid_documents = true;
+    SplitWriter skipping(dir.path.string(), "k", "train", 1000);
+    const data_prep::PipelineResult result =
+        data_prep::tokenize_to_splits({dir.file("bad.jsonl")}, tokenizer(), options, skipping, nullptr, 0.0, 1);
+    EXPECT_EQ(result.invalid_documents, 1);
+    EXPECT_EQ(skipping.documents(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recipes
+
+TEST(DataPrepRecipes, TextRecipeCompletesOnceAndRestartsAfterAnInterruption) {
+    DataPrepTempDir dir;
+    const data_prep::PrepareOptions options = text_recipe(dir.path.string(), {kFixtures + "/text"});
+    const data_prep::PrepareSummary first = data_prep::prepare_dataset(options);
+    EXPECT_FALSE(first.already_complete);
+    const std::string out = dir.file("fx");
+    ASSERT_TRUE(fs::exists(out + "/manifest.json"));
+    const std::string train_shard = read_file(out + "/fx_train_000000.bin");
+    const std::string manifest = read_file(out + "/manifest.json");
+    EXPECT_CONTAINS(manifest, "\"fx_val_000000.bin\"");
+    EXPECT_CONTAINS(manifest, "\"documents\": 14");  // train: 18 documents less round(0.2 * 18) = 4
+    EXPECT_FALSE(fs::exists(out + "/.staging"));
+
+    EXPECT_TRUE(data_prep::prepare_dataset(options).already_complete) << "a complete dataset is not rebuilt";
+
+    // An interrupted run: no manifest, a stale shard, a half-written one, a staging directory.
+    fs::remove(out + "/manifest.json");
+    write_file(out + "/fx_train_000007.bin", "stale");
+    write_file(out + "/fx_train_000008.bin.tmp", "partial");
+    fs::create_directory(out + "/.staging");
+    write_file(out + "/.staging/fx_val_000000.bin.tmp", "partial");
+    write_file(out + "/unrelated.txt", "kept");
+    const data_prep::PrepareSummary rerun = data_prep::prepare_dataset(options);
+    EXPECT_FALSE(rerun.already_complete);
+    EXPECT_FALSE(fs::exists(out + "/fx_train_000007.bin"));
+    EXPECT_FALSE(fs::exists(out + "/fx_train_000008.bin.tmp"));
+    EXPECT_FALSE(fs::exists(out + "/.staging"));
+    EXPECT_TRUE(fs::exists(out + "/unrelated.txt"));
+    EXPECT_EQ(read_file(out + "/fx_train_000000.bin"), train_shard) << "the rebuild is identical";
+    EXPECT_EQ(read_file(out + "/manifest.json"), manifest);
+
+    data_prep::PrepareOptions forced = options;
+    forced.force = true;
+    EXPECT_FALSE(data_prep::prepare_dataset(forced).already_complete);
+}
+
+TEST(DataPrepRecipes, FailureLeavesNothingThatLooksComplete) {
+    DataPrepTempDir dir;
+    write_compressed(dir.file("cut.txt.xz"), "xz", pseudo_random_text(1 << 20, 5));
+    const std::string compressed = read_file(dir.file("cut.txt.xz"));
+    write_file(dir.file("cut.txt.xz"), compressed.substr(0, compressed.size() / 2));
+    data_prep::PrepareOptions options = text_recipe(dir.file("data"), {kFixtures + "/text", dir.file("cut.txt.xz")});
+    options.shard_tokens = 64;  // several shards are finished before the error
+    EXPECT_CONTAINS(error_of([&] { data_prep::prepare_dataset(options); }), dir.file("cut.txt.xz"));
+    std::vector<std::string> left;
+    for (const auto& entry : fs::directory_iterator(dir.file("data/fx"))) left.push_back(entry.path().filename().string());
+    EXPECT_TRUE(left.empty()) << "left behind: " << (left.empty() ? "" : left[0]);
+}
+
+TEST(DataPrepRecipes, RejectsAnUnwritableOutputDirectory) {
+    DataPrepTempDir dir;
+    write_file(dir.file("a_file"), "x");
+    const data_prep::PrepareOptions options = text_recipe(dir.file("a_file"), {kFixtures + "/text"});
+    const std::string error = error_of([&] { data_prep::prepare_dataset(options); });
+    EXPECT_CONTAINS(error, dir.file("a_file/fx"));
+    EXPECT_CONTAINS(error, "--data-dir");
+    if (geteuid() != 0) {  // permissions do not stop root
+        fs::create_directory(dir.file("read_only"));
+        fs::permissions(dir.file("read_only"), fs::perms::owner_read | fs::perms::owner_exec);
+        const data_prep::PrepareOptions read_only = text_recipe(dir.file("read_only"), {kFixtures + "/text"});
+        EXPECT_CONTAINS(error_of([&] { data_prep::prepare_dataset(read_only); }), dir.file("read_only/fx"));
+        fs::permissions(dir.file("read_only"), fs::perms::owner_all);
+    }
+}
+
+TEST(DataPrepRecipes, OpenWebTextAndPileFromASourceDirectory) {
+    DataPrepTempDir dir;
+    data_prep::PrepareOptions owt;
+    owt.recipe = "openwebtext";
+    owt.data_dir = dir.path.string();
+    owt.source_dir = kFixtures + "/owt";
+    owt.val_fraction = 0.1;
+    const data_prep::PrepareSummary owt_summary = data_prep::prepare_dataset(owt);
+    ASSERT_EQ(owt_summary.splits.size(), 2u);
+    // 24 .txt files in two nested .xz tars; one is only whitespace, so 23 documents, 2 held out.
+    EXPECT_EQ(owt_summary.splits[0].documents, 21);
+    EXPECT_EQ(owt_summary.splits[1].split, "val");
+    EXPECT_EQ(owt_summary.splits[1].documents, 2);
+    EXPECT_CONTAINS(read_file(dir.file("openwebtext/manifest.json")), "\"skipped_empty_documents\": 1");
+
+    data_prep::PrepareOptions pile;
+    pile.recipe = "pile";
+    pile.data_dir = dir.path.string();
+    pile.source_dir = kFixtures + "/pile";
+    pile.pile_train_files = 2;
+    pile.checksums_file = kFixtures + "/pile/SHA256SUMS";
+    const data_prep::PrepareSummary pile_summary = data_prep::prepare_dataset(pile);
+    std::map<std::string, int64_t> documents;
+    for (const data_prep::SplitSummary& split : pile_summary.splits) documents[split.split] = split.documents;
+    EXPECT_EQ(documents, (std::map<std::string, int64_t>{{"train", 13}, {"val", 4}, {"test", 3}}));
+    EXPECT_TRUE(fs::exists(dir.file("the_pile/pile_test_000000.bin")));
+
+    // A provided file that does not match the checksum list is rejected before any work.
+    write_file(dir.file("wrong_sums"), std::string(64, '0') + "  val.jsonl.zst\n");
+    pile.checksums_file = dir.file("wrong_sums");
+    pile.force = true;
+    EXPECT_CONTAINS(error_of([&] { data_prep::prepare_dataset(pile); }), "val.jsonl.zst: SHA-256");
+    EXPECT_FALSE(fs::exists(dir.file("the_pile/manifest.json")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Downloads against tests/http_fixture_server.py
+
+namespace {
+
+// The fixture server as a child process on a free port; killed when this object goes away.
+class FixtureServer {
+  public:
+    FixtureServer(const std::string& root, const std::string& log, std::vector<std::string> extra = {}) {
+        std::vector<std::string> args = {"python3", "tests/http_fixture_server.py", "--root", root, "--log", log};
+        args.insert(args.end(), extra.begin(), extra.end());
+        int pipe_fds[2];
+        if (pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
+        pid_ = fork();
+        if (pid_ == 0) {
+            dup2(pipe_fds[1], STDOUT_FILENO);
+            close(pipe_fds[0]);
+            std::vector<char*> argv;
+            for (std::string& arg : args) argv.push_back(arg.data());
+            argv.push_back(nullptr);
+            execvp("python3", argv.data());
+            _exit(127);
+        }
+        close(pipe_fds[1]);
+        std::string line;
+        char c;
+        while (read(pipe_fds[0], &c, 1) == 1 && c != '\n') line += c;
+        close(pipe_fds[0]);
+        if (line.rfind("PORT ", 0) != 0) throw std::runtime_error("tests/http_fixture_server.py did not start: '" + line + "'");
+        port_ = std::stoi(line.substr(5));
+    }
+    ~FixtureServer() {
+        kill(pid_, SIGTERM);
+        waitpid(pid_, nullptr, 0);
+    }
+    std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + "/" + path; }
+
+  private:
+    pid_t pid_ = -1;
+    int port_ = 0;
+};
+
+struct DownloadFixture {
+    DataPrepTempDir dir;
+    std::string root, blob, digest, log;
+    DownloadFixture() : root(dir.file("served")), log(dir.file("requests.log")) {
+        fs::create_directory(root);
+        blob = pseudo_random_text(300000, 11);
+        write_file(root + "/blob.bin", blob);
+        Sha256 hash;
+        hash.update(blob.data(), blob.size());
+        digest = hash.hex_digest();
+    }
+    DownloadOptions quick_retries(int retries) const {
+        DownloadOptions options;
+        options.retries = retries;
+        options.retry_delay_s = 0.01;
+        return options;
+    }
+};
+
+}  // namespace
+
+TEST(DataPrepDownload, DownloadsAndVerifiesAWholeFile) {
+    DownloadFixture fixture;
+    FixtureServer server(fixture.root, fixture.log);
+    const std::string dest = fixture.dir.file("blob.bin");
+    download_file(server.url("blob.bin"), dest, fixture.digest, fixture.quick_retries(0));
+    EXPECT_EQ(read_file(dest), fixture.blob);
+    EXPECT_FALSE(fs::exists(dest + ".part"));
+    download_file(server.url("blob.bin"), dest, fixture.digest, fixture.quick_retries(0));  // present: no request
+    EXPECT_EQ(read_file(fixture.log), "GET /blob.bin range=- 200\n");
+}
+
+TEST(DataPrepDownload, ResumesAnInterruptedTransferInTheNextRun) {
+    DownloadFixture fixture;
+    const std::string dest = fixture.dir.file("blob.bin");
+    {
+        FixtureServer dropping(fixture.root, fixture.log, {"--drop-after", "120000", "--drop-count", "1"});
+        const std::string error = error_of([&] { download_file(dropping.url("blob.bin"), dest, fixture.digest, fixture.quick_retries(0)); });
+        EXPECT_CONTAINS(error, dest);
+        EXPECT_FALSE(fs::exists(dest)) << "an incomplete download never gets the final name";
+        EXPECT_EQ(fs::file_size(dest + ".part"), 120000u);
+    }
+    FixtureServer server(fixture.root, fixture.log);
+    download_file(server.url("blob.bin"), dest, fixture.digest, fixture.quick_retries(0));
+    EXPECT_EQ(read_file(dest), fixture.blob);
+    EXPECT_CONTAINS(read_file(fixture.log), "GET /blob.bin range=bytes=120000- 206");
+}
+
+TEST(DataPrepDownload, RetriesAndResumesWithinOneRun) {
+    DownloadFixture fixture;
+    FixtureServer server(fixture.root, fixture.log, {"--drop-after", "50000", "--drop-count", "2"});
+    const std::string dest = fixture.dir.file("blob.bin");
+    download_file(server.url("blob.bin"), dest, fixture.digest, fixture.quick_retries(3));
+    EXPECT_EQ(read_file(dest), fixture.blob);
+    EXPECT_EQ(read_file(fixture.log),
+              "GET /blob.bin range=- 200\nGET /blob.bin range=bytes=50000- 206\nGET /blob.bin range=bytes=100000- 206\n");
+}
+
+TEST(DataPrepDownload, RejectsAChecksumMismatch) {
+    DownloadFixture fixture;
+    FixtureServer server(fixture.root, fixture.log);
+    const std::string dest = fixture.dir.file("blob.bin");
+    const std::string wrong(64, 'f');
+    const std::string error = error_of([&] { download_file(server.url("blob.bin"), dest, wrong, fixture.quick_retries(2)); });
+    EXPECT_CONTAINS(error, "SHA-256 mismatch");
+    EXPECT_CONTAINS(error, fixture.digest);
+    EXPECT_FALSE(fs::exists(dest));
+    EXPECT_FALSE(fs::exists(dest + ".part")) << "a bad download is not resumed";
+}
+
+TEST(DataPrepDownload, StartsOverWhenTheServerIgnoresRanges) {
+    DownloadFixture fixture;
+    FixtureServer server(fixture.root, fixture.log, {"--no-range"});
+    const std::string dest = fixture.dir.file("blob.bin");
+    write_file(dest + ".part", fixture.blob.substr(0, 1000));
+    download_file(server.url("blob.bin"), dest, fixture.digest, fixture.quick_retries(0));
+    EXPECT_EQ(read_file(dest), fixture.blob);
+}
+
+TEST(DataPrepDownload, ReportsHttpErrorsAndUnreachableServers) {
+    DownloadFixture fixture;
+    FixtureServer server(fixture.root, fixture.log);
+    const std::string dest = fixture.dir.file("missing.bin");
+    EXPECT_CONTAINS(error_of([&] { download_file(server.url("missing.bin"), dest, "", fixture.quick_retries(3)); }),
+                    "HTTP status 404");
+    EXPECT_EQ(read_file(fixture.log), "GET /missing.bin range=- 404\n") << "a 404 is not retried";
+    // Port 1 on localhost: connection refused, like a machine without network.
+    const std::string error = error_of([&] { download_file("http://127.0.0.1:1/x", dest, "", fixture.quick_retries(1)); });
+    EXPECT_CONTAINS(error, "http://127.0.0.1:1/x");
+    EXPECT_CONTAINS(error, "gave up after 2 attempts");
+}
+
+TEST(DataPrepDownload, PileRecipeDownloadsVerifiesAndSaysWhatToDoOffline) {
+    DataPrepTempDir dir;
+    const std::string log = dir.file("requests.log");
+    FixtureServer server(kFixtures + "/pile", log);
+    data_prep::PrepareOptions pile;
+    pile.recipe = "pile";
+    pile.data_dir = dir.path.string();
+    pile.pile_train_files = 2;
+    pile.checksums_file = kFixtures + "/pile/SHA256SUMS";
+    pile.url = server.url("").substr(0, server.url("").size() - 1);
+    pile.download.retry_delay_s = 0.01;
+    const data_prep::PrepareSummary summary = data_prep::prepare_dataset(pile);
+    EXPECT_EQ(read_file(dir.file("the_pile/downloads/train/01.jsonl.zst")), read_file(kFixtures + "/pile/train/01.jsonl.zst"));
+    EXPECT_EQ(summary.splits.size(), 3u);
+
+    pile.data_dir = dir.file("offline");
+    pile.url = "http://127.0.0.1:1";
+    pile.download.retries = 0;
+    const std::string error = error_of([&] { data_prep::prepare_dataset(pile); });
+    EXPECT_CONTAINS(error, "http://127.0.0.1:1/val.jsonl.zst");
+    EXPECT_CONTAINS(error, "--source-dir");
+    EXPECT_FALSE(fs::exists(dir.file("offline/the_pile/manifest.json")));
+}
