@@ -1,0 +1,420 @@
+// Configuration: presets resolve to experiments.md's values, flags override them, and every
+// bad input is a ConfigError that names the flag and the valid values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "host/checkpoint.h"
+#include "host/config.h"
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+namespace {
+
+const ParseContext kContext{"/datasets", 1798400000};  // a fixed clock and DATA_DIR=/datasets
+
+TrainConfig parse(std::vector<std::string> args) { return parse_args(args, kContext).config; }
+
+std::string error_of(std::vector<std::string> args) {
+    try {
+        parse_args(args, kContext);
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+std::vector<std::string> all_experiment_names() {
+    std::vector<std::string> names;
+    for (const std::string& base : preset_names())
+        for (const char* variant : {"", "-rotary", "-8k", "-rotary-8k"}) names.push_back(base + variant);
+    return names;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presets
+
+TEST(ConfigPresetTest, EveryPresetAndVariantResolves) {
+    for (const std::string& name : all_experiment_names()) {
+        const ParsedArgs parsed = parse_args({"-e", name, "--print-config"}, kContext);
+        EXPECT_TRUE(parsed.print_config);
+        const Json json = Json::parse(parsed.config.to_json());
+        EXPECT_EQ(json["experiment"], name);
+        EXPECT_EQ(json["tokens_per_step"], json["global_batch_tokens"]) << name;  // divides exactly
+        EXPECT_FALSE(parsed.config.to_table().empty());
+    }
+}
+
+TEST(ConfigPresetTest, ParameterCountsMatchExperimentsTable) {
+    // experiments.md pads the vocabulary to a multiple of 8; its table rounds to 0.1M.
+    const std::vector<std::pair<std::string, double>> millions = {
+        {"gpt2s", 124.4}, {"gpt2m", 354.8}, {"gpt2l", 774.0}, {"gpt2xl", 1557.6}, {"gpt3s", 125.2},
+        {"gpt3m", 355.9}, {"gpt3l", 760.3}, {"gpt3xl", 1315.7}, {"gpt3-2.7B", 2651.6}};
+    for (const auto& [name, expected] : millions) {
+        const TrainConfig config = parse({"-e", name, "--pad-vocab-to", "8"});
+        EXPECT_EQ(config.padded_vocab_size, 50264);
+        EXPECT_NEAR(config.num_params / 1e6, expected, 0.05) << name;
+    }
+}
+
+TEST(ConfigPresetTest, Gpt2SmallIsTheSeedsOpenWebTextRun) {
+    const TrainConfig c = parse({"-e", "gpt2s"});
+    EXPECT_EQ(c.n_layer, 12);
+    EXPECT_EQ(c.n_embd, 768);
+    EXPECT_EQ(c.n_head, 12);
+    EXPECT_EQ(c.seq_len, 1024);
+    EXPECT_EQ(c.max_seq_len, 1024);
+    EXPECT_EQ(c.global_batch_tokens, 524288);
+    EXPECT_EQ(c.device_batch, 64);
+    EXPECT_EQ(c.grad_accum, 8);
+    EXPECT_EQ(c.lr, 6e-4);
+    EXPECT_EQ(c.warmup_steps, 4000);
+    EXPECT_EQ(c.warmup_init_lr, 0.0);
+    EXPECT_EQ(c.schedule, LrScheduleKind::linear);
+    EXPECT_EQ(c.decay_end_step, 400000);
+    EXPECT_EQ(c.min_lr_ratio, 0.0);
+    EXPECT_EQ(c.steps, 400000);
+    EXPECT_EQ(c.precision, Precision::fp16);
+    EXPECT_EQ(c.loss_scale_init, 65536.0);
+    EXPECT_EQ(c.loss_scale_growth_interval, 2000);
+    EXPECT_EQ(c.dropout_embd, 0.1);
+    EXPECT_EQ(c.dropout_resid, 0.1);
+    EXPECT_EQ(c.dropout_attn, 0.1);
+    EXPECT_TRUE(c.scale_attn_by_inverse_layer_idx);
+    EXPECT_TRUE(c.learned_pos_emb);
+    EXPECT_FALSE(c.post_norm);
+    EXPECT_EQ(c.rotary_dim, 0);
+    EXPECT_EQ(c.init_scheme, InitScheme::gpt2);
+    EXPECT_DOUBLE_EQ(c.base_init_std, 0.02);
+    EXPECT_DOUBLE_EQ(c.residual_init_std, 0.02 / std::sqrt(24.0));
+    EXPECT_EQ(c.beta1, 0.9);
+    EXPECT_EQ(c.beta2, 0.999);
+    EXPECT_EQ(c.adam_eps, 1e-8);
+    EXPECT_EQ(c.weight_decay, 0.1);
+    EXPECT_EQ(c.grad_clip, 1.0);
+    EXPECT_EQ(c.layernorm_eps, 1e-5);
+    EXPECT_EQ(c.seed, 1111u);
+    EXPECT_EQ(c.val_every, 1000);
+    EXPECT_EQ(c.val_tokens, 0);  // the whole 4.4M-token holdout, as the seed
+    EXPECT_EQ(c.dataset, "openwebtext");
+    EXPECT_EQ(c.train_pattern, "/datasets/openwebtext/*_train_*.bin");
+    EXPECT_EQ(c.val_pattern, "/datasets/openwebtext/*_val_*.bin");
+    EXPECT_EQ(c.vocab_size, 50257);
+    EXPECT_EQ(c.padded_vocab_size, 50304);
+}
+
+TEST(ConfigPresetTest, LargerGpt2InheritGpt2MediumLearningRate) {
+    for (const char* name : {"gpt2m", "gpt2l", "gpt2xl"}) EXPECT_EQ(parse({"-e", name}).lr, 1.5e-4) << name;
+    EXPECT_NE(help_text().find("lr 1.5e-4 is inherited from gpt2m"), std::string::npos);
+    const TrainConfig xl = parse({"-e", "gpt2xl"});
+    EXPECT_EQ(xl.n_layer, 48);
+    EXPECT_EQ(xl.n_embd, 1600);
+    EXPECT_EQ(xl.n_head, 25);
+    EXPECT_EQ(xl.device_batch, 16);
+    EXPECT_EQ(xl.grad_accum, 32);
+}
+
+TEST(ConfigPresetTest, PileRuns) {
+    const TrainConfig s = parse({"-e", "gpt3s"});
+    EXPECT_EQ(s.seq_len, 2048);
+    EXPECT_EQ(s.global_batch_tokens, 256 * 2048);
+    EXPECT_EQ(s.device_batch, 32);
+    EXPECT_EQ(s.grad_accum, 8);
+    EXPECT_EQ(s.lr, 6e-4);
+    EXPECT_EQ(s.warmup_steps, 8000);
+    EXPECT_EQ(s.warmup_init_lr, 1e-6);
+    EXPECT_EQ(s.schedule, LrScheduleKind::cosine);
+    EXPECT_EQ(s.decay_end_step, 600000);
+    EXPECT_EQ(s.min_lr_ratio, 0.1);
+    EXPECT_EQ(s.steps, 800000);
+    EXPECT_EQ(s.precision, Precision::bf16);
+    EXPECT_EQ(s.val_every, 2000);
+    EXPECT_EQ(s.dataset, "the_pile");
+    EXPECT_GT(s.val_tokens, 0);  // capped: the Pile's val split is 383M tokens
+    EXPECT_EQ(parse({"-e", "gpt3m"}).lr, 3e-4);
+    const TrainConfig l = parse({"-e", "gpt3l"});
+    EXPECT_EQ(l.lr, 2.5e-4);
+    EXPECT_EQ(l.n_embd, 1536);
+    EXPECT_EQ(l.d_head, 96);
+    EXPECT_EQ(l.device_batch, 16);
+
+    const TrainConfig xl = parse({"-e", "gpt3xl"});
+    EXPECT_EQ(xl.global_batch_tokens, 512 * 2048);
+    EXPECT_EQ(xl.device_batch, 8);
+    EXPECT_EQ(xl.grad_accum, 64);
+    EXPECT_EQ(xl.lr, 2e-4);
+    EXPECT_EQ(xl.warmup_steps, 4000);
+    EXPECT_EQ(xl.decay_end_step, 300000);
+    EXPECT_EQ(xl.steps, 400000);
+    EXPECT_EQ(xl.val_every, 1000);
+    EXPECT_EQ(xl.d_head, 128);
+
+    const TrainConfig big = parse({"-e", "gpt3-2.7B"});
+    EXPECT_EQ(big.n_layer, 32);
+    EXPECT_EQ(big.n_embd, 2560);
+    EXPECT_EQ(big.n_head, 32);
+    EXPECT_EQ(big.d_head, 80);
+    EXPECT_EQ(big.device_batch, 4);
+    EXPECT_EQ(big.lr, 1.6e-4);
+    EXPECT_EQ(big.init_scheme, InitScheme::small_init);
+    EXPECT_DOUBLE_EQ(big.base_init_std, std::sqrt(2.0 / (5.0 * 2560)));
+    EXPECT_DOUBLE_EQ(big.residual_init_std, std::sqrt(2.0 / (5.0 * 2560)) / 8.0);
+    EXPECT_EQ(parse({"-e", "gpt3-2.7B", "--n-head", "20"}).d_head, 128);
+    EXPECT_EQ(parse({"-e", "GPT3-2.7b"}).experiment, "gpt3-2.7B");  // names are case-insensitive
+}
+
+TEST(ConfigPresetTest, RotaryAndLongContextVariants) {
+    const TrainConfig rotary = parse({"-e", "gpt3s-rotary"});
+    EXPECT_FALSE(rotary.learned_pos_emb);
+    EXPECT_EQ(rotary.rotary_fraction, 0.5);
+    EXPECT_EQ(rotary.rotary_dim, 32);
+    EXPECT_EQ(rotary.rotary_base, 10000);
+    EXPECT_FALSE(rotary.rotary_interleaved);
+    EXPECT_EQ(parse({"-e", "gpt3-2.7B-rotary"}).rotary_dim, 40);
+    EXPECT_EQ(parse({"-e", "gpt3xl-rotary"}).rotary_dim, 64);
+
+    const TrainConfig long_s = parse({"-e", "gpt3s-8k"});
+    EXPECT_EQ(long_s.seq_len, 8192);
+    EXPECT_EQ(long_s.max_seq_len, 8192);
+    EXPECT_EQ(long_s.global_batch_tokens / 8192, 64);
+    EXPECT_EQ(long_s.device_batch, 8);
+    EXPECT_EQ(parse({"-e", "gpt3xl-8k"}).global_batch_tokens / 8192, 128);
+    EXPECT_EQ(parse({"-e", "gpt3-2.7B-8k"}).global_batch_tokens / 8192, 128);
+    EXPECT_EQ(parse({"-e", "gpt3-2.7B-8k"}).device_batch, 1);
+    EXPECT_EQ(parse({"-e", "gpt2s-8k"}).global_batch_tokens / 8192, 64);
+
+    const TrainConfig both = parse({"-e", "gpt3m-rotary-8k"});
+    EXPECT_EQ(both.experiment, "gpt3m-rotary-8k");
+    EXPECT_EQ(both.rotary_dim, 32);
+    EXPECT_EQ(both.seq_len, 8192);
+    EXPECT_EQ(parse({"-e", "gpt3m-8k-rotary"}).experiment, "gpt3m-rotary-8k");
+}
+
+TEST(ConfigPresetTest, DepthPresets) {
+    const std::vector<std::tuple<int, int, int>> expected = {
+        {12, 768, 12}, {24, 1024, 16}, {36, 1280, 20}, {48, 1600, 25}, {6, 384, 6}, {30, 1152, 18}, {96, 3200, 50}};
+    for (const auto& [layers, width, heads] : expected) {
+        const TrainConfig c = parse({"-e", "d" + std::to_string(layers)});
+        EXPECT_EQ(c.n_layer, layers);
+        EXPECT_EQ(c.n_embd, width) << layers;
+        EXPECT_EQ(c.n_head, heads) << layers;
+        EXPECT_EQ(c.d_head, 64);
+        EXPECT_EQ(c.dropout_resid, 0.0);
+        EXPECT_EQ(c.precision, Precision::bf16);
+        EXPECT_EQ(c.dataset, "tiny");
+    }
+    EXPECT_EQ(parse({}).experiment, "d12");  // the default experiment
+    EXPECT_EQ(parse({"-e", "d12"}).num_params, 124475904);
+    EXPECT_NE(error_of({"-e", "d0"}).find("dN takes N from 1 to"), std::string::npos);
+}
+
+TEST(ConfigPresetTest, CheckpointFileGivesTheModelShape) {
+    char pattern[] = "/tmp/test_config_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    const std::string dir = pattern;
+    TrainConfig source = parse({"-e", "d2", "--n-embd", "128", "--n-head", "2", "--max-seq-len", "64", "--seq-len",
+                                "64", "--pad-vocab-to", "64", "--rotary-fraction", "0.25",
+                                "--rotary-base", "500000", "--learned-pos-emb", "0", "--post-norm", "1"});
+    const std::vector<float> params(static_cast<size_t>(source.num_params), 0.5f);
+    const std::string file = model_file_path(dir, 300);
+    write_model_file(file, source.model_shape(), 300, params.data());
+
+    const TrainConfig loaded = parse({"-e", file});
+    EXPECT_EQ(loaded.init_from, file);
+    EXPECT_TRUE(loaded.model_shape() == source.model_shape());
+    EXPECT_EQ(loaded.rotary_dim, 16);
+    EXPECT_EQ(loaded.padded_vocab_size, 50304);
+    EXPECT_EQ(loaded.seq_len, 64);
+    EXPECT_EQ(loaded.sample_tokens, 64);  // the default 128 capped to the model's positions
+    EXPECT_EQ(loaded.out_dir.rfind("runs/model_00000300-", 0), 0u) << loaded.out_dir;
+
+    const std::string truncated = dir + "/model_00000001.bin";
+    fs::copy_file(file, truncated);
+    fs::resize_file(truncated, 2000);
+    const std::string message = error_of({"-e", truncated});
+    EXPECT_NE(message.find("-e " + truncated + ": "), std::string::npos) << message;
+    EXPECT_NE(message.find("truncated"), std::string::npos) << message;
+    fs::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+
+TEST(ConfigFlagTest, FlagsOverrideThePreset) {
+    const TrainConfig c = parse({"-e", "gpt2s", "--device-batch", "16", "--precision", "bf16", "--lr=1e-3",
+                                 "--post-norm", "true", "--min-lr-ratio", "auto", "--schedule", "cosine"});
+    EXPECT_EQ(c.device_batch, 16);
+    EXPECT_EQ(c.global_batch_tokens, 524288);  // stays fixed: accumulation adapts
+    EXPECT_EQ(c.grad_accum, 32);
+    EXPECT_EQ(c.precision, Precision::bf16);
+    EXPECT_EQ(c.lr, 1e-3);
+    EXPECT_TRUE(c.post_norm);
+    EXPECT_EQ(c.min_lr_ratio, 0.1);  // auto with cosine
+    // Order does not matter: the experiment applies first, flags after it.
+    EXPECT_EQ(parse({"--device-batch", "16", "-e", "gpt2s"}).device_batch, 16);
+    // Later flags win.
+    EXPECT_EQ(parse({"--steps", "10", "--steps", "20"}).steps, 20);
+}
+
+TEST(ConfigFlagTest, GradientAccumulationRoundsUp) {
+    const TrainConfig c = parse({"--device-batch", "24", "--seq-len", "1000", "--global-batch-tokens", "100000"});
+    EXPECT_EQ(c.grad_accum, 5);  // ceil(100000 / 24000)
+    EXPECT_EQ(c.tokens_per_step, 120000);
+    const TrainConfig ranks = parse({"-e", "gpt3xl", "--nproc", "8"});
+    EXPECT_EQ(ranks.world_size, 8);
+    EXPECT_EQ(ranks.grad_accum, 8);
+    TrainConfig again = ranks;
+    again.resolve(16);
+    EXPECT_EQ(again.grad_accum, 4);
+    again.resolve(16);  // idempotent
+    EXPECT_EQ(again.to_json(), [&] { TrainConfig c = ranks; c.resolve(16); return c.to_json(); }());
+}
+
+TEST(ConfigFlagTest, DecayEndDefaultsToTheLastStep) {
+    EXPECT_EQ(parse({"-e", "gpt2s", "--steps", "20"}).decay_end_step, 20);
+    EXPECT_EQ(parse({"-e", "gpt3s", "--steps", "20"}).decay_end_step, 600000);  // explicit in the preset
+    const LrSchedule schedule = parse({"-e", "gpt3s"}).lr_schedule();
+    EXPECT_EQ(schedule.kind, LrScheduleKind::cosine);
+    EXPECT_EQ(schedule.lr_at(0), 1e-6);
+    EXPECT_DOUBLE_EQ(schedule.lr_at(600000), 6e-5);
+}
+
+TEST(ConfigFlagTest, DataLocation) {
+    EXPECT_EQ(parse({}).train_pattern, "/datasets/tiny/*_train_*.bin");
+    EXPECT_EQ(parse_args(std::vector<std::string>{}, ParseContext{"", 0}).config.data_dir, "data");
+    const TrainConfig globs = parse({"--train-glob", "/x/a_*.bin", "--val-glob", "/x/b_*.bin", "--dataset", ""});
+    EXPECT_EQ(globs.train_pattern, "/x/a_*.bin");
+    EXPECT_EQ(globs.val_pattern, "/x/b_*.bin");
+    EXPECT_NE(error_of({"--dataset", ""}).find("--dataset is empty"), std::string::npos);
+}
+
+TEST(ConfigFlagTest, OutDirAndResume) {
+    const TrainConfig c = parse({"-e", "gpt2m"});
+    EXPECT_EQ(c.out_dir.rfind("runs/gpt2m-", 0), 0u) << c.out_dir;
+    EXPECT_EQ(c.out_dir.size(), std::string("runs/gpt2m-YYYYmmdd-HHMMSS").size()) << c.out_dir;
+    EXPECT_EQ(parse({"--out-dir", "mine"}).out_dir, "mine");
+    EXPECT_EQ(parse({"--out-dir", "mine", "--resume", "auto"}).resume, "auto");
+    const std::string message = error_of({"--resume", "auto"});
+    EXPECT_NE(message.find("--resume auto continues the newest checkpoint in --out-dir"), std::string::npos) << message;
+}
+
+TEST(ConfigFlagTest, HelpIsRequestedAnywhere) {
+    EXPECT_TRUE(parse_args({"-e", "nonsense", "--bogus", "--help"}, kContext).show_help);
+    EXPECT_TRUE(parse_args({"-h"}, kContext).show_help);
+    EXPECT_FALSE(parse_args({}, kContext).show_help);
+}
+
+TEST(ConfigFlagTest, HelpListsEveryFlagAndTheLeadsNames) {
+    const std::string help = help_text();
+    const Json json = Json::parse(parse({}).to_json());
+    const std::set<std::string> not_flags = {"experiment",     "init_from",     "world_size",        "padded_vocab_size",
+                                             "d_head",         "rotary_dim",    "grad_accum",        "tokens_per_step",
+                                             "base_init_std",  "residual_init_std", "num_params",    "flops_per_token",
+                                             "train_pattern",  "val_pattern"};
+    for (const auto& item : json.items()) {
+        if (not_flags.count(item.key())) continue;
+        std::string flag = "--" + item.key();
+        std::replace(flag.begin(), flag.end(), '_', '-');
+        EXPECT_NE(help.find("  " + flag + " "), std::string::npos) << flag;
+    }
+    for (const char* flag : {"--device-batch", "--seq-len", "--global-batch-tokens", "--steps", "--lr",
+                             "--warmup-steps", "--val-every", "--val-tokens", "--sample-every", "--checkpoint-every",
+                             "--dataset", "--data-dir", "--precision", "--zero-stage", "--out-dir", "--resume",
+                             "--seed", "--bench-steps", "--nproc", "--rendezvous", "--nccl-timeout", "--print-config"})
+        EXPECT_NE(help.find(flag), std::string::npos) << flag;
+    for (const std::string& name : preset_names()) EXPECT_NE(help.find("  " + name + " "), std::string::npos) << name;
+}
+
+TEST(ConfigFlagTest, EveryPrintedValueParsesBackToTheSameConfig) {
+    // The option table's getters and setters agree: feeding each printed value back as a flag
+    // on top of a different experiment reproduces the configuration exactly.
+    for (const std::string& name : {std::string("gpt3-2.7B-rotary-8k"), std::string("gpt2xl")}) {
+        const TrainConfig original = parse({"-e", name});
+        const Json json = Json::parse(original.to_json());
+        std::vector<std::string> args = {"-e", "d3"};
+        const std::set<std::string> not_flags = {"experiment", "init_from", "world_size", "padded_vocab_size",
+                                                 "d_head", "rotary_dim", "grad_accum", "tokens_per_step",
+                                                 "base_init_std", "residual_init_std", "num_params",
+                                                 "flops_per_token", "train_pattern", "val_pattern"};
+        for (const auto& item : json.items()) {
+            if (not_flags.count(item.key())) continue;
+            std::string flag = "--" + item.key();
+            std::replace(flag.begin(), flag.end(), '_', '-');
+            args.push_back(flag);
+            args.push_back(item.value().is_string() ? item.value().get<std::string>() : item.value().dump());
+        }
+        Json rebuilt = Json::parse(parse(args).to_json());
+        EXPECT_EQ(rebuilt["experiment"], "d3");
+        rebuilt["experiment"] = name;
+        EXPECT_EQ(rebuilt, json) << name;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+
+struct BadInput {
+    std::vector<std::string> args;
+    std::string message;  // a part the error must contain
+};
+
+TEST(ConfigErrorTest, BadInputsAreClearErrors) {
+    const std::vector<BadInput> cases = {
+        {{"--lrr", "1"}, "unknown flag --lrr; did you mean --lr?"},
+        {{"--frobnicate", "1"}, "unknown flag --frobnicate (--help lists every flag)"},
+        {{"--data", "tiny"}, "unknown flag --data; did you mean --data-dir or --dataset?"},
+        {{"--batch-size", "8"}, "did you mean --vocab-size, --device-batch or --global-batch-tokens?"},
+        {{"--n_layer", "8"}, "did you mean --n-layer?"},
+        {{"--lr"}, "--lr needs a value (a number in (0.0, 10.0])"},
+        {{"--lr", "--steps", "5"}, "--lr needs a value"},
+        {{"--n-layer", "abc"}, "--n-layer: 'abc' is not an integer (valid: an integer in [1, 1024])"},
+        {{"--n-layer", "0"}, "--n-layer 0 is out of range: valid is an integer in [1, 1024]"},
+        {{"--n-layer", "12.5"}, "is not an integer"},
+        {{"--steps", "99999999999999999999999"}, "is not an integer"},
+        {{"--dropout-attn", "1"}, "--dropout-attn 1 is out of range: valid is a number in [0.0, 1.0)"},
+        {{"--lr", "nan"}, "--lr: 'nan' is not a number"},
+        {{"--lr", "0"}, "--lr 0 is out of range"},
+        {{"--precision", "fp8"}, "--precision: 'fp8' is not one of bf16|fp16"},
+        {{"--post-norm", "maybe"}, "--post-norm: 'maybe' is not a boolean"},
+        {{"--zero-stage", "3"}, "--zero-stage 3 is out of range: valid is an integer in [0, 2]"},
+        {{"--n-embd", "770"}, "--n-embd 770 is not divisible by --n-head 12"},
+        {{"--seq-len", "2048"}, "--seq-len 2048 exceeds the model's --max-seq-len 1024"},
+        {{"--rotary-fraction", "0.3"}, "--rotary-fraction 0.3 gives rotary_dim 19.2 of d_head 64"},
+        {{"--rotary-fraction", "0.015625"}, "whole, even, positive"},
+        {{"--post-norm", "1", "--fp32-residual", "1"}, "--fp32-residual needs pre-norm blocks"},
+        {{"--sample-tokens", "5000"}, "--sample-tokens 5000 exceeds the model's --max-seq-len 1024"},
+        {{"-e", "gpt5"}, "-e gpt5: unknown experiment. Expected a preset (gpt2s, gpt2m"},
+        {{"-e", "gpt2s-rotary-rotary"}, "unknown experiment"},
+        {{"-e", "runs/x/model_00000100.bin"}, "no such checkpoint file"},
+        {{"-e"}, "-e needs a value"},
+        {{"-e", "gpt2s", "-e", "gpt2m"}, "-e given twice"},
+        {{"gpt2s"}, "unexpected argument 'gpt2s'"},
+        {{"-x", "1"}, "unexpected argument '-x'"},
+    };
+    for (const BadInput& c : cases) {
+        const std::string message = error_of(c.args);
+        EXPECT_NE(message.find(c.message), std::string::npos)
+            << "args: " << ::testing::PrintToString(c.args) << "\n  got: " << message;
+    }
+}
+
+TEST(ConfigErrorTest, ResolveValidatesFieldsSetInCode) {
+    TrainConfig c = parse({});
+    c.dropout_attn = 1.5;
+    try {
+        c.resolve(1);
+        FAIL() << "expected a ConfigError";
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(std::string(e.what()), "--dropout-attn 1.5 is out of range: valid is a number in [0.0, 1.0)");
+    }
+    c = parse({});
+    EXPECT_THROW(c.resolve(0), ConfigError);
+}
+
+}  // namespace
