@@ -1,0 +1,552 @@
+// Workbench for kernels/layernorm.cuh: dropout + residual add + LayerNorm, pre-norm (residual
+// in T or fp32) and post-norm, forward and backward.
+//
+//   build/dev/cuda/layernorm             validate everything, then benchmark (with PyTorch baselines)
+//   build/dev/cuda/layernorm --quick     validation only, small shapes (what `make test-gpu` runs)
+//   build/dev/cuda/layernorm --no-torch  full run without the PyTorch baselines
+// Run from the repository root: the baselines are dev/cuda/layernorm.py.
+//
+// Variants are launch shapes of the production kernels: how many warps share a row and how many
+// 8-element chunks each thread keeps in registers (forward and backward), and how many warps
+// the backward keeps in flight (which sets its rows per block). The public launchers' choice is
+// marked '*'; every variant is validated before it is timed.
+//
+// Validation: a CPU reference in double computes the same math with the same dropout mask
+// (DropoutParams::keep on the host); outputs are poisoned first; the backward's incoming
+// gradient is poisoned when it must be ignored; dweight/dbias start from random values to check
+// that they accumulate; a second backward on the same inputs must be bit-identical.
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "dev/cuda/workbench.cuh"
+#include "kernels/layernorm.cuh"
+
+namespace {
+
+using layernorm_detail::BackwardPlan;
+using layernorm_detail::RowTeamShape;
+
+constexpr float kEps = 1e-5f;
+constexpr float kBenchmarkDropout = 0.1f;  // the presets' residual dropout
+constexpr int kBenchmarkRows = 32768;
+const int kBenchmarkC[] = {768, 1280, 1600, 2048, 2560};
+
+// Tolerance on ||out - ref|| / ||ref|| for an output stored as S. A 16-bit output is fp32 math
+// on exact inputs rounded once: RMS relative error about 2e-3 (bf16) or 3e-4 (fp16); the
+// tolerances are ~5x that. fp32 outputs (fp32 residual stream, mean, rstd, dweight, dbias) carry
+// fp32 rounding of sums over C or N terms: ~1e-6.
+template <typename S> double tolerance();
+template <> double tolerance<__nv_bfloat16>() { return 1e-2; }
+template <> double tolerance<__half>() { return 2e-3; }
+template <> double tolerance<float>() { return 1e-5; }
+
+struct Tally {
+    int passed = 0, failed = 0;
+    void add(bool ok) { ok ? ++passed : ++failed; }
+};
+
+template <typename S> struct DeviceArray {
+    S* ptr;
+    explicit DeviceArray(size_t count) : ptr(workbench::device_alloc<S>(std::max<size_t>(count, 1))) {}
+    ~DeviceArray() { cudaFree(ptr); }
+    DeviceArray(const DeviceArray&) = delete;
+    DeviceArray& operator=(const DeviceArray&) = delete;
+};
+
+// What a case exercises.
+struct CaseConfig {
+    const char* name;
+    bool post_norm;
+    bool has_residual_in;  // forward residual_in given (else nullptr = zeros)
+    bool has_incoming;     // pre-norm: d_residual holds a gradient (else d_residual_is_zero);
+                           // post-norm: d_out_extra given
+    bool alias_incoming;   // post-norm: d_residual_in is the d_out_extra buffer
+    float p;
+};
+const CaseConfig kPreNorm{"pre-norm", false, true, true, false, 0.1f};
+const CaseConfig kPreNormFirst{"pre-norm, no residual_in, d_residual zero, p=0", false, false, false, false, 0.0f};
+const CaseConfig kPostNorm{"post-norm, d_residual_in aliases d_out_extra", true, true, true, true, 0.1f};
+const CaseConfig kPostNormFirst{"post-norm, no residual_in/d_out_extra, p=0", true, false, false, false, 0.0f};
+
+// A workbench launch shape; nullptr in the functions below means the public launchers.
+struct Variant {
+    std::string name;
+    bool varies_forward;  // else it varies the backward
+    RowTeamShape forward;
+    RowTeamShape backward;
+    int backward_target_warps;
+};
+
+RowTeamShape shape_with(int C, int chunks_per_thread) {
+    RowTeamShape shape;
+    shape.chunks_per_thread = chunks_per_thread;
+    shape.warps_per_team = ceil_div(C / layernorm_detail::kChunk, 32 * chunks_per_thread);
+    shape.teams_per_block = std::max(1, layernorm_detail::kTargetBlockThreads / (32 * shape.warps_per_team));
+    return shape;
+}
+std::string describe(const RowTeamShape& s) {
+    return std::to_string(s.warps_per_team) + "w x " + std::to_string(s.chunks_per_thread) + "c x " +
+           std::to_string(s.teams_per_block) + "rows";
+}
+
+// Forward variants (with the default backward), then backward variants (with the default forward).
+std::vector<Variant> variants_for(int C) {
+    using namespace layernorm_detail;
+    const RowTeamShape forward_default = row_team_shape(C, kForwardMaxChunksPerThread);
+    const RowTeamShape backward_default = row_team_shape(C, kBackwardMaxChunksPerThread);
+    std::vector<Variant> variants;
+    for (int chunks = 1; chunks <= kForwardMaxChunksPerThread; ++chunks) {
+        const RowTeamShape shape = shape_with(C, chunks);
+        if (shape.block_threads() > kMaxBlockThreads) continue;
+        const bool is_default = shape.warps_per_team == forward_default.warps_per_team &&
+                                shape.chunks_per_thread == forward_default.chunks_per_thread;
+        variants.push_back({"fwd " + describe(shape) + (is_default ? " *" : ""), true, shape, backward_default,
+                            kBackwardTargetWarps});
+    }
+    for (int chunks = 1; chunks <= kBackwardMaxChunksPerThread; ++chunks)
+        for (int warps : {1024, 2048, 4096}) {
+            const RowTeamShape shape = shape_with(C, chunks);
+            if (shape.block_threads() > kMaxBlockThreads) continue;
+            const bool is_default = shape.warps_per_team == backward_default.warps_per_team &&
+                                    shape.chunks_per_thread == backward_default.chunks_per_thread &&
+                                    warps == kBackwardTargetWarps;
+            variants.push_back({"bwd " + describe(shape) + ", " + std::to_string(warps) + " warps" +
+                                    (is_default ? " *" : ""),
+                                false, forward_default, shape, warps});
+        }
+    return variants;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device-side case: buffers, random inputs, and the forward/backward launches.
+
+// Random inputs: fresh normal draws for validation; for benchmarks (tens of millions of
+// elements per tensor) a window of a pre-drawn pool, since timing does not depend on the values.
+struct RandomSource {
+    std::mt19937_64& rng;
+    const std::vector<float>* pool;  // nullptr: fresh draws
+    std::vector<float> operator()(size_t count, float scale = 1.0f) const {
+        if (pool == nullptr) return workbench::random_vector(count, rng, scale);
+        std::vector<float> values(count);
+        size_t at = rng() % pool->size();
+        for (float& v : values) {
+            v = scale * (*pool)[at];
+            if (++at == pool->size()) at = 0;
+        }
+        return values;
+    }
+};
+
+template <typename T, typename R> struct Case {
+    static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "T is a 16-bit storage type");
+    int N, C;
+    CaseConfig config;
+    const Variant* variant;  // nullptr: public launchers
+    DropoutParams drop;
+    size_t scratch_floats;
+    DeviceArray<T> x, weight, bias, ln_out, dy, dx, extra;  // extra: post-norm d_out_extra
+    DeviceArray<R> residual_in, residual_out, grad_residual;  // grad_residual: pre d_residual, post d_residual_in
+    DeviceArray<float> mean, rstd, dweight, dbias, scratch;
+    // Inputs as the GPU sees them (rounded to storage).
+    std::vector<float> x_h, weight_h, bias_h, residual_in_h, dy_h, incoming_h, dweight_init, dbias_init;
+
+    Case(int N_, int C_, const CaseConfig& config_, const Variant* variant_, const RandomSource& random)
+        : N(N_), C(C_), config(config_), variant(variant_), scratch_floats(scratch_size(N_, C_, variant_)),
+          x(size_t(N_) * C_), weight(C_), bias(C_), ln_out(size_t(N_) * C_), dy(size_t(N_) * C_),
+          dx(size_t(N_) * C_), extra(size_t(N_) * C_), residual_in(size_t(N_) * C_), residual_out(size_t(N_) * C_),
+          grad_residual(size_t(N_) * C_), mean(N_), rstd(N_), dweight(C_), dbias(C_), scratch(scratch_floats) {
+        const size_t n = size_t(N) * C;
+        drop.p = config.p;
+        drop.seed = random.rng();  // full 64-bit seed and offset: both words of each reach Philox
+        drop.offset = random.rng();
+        x_h = workbench::upload_rounded(x.ptr, random(n));
+        if (config.has_residual_in) residual_in_h = workbench::upload_rounded(residual_in.ptr, random(n));
+        std::vector<float> w = random(C, 0.2f);
+        for (float& v : w) v += 1.0f;
+        weight_h = workbench::upload_rounded(weight.ptr, w);
+        bias_h = workbench::upload_rounded(bias.ptr, random(C, 0.2f));
+        dy_h = workbench::upload_rounded(dy.ptr, random(n));
+        if (config.has_incoming) incoming_h = rounded<R>(random(n));
+        // Comparable to the sums they accumulate (|sum over N rows| ~ sqrt(N)): a bug in the
+        // increment cannot hide under a much larger starting value.
+        dweight_init = random(C, std::sqrt(static_cast<float>(N)));
+        dbias_init = random(C, std::sqrt(static_cast<float>(N)));
+    }
+
+    static size_t scratch_size(int N, int C, const Variant* variant) {
+        if (variant == nullptr) return layernorm_backward_scratch_floats(N, C);
+        return layernorm_detail::backward_plan(N, variant->backward, variant->backward_target_warps).scratch_floats(C);
+    }
+    template <typename S> static std::vector<float> rounded(std::vector<float> values) {
+        for (float& v : values) v = to_float(from_float<S>(v));
+        return values;
+    }
+
+    R* residual_in_ptr() const { return config.has_residual_in ? residual_in.ptr : nullptr; }
+    // Post-norm's d_residual_in: the d_out_extra buffer, its own buffer, or null (no residual_in).
+    R* d_residual_in_ptr() const {
+        if (config.alias_incoming) return reinterpret_cast<R*>(extra.ptr);  // post-norm: R == T
+        return config.has_residual_in ? grad_residual.ptr : nullptr;
+    }
+
+    void poison_forward_outputs() const {
+        workbench::poison(ln_out.ptr, size_t(N) * C);
+        workbench::poison(residual_out.ptr, size_t(N) * C);
+        workbench::poison(mean.ptr, N);
+        workbench::poison(rstd.ptr, N);
+    }
+    void forward(cudaStream_t stream) const {
+        if (variant != nullptr) {
+            layernorm_detail::launch_forward(variant->forward, ln_out.ptr, residual_out.ptr, mean.ptr, rstd.ptr, x.ptr,
+                                             residual_in_ptr(), weight.ptr, bias.ptr, drop, kEps, N, C, stream);
+        } else if (!config.post_norm) {
+            fused_dropout_residual_layernorm_forward(ln_out.ptr, residual_out.ptr, mean.ptr, rstd.ptr, x.ptr,
+                                                     residual_in_ptr(), weight.ptr, bias.ptr, drop, kEps, N, C, stream);
+        } else if constexpr (std::is_same_v<T, R>) {
+            fused_dropout_residual_layernorm_postnorm_forward(ln_out.ptr, residual_out.ptr, mean.ptr, rstd.ptr, x.ptr,
+                                                              residual_in_ptr(), weight.ptr, bias.ptr, drop, kEps, N,
+                                                              C, stream);
+        } else {
+            REQUIRE(false, "post-norm has no separate residual type: use R = T");
+        }
+    }
+
+    // Resets everything backward reads or accumulates into; poisons what it must write (and the
+    // incoming gradient when it must be ignored).
+    void prepare_backward() const {
+        const size_t n = size_t(N) * C;
+        workbench::poison(dx.ptr, n);
+        workbench::poison(scratch.ptr, scratch_floats);
+        workbench::poison(grad_residual.ptr, n);
+        workbench::poison(extra.ptr, n);
+        if (config.has_incoming) {
+            if (config.post_norm) workbench::upload_rounded(extra.ptr, incoming_h);
+            else workbench::upload_rounded(grad_residual.ptr, incoming_h);
+        }
+        workbench::upload_rounded(dweight.ptr, dweight_init);
+        workbench::upload_rounded(dbias.ptr, dbias_init);
+    }
+    void backward(cudaStream_t stream) const {
+        if (variant != nullptr) {
+            const BackwardPlan plan = layernorm_detail::backward_plan(N, variant->backward, variant->backward_target_warps);
+            layernorm_detail::launch_backward<T, R>(plan, dx.ptr, grad_residual.ptr, dweight.ptr, dbias.ptr, dy.ptr,
+                                                    nullptr, config.has_incoming ? grad_residual.ptr : nullptr,
+                                                    residual_out.ptr, mean.ptr, rstd.ptr, weight.ptr, drop, N, C,
+                                                    scratch.ptr, stream);
+        } else if (!config.post_norm) {
+            fused_dropout_residual_layernorm_backward(dx.ptr, grad_residual.ptr, dweight.ptr, dbias.ptr, dy.ptr,
+                                                      residual_out.ptr, mean.ptr, rstd.ptr, weight.ptr, drop,
+                                                      !config.has_incoming, N, C, scratch.ptr, stream);
+        } else if constexpr (std::is_same_v<T, R>) {
+            fused_dropout_residual_layernorm_postnorm_backward(
+                dx.ptr, d_residual_in_ptr(), dweight.ptr, dbias.ptr, dy.ptr, config.has_incoming ? extra.ptr : nullptr,
+                residual_out.ptr, mean.ptr, rstd.ptr, weight.ptr, drop, N, C, scratch.ptr, stream);
+        } else {
+            REQUIRE(false, "post-norm has no separate residual type: use R = T");
+        }
+    }
+    // The residual-gradient output: pre-norm d_residual, post-norm d_residual_in (maybe null).
+    const R* residual_grad_output() const { return config.post_norm ? d_residual_in_ptr() : grad_residual.ptr; }
+
+    // Bytes that must move (what GB/s counts): row tensors, mean/rstd, weight/bias.
+    double forward_bytes() const {
+        const double per_element = 2.0 * sizeof(T) + sizeof(R) * (config.has_residual_in ? 2 : 1);
+        return double(N) * C * per_element + 8.0 * N + 2.0 * C * sizeof(T);
+    }
+    double backward_bytes() const {
+        double per_element = 2.0 * sizeof(T) + sizeof(R);  // dy, dx, saved sum
+        if (config.has_incoming) per_element += config.post_norm ? sizeof(T) : sizeof(R);
+        if (residual_grad_output() != nullptr) per_element += sizeof(R);
+        return double(N) * C * per_element + 8.0 * N + C * sizeof(T) + 2.0 * C * sizeof(float) * 2;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// CPU reference (double), the same math as kernels/layernorm.cuh.
+
+struct ForwardReference {
+    std::vector<double> sum, ln_out, mean, rstd;
+};
+template <typename T, typename R> ForwardReference reference_forward(const Case<T, R>& c) {
+    const int N = c.N, C = c.C;
+    const double scale = 1.0 / (1.0 - static_cast<double>(c.drop.p));
+    ForwardReference ref;
+    ref.sum.resize(size_t(N) * C);
+    ref.ln_out.resize(size_t(N) * C);
+    ref.mean.resize(N);
+    ref.rstd.resize(N);
+    std::vector<double> stored(C);  // the sum as the residual stream stores it (rounded to R)
+    for (int row = 0; row < N; ++row) {
+        double mean = 0.0;
+        for (int col = 0; col < C; ++col) {
+            const size_t i = size_t(row) * C + col;
+            const double dropped = c.drop.keep(i) ? c.x_h[i] * scale : 0.0;
+            ref.sum[i] = (c.residual_in_h.empty() ? 0.0 : c.residual_in_h[i]) + dropped;
+            stored[col] = to_float(from_float<R>(static_cast<float>(ref.sum[i])));
+            mean += stored[col];
+        }
+        mean /= C;
+        double variance = 0.0;
+        for (int col = 0; col < C; ++col) variance += (stored[col] - mean) * (stored[col] - mean);
+        variance /= C;
+        const double rstd = 1.0 / std::sqrt(variance + kEps);
+        for (int col = 0; col < C; ++col)
+            ref.ln_out[size_t(row) * C + col] = (stored[col] - mean) * rstd * c.weight_h[col] + c.bias_h[col];
+        ref.mean[row] = mean;
+        ref.rstd[row] = rstd;
+    }
+    return ref;
+}
+
+struct BackwardReference {
+    std::vector<double> d_sum, dx, dweight, dbias;
+};
+// Takes the saved sum, mean and rstd as the GPU forward produced them: they are backward's inputs.
+template <typename T, typename R>
+BackwardReference reference_backward(const Case<T, R>& c, const std::vector<float>& saved_sum,
+                                     const std::vector<float>& mean, const std::vector<float>& rstd) {
+    const int N = c.N, C = c.C;
+    const double scale = 1.0 / (1.0 - static_cast<double>(c.drop.p));
+    const bool incoming_before_ln = c.config.has_incoming && c.config.post_norm;
+    const bool incoming_after_ln = c.config.has_incoming && !c.config.post_norm;
+    BackwardReference ref;
+    ref.d_sum.resize(size_t(N) * C);
+    ref.dx.resize(size_t(N) * C);
+    ref.dweight.assign(c.dweight_init.begin(), c.dweight_init.end());
+    ref.dbias.assign(c.dbias_init.begin(), c.dbias_init.end());
+    std::vector<double> dy(C), xhat(C);
+    for (int row = 0; row < N; ++row) {
+        double sum_g = 0.0, sum_g_xhat = 0.0;
+        for (int col = 0; col < C; ++col) {
+            const size_t i = size_t(row) * C + col;
+            dy[col] = c.dy_h[i] + (incoming_before_ln ? c.incoming_h[i] : 0.0);
+            xhat[col] = (saved_sum[i] - static_cast<double>(mean[row])) * rstd[row];
+            sum_g += dy[col] * c.weight_h[col];
+            sum_g_xhat += dy[col] * c.weight_h[col] * xhat[col];
+        }
+        const double mean_g = sum_g / C, mean_g_xhat = sum_g_xhat / C;
+        for (int col = 0; col < C; ++col) {
+            const size_t i = size_t(row) * C + col;
+            const double g = dy[col] * c.weight_h[col];
+            ref.d_sum[i] = rstd[row] * (g - mean_g - xhat[col] * mean_g_xhat) + (incoming_after_ln ? c.incoming_h[i] : 0.0);
+            ref.dx[i] = c.drop.keep(i) ? ref.d_sum[i] * scale : 0.0;
+            ref.dweight[col] += dy[col] * xhat[col];
+            ref.dbias[col] += dy[col];
+        }
+    }
+    return ref;
+}
+
+bool bit_identical(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+template <typename T, typename R>
+void validate(int N, int C, const CaseConfig& config, const Variant* variant, std::mt19937_64& rng, Tally& tally) {
+    std::printf("%s/%s %s N=%d C=%d%s%s\n", precision_name<T>(), precision_name<R>(), config.name, N, C,
+                variant ? ", variant " : "", variant ? variant->name.c_str() : "");
+    const Case<T, R> c(N, C, config, variant, RandomSource{rng, nullptr});
+    const size_t n = size_t(N) * C;
+    auto check = [&](const char* what, const std::vector<float>& out, const std::vector<double>& ref, double tol) {
+        tally.add(workbench::report_check(what, workbench::compare(out, ref), tol));
+    };
+
+    c.poison_forward_outputs();
+    c.forward(nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> residual_out = workbench::download(c.residual_out.ptr, n);
+    const std::vector<float> mean = workbench::download(c.mean.ptr, N), rstd = workbench::download(c.rstd.ptr, N);
+    const ForwardReference fwd = reference_forward(c);
+    check("forward residual_out", residual_out, fwd.sum, tolerance<R>());
+    check("forward ln_out", workbench::download(c.ln_out.ptr, n), fwd.ln_out, tolerance<T>());
+    check("forward mean", mean, fwd.mean, tolerance<float>());
+    check("forward rstd", rstd, fwd.rstd, tolerance<float>());
+
+    struct BackwardOutputs {
+        std::vector<float> dx, d_residual, dweight, dbias;
+    };
+    auto run_backward = [&] {
+        c.prepare_backward();
+        c.backward(nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        BackwardOutputs out;
+        out.dx = workbench::download(c.dx.ptr, n);
+        if (c.residual_grad_output() != nullptr) out.d_residual = workbench::download(c.residual_grad_output(), n);
+        out.dweight = workbench::download(c.dweight.ptr, C);
+        out.dbias = workbench::download(c.dbias.ptr, C);
+        return out;
+    };
+    const BackwardOutputs first = run_backward();
+    const BackwardReference bwd = reference_backward(c, residual_out, mean, rstd);
+    check("backward dx", first.dx, bwd.dx, tolerance<T>());
+    if (c.residual_grad_output() != nullptr) check("backward d_residual", first.d_residual, bwd.d_sum, tolerance<R>());
+    check("backward dweight (+=)", first.dweight, bwd.dweight, tolerance<float>());
+    check("backward dbias (+=)", first.dbias, bwd.dbias, tolerance<float>());
+
+    const BackwardOutputs second = run_backward();
+    const bool same = bit_identical(first.dx, second.dx) && bit_identical(first.d_residual, second.d_residual) &&
+                      bit_identical(first.dweight, second.dweight) && bit_identical(first.dbias, second.dbias);
+    std::printf("  %-28s %s  %s\n", "backward rerun", same ? "bit-identical" : "DIFFERS", same ? "ok" : "FAIL");
+    tally.add(same);
+}
+
+// Every precision combination of one (N, C): pre-norm with R = T and R = fp32, post-norm.
+template <typename T> void validate_forms(int N, int C, std::mt19937_64& rng, Tally& tally) {
+    validate<T, T>(N, C, kPreNorm, nullptr, rng, tally);
+    validate<T, float>(N, C, kPreNorm, nullptr, rng, tally);
+    validate<T, T>(N, C, kPostNorm, nullptr, rng, tally);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark
+
+struct Timing {
+    double forward_ms, backward_ms;
+};
+template <typename T, typename R>
+Timing time_case(const CaseConfig& config, int C, const Variant* variant, const RandomSource& random,
+                 double* forward_bytes, double* backward_bytes) {
+    const Case<T, R> c(kBenchmarkRows, C, config, variant, random);
+    c.forward(nullptr);
+    c.prepare_backward();  // the in-place d_residual then drifts by one LN gradient per call: harmless
+    Timing timing;
+    timing.forward_ms = workbench::median_ms([&] { c.forward(nullptr); });
+    timing.backward_ms = workbench::median_ms([&] { c.backward(nullptr); });
+    if (forward_bytes) *forward_bytes = c.forward_bytes();
+    if (backward_bytes) *backward_bytes = c.backward_bytes();
+    return timing;
+}
+
+double find_ms(const std::vector<workbench::BaselineTiming>& timings, const std::string& name) {
+    for (const auto& t : timings)
+        if (t.name == name) return t.ms;
+    return -1.0;
+}
+
+void print_header(const std::string& title) {
+    std::printf("\n    %-34s %9s %7s %6s   %9s %7s %6s\n", title.c_str(), "fwd ms", "GB/s", "%copy", "bwd ms", "GB/s",
+                "%copy");
+}
+void print_row(const std::string& label, double forward_ms, double forward_bytes, double backward_ms,
+               double backward_bytes, double copy_gbs) {
+    std::printf("    %-34s", label.c_str());
+    for (const auto& [ms, bytes] : {std::pair{forward_ms, forward_bytes}, std::pair{backward_ms, backward_bytes}}) {
+        if (ms < 0) {
+            std::printf(" %9s %7s %6s  ", "-", "", "");
+            continue;
+        }
+        const double gbs = bytes / (ms * 1e-3) / 1e9;
+        std::printf(" %9.4f %7.0f %5.1f%%  ", ms, gbs, 100.0 * gbs / copy_gbs);
+    }
+    std::printf("\n");
+}
+
+template <typename T, typename R>
+void benchmark_form(const CaseConfig& config, int C, const RandomSource& random, double copy_gbs,
+                    const std::vector<workbench::BaselineTiming>& torch_timings) {
+    double forward_bytes = 0, backward_bytes = 0;
+    const Timing ours = time_case<T, R>(config, C, nullptr, random, &forward_bytes, &backward_bytes);
+    const std::string label = std::string(config.post_norm ? "post-norm " : "pre-norm ") + precision_name<T>() +
+                              (config.post_norm ? "" : std::string(", residual ") + precision_name<R>());
+    print_row("ours  " + label, ours.forward_ms, forward_bytes, ours.backward_ms, backward_bytes, copy_gbs);
+    if (config.post_norm || !std::is_same_v<T, __nv_bfloat16> || torch_timings.empty()) return;
+    for (const char* impl : {"eager", "compile"}) {
+        const std::string key = std::string("_") + precision_name<R>() + "_C" + std::to_string(C);
+        const double fwd = find_ms(torch_timings, std::string(impl) + "_fwd" + key);
+        const double fwdbwd = find_ms(torch_timings, std::string(impl) + "_fwdbwd" + key);
+        const double bwd = fwd >= 0 && fwdbwd >= 0 ? fwdbwd - fwd : -1.0;
+        print_row(std::string("torch ") + impl + " " + label, fwd, forward_bytes, bwd, backward_bytes, copy_gbs);
+    }
+}
+
+void benchmark(bool with_torch, std::mt19937_64& rng) {
+    const workbench::DeviceInfo device = workbench::device_info();
+    const double copy_gbs = workbench::measured_copy_bandwidth_gbs();
+    std::printf("\nBenchmark on %s (%d SMs): N=%d rows, dropout p=%.1f, eps %g; measured copy bandwidth %.0f GB/s\n",
+                device.name.c_str(), device.sm_count, kBenchmarkRows, kBenchmarkDropout, kEps, copy_gbs);
+    std::printf("GB/s counts the bytes that must move: forward reads x, residual_in, writes residual_out, ln_out,\n"
+                "mean, rstd; backward reads d_ln_out (+ d_out_extra), the incoming residual gradient, the saved sum,\n"
+                "mean, rstd, writes dx and the residual gradient. Scratch traffic is overhead and not counted.\n"
+                "PyTorch (bf16 only): backward = time(forward + autograd.grad) - time(forward).\n");
+
+    std::vector<workbench::BaselineTiming> torch_timings;
+    if (with_torch) {
+        std::string columns;
+        for (int C : kBenchmarkC) columns += (columns.empty() ? "" : ",") + std::to_string(C);
+        char args[128];
+        std::snprintf(args, sizeof args, " --N %d --p %g --eps %g --C ", kBenchmarkRows, kBenchmarkDropout, kEps);
+        torch_timings = workbench::run_torch_baseline("dev/cuda/layernorm.py" + std::string(args) + columns);
+    }
+    const std::vector<float> pool = workbench::random_vector(size_t(1) << 20, rng);
+    const RandomSource random{rng, &pool};
+    CaseConfig pre = kPreNorm, post = kPostNorm;
+    pre.p = post.p = kBenchmarkDropout;
+    for (int C : kBenchmarkC) {
+        print_header("C=" + std::to_string(C));
+        benchmark_form<__nv_bfloat16, __nv_bfloat16>(pre, C, random, copy_gbs, torch_timings);
+        benchmark_form<__nv_bfloat16, float>(pre, C, random, copy_gbs, torch_timings);
+        benchmark_form<__nv_bfloat16, __nv_bfloat16>(post, C, random, copy_gbs, torch_timings);
+        benchmark_form<__half, __half>(pre, C, random, copy_gbs, torch_timings);
+        benchmark_form<__half, float>(pre, C, random, copy_gbs, torch_timings);
+        benchmark_form<__half, __half>(post, C, random, copy_gbs, torch_timings);
+    }
+
+    std::printf("\nLaunch-shape sweep (bf16, pre-norm, residual bf16; '*' = the public launchers' choice;\n"
+                "w = warps per row, c = 8-element chunks per thread, rows = rows per block):\n");
+    for (int C : kBenchmarkC) {
+        print_header("C=" + std::to_string(C));
+        for (const Variant& v : variants_for(C)) {
+            double forward_bytes = 0, backward_bytes = 0;
+            const Timing t = time_case<__nv_bfloat16, __nv_bfloat16>(pre, C, &v, random, &forward_bytes, &backward_bytes);
+            print_row(v.name, v.varies_forward ? t.forward_ms : -1.0, forward_bytes,
+                      v.varies_forward ? -1.0 : t.backward_ms, backward_bytes, copy_gbs);
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    bool quick = false, with_torch = true;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--quick") == 0) {
+            quick = true;
+        } else if (std::strcmp(argv[i], "--no-torch") == 0) {
+            with_torch = false;
+        } else {
+            std::fprintf(stderr, "%s: unknown option '%s'\nusage: %s [--quick] [--no-torch]\n"
+                         "  --quick     validation only, small shapes (the test suite)\n"
+                         "  --no-torch  skip the PyTorch baselines in the benchmark\n", argv[0], argv[i], argv[0]);
+            return 2;
+        }
+    }
+    std::mt19937_64 rng(20261127);
+    Tally tally;
+
+    std::printf("Validation (relative L2 error against the CPU reference in double)\n");
+    // Odd row counts (partial blocks), every default launch shape from 1 to 16 warps per row, and
+    // the limits C = 8 and 8192.
+    for (int C : {8, 24, 768, 1000, 1280, 1600, 2048, 2560, 8192}) {
+        validate_forms<__nv_bfloat16>(77, C, rng, tally);
+        validate_forms<__half>(77, C, rng, tally);
+    }
+    validate<__nv_bfloat16, __nv_bfloat16>(300, 768, kPreNormFirst, nullptr, rng, tally);
+    validate<__half, float>(300, 2560, kPreNormFirst, nullptr, rng, tally);
+    validate<__nv_bfloat16, __nv_bfloat16>(1, 1280, kPostNormFirst, nullptr, rng, tally);
+    validate<__half, __half>(300, 1600, kPostNormFirst, nullptr, rng, tally);
+    if (!quick) {
+        for (int C : kBenchmarkC) {
+            validate_forms<__nv_bfloat16>(4096, C, rng, tally);
+            validate_forms<__half>(4096, C, rng, tally);
+            for (const Variant& v : variants_for(C))
+                validate<__nv_bfloat16, __nv_bfloat16>(2048, C, kPreNorm, &v, rng, tally);
+        }
+        benchmark(with_torch, rng);
+    }
+
+    const bool ok = tally.failed == 0;
+    std::printf("\n%s: layernorm %d checks passed, %d failed\n", ok ? "PASS" : "FAIL", tally.passed, tally.failed);
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,555 @@
+// Dropout + residual add + LayerNorm, fused, for pre-norm and post-norm transformer blocks.
+//
+// Math, per row of C elements (s is the new residual stream):
+//   forward   s      = residual_in + dropout(x)                  stored as R (the residual type)
+//             mean   = sum(s) / C
+//             rstd   = 1 / sqrt(sum((s - mean)^2) / C + eps)      fp32, biased variance
+//             xhat   = (s - mean) * rstd
+//             ln_out = xhat * weight + bias
+//   backward  dy     = d_ln_out (+ d_out_extra in post-norm)
+//             g      = dy * weight
+//             d_sum  = rstd * (g - mean(g) - xhat * mean(g * xhat)) (+ d_residual from later layers)
+//             dx     = keep ? d_sum / (1 - p) : 0                 the mask is regenerated, not stored
+//             dweight += sum over rows of dy * xhat,   dbias += sum over rows of dy
+// The statistics are taken of s as stored (rounded to R): backward re-reads the stored residual,
+// so forward and backward see the same xhat.
+//
+// Fused structure. A "row team" of W warps owns one row at a time; each thread keeps its
+// chunks of 8 consecutive elements (one 16-byte access for 16-bit storage) in registers, so the
+// row crosses HBM exactly once and the two-pass statistics are free. W and the chunks per thread
+// are chosen per C (row_team_shape) to leave as few lanes idle as possible, e.g. C = 768 -> one
+// warp with 3 chunks per thread, C = 2560 -> 5 warps with 2, C = 8192 -> 8 warps with 4.
+//
+// Deterministic parameter gradients without atomics. Each backward thread accumulates dweight
+// and dbias for its own columns over the rows its team visits; the teams of a block are summed
+// in shared memory in a fixed order; each block writes one partial row to scratch; a second
+// kernel sums the partial rows in a fixed order and adds the result to dweight/dbias. The block
+// count depends only on (N, C), so results are bit-identical run to run and GPU to GPU.
+#pragma once
+
+#include <algorithm>
+#include <climits>
+#include <type_traits>
+
+#include "kernels/common.cuh"
+
+namespace layernorm_detail {
+
+constexpr int kChunk = 8;  // elements per chunk: 16 bytes of 16-bit storage
+constexpr int kMaxC = 8192;
+constexpr int kMaxBlockThreads = 512;  // matches __launch_bounds__ below (<= 128 registers)
+constexpr int kTargetBlockThreads = 256;
+// Chunks per thread the kernels are instantiated for (and the default shapes choose from).
+constexpr int kForwardMaxChunksPerThread = 4;
+// Backward keeps dy, xhat, the incoming gradient and two accumulators per element in registers:
+// two chunks per thread fit in 128 registers without spilling (three spill), so two 256-thread
+// blocks share an SM.
+constexpr int kBackwardMaxChunksPerThread = 2;
+// Backward blocks loop over rows: enough warps to keep HBM busy (about 16 per SM on H100),
+// few enough that the per-block partial rows cost ~1% of the traffic.
+constexpr int kBackwardTargetWarps = 2048;
+
+// How a row is spread over threads: blockDim = (32 * warps_per_team, teams_per_block).
+struct RowTeamShape {
+    int warps_per_team = 0;
+    int chunks_per_thread = 0;
+    int teams_per_block = 0;
+    int block_threads() const { return 32 * warps_per_team * teams_per_block; }
+};
+
+// Fewest idle chunk slots; ties go to more chunks per thread (fewer warps to reduce across).
+inline RowTeamShape row_team_shape(int C, int max_chunks_per_thread) {
+    const int chunks = C / kChunk;
+    RowTeamShape best;
+    int best_waste = INT_MAX;
+    for (int per_thread = 1; per_thread <= max_chunks_per_thread; ++per_thread) {
+        const int warps = ceil_div(chunks, 32 * per_thread);
+        if (32 * warps > kMaxBlockThreads) continue;
+        const int waste = 32 * warps * per_thread - chunks;
+        if (waste <= best_waste) {
+            best_waste = waste;
+            best.warps_per_team = warps;
+            best.chunks_per_thread = per_thread;
+            best.teams_per_block = std::max(1, kTargetBlockThreads / (32 * warps));
+        }
+    }
+    return best;
+}
+
+struct BackwardPlan {
+    RowTeamShape shape;
+    int rows_per_team = 0;
+    int blocks = 0;
+    size_t scratch_floats(int C) const { return size_t(blocks) * 2 * C; }  // (blocks, 2, C)
+};
+
+inline BackwardPlan backward_plan(int N, RowTeamShape shape, int target_warps) {
+    BackwardPlan plan;
+    plan.shape = shape;
+    const int target_teams = std::max(1, target_warps / shape.warps_per_team);
+    plan.rows_per_team = std::max(1, ceil_div(N, target_teams));
+    plan.blocks = ceil_div(N, plan.rows_per_team * shape.teams_per_block);
+    return plan;
+}
+inline BackwardPlan default_backward_plan(int N, int C) {
+    return backward_plan(N, row_team_shape(C, kBackwardMaxChunksPerThread), kBackwardTargetWarps);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device helpers
+
+// 8 consecutive elements of S as stored (16-bit: one 16-byte access; fp32: two). Keeping loaded
+// rows packed until they are used halves their registers for 16-bit storage. Row data is
+// touched once per kernel, so loads stream (evict-first) to leave L2 to the weights.
+template <typename S> struct alignas(16) RawChunk {
+    S elements[kChunk];
+    __device__ void load(const S* address) {
+#pragma unroll
+        for (int part = 0; part < int(sizeof(elements) / 16); ++part)
+            reinterpret_cast<int4*>(elements)[part] = __ldcs(reinterpret_cast<const int4*>(address) + part);
+    }
+    __device__ void clear() {
+#pragma unroll
+        for (int j = 0; j < kChunk; ++j) elements[j] = from_float<S>(0.0f);
+    }
+    __device__ float get(int j) const { return to_float(elements[j]); }
+};
+template <typename S> __device__ inline void load_chunk(const S* address, float (&values)[kChunk]) {
+    RawChunk<S> raw;
+    raw.load(address);
+#pragma unroll
+    for (int j = 0; j < kChunk; ++j) values[j] = raw.get(j);
+}
+template <typename S> __device__ inline void store_chunk(S* address, const float (&values)[kChunk]) {
+    constexpr int per_vector = Vec16<S>::size;
+#pragma unroll
+    for (int part = 0; part < kChunk / per_vector; ++part) {
+        Vec16<S> vector;
+#pragma unroll
+        for (int j = 0; j < per_vector; ++j) vector.set(j, values[part * per_vector + j]);
+        store16(address + part * per_vector, vector);
+    }
+}
+template <typename S> __device__ inline float round_to(float value) { return to_float(from_float<S>(value)); }
+
+// Bit j set iff element first + j is kept (first is a multiple of 8): the same Philox words as
+// DropoutParams::keep, two generator calls per chunk instead of eight.
+__device__ inline uint32_t dropout_keep_bits(const DropoutParams& drop, uint64_t first) {
+    if (!drop.enabled()) return 0xFFu;
+    uint32_t bits = 0;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const uint4 words = drop.random_words((first >> 2) + half);
+        const uint32_t word[4] = {words.x, words.y, words.z, words.w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) bits |= uint32_t(uniform_from_bits(word[j]) >= drop.p) << (4 * half + j);
+    }
+    return bits;
+}
+
+// Sums each of `values` over the row team (threadIdx.y's W warps). Every thread of the team gets
+// the same bits: the xor butterfly is symmetric and the cross-warp sum has a fixed order.
+// `exchange` holds blockDim.y * W * kValues floats. One barrier per call: callers alternate
+// between two exchange buffers, so a buffer is rewritten only after the next call's barrier,
+// which every reader of the previous contents has passed. Called by every thread of the block.
+template <int kValues> __device__ inline void team_sum(float (&values)[kValues], int warps_per_team, float* exchange) {
+#pragma unroll
+    for (int i = 0; i < kValues; ++i) values[i] = warp_sum(values[i]);
+    if (warps_per_team == 1) return;
+    const int team_first_warp = threadIdx.y * warps_per_team;
+    if (threadIdx.x % 32 == 0) {
+#pragma unroll
+        for (int i = 0; i < kValues; ++i) exchange[(team_first_warp + threadIdx.x / 32) * kValues + i] = values[i];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kValues; ++i) {
+        float total = 0.0f;
+        for (int warp = 0; warp < warps_per_team; ++warp) total += exchange[(team_first_warp + warp) * kValues + i];
+        values[i] = total;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward: one row per team.
+
+template <typename T, typename R, int kChunksPerThread>
+__global__ void __launch_bounds__(kMaxBlockThreads)
+    dropout_residual_layernorm_forward_kernel(T* ln_out, R* residual_out, float* mean_out, float* rstd_out,
+                                              const T* x, const R* residual_in, const T* weight, const T* bias,
+                                              DropoutParams drop, float eps, int N, int C) {
+    __shared__ float exchange[2][kMaxBlockThreads / 32];
+    const int warps_per_team = blockDim.x / 32;
+    const int chunks = C / kChunk;
+    const int row = blockIdx.x * blockDim.y + threadIdx.y;
+    const bool row_valid = row < N;  // no early return: team_sum has block-wide barriers
+    const size_t row_offset = size_t(row) * C;
+    const float keep_scale = drop.scale();
+    const float inv_C = 1.0f / C;
+
+    // Every load of the row (and the weights) before any store: the compiler may not move loads
+    // past stores to possibly aliasing pointers, and all of them in flight at once is what
+    // saturates HBM. (It also makes residual_out == residual_in safe.)
+    RawChunk<T> x_raw[kChunksPerThread];
+    RawChunk<R> residual_raw[kChunksPerThread];
+    Vec16<T> w[kChunksPerThread], b[kChunksPerThread];
+#pragma unroll
+    for (int k = 0; k < kChunksPerThread; ++k) {
+        const int chunk = threadIdx.x + k * blockDim.x;
+        if (!row_valid || chunk >= chunks) continue;
+        const size_t offset = row_offset + size_t(chunk) * kChunk;
+        x_raw[k].load(x + offset);
+        if (residual_in != nullptr) residual_raw[k].load(residual_in + offset);
+        else residual_raw[k].clear();
+        w[k] = load16(weight + chunk * kChunk);
+        b[k] = load16(bias + chunk * kChunk);
+    }
+
+    float s[kChunksPerThread][kChunk];
+    float sum[1] = {0.0f};
+#pragma unroll
+    for (int k = 0; k < kChunksPerThread; ++k) {
+        const int chunk = threadIdx.x + k * blockDim.x;
+        if (!row_valid || chunk >= chunks) {
+#pragma unroll
+            for (int j = 0; j < kChunk; ++j) s[k][j] = 0.0f;
+            continue;
+        }
+        const size_t offset = row_offset + size_t(chunk) * kChunk;
+        const uint32_t keep = dropout_keep_bits(drop, offset);
+#pragma unroll
+        for (int j = 0; j < kChunk; ++j) {
+            const float dropped = (keep >> j) & 1u ? x_raw[k].get(j) * keep_scale : 0.0f;
+            s[k][j] = round_to<R>(residual_raw[k].get(j) + dropped);
+            sum[0] += s[k][j];
+        }
+        store_chunk(residual_out + offset, s[k]);
+    }
+    team_sum(sum, warps_per_team, exchange[0]);
+    const float mean = sum[0] * inv_C;
+
+    float squares[1] = {0.0f};
+#pragma unroll
+    for (int k = 0; k < kChunksPerThread; ++k) {
+        if (threadIdx.x + k * blockDim.x >= chunks) continue;  // idle slots would add mean^2
+#pragma unroll
+        for (int j = 0; j < kChunk; ++j) squares[0] += (s[k][j] - mean) * (s[k][j] - mean);
+    }
+    team_sum(squares, warps_per_team, exchange[1]);
+    const float rstd = rsqrtf(squares[0] * inv_C + eps);
+    if (row_valid && threadIdx.x == 0) {
+        if (mean_out != nullptr) mean_out[row] = mean;
+        if (rstd_out != nullptr) rstd_out[row] = rstd;
+    }
+
+#pragma unroll
+    for (int k = 0; k < kChunksPerThread; ++k) {
+        const int chunk = threadIdx.x + k * blockDim.x;
+        if (!row_valid || chunk >= chunks) continue;
+        float out[kChunk];
+#pragma unroll
+        for (int j = 0; j < kChunk; ++j) out[j] = (s[k][j] - mean) * rstd * w[k].get(j) + b[k].get(j);
+        store_chunk(ln_out + row_offset + size_t(chunk) * kChunk, out);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward: each team walks rows_per_team rows (interleaved with the block's other teams), then
+// the block reduces its parameter-gradient partials into one row of `partials`.
+//
+// d_sum_out may alias d_sum_addend (pre-norm, in place) or dy_extra (post-norm): each thread
+// reads all of its elements of a row before writing any of them, and no other thread touches
+// them.
+
+template <typename T, typename R, int kChunksPerThread>
+__global__ void __launch_bounds__(kMaxBlockThreads)
+    layernorm_backward_kernel(T* dx, R* d_sum_out, float* partials /*(gridDim.x, 2, C)*/, const T* dy,
+                              const T* dy_extra, const R* d_sum_addend, const R* saved_sum, const float* mean,
+                              const float* rstd, const T* weight, DropoutParams drop, int N, int C,
+                              int rows_per_team) {
+    extern __shared__ float team_partials[];  // (blockDim.y, blockDim.x, kChunk)
+    __shared__ float exchange[2][kMaxBlockThreads / 32 * 2];
+    const int warps_per_team = blockDim.x / 32;
+    const int chunks = C / kChunk;
+    const float keep_scale = drop.scale();
+    const float inv_C = 1.0f / C;
+
+    Vec16<T> w[kChunksPerThread];
+    float dweight_acc[kChunksPerThread][kChunk], dbias_acc[kChunksPerThread][kChunk];
+#pragma unroll
+    for (int k = 0; k < kChunksPerThread; ++k) {
+        const int chunk = threadIdx.x + k * blockDim.x;
+#pragma unroll
+        for (int j = 0; j < kChunk; ++j) {
+            w[k].set(j, 0.0f);  // idle slots: g = 0 keeps them out of the row sums
+            dweight_acc[k][j] = dbias_acc[k][j] = 0.0f;
+        }
+        if (chunk < chunks) w[k] = load16(weight + chunk * kChunk);
+    }
+
+    const int block_first_row = blockIdx.x * rows_per_team * blockDim.y;
+    for (int step = 0; step < rows_per_team; ++step) {  // same trip count for every team: barriers
+        const int row = block_first_row + step * blockDim.y + threadIdx.y;
+        const bool row_valid = row < N;
+        const size_t row_offset = size_t(row) * C;
+        const float row_mean = row_valid ? mean[row] : 0.0f;
+        const float row_rstd = row_valid ? rstd[row] : 0.0f;
+
+        // All loads of the row first, so they are in flight together.
+        float dy_row[kChunksPerThread][kChunk], xhat[kChunksPerThread][kChunk], addend[kChunksPerThread][kChunk];
+        float sums[2] = {0.0f, 0.0f};  // sum(g), sum(g * xhat)
+#pragma unroll
+        for (int k = 0; k < kChunksPerThread; ++k) {
+            const int chunk = threadIdx.x + k * blockDim.x;
+            const bool valid = row_valid && chunk < chunks;
+            const size_t offset = row_offset + size_t(chunk) * kChunk;
+            float extra[kChunk], stored_sum[kChunk];
+#pragma unroll
+            for (int j = 0; j < kChunk; ++j) dy_row[k][j] = extra[j] = stored_sum[j] = addend[k][j] = 0.0f;
+            if (valid) {
+                load_chunk(dy + offset, dy_row[k]);
+                if (dy_extra != nullptr) load_chunk(dy_extra + offset, extra);
+                load_chunk(saved_sum + offset, stored_sum);
+                if (d_sum_addend != nullptr) load_chunk(d_sum_addend + offset, addend[k]);
+            }
+#pragma unroll
+            for (int j = 0; j < kChunk; ++j) {
+                dy_row[k][j] += extra[j];
+                xhat[k][j] = (stored_sum[j] - row_mean) * row_rstd;
+                const float g = dy_row[k][j] * w[k].get(j);
+                sums[0] += g;
+                sums[1] += g * xhat[k][j];
+            }
+        }
+        team_sum(sums, warps_per_team, exchange[step & 1]);
+        const float mean_g = sums[0] * inv_C, mean_g_xhat = sums[1] * inv_C;
+
+#pragma unroll
+        for (int k = 0; k < kChunksPerThread; ++k) {
+            const int chunk = threadIdx.x + k * blockDim.x;
+            if (!row_valid || chunk >= chunks) continue;
+            const size_t offset = row_offset + size_t(chunk) * kChunk;
+            const uint32_t keep = dropout_keep_bits(drop, offset);
+            float d_sum[kChunk], dx_chunk[kChunk];
+#pragma unroll
+            for (int j = 0; j < kChunk; ++j) {
+                const float g = dy_row[k][j] * w[k].get(j);
+                d_sum[j] = row_rstd * (g - mean_g - xhat[k][j] * mean_g_xhat) + addend[k][j];
+                dx_chunk[j] = (keep >> j) & 1u ? d_sum[j] * keep_scale : 0.0f;
+                dweight_acc[k][j] += dy_row[k][j] * xhat[k][j];
+                dbias_acc[k][j] += dy_row[k][j];
+            }
+            if (d_sum_out != nullptr) store_chunk(d_sum_out + offset, d_sum);
+            store_chunk(dx + offset, dx_chunk);
+        }
+    }
+
+    // Teams -> one partial row per block, column slot by column slot, in team order.
+    const int block_threads = blockDim.x * blockDim.y;
+    const int thread_index = threadIdx.y * blockDim.x + threadIdx.x;
+    const int slot_columns = blockDim.x * kChunk;  // columns covered by one chunk slot of the team
+    float* block_partials = partials + size_t(blockIdx.x) * 2 * C;
+#pragma unroll
+    for (int component = 0; component < 2; ++component) {
+#pragma unroll
+        for (int k = 0; k < kChunksPerThread; ++k) {
+#pragma unroll
+            for (int j = 0; j < kChunk; ++j)
+                team_partials[thread_index * kChunk + j] = component == 0 ? dweight_acc[k][j] : dbias_acc[k][j];
+            __syncthreads();
+            for (int i = thread_index; i < slot_columns; i += block_threads) {
+                const int column = k * slot_columns + i;
+                if (column >= C) break;
+                float total = 0.0f;
+                for (int team = 0; team < blockDim.y; ++team) total += team_partials[team * slot_columns + i];
+                block_partials[component * C + column] = total;
+            }
+            __syncthreads();
+        }
+    }
+}
+
+// dweight[c] += sum over blocks of partials[b][0][c]; dbias likewise from partials[b][1][c].
+// Thread (x, y) sums blocks y, y + 32, ... of one column; the 32 results are summed in order.
+constexpr int kReduceRows = 32;
+__global__ void __launch_bounds__(32 * kReduceRows)
+    layernorm_param_grads_reduce_kernel(float* dweight, float* dbias, const float* partials, int blocks, int C) {
+    __shared__ float column_sums[kReduceRows][33];  // +1: no bank conflicts on the transposed read
+    const int column = blockIdx.x * 32 + threadIdx.x;  // over (2, C): dweight columns, then dbias
+    const bool valid = column < 2 * C;
+    float sum = 0.0f;
+    if (valid) {
+#pragma unroll 4
+        for (int b = threadIdx.y; b < blocks; b += kReduceRows) sum += partials[size_t(b) * 2 * C + column];
+    }
+    column_sums[threadIdx.y][threadIdx.x] = sum;
+    __syncthreads();
+    if (threadIdx.y == 0 && valid) {
+        float total = 0.0f;
+        for (int y = 0; y < kReduceRows; ++y) total += column_sums[y][threadIdx.x];
+        float* target = column < C ? dweight + column : dbias + (column - C);
+        *target += total;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launchers with an explicit launch shape (the public launchers below pass the default; the
+// dev/cuda workbench sweeps alternatives).
+
+// Calls body(std::integral_constant<int, K>{}) for K = chunks_per_thread, 1 <= K <= kMax.
+template <int kMax, typename Body> void dispatch_chunks_per_thread(int chunks_per_thread, Body&& body) {
+    static_assert(kMax >= 1 && kMax <= 4, "instantiated for 1..4 chunks per thread");
+    switch (chunks_per_thread) {
+        case 1: body(std::integral_constant<int, 1>{}); break;
+        case 2: if constexpr (kMax >= 2) { body(std::integral_constant<int, 2>{}); break; } [[fallthrough]];
+        case 3: if constexpr (kMax >= 3) { body(std::integral_constant<int, 3>{}); break; } [[fallthrough]];
+        case 4: if constexpr (kMax >= 4) { body(std::integral_constant<int, 4>{}); break; } [[fallthrough]];
+        default: REQUIRE(false, "LayerNorm: %d chunks per thread is not instantiated (1..%d)", chunks_per_thread, kMax);
+    }
+}
+
+inline void check_row_shape(int N, int C) {
+    REQUIRE(N > 0, "LayerNorm: N = %d rows; need at least one row", N);
+    REQUIRE(C % kChunk == 0 && C >= kChunk && C <= kMaxC,
+            "LayerNorm: C = %d; the fused LayerNorm supports hidden sizes that are multiples of 8 from 8 to %d",
+            C, kMaxC);
+}
+inline void check_shape_fits(const RowTeamShape& shape, int C, int max_chunks_per_thread) {
+    REQUIRE(shape.chunks_per_thread >= 1 && shape.chunks_per_thread <= max_chunks_per_thread &&
+                shape.teams_per_block >= 1 && shape.block_threads() <= kMaxBlockThreads &&
+                32 * shape.warps_per_team * shape.chunks_per_thread * kChunk >= C,
+            "LayerNorm: launch shape (%d warps x %d chunks per thread, %d teams) cannot cover C = %d",
+            shape.warps_per_team, shape.chunks_per_thread, shape.teams_per_block, C);
+}
+inline void check_dropout(const DropoutParams& drop) {
+    REQUIRE(drop.p >= 0.0f && drop.p < 1.0f, "LayerNorm: dropout probability %g must be in [0, 1)", drop.p);
+}
+
+template <typename T, typename R>
+void launch_forward(const RowTeamShape& shape, T* ln_out, R* residual_out, float* mean, float* rstd, const T* x,
+                    const R* residual_in, const T* weight, const T* bias, DropoutParams drop, float eps, int N,
+                    int C, cudaStream_t stream) {
+    check_row_shape(N, C);
+    check_shape_fits(shape, C, kForwardMaxChunksPerThread);
+    check_dropout(drop);
+    REQUIRE(ln_out && residual_out && x && weight && bias, "LayerNorm forward: ln_out, residual_out, x, weight "
+            "and bias must be non-null (residual_in, mean and rstd may be null)");
+    REQUIRE(is_aligned16(ln_out) && is_aligned16(residual_out) && is_aligned16(x) && is_aligned16(weight) &&
+                is_aligned16(bias) && is_aligned16(residual_in),
+            "LayerNorm forward: every tensor must be 16-byte aligned (16-byte vector access)");
+    const dim3 block(32 * shape.warps_per_team, shape.teams_per_block);
+    const int grid = ceil_div(N, shape.teams_per_block);
+    dispatch_chunks_per_thread<kForwardMaxChunksPerThread>(shape.chunks_per_thread, [&](auto chunks_per_thread) {
+        dropout_residual_layernorm_forward_kernel<T, R, decltype(chunks_per_thread)::value>
+            <<<grid, block, 0, stream>>>(ln_out, residual_out, mean, rstd, x, residual_in, weight, bias, drop, eps,
+                                         N, C);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+// The common backward of both block forms (see the kernel for the aliasing rules).
+template <typename T, typename R>
+void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweight, float* dbias, const T* dy,
+                     const T* dy_extra, const R* d_sum_addend, const R* saved_sum, const float* mean,
+                     const float* rstd, const T* weight, DropoutParams drop, int N, int C, float* scratch,
+                     cudaStream_t stream) {
+    check_row_shape(N, C);
+    check_shape_fits(plan.shape, C, kBackwardMaxChunksPerThread);
+    REQUIRE(plan.rows_per_team >= 1 && size_t(plan.blocks) * plan.rows_per_team * plan.shape.teams_per_block >= size_t(N),
+            "LayerNorm backward: plan of %d blocks x %d teams x %d rows does not cover N = %d", plan.blocks,
+            plan.shape.teams_per_block, plan.rows_per_team, N);
+    check_dropout(drop);
+    REQUIRE(dx && dweight && dbias && dy && saved_sum && mean && rstd && weight && scratch,
+            "LayerNorm backward: dx, dweight, dbias, the output gradient, the saved sum, mean, rstd, weight and "
+            "scratch must be non-null");
+    REQUIRE(is_aligned16(dx) && is_aligned16(d_sum_out) && is_aligned16(dy) && is_aligned16(dy_extra) &&
+                is_aligned16(d_sum_addend) && is_aligned16(saved_sum) && is_aligned16(weight),
+            "LayerNorm backward: every (N, C) tensor and the weight must be 16-byte aligned");
+    const dim3 block(32 * plan.shape.warps_per_team, plan.shape.teams_per_block);
+    const size_t shared_bytes = size_t(plan.shape.block_threads()) * kChunk * sizeof(float);
+    dispatch_chunks_per_thread<kBackwardMaxChunksPerThread>(plan.shape.chunks_per_thread, [&](auto chunks_per_thread) {
+        layernorm_backward_kernel<T, R, decltype(chunks_per_thread)::value>
+            <<<plan.blocks, block, shared_bytes, stream>>>(dx, d_sum_out, scratch, dy, dy_extra, d_sum_addend,
+                                                           saved_sum, mean, rstd, weight, drop, N, C,
+                                                           plan.rows_per_team);
+    });
+    CUDA_CHECK_LAUNCH();
+    layernorm_param_grads_reduce_kernel<<<ceil_div(2 * C, 32), dim3(32, kReduceRows), 0, stream>>>(
+        dweight, dbias, scratch, plan.blocks, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace layernorm_detail
+
+// ---------------------------------------------------------------------------------------------
+// Public launchers (the trainer's contract). T in {__nv_bfloat16, __half}; R in {T, float}.
+// N rows of C elements, C a multiple of 8 up to 8192; tensors 16-byte aligned. The dropout
+// element index is row * C + col of x.
+
+// Floats of scratch the backward launchers need for C and any row count up to N (the block
+// count is not monotonic in N, so this is the bound min(ceil(N / teams), ceil(target / teams))).
+inline size_t layernorm_backward_scratch_floats(int N, int C) {
+    using namespace layernorm_detail;
+    check_row_shape(N, C);
+    const RowTeamShape shape = row_team_shape(C, kBackwardMaxChunksPerThread);
+    const int target_teams = std::max(1, kBackwardTargetWarps / shape.warps_per_team);
+    const int max_blocks = std::min(ceil_div(N, shape.teams_per_block), ceil_div(target_teams, shape.teams_per_block));
+    return size_t(max_blocks) * 2 * C;
+}
+
+// Pre-norm forward: residual_out = residual_in + dropout(x); ln_out = LayerNorm(residual_out).
+// mean and rstd may be null when no backward follows.
+template <typename T, typename R>
+void fused_dropout_residual_layernorm_forward(T* ln_out /*(N,C)*/, R* residual_out /*(N,C)*/, float* mean /*(N)*/,
+                                              float* rstd /*(N)*/, const T* x /*(N,C)*/,
+                                              const R* residual_in /*(N,C) or nullptr = zeros*/,
+                                              const T* weight /*(C)*/, const T* bias /*(C)*/, DropoutParams drop,
+                                              float eps, int N, int C, cudaStream_t stream) {
+    layernorm_detail::launch_forward(
+        layernorm_detail::row_team_shape(C, layernorm_detail::kForwardMaxChunksPerThread), ln_out, residual_out,
+        mean, rstd, x, residual_in, weight, bias, drop, eps, N, C, stream);
+}
+
+// Pre-norm backward: d_sum = d_residual + LayerNorm_backward(d_ln_out); d_residual := d_sum
+// (in place); dx = keep * d_sum / (1 - p); dweight, dbias +=.
+template <typename T, typename R>
+void fused_dropout_residual_layernorm_backward(
+    T* dx /*(N,C)*/,
+    R* d_residual /*(N,C) in: grad of residual_out (ignored if d_residual_is_zero); out: grad of residual_in*/,
+    float* dweight /*(C) +=*/, float* dbias /*(C) +=*/, const T* d_ln_out /*(N,C)*/, const R* residual_out /*(N,C)*/,
+    const float* mean /*(N)*/, const float* rstd /*(N)*/, const T* weight /*(C)*/, DropoutParams drop,
+    bool d_residual_is_zero, int N, int C, float* scratch /*layernorm_backward_scratch_floats(N or more, C)*/,
+    cudaStream_t stream) {
+    REQUIRE(d_residual != nullptr, "LayerNorm backward: d_residual receives the residual gradient; it cannot be null");
+    layernorm_detail::launch_backward<T, R>(layernorm_detail::default_backward_plan(N, C), dx, d_residual, dweight,
+                                            dbias, d_ln_out, nullptr, d_residual_is_zero ? nullptr : d_residual,
+                                            residual_out, mean, rstd, weight, drop, N, C, scratch, stream);
+}
+
+// Post-norm forward: sum_out = residual_in + dropout(x); out = LayerNorm(sum_out).
+template <typename T>
+void fused_dropout_residual_layernorm_postnorm_forward(T* out /*(N,C)*/, T* sum_out /*(N,C) saved for backward*/,
+                                                       float* mean /*(N)*/, float* rstd /*(N)*/,
+                                                       const T* x /*(N,C)*/,
+                                                       const T* residual_in /*(N,C) or nullptr = zeros*/,
+                                                       const T* weight /*(C)*/, const T* bias /*(C)*/,
+                                                       DropoutParams drop, float eps, int N, int C,
+                                                       cudaStream_t stream) {
+    fused_dropout_residual_layernorm_forward<T, T>(out, sum_out, mean, rstd, x, residual_in, weight, bias, drop, eps,
+                                                   N, C, stream);
+}
+
+// Post-norm backward: d_sum = LayerNorm_backward(d_out + d_out_extra); d_residual_in := d_sum;
+// dx = keep * d_sum / (1 - p); dweight, dbias +=.
+template <typename T>
+void fused_dropout_residual_layernorm_postnorm_backward(
+    T* dx /*(N,C)*/, T* d_residual_in /*(N,C) or nullptr (residual_in was null); may alias d_out_extra or d_out*/,
+    float* dweight /*(C) +=*/, float* dbias /*(C) +=*/, const T* d_out /*(N,C)*/,
+    const T* d_out_extra /*(N,C) or nullptr: gradient reaching out through the next residual path*/,
+    const T* sum_out /*(N,C)*/, const float* mean /*(N)*/, const float* rstd /*(N)*/, const T* weight /*(C)*/,
+    DropoutParams drop, int N, int C, float* scratch /*layernorm_backward_scratch_floats(N or more, C)*/,
+    cudaStream_t stream) {
+    layernorm_detail::launch_backward<T, T>(layernorm_detail::default_backward_plan(N, C), dx, d_residual_in,
+                                            dweight, dbias, d_out, d_out_extra, nullptr, sum_out, mean, rstd,
+                                            weight, drop, N, C, scratch, stream);
+}
