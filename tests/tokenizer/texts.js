@@ -67,14 +67,14 @@ function adversarialTexts() {
         "\u00ad soft\u00adhyphen \u200e\u200f \u{1d173} \u0600 ʼʻˆ ˈstress ー々〆 ㄅㄆ 〃";
     t["long letter run"] = "a".repeat(20000);
     t["long letter run after space"] = " " + "a".repeat(20000) + " b";
-    t["long mixed-letter run"] = "ab".repeat(10000) + "xyz".repeat(5000);
+    t["long mixed-letter run"] = "ab".repeat(5000) + "xyz".repeat(2000);
     t["long space run"] = " ".repeat(20000) + "x" + " ".repeat(20000);
     t["long newline run"] = "\n".repeat(10000) + "x" + "\r\n".repeat(5000);
-    t["long digit run"] = "1234567890".repeat(3000);
-    t["long punctuation run"] = "!".repeat(20000) + "'s";
-    t["long CJK run"] = "的".repeat(10000) + "日本語".repeat(3000);
-    t["long emoji run"] = "🙂".repeat(10000);
-    t["long accented run"] = "é".repeat(10000) + "e\u0301".repeat(5000);
+    t["long digit run"] = "1234567890".repeat(1000);
+    t["long punctuation run"] = "!".repeat(10000) + "'s";
+    t["long CJK run"] = "的".repeat(2000) + "日本語".repeat(700);
+    t["long emoji run"] = "🙂".repeat(2500);
+    t["long accented run"] = "é".repeat(5000) + "e\u0301".repeat(3000);
     t["byte order mark at start"] = "\ufeffHello \ufeff world";
     t["empty"] = "";
     t["single space"] = " ";
@@ -117,19 +117,19 @@ function randomTexts(count, seed) {
     return texts;
 }
 
-// Every code point (but surrogates) in contexts where each class behaves differently: after a
-// letter, a digit, punctuation, a space, two spaces, and before the same; split by range so a
-// failure names the range.
+// Every code point (but surrogates) after a letter, a digit, punctuation, a space and two
+// spaces, where each class joins or splits differently; split by range so that a failure names
+// the range. The planes with nothing assigned but private use (4..13, 15, 16) are sampled.
 function codePointTexts() {
     const ranges = [[0x0, 0x800], [0x800, 0x3000], [0x3000, 0xa000], [0xa000, 0x10000], [0x10000, 0x20000],
                     [0x20000, 0x40000], [0x40000, 0x110000]];
+    const sampled = (c) => (c >= 0x40000 && c < 0xe0000) || c >= 0xf0000;
     return ranges.map(([begin, end]) => {
         const parts = [];
         for (let c = begin; c < end; ++c) {
-            if (c >= 0xd800 && c <= 0xdfff) continue;
-            if (c >= 0x40000 && c < 0xe0000 && (c & 0xff) > 3) continue;  // unassigned planes: a sample
+            if ((c >= 0xd800 && c <= 0xdfff) || (sampled(c) && (c & 0xff) > 3)) continue;
             const x = cp(c);
-            parts.push(`a${x}a1${x}1!${x}! ${x}x  ${x}${x}'s${x} `);
+            parts.push(`a${x}1${x}!${x} ${x}  ${x}\n`);
         }
         return {name: `code points/U+${begin.toString(16)}..U+${(end - 1).toString(16)}`, bytes: utf8(parts.join("")),
                 special: false};
