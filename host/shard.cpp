@@ -19,7 +19,10 @@ namespace {
 const char* const kHowToMake = "make shards with ./data_prep/prepare (see README)";
 
 std::runtime_error io_error(const std::string& path, const std::string& what) {
-    return std::runtime_error(path + ": " + what + ": " + std::strerror(errno));
+    const int error = errno;
+    const bool out_of_space = error == ENOSPC || error == EFBIG || error == EDQUOT;
+    return std::runtime_error(path + ": " + what + ": " + std::strerror(error) +
+                              (out_of_space ? " (free space or write somewhere else)" : ""));
 }
 
 struct FileCloser {

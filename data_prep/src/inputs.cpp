@@ -19,6 +19,9 @@ namespace data_prep {
 namespace {
 
 constexpr size_t kReadBlockBytes = 1 << 20;
+// A whole-file document larger than this is almost surely a corpus in one file, which would
+// be held in memory and tokenized by one thread: ask for a line or paragraph split instead.
+constexpr size_t kMaxWholeFileDocumentBytes = size_t(1) << 30;
 
 bool ends_with(std::string_view text, std::string_view suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -257,6 +260,10 @@ class FileWalker {
             std::string whole;
             read_chunks(a, location_text, [&](std::string_view chunk) {
                 whole.append(chunk);
+                if (whole.size() > kMaxWholeFileDocumentBytes) {
+                    throw std::runtime_error(location_text + ": over 1 GiB as a single document; pass --doc-split line "
+                                             "or --doc-split paragraph to cut it into documents");
+                }
                 return true;
             });
             return emit(ends_with(name, ".json") ? RawDocument::Kind::kJsonArray : RawDocument::Kind::kText,
@@ -394,7 +401,8 @@ std::string_view document_text(const RawDocument& raw, const ReaderOptions& opti
             try {
                 object = json::parse(raw.bytes);
             } catch (const json::exception& e) {
-                throw invalid(std::string("invalid JSON (") + e.what() + ")");
+                throw invalid(std::string("invalid JSON (") + e.what() +
+                              "); pass --skip-invalid-json to skip and count such lines");
             }
             const auto field = object.is_object() ? object.find(options.text_field) : object.end();
             if (field == object.end() || !field->is_string()) {

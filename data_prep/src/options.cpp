@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 namespace data_prep {
@@ -72,7 +73,9 @@ double parse_number(const std::string& text, double min, double max) {
     char* end = nullptr;
     const double value = std::strtod(text.c_str(), &end);
     if (text.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(value) || value < min || value > max) {
-        throw std::invalid_argument("expected a number from " + std::to_string(min) + " to " + std::to_string(max));
+        char range[64];
+        std::snprintf(range, sizeof range, "%g to %g", min, max);
+        throw std::invalid_argument(std::string("expected a number from ") + range);
     }
     return value;
 }

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# End to end: `./data_prep/prepare tiny` (the quickstart's dataset) from the corpus that
+# `make setup` installs. Checks the shards and manifest, that a rerun does nothing, that the
+# output does not depend on --threads, and that ./data_prep/dump agrees with the manifest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x data_prep/prepare ] && [ -x data_prep/dump ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+DATA_DIR=$tmp/a ./data_prep/prepare tiny --threads 2 >"$tmp/first.out" 2>"$tmp/first.err" || { cat "$tmp/first.err"; fail "prepare tiny"; }
+cat "$tmp/first.out"
+grep -q "tiny written to $tmp/a/tiny" "$tmp/first.out" || fail "no summary line"
+out=$tmp/a/tiny
+[ -f "$out/manifest.json" ] || fail "no manifest.json"
+[ ! -e "$out/.staging" ] || fail "staging directory left behind"
+train_shards=$(ls "$out"/tiny_train_*.bin | wc -l)
+[ "$train_shards" -ge 4 ] || fail "expected several train shards, got $train_shards"
+[ -f "$out/tiny_val_000000.bin" ] || fail "no val shard"
+
+# The manifest's counts equal what dump reads from the shards.
+python3 - "$out" <<'PY' || fail "manifest does not match the shards"
+import json, subprocess, sys
+out = sys.argv[1]
+manifest = json.load(open(f"{out}/manifest.json"))
+assert manifest["splits"]["val"]["documents"] == 2, "2 of the 100 corpus files are the val split"
+assert manifest["splits"]["train"]["documents"] == 98
+for split, info in manifest["splits"].items():
+    tokens = documents = 0
+    for shard in info["shards"]:
+        stats = dict(line.split(None, 1) for line in
+                     subprocess.run(["./data_prep/dump", f"{out}/{shard['file']}"], check=True, capture_output=True,
+                                    text=True).stdout.splitlines())
+        assert int(stats["tokens"]) == shard["tokens"], shard
+        tokens += int(stats["tokens"])
+        documents += int(stats["documents"].split()[0])
+        assert int(stats["max"].split()[-1]) <= 50256
+    assert tokens == info["tokens"], (split, tokens, info["tokens"])
+    assert documents == info["documents"], (split, documents, info["documents"])
+    print(f"{split}: {tokens} tokens, {documents} documents, {len(info['shards'])} shards (dump agrees)")
+PY
+
+# The decoded text of the first document is corpus text.
+./data_prep/dump "$out/tiny_train_000000.bin" --text --limit 200 2>/dev/null | grep -q '[a-z]' || fail "dump --text"
+
+# A complete dataset is not rebuilt.
+DATA_DIR=$tmp/a ./data_prep/prepare tiny >"$tmp/second.out" 2>&1 || fail "rerun"
+grep -q "already complete" "$tmp/second.out" || fail "rerun did not report a complete dataset"
+
+# Same bytes with one thread.
+DATA_DIR=$tmp/b ./data_prep/prepare tiny --threads 1 >/dev/null 2>&1 || fail "prepare tiny --threads 1"
+for f in "$out"/*.bin; do cmp -s "$f" "$tmp/b/tiny/$(basename "$f")" || fail "$(basename "$f") differs between 2 threads and 1"; done
+[ "$(ls "$tmp/b/tiny"/*.bin | wc -l)" -eq "$(ls "$out"/*.bin | wc -l)" ] || fail "different shard counts"
+
+# Killed at a random moment: either complete (manifest) or, on rerun, rebuilt identically.
+DATA_DIR=$tmp/c ./data_prep/prepare tiny --threads 1 >/dev/null 2>&1 &
+victim=$!
+sleep 0.$((RANDOM % 9 + 1))
+kill -9 "$victim" 2>/dev/null || true
+wait "$victim" 2>/dev/null || true
+if [ ! -f "$tmp/c/tiny/manifest.json" ]; then
+    echo "killed before completion; files left: $(ls -A "$tmp/c/tiny" 2>/dev/null | tr '\n' ' ')"
+fi
+DATA_DIR=$tmp/c ./data_prep/prepare tiny --threads 2 >/dev/null 2>&1 || fail "rerun after kill"
+for f in "$out"/*.bin; do cmp -s "$f" "$tmp/c/tiny/$(basename "$f")" || fail "rerun after kill: $(basename "$f") differs"; done
+[ -z "$(ls -A "$tmp/c/tiny" | grep -E '\.tmp$|^\.staging$' || true)" ] || fail "leftovers after rerun"
+echo "PASS: data_prep_tiny"
