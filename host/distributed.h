@@ -661,7 +661,8 @@ class DistributedContext {
     }
 
     // send: (world_size * recv_count), recv: (recv_count) = this rank's block of the reduction:
-    // recv[i] = op over ranks of send[rank * recv_count + i]. See shard_of() for the padding.
+    // recv[i] = op over ranks of send[rank * recv_count + i]. In place when
+    // recv == send + rank * recv_count. See shard_of() for the padding.
     template <typename T>
     void reduce_scatter(const T* send, T* recv, size_t recv_count, [[maybe_unused]] ReduceOp op,
                         [[maybe_unused]] const char* what) {
