@@ -41,6 +41,38 @@ for split, info in manifest["splits"].items():
     print(f"{split}: {tokens} tokens, {documents} documents, {len(info['shards'])} shards (dump agrees)")
 PY
 
+# Token for token what tiktoken (npm, gpt2) gives for the corpus: every file one document (its
+# sentences joined by "\n"), <|endoftext|> after each; train holds 98 of them in corpus order and
+# val the other 2, also in order.
+NODE_PATH=$PWD/node_modules node - "$out" <<'JS' || fail "shards differ from tiktoken's tokens"
+const fs = require("fs");
+const { get_encoding } = require("tiktoken");
+const out = process.argv[2], corpus = "node_modules/nlp-corpus/builds", eot = 50256;
+const enc = get_encoding("gpt2");
+const manifest = JSON.parse(fs.readFileSync(`${out}/manifest.json`, "utf8"));
+const documents = (split) => {
+  const ids = [];
+  for (const shard of manifest.splits[split].shards) {
+    const bytes = fs.readFileSync(`${out}/${shard.file}`);
+    for (let i = 1024; i < bytes.length; i += 2) ids.push(bytes.readUInt16LE(i));
+  }
+  const docs = [];
+  for (let start = 0, i = 0; i < ids.length; i++) if (ids[i] === eot) { docs.push(ids.slice(start, i).join(" ")); start = i + 1; }
+  return docs;
+};
+const train = documents("train"), val = documents("val");
+const files = fs.readdirSync(corpus).filter((f) => /^doc-\d+\.json$/.test(f)).sort();
+let t = 0, v = 0;
+for (const f of files) {
+  const ids = Array.from(enc.encode_ordinary(JSON.parse(fs.readFileSync(`${corpus}/${f}`, "utf8")).join("\n"))).join(" ");
+  if (t < train.length && train[t] === ids) t++;
+  else if (v < val.length && val[v] === ids) v++;
+  else { console.error(`${f}: its tokens are not the next train or val document`); process.exit(1); }
+}
+if (t !== 98 || v !== 2) { console.error(`matched ${t} train and ${v} val documents`); process.exit(1); }
+console.log(`all ${files.length} documents equal tiktoken's tokens (${t} train, ${v} val)`);
+JS
+
 # The decoded text of the first document is corpus text.
 ./data_prep/dump "$out/tiny_train_000000.bin" --text --limit 200 2>/dev/null | grep -q '[a-z]' || fail "dump --text"
 

@@ -70,9 +70,7 @@ std::string repository_of_executable() {
 std::string find_nlp_corpus() {
     const std::string relative = "node_modules/nlp-corpus/builds";
     const std::string repository = repository_of_executable();
-    for (const std::string& candidate : {repository + "/" + relative, relative}) {
-        if (!repository.empty() && fs::is_directory(candidate)) return candidate;
-    }
+    if (!repository.empty() && fs::is_directory(repository + "/" + relative)) return repository + "/" + relative;
     return relative;
 }
 
