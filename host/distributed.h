@@ -896,18 +896,25 @@ class DistributedContext {
     }
 
 #ifdef USE_NCCL
-    // Completes an NCCL call on the nonblocking communicator: ncclInProgress is polled until
-    // the call has been enqueued (or the communicator is set up), at most timeout_s seconds.
+    // Completes an NCCL call on the nonblocking communicator. Since NCCL 2.19 every collective
+    // outside a group answers ncclInProgress and a background thread issues its kernel; the
+    // state is polled (yielding for the first 2 ms: this is on the step's critical path, then
+    // sleeping) until the kernel is on the stream, at most timeout_s seconds. Inside a group,
+    // ncclInProgress only means "queued": group_end() waits for the whole group.
     void wait_for_nccl(ncclResult_t result, const char* what, const char* file, int line) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+        if (result == ncclInProgress && group_depth_ > 0) return;
+        const auto start = std::chrono::steady_clock::now();
+        const auto deadline = start + std::chrono::duration<double>(timeout_s);
         while (result == ncclInProgress) {
-            if (std::chrono::steady_clock::now() > deadline) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now > deadline) {
                 char reason[512];
                 std::snprintf(reason, sizeof reason, "%s did not complete within %.0f s (at %s:%d)", what, timeout_s,
                               file, line);
                 abort_and_exit(reason);
             }
-            std::this_thread::sleep_for(std::chrono::microseconds(100));
+            if (now - start < std::chrono::milliseconds(2)) std::this_thread::yield();
+            else std::this_thread::sleep_for(std::chrono::microseconds(50));
             if (ncclCommGetAsyncError(comm, &result) != ncclSuccess) result = ncclInternalError;
         }
         if (result != ncclSuccess) {
