@@ -394,6 +394,7 @@ struct StateFileFixedPart {
     int32_t reserved0;
     uint64_t seed;
     int64_t step;
+    int64_t adam_step;
     uint64_t rng_state[4];
     double loss_scale;
     int64_t clean_steps;
@@ -401,7 +402,7 @@ struct StateFileFixedPart {
     int32_t num_buffers;
     int32_t reserved1;
 };
-static_assert(std::is_trivially_copyable_v<StateFileFixedPart> && sizeof(StateFileFixedPart) == 184,
+static_assert(std::is_trivially_copyable_v<StateFileFixedPart> && sizeof(StateFileFixedPart) == 192,
               "the state file layout is fixed");
 
 struct BufferDescriptor {
@@ -422,6 +423,7 @@ void write_state_file(const std::string& path, const StateHeader& header, const 
     fixed.zero_stage = header.identity.zero_stage;
     fixed.seed = header.identity.seed;
     fixed.step = header.step;
+    fixed.adam_step = header.adam_step;
     std::copy(header.rng_state.begin(), header.rng_state.end(), fixed.rng_state);
     fixed.loss_scale = header.loss_scale;
     fixed.clean_steps = header.clean_steps;
@@ -466,6 +468,7 @@ StateHeader read_state_file(const std::string& path, const RunIdentity& expected
     header.identity.zero_stage = fixed.zero_stage;
     header.identity.seed = fixed.seed;
     header.step = fixed.step;
+    header.adam_step = fixed.adam_step;
     std::copy(std::begin(fixed.rng_state), std::end(fixed.rng_state), header.rng_state.begin());
     header.loss_scale = fixed.loss_scale;
     header.clean_steps = fixed.clean_steps;

@@ -174,7 +174,8 @@ struct RunIdentity {
 struct StateHeader {
     RunIdentity identity;
     int64_t step = 0;                      // optimizer steps completed
-    std::array<uint64_t, 4> rng_state{};   // the trainer's host RNG, opaque here
+    int64_t adam_step = 0;                 // AdamW updates applied (bias correction; fp16 skips some)
+    std::array<uint64_t, 4> rng_state{};   // the trainer's host RNG (e.g. xoshiro256), opaque here
     double loss_scale = 1.0;               // fp16 dynamic loss scale (1 for bf16)
     int64_t clean_steps = 0;               // steps since the last overflow
     DataLoaderState train_loader;

@@ -323,6 +323,7 @@ StateHeader sample_state_header() {
     header.identity.zero_stage = 1;
     header.identity.seed = 1111;
     header.step = 42;
+    header.adam_step = 40;
     header.rng_state = {1, 2, 3, 0xFFFFFFFFFFFFFFFFull};
     header.loss_scale = 32768.0;
     header.clean_steps = 17;
@@ -357,6 +358,7 @@ TEST_F(CheckpointTest, StateFileRoundTrip) {
         file, header.identity, {{"master", master.data(), 100}, {"adam_m", m.data(), 100}, {"adam_v", v.data(), 100}});
     EXPECT_TRUE(back.identity.shape == header.identity.shape);
     EXPECT_EQ(back.step, 42);
+    EXPECT_EQ(back.adam_step, 40);
     EXPECT_EQ(back.rng_state, header.rng_state);
     EXPECT_EQ(back.loss_scale, 32768.0);
     EXPECT_EQ(back.clean_steps, 17);
