@@ -246,45 +246,82 @@ size_t table_size_for(size_t entries) {  // power of two, load factor <= 1/2
     return size;
 }
 
-// Token bytes -> token id, over the bytes stored in VocabTables::token_bytes.
+// Equality of two short byte strings with the same overlapping loads as hash_bytes (libc
+// memcmp's call and dispatch cost more than the compare for the typical 2..16 bytes).
+inline bool bytes_equal(const uint8_t* a, const uint8_t* b, size_t n) {
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (load_u64(a + i) != load_u64(b + i)) return false;
+        return load_u64(a + n - 8) == load_u64(b + n - 8);
+    }
+    if (n >= 4) return load_u32(a) == load_u32(b) && load_u32(a + n - 4) == load_u32(b + n - 4);
+    for (size_t i = 0; i < n; ++i)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
+// Records of byte strings with small payloads, back to back: [length][payload count][bytes]
+// [payload as uint16 little-endian...]. A hash table slot holds a hash tag and a record's
+// offset, so a lookup touches one slot and one record.
+struct RecordSlot {
+    static constexpr uint32_t kEmpty = UINT32_MAX;
+    uint32_t tag = 0;  // high half of the hash, checked before the bytes
+    uint32_t record = kEmpty;
+};
+constexpr size_t kMaxRecordBytes = 255;
+
+void append_record(std::vector<uint8_t>& arena, const uint8_t* p, size_t n, const int* payload, size_t count) {
+    arena.push_back(uint8_t(n));
+    arena.push_back(uint8_t(count));
+    arena.insert(arena.end(), p, p + n);
+    for (size_t i = 0; i < count; ++i) {
+        arena.push_back(uint8_t(payload[i]));
+        arena.push_back(uint8_t(payload[i] >> 8));
+    }
+}
+// The record at `record` if it holds exactly bytes p[0, n), else nullptr.
+inline const uint8_t* match_record(const std::vector<uint8_t>& arena, uint32_t record, const uint8_t* p, size_t n) {
+    const uint8_t* r = arena.data() + record;
+    return r[0] == n && bytes_equal(r + 2, p, n) ? r : nullptr;
+}
+inline int record_payload(const uint8_t* r, size_t i) {
+    const uint8_t* ids = r + 2 + r[0];
+    return ids[2 * i] | (ids[2 * i + 1] << 8);
+}
+
+// Token bytes -> token id.
 class PieceTable {
   public:
-    struct Slot {
-        uint32_t tag = 0;  // high half of the hash, checked before the bytes
-        int32_t id = -1;   // -1: empty
-    };
-    void build(const std::string& token_bytes, const std::vector<uint32_t>& offsets, int num_tokens) {
-        slots_.assign(table_size_for(num_tokens), Slot{});
+    void build(const std::vector<std::string_view>& tokens) {
+        slots_.assign(table_size_for(tokens.size()), RecordSlot{});
         mask_ = slots_.size() - 1;
-        bytes_ = reinterpret_cast<const uint8_t*>(token_bytes.data());
-        offsets_ = offsets.data();
-        for (int id = 0; id < num_tokens; ++id) {
-            const uint8_t* p = bytes_ + offsets_[id];
-            const size_t n = offsets_[id + 1] - offsets_[id];
+        arena_.clear();
+        for (size_t id = 0; id < tokens.size(); ++id) {
+            const uint8_t* p = reinterpret_cast<const uint8_t*>(tokens[id].data());
+            const size_t n = tokens[id].size();
             const uint64_t h = hash_bytes(p, n);
             size_t i = h & mask_;
-            while (slots_[i].id >= 0) i = (i + 1) & mask_;
-            slots_[i] = {uint32_t(h >> 32), id};
+            while (slots_[i].record != RecordSlot::kEmpty) i = (i + 1) & mask_;
+            slots_[i] = {uint32_t(h >> 32), uint32_t(arena_.size())};
+            const int payload = int(id);
+            append_record(arena_, p, n, &payload, 1);
         }
     }
     // Id of the token with exactly these bytes, or -1.
     int find(const uint8_t* p, size_t n, uint64_t h) const {
         const uint32_t tag = uint32_t(h >> 32);
         for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-            const Slot slot = slots_[i];
-            if (slot.id < 0) return -1;
-            if (slot.tag == tag) {
-                const uint32_t begin = offsets_[slot.id];
-                if (offsets_[slot.id + 1] - begin == n && std::memcmp(bytes_ + begin, p, n) == 0) return slot.id;
-            }
+            const RecordSlot slot = slots_[i];
+            if (slot.record == RecordSlot::kEmpty) return -1;
+            if (slot.tag == tag)
+                if (const uint8_t* r = match_record(arena_, slot.record, p, n)) return record_payload(r, 0);
         }
     }
 
   private:
-    std::vector<Slot> slots_;
+    std::vector<RecordSlot> slots_;
     size_t mask_ = 0;
-    const uint8_t* bytes_ = nullptr;    // owned by the VocabTables that owns this table
-    const uint32_t* offsets_ = nullptr;
+    std::vector<uint8_t> arena_;
 };
 
 // (left id, right id) -> id of the token whose bytes are their concatenation.
@@ -340,6 +377,7 @@ struct VocabTables {
 // Per-thread cache: piece bytes -> the ids BPE gave them. Owned by one vocabulary at a time
 // (a thread that alternates between two tokenizers just refills it). When full it is cleared
 // rather than evicting entry by entry: frequent pieces come back within a few thousand pieces.
+// 128k entries (about 5 MB) hold every distinct multi-token piece of the 9 MB nlp-corpus.
 class PieceCache {
   public:
     static constexpr size_t kMaxPieceBytes = 64;  // longer pieces are rare; not worth the space
@@ -347,45 +385,39 @@ class PieceCache {
     bool owned_by(uint64_t owner) const { return owner_ == owner; }
     void reset(uint64_t owner) {
         owner_ = owner;
-        slots_.assign(kSlots, Slot{});
-        keys_.clear();
-        ids_.clear();
+        slots_.assign(kSlots, RecordSlot{});
+        arena_.clear();
         entries_ = 0;
     }
     // Appends the cached ids of the piece to `out`; false if not cached.
     bool find(const uint8_t* p, size_t n, uint64_t h, std::vector<int>& out) const {
+        const uint32_t tag = uint32_t(h >> 32);
         for (size_t i = h & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
-            const Slot& slot = slots_[i];
-            if (slot.key_length == 0) return false;
-            if (slot.hash == h && slot.key_length == n && std::memcmp(keys_.data() + slot.key_offset, p, n) == 0) {
-                out.insert(out.end(), ids_.begin() + slot.ids_offset, ids_.begin() + slot.ids_offset + slot.num_ids);
-                return true;
+            const RecordSlot slot = slots_[i];
+            if (slot.record == RecordSlot::kEmpty) return false;
+            if (slot.tag == tag) {
+                if (const uint8_t* r = match_record(arena_, slot.record, p, n)) {
+                    for (size_t k = 0; k < r[1]; ++k) out.push_back(record_payload(r, k));
+                    return true;
+                }
             }
         }
     }
     void insert(const uint8_t* p, size_t n, uint64_t h, const int* ids, size_t num_ids) {
         if (entries_ >= kSlots / 2) reset(owner_);
         size_t i = h & (kSlots - 1);
-        while (slots_[i].key_length != 0) i = (i + 1) & (kSlots - 1);
-        slots_[i] = {h, uint32_t(keys_.size()), uint32_t(ids_.size()), uint16_t(n), uint16_t(num_ids)};
-        keys_.insert(keys_.end(), p, p + n);
-        ids_.insert(ids_.end(), ids, ids + num_ids);
+        while (slots_[i].record != RecordSlot::kEmpty) i = (i + 1) & (kSlots - 1);
+        slots_[i] = {uint32_t(h >> 32), uint32_t(arena_.size())};
+        append_record(arena_, p, n, ids, num_ids);
         ++entries_;
     }
 
   private:
-    static constexpr size_t kSlots = size_t(1) << 16;
-    struct Slot {
-        uint64_t hash = 0;
-        uint32_t key_offset = 0;
-        uint32_t ids_offset = 0;
-        uint16_t key_length = 0;  // 0: empty (cached pieces have >= 2 bytes)
-        uint16_t num_ids = 0;
-    };
+    static constexpr size_t kSlots = size_t(1) << 18;
+    static_assert(kMaxPieceBytes <= kMaxRecordBytes, "a piece and its ids must fit a record");
     uint64_t owner_ = 0;
-    std::vector<Slot> slots_;
-    std::vector<uint8_t> keys_;
-    std::vector<int> ids_;
+    std::vector<RecordSlot> slots_;
+    std::vector<uint8_t> arena_;
     size_t entries_ = 0;
 };
 
@@ -523,6 +555,56 @@ bool unicode_spelling_to_bytes(const std::string& spelled, const std::array<int,
     return !bytes.empty();
 }
 
+// Reads encoder.json's {"spelled token": id, ...} through nlohmann-json's SAX interface: the
+// same parser and error messages as building a json value, without the std::map of 50k entries
+// that took most of the load time.
+class EncoderJsonReader final : public nlohmann::json_sax<nlohmann::json> {
+  public:
+    std::vector<std::pair<std::string, int64_t>> entries;  // in file order
+    std::string error;                                     // why parsing stopped
+
+    bool start_object(std::size_t) override { return depth_++ == 0 || fail("an object"); }
+    bool end_object() override {
+        --depth_;
+        return true;
+    }
+    bool key(string_t& key) override {
+        key_ = std::move(key);
+        return true;
+    }
+    bool number_integer(number_integer_t value) override { return add(value); }
+    bool number_unsigned(number_unsigned_t value) override { return add(int64_t(std::min<number_unsigned_t>(value, INT64_MAX))); }
+    bool number_float(number_float_t, const string_t& spelled) override { return fail(spelled); }
+    bool null() override { return fail("null"); }
+    bool boolean(bool value) override { return fail(value ? "true" : "false"); }
+    bool string(string_t& value) override { return fail("\"" + value + "\""); }
+    bool binary(binary_t&) override { return fail("binary data"); }
+    bool start_array(std::size_t) override { return fail("an array"); }
+    bool end_array() override { return true; }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+        error = std::string("not valid JSON, truncated or corrupt (") + e.what() + ")";
+        return false;
+    }
+
+  private:
+    bool add(int64_t id) {
+        if (depth_ != 1) return fail(std::to_string(id));
+        entries.emplace_back(std::move(key_), id);
+        return true;
+    }
+    bool fail(const std::string& found) {
+        if (depth_ == 0) {
+            error = "expected a JSON object of " + std::to_string(Gpt2Tokenizer::kVocabSize) + " tokens, found " + found;
+        } else {
+            error = "token \"" + key_ + "\" has id " + found + ", expected an integer in [0, " +
+                    std::to_string(Gpt2Tokenizer::kVocabSize) + ")";
+        }
+        return false;
+    }
+    int depth_ = 0;
+    std::string key_;
+};
+
 void require_token_id(int id) {
     if (id < 0 || id >= Gpt2Tokenizer::kVocabSize)
         throw std::out_of_range("GPT-2 token id " + std::to_string(id) + " is outside the vocabulary [0, " +
@@ -552,31 +634,24 @@ Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_dir) {
     byte_of_char.fill(-1);
     for (int b = 0; b < 256; ++b) byte_of_char[byte_to_unicode(uint8_t(b))] = b;
 
-    // encoder.json: {spelled token: id}. Parsed with nlohmann-json (about 40 ms for the 1 MB
-    // file; load time is not on any hot path).
-    nlohmann::json encoder;
-    try {
-        encoder = nlohmann::json::parse(read_file(encoder_path));
-    } catch (const nlohmann::json::parse_error& e) {
-        throw std::runtime_error(vocab_error(encoder_path, std::string("not valid JSON, truncated or corrupt (") +
-                                                               e.what() + ")"));
-    }
-    if (!encoder.is_object() || encoder.size() != size_t(kVocabSize)) {
+    // encoder.json: {spelled token: id}.
+    EncoderJsonReader reader;
+    const std::string encoder_text = read_file(encoder_path);
+    if (!nlohmann::json::sax_parse(encoder_text, &reader)) throw std::runtime_error(vocab_error(encoder_path, reader.error));
+    if (reader.entries.size() != size_t(kVocabSize)) {
         throw std::runtime_error(vocab_error(encoder_path, "expected a JSON object of " + std::to_string(kVocabSize) +
-                                                               " tokens, found " +
-                                                               (encoder.is_object() ? std::to_string(encoder.size()) + " entries"
-                                                                                    : std::string(encoder.type_name()))));
+                                                               " tokens, found " + std::to_string(reader.entries.size())));
     }
     std::vector<std::string> tokens(kVocabSize);
     std::vector<bool> seen(kVocabSize, false);
     std::string bytes;
-    for (const auto& [spelled, value] : encoder.items()) {
-        if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() >= kVocabSize) {
-            throw std::runtime_error(vocab_error(encoder_path, "token \"" + spelled + "\" has id " + value.dump() +
+    for (const auto& [spelled, value] : reader.entries) {
+        if (value < 0 || value >= kVocabSize) {
+            throw std::runtime_error(vocab_error(encoder_path, "token \"" + spelled + "\" has id " + std::to_string(value) +
                                                                    ", expected an integer in [0, " +
                                                                    std::to_string(kVocabSize) + ")"));
         }
-        const int id = value.get<int>();
+        const int id = int(value);
         if (seen[id]) throw std::runtime_error(vocab_error(encoder_path, "id " + std::to_string(id) + " appears twice"));
         seen[id] = true;
         if (id == kEndOfText) {
@@ -635,7 +710,14 @@ Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_dir) {
     }
     vocab->token_offsets[kVocabSize] = uint32_t(vocab->token_bytes.size());
     static_assert(kVocabSize <= 65535, "PairTable packs two ids into 32 bits");
-    vocab->piece_table.build(vocab->token_bytes, vocab->token_offsets, kEndOfText);
+    std::vector<std::string_view> mergeable(kEndOfText);  // every token but <|endoftext|>
+    for (int id = 0; id < kEndOfText; ++id) {
+        mergeable[id] = vocab->token(id);
+        if (mergeable[id].size() > kMaxRecordBytes)
+            throw std::runtime_error(vocab_error(encoder_path, "token " + std::to_string(id) + " is longer than " +
+                                                                   std::to_string(kMaxRecordBytes) + " bytes"));
+    }
+    vocab->piece_table.build(mergeable);
 
     // Every way to split a token into two tokens is a pair that merges into it: tiktoken ranks a
     // pair by its concatenation, not by vocab.bpe's list, so splits that vocab.bpe never lists
@@ -803,6 +885,7 @@ std::vector<int> Gpt2Tokenizer::encode_parallel(std::string_view text, int num_t
     const auto work = [&] {
         try {
             for (size_t i; (i = next_chunk++) < chunks.size();) {
+                chunk_ids[i].reserve(chunks[i].text.size() / 4 + 16);  // GPT-2 averages ~4.4 bytes per token
                 encode_valid(chunks[i].text, chunk_ids[i], Special::kOrdinary);
                 if (chunks[i].end_of_text_after) chunk_ids[i].push_back(kEndOfText);
             }

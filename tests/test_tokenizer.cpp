@@ -449,7 +449,7 @@ TEST(TokenizerVocab, CorruptEncoderJsonIsRejected) {
         << vocab.load_error();
 
     write_file(vocab.encoder(), "[1, 2, 3]");
-    EXPECT_NE(vocab.load_error().find("expected a JSON object of 50257 tokens, found array"), std::string::npos)
+    EXPECT_NE(vocab.load_error().find("expected a JSON object of 50257 tokens, found an array"), std::string::npos)
         << vocab.load_error();
 
     nlohmann::json json = nlohmann::json::parse(good);
