@@ -805,15 +805,22 @@ class DistributedContext {
     void discover_ranks_with_mpi() {
         // The local rank from the launcher's environment lets the device be chosen before
         // MPI_Init (a CUDA-aware MPI may create a context on the current device).
-        const char* local_vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
-        for (const char* name : local_vars) {
+        for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"}) {
+            if (const std::optional<int> launcher_rank = env_int(name, 0)) {
+                rank = *launcher_rank;  // for messages until MPI says
+                break;
+            }
+        }
+        for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
             if (const std::optional<int> local = env_int(name, 0)) {
                 local_rank = *local;
                 select_device();
                 break;
             }
         }
-        MPI_Init(nullptr, nullptr);
+        // FUNNELED: only the main thread calls MPI, but NCCL and the watchdog run threads too.
+        int provided = 0;
+        MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
         initialized_mpi_ = true;
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         MPI_Comm_size(MPI_COMM_WORLD, &world_size);
