@@ -373,7 +373,9 @@ std::vector<std::string> split_words(const std::string& text) {
 // --data-dir, --dataset), else those sharing a word (--batch-size -> --device-batch), else
 // near misses by edit distance (--lrr -> --lr).
 std::vector<std::string> similar_flags(const std::string& flag) {
-    std::string stem = lowercase(flag.substr(flag.find_first_not_of('-')));
+    const size_t name_start = flag.find_first_not_of('-');
+    if (name_start == std::string::npos) return {};
+    std::string stem = lowercase(flag.substr(name_start));
     std::replace(stem.begin(), stem.end(), '_', '-');
     std::vector<std::string> containing, sharing, near;
     for (const Option& option : options()) {

@@ -371,6 +371,8 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         {{"--data", "tiny"}, "unknown flag --data; did you mean --data-dir or --dataset?"},
         {{"--batch-size", "8"}, "did you mean --vocab-size, --device-batch or --global-batch-tokens?"},
         {{"--n_layer", "8"}, "did you mean --n-layer?"},
+        {{"--"}, "unknown flag -- (--help lists every flag)"},
+        {{"--=3"}, "unknown flag -- (--help lists every flag)"},
         {{"--lr"}, "--lr needs a value (a number in (0.0, 10.0])"},
         {{"--lr", "--steps", "5"}, "--lr needs a value"},
         {{"--n-layer", "abc"}, "--n-layer: 'abc' is not an integer (valid: an integer in [1, 1024])"},
