@@ -659,6 +659,22 @@ TEST(DataPrepDownload, ResumesAnInterruptedTransferInTheNextRun) {
     EXPECT_CONTAINS(read_file(fixture.log), "GET /blob.bin range=bytes=120000- 206");
 }
 
+TEST(DataPrepDownload, FinishesACompletePartFileWithoutDownloadingAgain) {
+    // A run stopped after the transfer, before the rename: the server answers 416 to the range.
+    DownloadFixture fixture;
+    FixtureServer server(fixture.root, fixture.log);
+    const std::string dest = fixture.dir.file("blob.bin");
+    write_file(dest + ".part", fixture.blob);
+    download_file(server.url("blob.bin"), dest, fixture.digest, fixture.quick_retries(0));
+    EXPECT_EQ(read_file(dest), fixture.blob);
+    EXPECT_EQ(read_file(fixture.log), "GET /blob.bin range=bytes=300000- 416\n");
+    // A .part file longer than the file cannot be continued: discarded, downloaded afresh.
+    const std::string other = fixture.dir.file("other.bin");
+    write_file(other + ".part", fixture.blob + "extra");
+    download_file(server.url("blob.bin"), other, fixture.digest, fixture.quick_retries(1));
+    EXPECT_EQ(read_file(other), fixture.blob);
+}
+
 TEST(DataPrepDownload, RetriesAndResumesWithinOneRun) {
     DownloadFixture fixture;
     FixtureServer server(fixture.root, fixture.log, {"--drop-after", "50000", "--drop-count", "2"});

@@ -9,8 +9,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include "data_prep/src/progress.h"
@@ -39,7 +41,20 @@ struct Transfer {
     bool status_checked = false;
     bool discard_body = false;  // an error status: its body is not file content
     int write_errno = 0;
+    int64_t range_total = -1;  // the file's size from a Content-Range header, if any
 };
+
+// Keeps the total of "Content-Range: bytes A-B/TOTAL" (or "bytes */TOTAL" on a 416).
+size_t read_response_header(char* data, size_t size, size_t count, void* user) {
+    auto* transfer = static_cast<Transfer*>(user);
+    const std::string line(data, size * count);
+    const std::string name = "content-range:";
+    std::string lower = line.substr(0, name.size());
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    const size_t slash = line.find('/');
+    if (lower == name && slash != std::string::npos) transfer->range_total = std::atoll(line.c_str() + slash + 1);
+    return size * count;
+}
 
 size_t write_body(char* data, size_t size, size_t count, void* user) {
     auto* transfer = static_cast<Transfer*>(user);
@@ -109,6 +124,8 @@ AttemptResult attempt_download(const std::string& url, const std::string& part_p
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_text);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &transfer);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, read_response_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &transfer);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, report_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &transfer);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -132,7 +149,12 @@ AttemptResult attempt_download(const std::string& url, const std::string& part_p
         return result;
     }
     if (status == 416) {
-        // The .part file is not a prefix the server can continue (the file changed upstream?).
+        // Nothing left to send: the .part file is complete when its size is the file's (a run
+        // stopped during the checksum), else it is not a prefix of this file; start over.
+        if (transfer.range_total == transfer.offset) {
+            result.complete = true;
+            return result;
+        }
         std::remove(part_path.c_str());
         result.retryable = true;
         result.reason = "HTTP 416 (range not satisfiable): the partial download was discarded";

@@ -186,7 +186,8 @@ class FileWalker {
                 continue;
             }
             if (archive_entry_filetype(entry) != AE_IFREG) continue;  // directories, links
-            const std::string member = archive_entry_pathname(entry);
+            const char* pathname = archive_entry_pathname(entry);
+            const std::string member = pathname ? pathname : "(unnamed member)";
             const std::string member_location = location + ":" + member;
             const bool keep_going = is_container(member) ? read_nested(a, member_location, member)
                                                          : read_document_stream(a, member_location, member);

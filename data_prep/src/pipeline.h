@@ -40,7 +40,6 @@ class SplitWriter {
     // Completes the last shard; a split without tokens writes no file.
     void finish();
 
-    const std::string& split() const { return split_; }
     int64_t documents() const { return documents_; }
     int64_t tokens() const { return tokens_; }
     const std::vector<ShardRecord>& shards() const { return shards_; }

@@ -15,7 +15,6 @@
 #include <nlohmann/json.hpp>
 
 #include "data_prep/src/pipeline.h"
-#include "data_prep/src/progress.h"
 #include "data_prep/src/sha256.h"
 #include "host/tokenizer.h"
 
