@@ -281,6 +281,7 @@ void print_summary(const std::string& dataset, const PrepareSummary& summary) {
                     with_commas(split.documents).c_str(), static_cast<long long>(split.shards), split.shards == 1 ? "" : "s");
     }
     if (summary.already_complete) std::printf("(pass --force to rebuild it)\n");
+    std::fflush(stdout);  // keeps the summary after the progress lines (stderr) in a shared log
 }
 
 }  // namespace
