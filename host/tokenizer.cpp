@@ -215,8 +215,9 @@ inline uint64_t fold_multiply(uint64_t a, uint64_t b) {
 }
 // A fast hash of short byte strings (every byte read once, overlapping loads, no reads past
 // the end); two 64x64->128 multiplies for pieces of up to 16 bytes.
+constexpr uint64_t kHashK0 = 0x9E3779B97F4A7C15ull, kHashK1 = 0xD6E8FEB86659FD93ull, kHashK2 = 0xA0761D6478BD642Full;
 inline uint64_t hash_bytes(const uint8_t* p, size_t n) {
-    constexpr uint64_t k0 = 0x9E3779B97F4A7C15ull, k1 = 0xD6E8FEB86659FD93ull, k2 = 0xA0761D6478BD642Full;
+    constexpr uint64_t k0 = kHashK0, k1 = kHashK1, k2 = kHashK2;
     uint64_t a, b, state = k2 ^ n;
     if (n <= 16) {
         if (n >= 8) {
@@ -240,6 +241,29 @@ inline uint64_t hash_bytes(const uint8_t* p, size_t n) {
     return fold_multiply(fold_multiply(a ^ k0, b ^ k1 ^ state), k2 ^ n);
 }
 
+// A piece as the hash tables see it: its bytes, its first 8 bytes zero-padded (which alone
+// decide equality for pieces of up to 8 bytes, most of them) and its hash. Bytes up to
+// `readable_end` may be read past the piece, which saves a variable-length copy.
+struct PieceKey {
+    const uint8_t* bytes;
+    size_t length;
+    uint64_t head;
+    uint64_t hash;
+};
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "PieceKey::head keeps the first bytes in the low bits");
+inline PieceKey make_piece_key(const uint8_t* p, size_t n, const uint8_t* readable_end) {
+    uint64_t head = 0;
+    if (n >= 8) {
+        head = load_u64(p);
+    } else if (p + 8 <= readable_end) {
+        head = load_u64(p) & ((uint64_t(1) << (8 * n)) - 1);
+    } else {
+        std::memcpy(&head, p, n);
+    }
+    const uint64_t hash = n <= 8 ? fold_multiply(head ^ kHashK0, (n * kHashK2) ^ kHashK1) : hash_bytes(p, n);
+    return {p, n, head, hash};
+}
+
 size_t table_size_for(size_t entries) {  // power of two, load factor <= 1/2
     size_t size = 16;
     while (size < 2 * entries) size *= 2;
@@ -260,68 +284,52 @@ inline bool bytes_equal(const uint8_t* a, const uint8_t* b, size_t n) {
     return true;
 }
 
-// Records of byte strings with small payloads, back to back: [length][payload count][bytes]
-// [payload as uint16 little-endian...]. A hash table slot holds a hash tag and a record's
-// offset, so a lookup touches one slot and one record.
-struct RecordSlot {
-    static constexpr uint32_t kEmpty = UINT32_MAX;
-    uint32_t tag = 0;  // high half of the hash, checked before the bytes
-    uint32_t record = kEmpty;
-};
-constexpr size_t kMaxRecordBytes = 255;
-
-void append_record(std::vector<uint8_t>& arena, const uint8_t* p, size_t n, const int* payload, size_t count) {
-    arena.push_back(uint8_t(n));
-    arena.push_back(uint8_t(count));
-    arena.insert(arena.end(), p, p + n);
-    for (size_t i = 0; i < count; ++i) {
-        arena.push_back(uint8_t(payload[i]));
-        arena.push_back(uint8_t(payload[i] >> 8));
-    }
-}
-// The record at `record` if it holds exactly bytes p[0, n), else nullptr.
-inline const uint8_t* match_record(const std::vector<uint8_t>& arena, uint32_t record, const uint8_t* p, size_t n) {
-    const uint8_t* r = arena.data() + record;
-    return r[0] == n && bytes_equal(r + 2, p, n) ? r : nullptr;
-}
-inline int record_payload(const uint8_t* r, size_t i) {
-    const uint8_t* ids = r + 2 + r[0];
-    return ids[2 * i] | (ids[2 * i + 1] << 8);
-}
-
-// Token bytes -> token id.
+// Token bytes -> token id. A slot holds the token's head, so a lookup of a piece of up to 8
+// bytes touches one slot and nothing else (this lookup is most of the encoding time).
 class PieceTable {
   public:
-    void build(const std::vector<std::string_view>& tokens) {
-        slots_.assign(table_size_for(tokens.size()), RecordSlot{});
+    static constexpr size_t kMaxTokenBytes = 255;  // Slot::length is a byte
+
+    void build(const std::vector<std::string_view>& tokens) {  // token i has id i
+        slots_.assign(table_size_for(tokens.size()), Slot{});
         mask_ = slots_.size() - 1;
-        arena_.clear();
+        bytes_.clear();
+        offsets_.clear();
         for (size_t id = 0; id < tokens.size(); ++id) {
             const uint8_t* p = reinterpret_cast<const uint8_t*>(tokens[id].data());
-            const size_t n = tokens[id].size();
-            const uint64_t h = hash_bytes(p, n);
-            size_t i = h & mask_;
-            while (slots_[i].record != RecordSlot::kEmpty) i = (i + 1) & mask_;
-            slots_[i] = {uint32_t(h >> 32), uint32_t(arena_.size())};
-            const int payload = int(id);
-            append_record(arena_, p, n, &payload, 1);
+            const PieceKey key = make_piece_key(p, tokens[id].size(), p + tokens[id].size());
+            size_t i = key.hash & mask_;
+            while (slots_[i].length != 0) i = (i + 1) & mask_;
+            slots_[i] = {key.head, uint32_t(key.hash >> 32), uint16_t(id), uint8_t(key.length), 0};
+            offsets_.push_back(uint32_t(bytes_.size()));
+            bytes_.append(tokens[id]);
         }
     }
-    // Id of the token with exactly these bytes, or -1.
-    int find(const uint8_t* p, size_t n, uint64_t h) const {
-        const uint32_t tag = uint32_t(h >> 32);
-        for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-            const RecordSlot slot = slots_[i];
-            if (slot.record == RecordSlot::kEmpty) return -1;
-            if (slot.tag == tag)
-                if (const uint8_t* r = match_record(arena_, slot.record, p, n)) return record_payload(r, 0);
+    // Id of the token with exactly the key's bytes, or -1.
+    int find(const PieceKey& key) const {
+        const uint32_t tag = uint32_t(key.hash >> 32);
+        for (size_t i = key.hash & mask_;; i = (i + 1) & mask_) {
+            const Slot& slot = slots_[i];
+            if (slot.length == 0) return -1;
+            if (slot.head == key.head && slot.tag == tag && slot.length == key.length &&
+                (key.length <= 8 || bytes_equal(reinterpret_cast<const uint8_t*>(bytes_.data()) + offsets_[slot.id] + 8,
+                                                key.bytes + 8, key.length - 8)))
+                return slot.id;
         }
     }
 
   private:
-    std::vector<RecordSlot> slots_;
+    struct Slot {
+        uint64_t head = 0;
+        uint32_t tag = 0;     // high half of the hash
+        uint16_t id = 0;
+        uint8_t length = 0;   // 0: empty
+        uint8_t unused = 0;
+    };
+    std::vector<Slot> slots_;
     size_t mask_ = 0;
-    std::vector<uint8_t> arena_;
+    std::string bytes_;              // the tokens' bytes back to back, for those over 8 bytes
+    std::vector<uint32_t> offsets_;  // (num tokens,) where each token starts in bytes_
 };
 
 // (left id, right id) -> id of the token whose bytes are their concatenation.
@@ -378,6 +386,8 @@ struct VocabTables {
 // (a thread that alternates between two tokenizers just refills it). When full it is cleared
 // rather than evicting entry by entry: frequent pieces come back within a few thousand pieces.
 // 128k entries (about 5 MB) hold every distinct multi-token piece of the 9 MB nlp-corpus.
+// Entries are records back to back in one arena, [length][id count][bytes][ids as uint16 LE],
+// and a slot holds a hash tag and a record's offset: a lookup touches one slot and one record.
 class PieceCache {
   public:
     static constexpr size_t kMaxPieceBytes = 64;  // longer pieces are rare; not worth the space
@@ -385,38 +395,49 @@ class PieceCache {
     bool owned_by(uint64_t owner) const { return owner_ == owner; }
     void reset(uint64_t owner) {
         owner_ = owner;
-        slots_.assign(kSlots, RecordSlot{});
+        slots_.assign(kSlots, Slot{});
         arena_.clear();
         entries_ = 0;
     }
     // Appends the cached ids of the piece to `out`; false if not cached.
-    bool find(const uint8_t* p, size_t n, uint64_t h, std::vector<int>& out) const {
-        const uint32_t tag = uint32_t(h >> 32);
-        for (size_t i = h & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
-            const RecordSlot slot = slots_[i];
-            if (slot.record == RecordSlot::kEmpty) return false;
-            if (slot.tag == tag) {
-                if (const uint8_t* r = match_record(arena_, slot.record, p, n)) {
-                    for (size_t k = 0; k < r[1]; ++k) out.push_back(record_payload(r, k));
-                    return true;
-                }
+    bool find(const PieceKey& key, std::vector<int>& out) const {
+        const uint32_t tag = uint32_t(key.hash >> 32);
+        for (size_t i = key.hash & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
+            const Slot slot = slots_[i];
+            if (slot.record == kEmpty) return false;
+            const uint8_t* r = arena_.data() + slot.record;
+            if (slot.tag == tag && r[0] == key.length && bytes_equal(r + 2, key.bytes, key.length)) {
+                const uint8_t* ids = r + 2 + r[0];
+                for (size_t k = 0; k < r[1]; ++k) out.push_back(ids[2 * k] | (ids[2 * k + 1] << 8));
+                return true;
             }
         }
     }
-    void insert(const uint8_t* p, size_t n, uint64_t h, const int* ids, size_t num_ids) {
+    void insert(const PieceKey& key, const int* ids, size_t num_ids) {
         if (entries_ >= kSlots / 2) reset(owner_);
-        size_t i = h & (kSlots - 1);
-        while (slots_[i].record != RecordSlot::kEmpty) i = (i + 1) & (kSlots - 1);
-        slots_[i] = {uint32_t(h >> 32), uint32_t(arena_.size())};
-        append_record(arena_, p, n, ids, num_ids);
+        size_t i = key.hash & (kSlots - 1);
+        while (slots_[i].record != kEmpty) i = (i + 1) & (kSlots - 1);
+        slots_[i] = {uint32_t(key.hash >> 32), uint32_t(arena_.size())};
+        arena_.push_back(uint8_t(key.length));
+        arena_.push_back(uint8_t(num_ids));
+        arena_.insert(arena_.end(), key.bytes, key.bytes + key.length);
+        for (size_t k = 0; k < num_ids; ++k) {
+            arena_.push_back(uint8_t(ids[k]));
+            arena_.push_back(uint8_t(ids[k] >> 8));
+        }
         ++entries_;
     }
 
   private:
     static constexpr size_t kSlots = size_t(1) << 18;
-    static_assert(kMaxPieceBytes <= kMaxRecordBytes, "a piece and its ids must fit a record");
+    static constexpr uint32_t kEmpty = UINT32_MAX;
+    static_assert(kMaxPieceBytes <= 255, "a record's length and id count are bytes");
+    struct Slot {
+        uint32_t tag = 0;  // high half of the hash, checked before the bytes
+        uint32_t record = kEmpty;
+    };
     uint64_t owner_ = 0;
-    std::vector<RecordSlot> slots_;
+    std::vector<Slot> slots_;
     std::vector<uint8_t> arena_;
     size_t entries_ = 0;
 };
@@ -497,26 +518,27 @@ void merge_long_piece(const VocabTables& vocab, const uint8_t* p, size_t n, std:
     for (uint32_t i = 0; i != n; i = next[i]) out.push_back(int(ids[i]));
 }
 
+// Appends the ids of piece p[0, n); bytes up to `readable_end` may be read past it.
 void encode_piece(const VocabTables& vocab, PieceCache& cache, const uint8_t* p, size_t n,
-                  std::vector<int>& out) {
+                  const uint8_t* readable_end, std::vector<int>& out) {
     if (n == 1) {
         out.push_back(vocab.byte_token[p[0]]);
         return;
     }
     // As tiktoken: a piece that is a whole token is that token, even where merging its bytes
     // would take another path.
-    const uint64_t h = hash_bytes(p, n);
-    const int id = vocab.piece_table.find(p, n, h);
+    const PieceKey key = make_piece_key(p, n, readable_end);
+    const int id = vocab.piece_table.find(key);
     if (id >= 0) {
         out.push_back(id);
         return;
     }
     const bool cacheable = n <= PieceCache::kMaxPieceBytes;
-    if (cacheable && cache.find(p, n, h, out)) return;
+    if (cacheable && cache.find(key, out)) return;
     const size_t first = out.size();
     if (n <= kMaxShortPiece) merge_short_piece(vocab, p, n, out);
     else merge_long_piece(vocab, p, n, out);
-    if (cacheable) cache.insert(p, n, h, out.data() + first, out.size() - first);
+    if (cacheable) cache.insert(key, out.data() + first, out.size() - first);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -713,9 +735,9 @@ Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_dir) {
     std::vector<std::string_view> mergeable(kEndOfText);  // every token but <|endoftext|>
     for (int id = 0; id < kEndOfText; ++id) {
         mergeable[id] = vocab->token(id);
-        if (mergeable[id].size() > kMaxRecordBytes)
+        if (mergeable[id].size() > PieceTable::kMaxTokenBytes)
             throw std::runtime_error(vocab_error(encoder_path, "token " + std::to_string(id) + " is longer than " +
-                                                                   std::to_string(kMaxRecordBytes) + " bytes"));
+                                                                   std::to_string(PieceTable::kMaxTokenBytes) + " bytes"));
     }
     vocab->piece_table.build(mergeable);
 
@@ -728,8 +750,8 @@ Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& vocab_dir) {
         const uint8_t* p = all + vocab->token_offsets[id];
         const size_t n = vocab->token_offsets[id + 1] - vocab->token_offsets[id];
         for (size_t k = 1; k < n; ++k) {
-            const int a = vocab->piece_table.find(p, k, hash_bytes(p, k));
-            const int b = vocab->piece_table.find(p + k, n - k, hash_bytes(p + k, n - k));
+            const int a = vocab->piece_table.find(make_piece_key(p, k, p + n));
+            const int b = vocab->piece_table.find(make_piece_key(p + k, n - k, p + n));
             if (a >= 0 && b >= 0) pairs.push_back({PairTable::key(uint32_t(a), uint32_t(b)), uint32_t(id)});
         }
     }
@@ -808,7 +830,10 @@ void Gpt2Tokenizer::encode_valid(std::string_view text, std::vector<int>& out, S
     PieceCache& cache = thread_piece_cache(vocab.instance_id);
     const auto encode_ordinary = [&](std::string_view segment) {
         const uint8_t* s = reinterpret_cast<const uint8_t*>(segment.data());
-        for_each_pretoken(segment, [&](size_t begin, size_t end) { encode_piece(vocab, cache, s + begin, end - begin, out); });
+        const uint8_t* segment_end = s + segment.size();
+        for_each_pretoken(segment, [&](size_t begin, size_t end) {
+            encode_piece(vocab, cache, s + begin, end - begin, segment_end, out);
+        });
     };
     if (special == Special::kOrdinary) {
         encode_ordinary(text);

@@ -19,8 +19,10 @@ text=$tmp/corpus.txt
 node -e '
 const {corpusTexts} = require("./tests/tokenizer/texts.js");
 const corpus = Buffer.from(corpusTexts().map((t) => t.bytes.toString("utf8")).join("\n"));
-const copies = Math.max(1, Math.round(Number(process.argv[1]) * 1e6 / corpus.length));
-require("fs").writeFileSync(process.argv[2], Buffer.concat(Array(copies).fill(corpus)));
+const target = Number(process.argv[1]) * 1e6;
+const repeated = Buffer.concat(Array(Math.ceil(target / corpus.length)).fill(corpus));
+const cut = repeated.indexOf(10, target);  // end at the first newline past the target size
+require("fs").writeFileSync(process.argv[2], cut < 0 ? repeated : repeated.subarray(0, cut + 1));
 ' "$mb" "$text"
 
 rows=()  # "name threads bytes tokens seconds"
@@ -49,18 +51,18 @@ for python in python3 /usr/bin/python3; do
 done
 
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
-echo "GPT-2 tokenization of the nlp-corpus repeated to $(( $(stat -c %s "$text") / 1000000 )) MB"
+echo "GPT-2 tokenization of the nlp-corpus repeated to $(stat -c %s "$text") bytes"
 echo "CPU: ${cpu:-unknown} ($(nproc) hardware threads); best of $repeat runs; MB = 10^6 bytes"
 printf '%s\n' "${rows[@]}" | awk '
     { name[NR] = $1; n[NR] = $2; mbs[NR] = $3 / $5 / 1e6; tokens[NR] = $4
       if ($1 == "tiktoken(npm,wasm)") npm[$2] = mbs[NR]
       if ($1 == "tiktoken(python,rust)") py[$2] = mbs[NR] }
     END {
-      printf "| %-22s | %7s | %8s | %10s | %12s | %14s |\n", "tokenizer", "threads", "MB/s", "tokens", "vs npm same n", "vs python same n"
-      printf "|%s|%s|%s|%s|%s|%s|\n", "------------------------", "---------", "----------", "------------", "--------------", "----------------"
+      printf "| %-22s | %7s | %8s | %10s | %13s | %16s |\n", "tokenizer", "threads", "MB/s", "tokens", "vs npm same n", "vs python same n"
+      printf "|%s|%s|%s|%s|%s|%s|\n", "------------------------", "---------", "----------", "------------", "---------------", "------------------"
       for (i = 1; i <= NR; ++i) {
         vs_npm = (n[i] in npm) ? sprintf("%.2fx", mbs[i] / npm[n[i]]) : "-"
         vs_py = (n[i] in py) ? sprintf("%.2fx", mbs[i] / py[n[i]]) : "-"
-        printf "| %-22s | %7d | %8.1f | %10d | %12s | %14s |\n", name[i], n[i], mbs[i], tokens[i], vs_npm, vs_py
+        printf "| %-22s | %7d | %8.1f | %10d | %13s | %16s |\n", name[i], n[i], mbs[i], tokens[i], vs_npm, vs_py
       }
     }'
