@@ -145,8 +145,10 @@ test-gpu: setup train_gpt2cu test_gpt2cu dev
 
 quickstart: setup data_prep train_gpt2cu
 	./data_prep/prepare tiny
-	./train_gpt2cu -e d6 --data tiny --steps 1500 --batch-size 32 --seq-len 256 \
-	    --global-batch-tokens 65536 --lr 1e-3 --warmup-steps 100 --val-every 250 --sample-every 500
+	./train_gpt2cu -e d6 --dataset tiny --steps 800 --device-batch 32 --seq-len 256 --max-seq-len 256 \
+	    --global-batch-tokens 32768 --lr 1e-3 --warmup-steps 100 --val-every 100 --sample-every 400 \
+	    --dropout-embd 0.1 --dropout-resid 0.1 --dropout-attn 0.1 \
+	    --out-dir runs/quickstart
 
 clean:
 	rm -rf $(BUILD) train_gpt2cu test_gpt2cu $(DATA_TOOLS)

@@ -8,6 +8,8 @@
 // The Trainer's stages (weights, resume, step, evaluation, samples, checkpoints, logging) are one
 // method each; the model's math lives in model/gpt2.cuh, the kernels in kernels/.
 #include <algorithm>
+#include <array>
+#include <ctime>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -104,6 +106,38 @@ struct StepResult {
     double ms = 0.0;
 };
 
+// The sampler's random numbers: xoshiro256** (Blackman & Vigna), whose whole state is four
+// words, so it goes into the checkpoint and resumed runs sample the same text.
+struct SampleRng {
+    std::array<uint64_t, 4> state{};
+
+    SampleRng() = default;
+    explicit SampleRng(uint64_t seed) {
+        for (uint64_t& word : state) {  // splitmix64 expands the seed
+            seed += 0x9E3779B97F4A7C15ull;
+            uint64_t z = seed;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            word = z ^ (z >> 31);
+        }
+    }
+    uint64_t next() {
+        const uint64_t result = rotl(state[1] * 5, 7) * 9;
+        const uint64_t t = state[1] << 17;
+        state[2] ^= state[0];
+        state[3] ^= state[1];
+        state[1] ^= state[2];
+        state[0] ^= state[3];
+        state[2] ^= t;
+        state[3] = rotl(state[3], 45);
+        return result;
+    }
+    double uniform() { return (next() >> 11) * 0x1.0p-53; }  // [0, 1)
+
+  private:
+    static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+};
+
 [[noreturn]] void fail(const std::string& message) {
     std::fprintf(stderr, "error: %s\n", message.c_str());
     std::exit(2);
@@ -117,18 +151,19 @@ template <typename T, typename R> class Trainer {
         : config_(config), dist_(dist), options_(model_options(config)),
           shard_(optimizer_shard(config, dist)),
           loss_scaler_(config.loss_scale_init, config.loss_scale_growth_interval, config.precision == Precision::fp16) {
+        // Data first: a missing or bad dataset is reported before the slow GPU set-up.
+        train_loader_ = std::make_unique<DataLoader>(loader_options(config_.train_pattern, true));
+        if (config_.val_every > 0 && config_.bench_steps == 0)
+            val_loader_ = std::make_unique<DataLoader>(loader_options(config_.val_pattern, false));
         check_memory_fits();
         model_ = std::make_unique<Gpt2Model<T, R>>(options_, config_.base_init_std, config_.device_batch,
                                                    config_.seq_len, shard_);
-        train_loader_ = std::make_unique<DataLoader>(loader_options(config_.train_pattern, true));
-        if (config_.val_every > 0 || config_.bench_steps == 0)
-            val_loader_ = std::make_unique<DataLoader>(loader_options(config_.val_pattern, false));
         for (auto& batch : pinned_) batch = std::make_unique<PinnedBatch>(config_.device_batch, config_.seq_len);
         CUDA_CHECK(cudaMallocHost(&losses_host_, sizeof(float) * config_.grad_accum * tokens_per_micro()));
         CUDA_CHECK(cudaMallocHost(&norm_host_, sizeof(float)));
         CUDA_CHECK(cudaMalloc(&norm_device_, sizeof(float)));
         CUDA_CHECK(cudaMalloc(&norm_scratch_, sizeof(float) * global_norm_squared_scratch_floats()));
-        sample_rng_.seed(config_.seed + 7919 * dist_.rank);
+        sample_rng_ = SampleRng(config_.seed);
         if (dist_.is_main()) {
             mkdir_p(config_.out_dir);
             log_ = std::make_unique<RunLog>(config_.out_dir + "/log.jsonl");
@@ -427,8 +462,13 @@ template <typename T, typename R> class Trainer {
         const double temperature = std::max(config_.temperature, 1e-6);
         std::vector<double> weights(k);
         for (int i = 0; i < k; ++i) weights[i] = std::exp((candidates[i].first - candidates[0].first) / temperature);
-        std::discrete_distribution<int> pick(weights.begin(), weights.end());
-        return candidates[pick(sample_rng_)].second;
+        const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
+        double u = sample_rng_.uniform() * total;
+        for (int i = 0; i < k; ++i) {
+            u -= weights[i];
+            if (u < 0.0) return candidates[i].second;
+        }
+        return candidates[k - 1].second;
     }
 
     const Gpt2Tokenizer& tokenizer() {
@@ -478,7 +518,8 @@ template <typename T, typename R> class Trainer {
         StateHeader header;
         header.identity = run_identity();
         header.step = step_;
-        header.rng_state = {adam_step_, 0, 0, 0};
+        header.adam_step = (int64_t)adam_step_;
+        header.rng_state = sample_rng_.state;
         header.loss_scale = loss_scaler_.scale();
         header.clean_steps = loss_scaler_.clean_steps();
         header.train_loader = train_loader_->state();
@@ -516,7 +557,8 @@ template <typename T, typename R> class Trainer {
         CUDA_CHECK(cudaMemcpy(model_->adam_m(), m.data(), owned * sizeof(float), cudaMemcpyHostToDevice));
         CUDA_CHECK(cudaMemcpy(model_->adam_v(), v.data(), owned * sizeof(float), cudaMemcpyHostToDevice));
         step_ = header.step;
-        adam_step_ = header.rng_state[0];
+        adam_step_ = (uint64_t)header.adam_step;
+        sample_rng_.state = header.rng_state;
         loss_scaler_.restore(header.loss_scale, header.clean_steps);
         train_loader_->restore(header.train_loader);
         if (dist_.is_main())
@@ -603,7 +645,7 @@ template <typename T, typename R> class Trainer {
     float* norm_host_ = nullptr;
     float* norm_device_ = nullptr;
     float* norm_scratch_ = nullptr;
-    std::mt19937_64 sample_rng_;
+    SampleRng sample_rng_;
     int64_t step_ = 0;       // optimizer steps taken (skipped fp16 steps included)
     uint64_t adam_step_ = 0; // updates applied (AdamW bias correction)
     LossScaler loss_scaler_;
@@ -617,6 +659,8 @@ template <typename T> int run_with_precision(const TrainConfig& config, Distribu
 }
 
 int main(int argc, char** argv) {
+    // Ranks started by --nproc share the launcher's start time, and so the default run directory.
+    setenv("GPT_RUN_TIMESTAMP", std::to_string((long long)std::time(nullptr)).c_str(), /*overwrite=*/0);
     if (const std::optional<int> launcher_exit = distributed::launch_local_workers_if_requested(argc, argv)) return *launcher_exit;
 
     ParsedArgs args;

@@ -803,7 +803,11 @@ std::string TrainConfig::to_table() const {
 ParseContext parse_context_from_environment() {
     ParseContext context;
     if (const char* data_dir = std::getenv("DATA_DIR")) context.data_dir_env = data_dir;
-    context.now = std::time(nullptr);
+    // One run, one directory: the --nproc launcher fixes the start time for all its ranks.
+    const char* run_time = std::getenv("GPT_RUN_TIMESTAMP");
+    char* end = nullptr;
+    const long long fixed = run_time ? std::strtoll(run_time, &end, 10) : 0;
+    context.now = run_time && *run_time && *end == '\0' && fixed > 0 ? static_cast<std::time_t>(fixed) : std::time(nullptr);
     return context;
 }
 
