@@ -153,4 +153,4 @@ quickstart: setup data_prep train_gpt2cu
 clean:
 	rm -rf $(BUILD) train_gpt2cu test_gpt2cu $(DATA_TOOLS)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(wildcard *.d data_prep/*.d) $(shell find $(BUILD) -name "*.d" 2>/dev/null)
