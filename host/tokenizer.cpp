@@ -24,7 +24,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
-#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -97,7 +96,7 @@ size_t first_invalid_utf8(const uint8_t* s, size_t n) {
     return n;
 }
 
-// Code point and length of the character at s[i] of well-formed UTF-8.
+// Class and length of the character at s[i] of well-formed UTF-8.
 struct Utf8Char {
     CharClass cls;
     uint32_t length;
@@ -452,7 +451,9 @@ PieceCache& thread_piece_cache(uint64_t owner) {
 // Byte-pair merging of one piece: repeatedly merge the adjacent pair whose concatenation has the
 // lowest rank (= id), the leftmost one on ties, until no adjacent pair forms a token.
 
-constexpr size_t kMaxShortPiece = 128;  // above this, the heap version (measured crossover ~100)
+// Above this, the heap version: on random 12-letter words it is slower at 128 bytes and faster
+// at 256 (quadratic scan 25 us vs 29 us, 72 us vs 55 us per piece).
+constexpr size_t kMaxShortPiece = 192;
 
 void merge_short_piece(const VocabTables& vocab, const uint8_t* p, size_t n, std::vector<int>& out) {
     uint32_t ids[kMaxShortPiece];        // (count,) current parts

@@ -299,9 +299,9 @@ TEST(TokenizerEncode, EncodeAppendAppends) {
 }
 
 TEST(TokenizerBpe, MatchesNaiveReferenceOnShortAndLongPieces) {
-    // Pieces longer than 128 bytes take the heap-based merge; both must equal the plain rule.
+    // Pieces longer than 192 bytes take the heap-based merge; both must equal the plain rule.
     std::vector<std::string> texts;
-    for (size_t n : {2, 3, 20, 127, 128, 129, 130, 200, 513}) texts.push_back(std::string(n, 'a'));
+    for (size_t n : {2, 3, 20, 127, 191, 192, 193, 194, 300, 513}) texts.push_back(std::string(n, 'a'));
     texts.push_back(" " + std::string(300, 'a'));
     texts.push_back(std::string(300, '!'));
     texts.push_back(std::string(400, '7'));
