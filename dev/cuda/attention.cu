@@ -1,0 +1,619 @@
+// Causal attention (FlashAttention, kernels/attention.cuh): CPU reference, kernel variants,
+// validation, benchmark against PyTorch's FlashAttention-2 and cuDNN backends.
+//
+//   build/dev/cuda/attention               validate every variant, cross-check the benchmark shapes,
+//                                          benchmark (run from the repository root for PyTorch figures)
+//   build/dev/cuda/attention --quick       validation only, small shapes (what `make test-gpu` runs)
+//   build/dev/cuda/attention --variant N   only variant N;  --no-torch  skip the PyTorch baselines
+//
+// Variants, in the order they were written:
+//   1  fp32 CUDA cores: 32 x 32 tiles, online softmax (AttentionKernel::CudaCores, the fallback)
+//   2  FlashAttention-2 style: mma.sync m16n8k16 with ldmatrix operands and cp.async double
+//      buffering; deterministic two-kernel backward (AttentionKernel::TensorCores, production)
+// The benchmark also sweeps the tile shapes of variant 2's three kernels.
+//
+// Exit status: 0 when every check passed, 1 otherwise.
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <thread>
+
+#include "dev/cuda/workbench.cuh"
+#include "kernels/attention.cuh"
+
+namespace {
+
+struct Variant {
+    int number;
+    AttentionKernel kernel;
+    const char* description;
+};
+const Variant kVariants[] = {
+    {1, AttentionKernel::CudaCores, "fp32 CUDA cores, 32x32 tiles"},
+    {2, AttentionKernel::TensorCores, "mma.sync + ldmatrix + cp.async"},
+};
+
+struct Shape {
+    int B, NH, T, HD;
+};
+
+// ---------------------------------------------------------------------------------------------
+// CPU reference in double: causal softmax attention forward and backward, the same dropout mask
+// (DropoutParams::keep of element ((b*NH + h)*T + q)*T + k). Inputs are the values the GPU sees.
+
+struct Reference {
+    std::vector<double> out;   // (B, T, NH, HD)
+    std::vector<double> lse;   // (B, NH, T)
+    std::vector<double> dqkv;  // (B, T, 3, NH, HD)
+};
+
+Reference attention_reference(const std::vector<float>& qkv, const std::vector<float>& dout, const Shape& s,
+                              float softmax_scale, DropoutParams drop) {
+    const int B = s.B, T = s.T, NH = s.NH, HD = s.HD;
+    Reference ref;
+    ref.out.assign(static_cast<size_t>(B) * T * NH * HD, 0.0);
+    ref.lse.assign(static_cast<size_t>(B) * NH * T, 0.0);
+    ref.dqkv.assign(qkv.size(), 0.0);
+    const double keep_scale = drop.enabled() ? 1.0 / (1.0 - static_cast<double>(drop.p)) : 1.0;
+    auto qkv_row = [&](int b, int t, int which, int h) {
+        return ((static_cast<size_t>(b) * T + t) * 3 + which) * NH * HD + static_cast<size_t>(h) * HD;
+    };
+    auto out_row = [&](int b, int t, int h) { return ((static_cast<size_t>(b) * T + t) * NH + h) * HD; };
+
+    // One (b, h) pair per task: tasks write disjoint parts of the outputs.
+    auto one_head = [&](int b, int h) {
+        std::vector<double> p(T), mask(T), dp(T);
+        for (int q = 0; q < T; ++q) {
+            const float* qv = &qkv[qkv_row(b, q, 0, h)];
+            double max_score = -INFINITY;
+            for (int k = 0; k <= q; ++k) {
+                const float* kv = &qkv[qkv_row(b, k, 1, h)];
+                double dot = 0.0;
+                for (int d = 0; d < HD; ++d) dot += static_cast<double>(qv[d]) * kv[d];
+                p[k] = dot * softmax_scale;
+                max_score = std::max(max_score, p[k]);
+            }
+            double sum = 0.0;
+            for (int k = 0; k <= q; ++k) sum += (p[k] = std::exp(p[k] - max_score));
+            ref.lse[(static_cast<size_t>(b) * NH + h) * T + q] = max_score + std::log(sum);
+            for (int k = 0; k <= q; ++k) {
+                p[k] /= sum;
+                const uint64_t element = (static_cast<uint64_t>(b * NH + h) * T + q) * T + k;
+                mask[k] = !drop.enabled() ? 1.0 : drop.keep(element) ? keep_scale : 0.0;
+            }
+            double* o = &ref.out[out_row(b, q, h)];
+            for (int k = 0; k <= q; ++k) {
+                const float* vv = &qkv[qkv_row(b, k, 2, h)];
+                for (int d = 0; d < HD; ++d) o[d] += p[k] * mask[k] * vv[d];
+            }
+            // Backward: dP = (dO . v) * mask, D = sum P dP, dS = P (dP - D).
+            const float* g = &dout[out_row(b, q, h)];
+            double D = 0.0;
+            for (int k = 0; k <= q; ++k) {
+                const float* vv = &qkv[qkv_row(b, k, 2, h)];
+                double dot = 0.0;
+                for (int d = 0; d < HD; ++d) dot += static_cast<double>(g[d]) * vv[d];
+                dp[k] = dot * mask[k];
+                D += p[k] * dp[k];
+            }
+            double* dq = &ref.dqkv[qkv_row(b, q, 0, h)];
+            for (int k = 0; k <= q; ++k) {
+                const double ds = p[k] * (dp[k] - D) * softmax_scale;
+                const double pd = p[k] * mask[k];
+                const float* kv = &qkv[qkv_row(b, k, 1, h)];
+                double* dk = &ref.dqkv[qkv_row(b, k, 1, h)];
+                double* dv = &ref.dqkv[qkv_row(b, k, 2, h)];
+                for (int d = 0; d < HD; ++d) {
+                    dq[d] += ds * kv[d];
+                    dk[d] += ds * qv[d];
+                    dv[d] += pd * g[d];
+                }
+            }
+        }
+    };
+    std::atomic<int> next{0};
+    std::vector<std::thread> workers;
+    const int num_workers = std::max(1u, std::min(std::thread::hardware_concurrency(), 32u));
+    for (int w = 0; w < num_workers; ++w)
+        workers.emplace_back([&] {
+            for (int task = next++; task < B * NH; task = next++) one_head(task / NH, task % NH);
+        });
+    for (std::thread& worker : workers) worker.join();
+    return ref;
+}
+
+// Slice `which` (0 = q, 1 = k, 2 = v) of a packed (B, T, 3, NH, HD) tensor.
+template <typename E> std::vector<E> qkv_slice(const std::vector<E>& packed, int which, const Shape& s) {
+    const size_t row = static_cast<size_t>(s.NH) * s.HD;
+    std::vector<E> slice;
+    slice.reserve(packed.size() / 3);
+    for (size_t bt = 0; bt < static_cast<size_t>(s.B) * s.T; ++bt)
+        slice.insert(slice.end(), packed.begin() + (bt * 3 + which) * row, packed.begin() + (bt * 3 + which + 1) * row);
+    return slice;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device buffers of one problem.
+
+template <typename T> struct Buffers {
+    Shape shape;
+    size_t qkv_count, out_count, stat_count, scratch_count;
+    T *qkv, *out, *dout, *dqkv;
+    float *lse, *scratch;
+    explicit Buffers(const Shape& s)
+        : shape(s),
+          qkv_count(static_cast<size_t>(s.B) * s.T * 3 * s.NH * s.HD),
+          out_count(static_cast<size_t>(s.B) * s.T * s.NH * s.HD),
+          stat_count(static_cast<size_t>(s.B) * s.NH * s.T),
+          scratch_count(attention_backward_scratch_floats(s.B, s.T, s.NH, s.HD)),
+          qkv(workbench::device_alloc<T>(qkv_count)),
+          out(workbench::device_alloc<T>(out_count)),
+          dout(workbench::device_alloc<T>(out_count)),
+          dqkv(workbench::device_alloc<T>(qkv_count)),
+          lse(workbench::device_alloc<float>(stat_count)),
+          scratch(workbench::device_alloc<float>(scratch_count)) {}
+    Buffers(const Buffers&) = delete;
+    Buffers& operator=(const Buffers&) = delete;
+    ~Buffers() {
+        for (void* p : {static_cast<void*>(qkv), static_cast<void*>(out), static_cast<void*>(dout),
+                        static_cast<void*>(dqkv), static_cast<void*>(lse), static_cast<void*>(scratch)})
+            CUDA_CHECK(cudaFree(p));
+    }
+    void forward(AttentionKernel kernel, float scale, DropoutParams drop) {
+        attention_forward_using(kernel, out, lse, qkv, shape.B, shape.T, shape.NH, shape.HD, scale, drop, 0);
+    }
+    void backward(AttentionKernel kernel, float scale, DropoutParams drop) {
+        attention_backward_using(kernel, dqkv, scratch, dout, qkv, out, lse, shape.B, shape.T, shape.NH, shape.HD,
+                                 scale, drop, 0);
+    }
+    void poison_outputs() {
+        workbench::poison(out, out_count);
+        workbench::poison(dqkv, qkv_count);
+        workbench::poison(lse, stat_count);
+        workbench::poison(scratch, scratch_count);
+    }
+};
+
+// Results of one variant on one problem, downloaded.
+struct Outputs {
+    std::vector<float> out, lse, dqkv;
+};
+template <typename T> Outputs download_outputs(const Buffers<T>& buf) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    Outputs o;
+    o.out = workbench::download(buf.out, buf.out_count);
+    o.lse.resize(buf.stat_count);
+    CUDA_CHECK(cudaMemcpy(o.lse.data(), buf.lse, buf.stat_count * sizeof(float), cudaMemcpyDeviceToHost));
+    o.dqkv = workbench::download(buf.dqkv, buf.qkv_count);
+    return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tolerances (relative Frobenius error, ||gpu - ref|| / ||ref||).
+//
+// The reference computes in double on exactly the rounded inputs the GPU gets. What remains is
+// rounding inside the kernels: P (forward) and P, dS (backward) are rounded to the storage type
+// before they enter the next matmul (variant 2; variant 1 keeps them in fp32), and every output
+// is rounded once at the end. Each rounding adds about u/sqrt(3) RMS relative error, u the unit
+// roundoff (bf16 2^-8, fp16 2^-11), so about u in total; the CPU emulation of both variants
+// measured at most 1.2u (bf16 4.7e-3 at T=7, fp16 4.4e-4). 4u leaves room for accumulation-order
+// differences without hiding a real bug: a wrong mask, scale or tile shows up as O(1) errors.
+// lse is fp32 arithmetic on exact products (measured ~1e-7); 1e-5 allows the hardware's
+// approximate exp2/log2 (2 ulp) with margin.
+template <typename T> double output_tolerance() { return std::is_same<T, __half>::value ? 2e-3 : 1.6e-2; }
+constexpr double kLseTolerance = 1e-5;
+
+struct Tally {
+    int checks = 0, failures = 0;
+    void add(bool ok) {
+        ++checks;
+        failures += ok ? 0 : 1;
+    }
+};
+
+// Compares O, lse, dQ, dK, dV with expected values and prints one line; returns whether all passed.
+template <typename T>
+bool compare_outputs(const char* label, const Outputs& got, const std::vector<double>& out, const std::vector<double>& lse,
+                     const std::vector<double>& dqkv, const Shape& s, const char* extra) {
+    const double tol = output_tolerance<T>();
+    struct Item {
+        const char* name;
+        workbench::CheckResult result;
+        double tolerance;
+    };
+    const Item items[] = {
+        {"O", workbench::compare(got.out, out), tol},
+        {"lse", workbench::compare(got.lse, lse), kLseTolerance},
+        {"dQ", workbench::compare(qkv_slice(got.dqkv, 0, s), qkv_slice(dqkv, 0, s)), tol},
+        {"dK", workbench::compare(qkv_slice(got.dqkv, 1, s), qkv_slice(dqkv, 1, s)), tol},
+        {"dV", workbench::compare(qkv_slice(got.dqkv, 2, s), qkv_slice(dqkv, 2, s)), tol},
+    };
+    bool ok = true;
+    std::string line;
+    char buffer[96];
+    for (const Item& item : items) {
+        const bool pass = item.result.all_finite && item.result.relative_error <= item.tolerance;
+        ok = ok && pass;
+        std::snprintf(buffer, sizeof buffer, " %s %.2e%s", item.name, item.result.relative_error,
+                      !item.result.all_finite ? "(NaN)" : pass ? "" : "(!)");
+        line += buffer;
+    }
+    std::printf("  %-44s%s%s  %s\n", label, line.c_str(), extra, ok ? "ok" : "FAIL");
+    return ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation against the CPU reference on fresh random inputs.
+
+struct ValidationCase {
+    Shape shape;
+    float scale_multiplier;  // softmax_scale = multiplier / sqrt(HD): < 1 as in deep layers, > 1 peaked
+    float dropout;
+};
+
+template <typename T>
+void validate_case(const ValidationCase& c, const std::vector<Variant>& variants, std::mt19937_64& rng, Tally& tally) {
+    const Shape& s = c.shape;
+    Buffers<T> buf(s);
+    const std::vector<float> qkv = workbench::upload_rounded(buf.qkv, workbench::random_vector(buf.qkv_count, rng));
+    const std::vector<float> dout = workbench::upload_rounded(buf.dout, workbench::random_vector(buf.out_count, rng));
+    const float scale = c.scale_multiplier / std::sqrt(static_cast<float>(s.HD));
+    const DropoutParams drop{c.dropout, rng(), rng() >> 16};
+    const Reference ref = attention_reference(qkv, dout, s, scale, drop);
+    for (const Variant& v : variants) {
+        buf.poison_outputs();
+        buf.forward(v.kernel, scale, drop);
+        buf.backward(v.kernel, scale, drop);
+        const Outputs got = download_outputs(buf);
+        // Determinism: a second backward must reproduce every bit.
+        workbench::poison(buf.dqkv, buf.qkv_count);
+        buf.backward(v.kernel, scale, drop);
+        const Outputs again = download_outputs(buf);
+        const bool deterministic = std::memcmp(got.dqkv.data(), again.dqkv.data(), got.dqkv.size() * sizeof(float)) == 0;
+        char label[96];
+        std::snprintf(label, sizeof label, "v%d %s B=%d NH=%d T=%d HD=%d s=%.2f/sqrt(HD) p=%.1f", v.number,
+                      precision_name<T>(), s.B, s.NH, s.T, s.HD, c.scale_multiplier, c.dropout);
+        const bool ok = compare_outputs<T>(label, got, ref.out, ref.lse, ref.dqkv, s,
+                                           deterministic ? "  bitwise-repeatable" : "  NOT REPEATABLE(!)");
+        tally.add(ok && deterministic);
+    }
+}
+
+// Dropout mask test. With Q = 0 every score is 0, so P = 1/(q+1) for keys 0..q; with V one-hot
+// (v_k = e_k, T <= HD) the output row is O[q][k] = keep(q,k) / ((1-p)(q+1)). The kernel's mask is
+// thus read back exactly and compared with DropoutParams::keep element for element (which also
+// checks the causal mask: O[q][k] = 0 for k > q). The keep rate over n elements must lie within
+// 5 standard deviations sqrt(p(1-p)/n) of 1-p: a correct generator fails this with probability
+// below 1e-6.
+template <typename T>
+void validate_dropout_mask(const Variant& v, const Shape& s, float p, std::mt19937_64& rng, Tally& tally) {
+    Buffers<T> buf(s);
+    std::vector<float> qkv = workbench::random_vector(buf.qkv_count, rng);
+    for (int b = 0; b < s.B; ++b)
+        for (int t = 0; t < s.T; ++t)
+            for (int h = 0; h < s.NH; ++h)
+                for (int d = 0; d < s.HD; ++d) {
+                    const size_t row = ((static_cast<size_t>(b) * s.T + t) * 3) * s.NH * s.HD + static_cast<size_t>(h) * s.HD;
+                    qkv[row + d] = 0.0f;                                                           // q
+                    qkv[row + 2 * static_cast<size_t>(s.NH) * s.HD + d] = d == t ? 1.0f : 0.0f;  // v
+                }
+    workbench::upload_rounded(buf.qkv, qkv);
+    const DropoutParams drop{p, rng(), rng() >> 16};
+    buf.poison_outputs();
+    buf.forward(v.kernel, 1.0f / std::sqrt(static_cast<float>(s.HD)), drop);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> out = workbench::download(buf.out, buf.out_count);
+    long long total = 0, kept = 0, mask_mismatches = 0, value_mismatches = 0;
+    const double u = std::is_same<T, __half>::value ? 1.0 / 2048 : 1.0 / 256;
+    for (int b = 0; b < s.B; ++b)
+        for (int h = 0; h < s.NH; ++h)
+            for (int q = 0; q < s.T; ++q)
+                for (int k = 0; k < s.HD; ++k) {
+                    const float o = out[((static_cast<size_t>(b) * s.T + q) * s.NH + h) * s.HD + k];
+                    if (!std::isfinite(o)) {  // unwritten (poisoned) or NaN
+                        ++value_mismatches;
+                        continue;
+                    }
+                    if (k > q || k >= s.T) {
+                        mask_mismatches += o != 0.0f;  // causal: nothing from later keys
+                        continue;
+                    }
+                    const bool keep = drop.keep((static_cast<uint64_t>(b * s.NH + h) * s.T + q) * s.T + k);
+                    const double expected = keep ? 1.0 / ((1.0 - p) * (q + 1)) : 0.0;
+                    ++total;
+                    kept += keep;
+                    mask_mismatches += (o != 0.0f) != keep;
+                    value_mismatches += std::fabs(o - expected) > 2 * u * expected;
+                }
+    const double rate = static_cast<double>(kept) / total, sigma = std::sqrt(p * (1.0 - p) / total);
+    const bool rate_ok = std::fabs(rate - (1.0 - p)) <= 5 * sigma;
+    const bool ok = mask_mismatches == 0 && value_mismatches == 0 && rate_ok && total > 0;
+    std::printf("  v%d %s dropout mask B=%d NH=%d T=%d p=%.2f: %lld elements, mask mismatches %lld, value mismatches "
+                "%lld, keep rate %.5f (expected %.2f +- %.5f)  %s\n",
+                v.number, precision_name<T>(), s.B, s.NH, s.T, p, total, mask_mismatches, value_mismatches, rate,
+                1.0 - p, 5 * sigma, ok ? "ok" : "FAIL");
+    tally.add(ok);
+}
+
+template <typename T>
+void validate_all(const std::vector<Variant>& variants, bool quick, std::mt19937_64& rng, Tally& tally) {
+    std::vector<ValidationCase> cases = {
+        {{2, 3, 1, 64}, 1.0f, 0.0f},    {{1, 2, 7, 80}, 1.0f, 0.0f},      {{2, 2, 100, 96}, 1.0f, 0.0f},
+        {{2, 2, 64, 64}, 1.0f, 0.0f},   {{1, 2, 1000, 128}, 1.0f, 0.0f},  {{1, 2, 200, 96}, 3.0f, 0.0f},
+        {{1, 3, 257, 64}, 0.25f, 0.1f}, {{1, 2, 130, 128}, 1.0f, 0.1f},   {{1, 2, 333, 80}, 1.0f, 0.2f},
+    };
+    if (!quick) {
+        const std::vector<ValidationCase> larger = {
+            {{2, 4, 1024, 64}, 1.0f, 0.0f}, {{1, 2, 2048, 128}, 1.0f, 0.1f}, {{1, 2, 1000, 80}, 0.5f, 0.1f},
+            {{2, 2, 777, 96}, 1.0f, 0.0f},
+        };
+        cases.insert(cases.end(), larger.begin(), larger.end());
+    }
+    std::printf("== Validation, %s (tolerances: O dQ dK dV %.1e, lse %.0e; relative Frobenius error)\n",
+                precision_name<T>(), output_tolerance<T>(), kLseTolerance);
+    for (const ValidationCase& c : cases) validate_case<T>(c, variants, rng, tally);
+    for (const Variant& v : variants) {
+        validate_dropout_mask<T>(v, {2, 4, 100, 128}, 0.1f, rng, tally);
+        validate_dropout_mask<T>(v, {2, 4, 128, 128}, 0.5f, rng, tally);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark shapes (B, H, T, D) of the issue; bf16.
+
+const Shape kBenchmarkShapes[] = {{32, 12, 1024, 64}, {16, 16, 2048, 64}, {8, 16, 2048, 128}, {4, 32, 4096, 128}};
+
+double forward_flops(const Shape& s) { return 2.0 * s.B * s.NH * static_cast<double>(s.T) * s.T * s.HD; }
+double tflops(double flops, double ms) { return flops / (ms * 1e-3) / 1e12; }
+std::string shape_key(const Shape& s) {
+    return std::to_string(s.B) + "x" + std::to_string(s.NH) + "x" + std::to_string(s.T) + "x" + std::to_string(s.HD);
+}
+
+// Benchmark-sized inputs, generated on the GPU: uniform in [-sqrt(3), sqrt(3)) has unit variance,
+// like the normal inputs of the validation, so the scores have the same spread.
+template <typename T> void fill_benchmark_inputs(Buffers<T>& buf, std::mt19937_64& rng) {
+    workbench::fill_uniform(buf.qkv, buf.qkv_count, rng(), std::sqrt(3.0f));
+    workbench::fill_uniform(buf.dout, buf.out_count, rng(), std::sqrt(3.0f));
+}
+
+// Too slow to check against the CPU: variant 2 is checked against variant 1 (validated above) on
+// the benchmark shapes. Both carry about u of rounding error, so their difference is within 2u.
+void cross_check_benchmark_shapes(std::mt19937_64& rng, Tally& tally) {
+    using T = __nv_bfloat16;
+    std::printf("== Cross-check on the benchmark shapes: variant 2 against variant 1 (bf16, tolerance %.1e)\n",
+                output_tolerance<T>());
+    for (const Shape& s : kBenchmarkShapes) {
+        Buffers<T> buf(s);
+        fill_benchmark_inputs(buf, rng);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(s.HD));
+        const DropoutParams drop{s.HD == 64 ? 0.0f : 0.1f, rng(), rng() >> 16};
+        Outputs trusted;
+        for (const Variant& v : kVariants) {
+            buf.poison_outputs();
+            buf.forward(v.kernel, scale, drop);
+            buf.backward(v.kernel, scale, drop);
+            if (v.kernel == AttentionKernel::CudaCores) {
+                trusted = download_outputs(buf);
+                continue;
+            }
+            const Outputs got = download_outputs(buf);
+            const auto as_double = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
+            char label[96];
+            std::snprintf(label, sizeof label, "v2 vs v1 (%d,%d,%d,%d) p=%.1f", s.B, s.NH, s.T, s.HD, drop.p);
+            tally.add(compare_outputs<T>(label, got, as_double(trusted.out), as_double(trusted.lse),
+                                         as_double(trusted.dqkv), s, ""));
+        }
+    }
+}
+
+struct Timing {
+    double fwd, bwd, both;
+};
+
+template <typename Forward, typename Backward>
+Timing time_pass(Forward&& forward, Backward&& backward, int repeats) {
+    Timing t;
+    t.fwd = workbench::median_ms(forward, repeats, 2);
+    forward();
+    t.bwd = workbench::median_ms(backward, repeats, 2);
+    t.both = workbench::median_ms([&] { forward(), backward(); }, repeats, 2);
+    return t;
+}
+
+void print_timing_row(const char* shape_label, const char* name, const Timing& t, const Shape& s) {
+    const double f = forward_flops(s);
+    std::printf("%-20s %-34s %9.3f %7.1f %9.3f %7.1f %9.3f %7.1f\n", shape_label, name, t.fwd, tflops(f, t.fwd), t.bwd,
+                tflops(2.5 * f, t.bwd), t.both, tflops(3.5 * f, t.both));
+}
+
+// Tile-shape sweep of variant 2's kernels, timed one kernel at a time. Each configuration's
+// result is compared with the production configuration's, so a broken shape cannot hide here.
+enum class SweptKernel { Forward, DkDv, Dq };
+
+template <int HD> struct Sweep {
+    using T = __nv_bfloat16;
+    template <int W, int BK> static void forward(Buffers<T>& b, float scale, DropoutParams d) {
+        attention_detail::tensor_cores::forward<T, HD, W, BK>(b.out, b.lse, b.qkv, b.shape.B, b.shape.T, b.shape.NH,
+                                                               scale, d, 0);
+    }
+    template <int W, int BK> static void dq(Buffers<T>& b, float scale, DropoutParams d) {
+        attention_detail::tensor_cores::backward_dq<T, HD, W, BK>(b.dqkv, b.scratch, b.dout, b.qkv, b.lse, b.shape.B,
+                                                                   b.shape.T, b.shape.NH, scale, d, 0);
+    }
+    template <int W, int BQ> static void dkdv(Buffers<T>& b, float scale, DropoutParams d) {
+        attention_detail::tensor_cores::backward_dkdv<T, HD, W, BQ>(b.dqkv, b.scratch, b.dout, b.qkv, b.lse, b.shape.B,
+                                                                     b.shape.T, b.shape.NH, scale, d, 0);
+    }
+    struct Entry {
+        SweptKernel kernel;
+        const char* config;
+        void (*run)(Buffers<T>&, float, DropoutParams);
+    };
+    // The first entry of each kernel is the production shape (attention_detail::tensor_cores::Config).
+    static std::vector<Entry> entries() {
+        using K = SweptKernel;
+        if constexpr (HD == 64)
+            return {{K::Forward, "4 warps x 64 keys", forward<4, 64>},   {K::Forward, "8 warps x 64 keys", forward<8, 64>},
+                    {K::Forward, "4 warps x 128 keys", forward<4, 128>}, {K::DkDv, "4 warps x 64 queries", dkdv<4, 64>},
+                    {K::DkDv, "8 warps x 32 queries", dkdv<8, 32>},      {K::DkDv, "4 warps x 32 queries", dkdv<4, 32>},
+                    {K::Dq, "4 warps x 64 keys", dq<4, 64>},             {K::Dq, "8 warps x 32 keys", dq<8, 32>},
+                    {K::Dq, "4 warps x 32 keys", dq<4, 32>}};
+        else
+            return {{K::Forward, "4 warps x 64 keys", forward<4, 64>},   {K::Forward, "8 warps x 64 keys", forward<8, 64>},
+                    {K::Forward, "4 warps x 32 keys", forward<4, 32>},   {K::DkDv, "4 warps x 32 queries", dkdv<4, 32>},
+                    {K::DkDv, "8 warps x 32 queries", dkdv<8, 32>},      {K::DkDv, "8 warps x 16 queries", dkdv<8, 16>},
+                    {K::Dq, "4 warps x 32 keys", dq<4, 32>},             {K::Dq, "8 warps x 32 keys", dq<8, 32>},
+                    {K::Dq, "8 warps x 16 keys", dq<8, 16>}};
+    }
+};
+
+// The part of the outputs a swept kernel writes: out (forward), the k and v slices of dqkv
+// (dK/dV) or its q slice (dQ).
+std::vector<float> swept_part(SweptKernel kernel, const Outputs& o, const Shape& s) {
+    if (kernel == SweptKernel::Forward) return o.out;
+    if (kernel == SweptKernel::Dq) return qkv_slice(o.dqkv, 0, s);
+    std::vector<float> kv = qkv_slice(o.dqkv, 1, s);
+    const std::vector<float> v = qkv_slice(o.dqkv, 2, s);
+    kv.insert(kv.end(), v.begin(), v.end());
+    return kv;
+}
+
+template <int HD> void sweep_tiles(Buffers<__nv_bfloat16>& buf, float scale, Tally& tally) {
+    using T = __nv_bfloat16;
+    const Shape& s = buf.shape;
+    const DropoutParams no_drop{};
+    const double f = forward_flops(s);
+    buf.forward(AttentionKernel::TensorCores, scale, no_drop);
+    buf.backward(AttentionKernel::TensorCores, scale, no_drop);  // also leaves D in scratch for the backward kernels
+    const Outputs production = download_outputs(buf);
+    for (const auto& e : Sweep<HD>::entries()) {
+        const bool is_forward = e.kernel == SweptKernel::Forward;
+        if (is_forward) {
+            workbench::poison(buf.out, buf.out_count);
+        } else {
+            workbench::poison(buf.dqkv, buf.qkv_count);
+        }
+        e.run(buf, scale, no_drop);
+        const std::vector<float> expected = swept_part(e.kernel, production, s);
+        const workbench::CheckResult diff = workbench::compare(
+            swept_part(e.kernel, download_outputs(buf), s), std::vector<double>(expected.begin(), expected.end()));
+        const bool ok = diff.all_finite && diff.relative_error <= output_tolerance<T>();
+        tally.add(ok);
+        const float ms = workbench::median_ms([&] { e.run(buf, scale, no_drop); }, 10, 2);
+        // Matmuls of the forward's size per kernel: forward 2 (Q K^T, P V), dK/dV 4, dQ 3.
+        const double matmuls = is_forward ? 2 : e.kernel == SweptKernel::Dq ? 3 : 4;
+        std::printf("  (%d,%d,%d,%d) %-8s %-22s %8.3f ms %7.1f TFLOP/s  diff vs production %.1e  %s\n", s.B, s.NH,
+                    s.T, s.HD, is_forward ? "forward" : e.kernel == SweptKernel::Dq ? "dQ" : "dK,dV", e.config, ms,
+                    tflops(matmuls / 2 * f, ms), diff.relative_error, ok ? "ok" : "FAIL");
+    }
+}
+
+void benchmark(const std::vector<Variant>& variants, bool with_torch, std::mt19937_64& rng, Tally& tally) {
+    using T = __nv_bfloat16;
+    const workbench::DeviceInfo device = workbench::device_info();
+    std::map<std::string, double> torch_ms;
+    if (with_torch) {
+        if (std::ifstream("dev/cuda/attention.py").good()) {
+            std::string args = "dev/cuda/attention.py";
+            for (const Shape& s : kBenchmarkShapes) args += " " + shape_key(s);
+            for (const auto& t : workbench::run_torch_baseline(args)) torch_ms[t.name] = t.ms;
+        } else {
+            std::printf("  (PyTorch baselines skipped: dev/cuda/attention.py not found; run from the repository root)\n");
+        }
+    }
+    std::printf("== Benchmark on %s (%d SMs): bf16, causal; TFLOP/s counts fwd 2*B*H*T^2*D, bwd 2.5x, fwd+bwd 3.5x\n",
+                device.name.c_str(), device.sm_count);
+    std::printf("%-20s %-34s %9s %7s %9s %7s %9s %7s\n", "(B,H,T,D)", "implementation", "fwd ms", "TFLOP/s", "bwd ms",
+                "TFLOP/s", "f+b ms", "TFLOP/s");
+    for (const Shape& s : kBenchmarkShapes) {
+        char shape_label[32];
+        std::snprintf(shape_label, sizeof shape_label, "(%d,%d,%d,%d)", s.B, s.NH, s.T, s.HD);
+        Buffers<T> buf(s);
+        fill_benchmark_inputs(buf, rng);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(s.HD));
+        for (const Variant& v : variants) {
+            for (float p : {0.0f, 0.1f}) {
+                if (p > 0.0f && v.kernel != AttentionKernel::TensorCores) continue;
+                const DropoutParams drop{p, 1234, 0};
+                const int repeats = v.kernel == AttentionKernel::CudaCores ? 3 : 20;
+                const Timing t = time_pass([&] { buf.forward(v.kernel, scale, drop); },
+                                           [&] { buf.backward(v.kernel, scale, drop); }, repeats);
+                char name[64];
+                std::snprintf(name, sizeof name, "%d %s%s", v.number, v.kernel == AttentionKernel::TensorCores ? "mma.sync" : "fp32 CUDA cores",
+                              p > 0 ? ", dropout 0.1" : "");
+                print_timing_row(shape_label, name, t, s);
+            }
+        }
+        for (const char* backend : {"flash", "cudnn"}) {
+            const std::string key = shape_key(s);
+            const auto fwd = torch_ms.find(std::string(backend) + "_fwd_" + key);
+            const auto bwd = torch_ms.find(std::string(backend) + "_bwd_" + key);
+            const auto both = torch_ms.find(std::string(backend) + "_fwdbwd_" + key);
+            if (fwd == torch_ms.end() || bwd == torch_ms.end() || both == torch_ms.end()) continue;
+            print_timing_row(shape_label, std::strcmp(backend, "flash") == 0 ? "PyTorch SDPA flash (FA2)" : "PyTorch SDPA cuDNN",
+                             {fwd->second, bwd->second, both->second}, s);
+        }
+    }
+    std::printf("== Tile-shape sweep of variant 2 (bf16, no dropout; kernels timed alone)\n");
+    for (const Shape& s : kBenchmarkShapes) {
+        Buffers<T> buf(s);
+        fill_benchmark_inputs(buf, rng);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(s.HD));
+        if (s.HD == 64) sweep_tiles<64>(buf, scale, tally);
+        if (s.HD == 128) sweep_tiles<128>(buf, scale, tally);
+    }
+}
+
+void print_usage() {
+    std::printf("usage: attention [--quick] [--variant N] [--no-torch]\n"
+                "  --quick      validation only, small shapes (for the test suite)\n"
+                "  --variant N  run only variant N (1: fp32 CUDA cores, 2: mma.sync tensor cores)\n"
+                "  --no-torch   skip the PyTorch SDPA baselines in the benchmark\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    bool quick = false, with_torch = true;
+    std::vector<Variant> variants(std::begin(kVariants), std::end(kVariants));
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--quick") {
+            quick = true;
+        } else if (arg == "--no-torch") {
+            with_torch = false;
+        } else if (arg == "--variant" && i + 1 < argc) {
+            const int n = std::atoi(argv[++i]);
+            variants.clear();
+            for (const Variant& v : kVariants)
+                if (v.number == n) variants.push_back(v);
+            if (variants.empty()) {
+                std::fprintf(stderr, "attention: --variant %s: no such variant (1 or 2)\n", argv[i]);
+                return 2;
+            }
+        } else if (arg == "--help" || arg == "-h") {
+            print_usage();
+            return 0;
+        } else {
+            std::fprintf(stderr, "attention: unknown argument '%s'\n", arg.c_str());
+            print_usage();
+            return 2;
+        }
+    }
+    std::printf("attention workbench on %s\n", workbench::device_info().name.c_str());
+    for (const Variant& v : variants)
+        std::printf("  variant %d: %s (%s)\n", v.number, v.description, attention_kernel_name(v.kernel));
+
+    std::mt19937_64 rng(20261127);
+    Tally tally;
+    validate_all<__nv_bfloat16>(variants, quick, rng, tally);
+    validate_all<__half>(variants, quick, rng, tally);
+    if (!quick) {
+        if (variants.size() == std::size(kVariants)) cross_check_benchmark_shapes(rng, tally);
+        benchmark(variants, with_torch, rng, tally);
+    }
+    std::printf("attention: %d checks, %d failed: %s\n", tally.checks, tally.failures, tally.failures ? "FAIL" : "PASS");
+    return tally.failures ? 1 : 0;
+}
