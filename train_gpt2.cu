@@ -236,8 +236,8 @@ template <typename T, typename R> class Trainer {
     void check_memory_fits() const {
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-        const size_t needed = Gpt2Model<T, R>::required_bytes(options_, config_.base_init_std, config_.device_batch,
-                                                              config_.seq_len, shard_);
+        const size_t needed = Gpt2Model<T, R>::parameter_bytes(shard_) +
+                              Gpt2Model<T, R>::activation_bytes(options_, config_.device_batch, config_.seq_len);
         const size_t reserve = size_t(1) << 30;  // cuBLASLt workspace, NCCL buffers, allocator slack
         if (needed + reserve > free_bytes) {
             const double per_sequence = double(needed) / config_.device_batch;  // rough: activations dominate
@@ -257,9 +257,9 @@ template <typename T, typename R> class Trainer {
                     gpu_.peak.dense_tflops ? string_format("%.0f dense TFLOP/s", *gpu_.peak.dense_tflops).c_str()
                                            : "unknown: MFU shown as n/a",
                     precision_name<T>());
-        std::printf("memory: parameters+optimizer %.2f GB, activations planned for %d x %d\n",
-                    (double)Gpt2Model<T, R>::required_bytes(options_, config_.base_init_std, 0, 0, shard_) / 1e9,
-                    config_.device_batch, config_.seq_len);
+        std::printf("memory plan: parameters, gradients and AdamW state %.2f GB; activations for %d x %d tokens %.2f GB\n",
+                    Gpt2Model<T, R>::parameter_bytes(shard_) / 1e9, config_.device_batch, config_.seq_len,
+                    Gpt2Model<T, R>::activation_bytes(options_, config_.device_batch, config_.seq_len) / 1e9);
         std::printf("run directory: %s\n\n", config_.out_dir.c_str());
         const std::string json = config_.to_json() + "\n";
         AtomicFileWriter config_file(config_.out_dir + "/config.json");

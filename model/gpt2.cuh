@@ -190,15 +190,16 @@ template <typename T, typename R> class Gpt2Model {
     Gpt2Model(const Gpt2Model&) = delete;
     Gpt2Model& operator=(const Gpt2Model&) = delete;
 
-    // Device memory the model will take, before taking it (for a clear out-of-memory message).
-    static size_t required_bytes(const ModelOptions& options, double base_init_std, int max_batch, int max_seq,
-                                 const OptimizerShard& shard) {
+    // Device memory the model will take, before taking it (for the start-up plan and a clear
+    // out-of-memory message): parameters, gradients and AdamW state; activations for (B, T).
+    static size_t parameter_bytes(const OptimizerShard& shard) {
+        return shard.padded_total * (sizeof(T) + sizeof(float)) + 3 * (shard.end - shard.begin) * sizeof(float);
+    }
+    static size_t activation_bytes(const ModelOptions& options, int max_batch, int max_seq) {
         Activations plan{};
         DeviceArena counter;
         plan_activations(plan, counter, options, max_batch, max_seq);
-        (void)base_init_std;
-        return counter.bytes() + shard.padded_total * (sizeof(T) + sizeof(float)) +
-               3 * (shard.end - shard.begin) * sizeof(float);
+        return counter.bytes();
     }
 
     const ParamLayout& layout() const { return layout_; }
