@@ -122,22 +122,9 @@ std::vector<Variant> variants_for(int C) {
 // ---------------------------------------------------------------------------------------------
 // Device-side case: buffers, random inputs, and the forward/backward launches.
 
-// Random inputs: fresh normal draws for validation; for benchmarks (tens of millions of
-// elements per tensor) a window of a pre-drawn pool, since timing does not depend on the values.
-struct RandomSource {
-    std::mt19937_64& rng;
-    const std::vector<float>* pool;  // nullptr: fresh draws
-    std::vector<float> operator()(size_t count, float scale = 1.0f) const {
-        if (pool == nullptr) return workbench::random_vector(count, rng, scale);
-        std::vector<float> values(count);
-        size_t at = rng() % pool->size();
-        for (float& v : values) {
-            v = scale * (*pool)[at];
-            if (++at == pool->size()) at = 0;
-        }
-        return values;
-    }
-};
+// Validation draws inputs on the host (the CPU reference needs them); benchmarks fill them on
+// the GPU (tens of millions of elements per tensor; timing does not depend on the values).
+enum class Inputs { host, device };
 
 template <typename T, typename R> struct Case {
     static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "T is a 16-bit storage type");
@@ -149,30 +136,46 @@ template <typename T, typename R> struct Case {
     DeviceArray<T> x, weight, bias, ln_out, dy, dx, extra;  // extra: post-norm d_out_extra
     DeviceArray<R> residual_in, residual_out, grad_residual;  // grad_residual: pre d_residual, post d_residual_in
     DeviceArray<float> mean, rstd, dweight, dbias, scratch;
-    // Inputs as the GPU sees them (rounded to storage).
+    Inputs inputs;
+    std::mt19937_64& rng;
+    uint64_t incoming_seed = 0;  // Inputs::device: regenerates the incoming gradient
+    // Inputs::host: the inputs as the GPU sees them (rounded to storage).
     std::vector<float> x_h, weight_h, bias_h, residual_in_h, dy_h, incoming_h, dweight_init, dbias_init;
 
-    Case(int N_, int C_, const CaseConfig& config_, const Variant* variant_, const RandomSource& random)
+    Case(int N_, int C_, const CaseConfig& config_, const Variant* variant_, Inputs inputs_, std::mt19937_64& rng_)
         : N(N_), C(C_), config(config_), variant(variant_), scratch_floats(scratch_size(N_, C_, variant_)),
           x(size_t(N_) * C_), weight(C_), bias(C_), ln_out(size_t(N_) * C_), dy(size_t(N_) * C_),
           dx(size_t(N_) * C_), extra(size_t(N_) * C_), residual_in(size_t(N_) * C_), residual_out(size_t(N_) * C_),
-          grad_residual(size_t(N_) * C_), mean(N_), rstd(N_), dweight(C_), dbias(C_), scratch(scratch_floats) {
+          grad_residual(size_t(N_) * C_), mean(N_), rstd(N_), dweight(C_), dbias(C_), scratch(scratch_floats),
+          inputs(inputs_), rng(rng_) {
         const size_t n = size_t(N) * C;
         drop.p = config.p;
-        drop.seed = random.rng();  // full 64-bit seed and offset: both words of each reach Philox
-        drop.offset = random.rng();
-        x_h = workbench::upload_rounded(x.ptr, random(n));
-        if (config.has_residual_in) residual_in_h = workbench::upload_rounded(residual_in.ptr, random(n));
-        std::vector<float> w = random(C, 0.2f);
-        for (float& v : w) v += 1.0f;
-        weight_h = workbench::upload_rounded(weight.ptr, w);
-        bias_h = workbench::upload_rounded(bias.ptr, random(C, 0.2f));
-        dy_h = workbench::upload_rounded(dy.ptr, random(n));
-        if (config.has_incoming) incoming_h = rounded<R>(random(n));
-        // Comparable to the sums they accumulate (|sum over N rows| ~ sqrt(N)): a bug in the
-        // increment cannot hide under a much larger starting value.
-        dweight_init = random(C, std::sqrt(static_cast<float>(N)));
-        dbias_init = random(C, std::sqrt(static_cast<float>(N)));
+        drop.seed = rng();  // full 64-bit seed and offset: both words of each reach Philox
+        drop.offset = rng();
+        x_h = fill(x.ptr, n);
+        if (config.has_residual_in) residual_in_h = fill(residual_in.ptr, n);
+        weight_h = fill(weight.ptr, C, 0.2f, 1.0f);
+        bias_h = fill(bias.ptr, C, 0.2f);
+        dy_h = fill(dy.ptr, n);
+        incoming_seed = rng();
+        if (config.has_incoming && inputs == Inputs::host) incoming_h = rounded<R>(workbench::random_vector(n, rng));
+        if (inputs == Inputs::host) {
+            // Comparable to the sums they accumulate (|sum over N rows| ~ sqrt(N)): a bug in the
+            // increment cannot hide under a much larger starting value.
+            dweight_init = workbench::random_vector(C, rng, std::sqrt(static_cast<float>(N)));
+            dbias_init = workbench::random_vector(C, rng, std::sqrt(static_cast<float>(N)));
+        }
+    }
+
+    // Random values scale * N(0,1) + shift (host) or uniform in shift +- scale (device).
+    template <typename S> std::vector<float> fill(S* device, size_t count, float scale = 1.0f, float shift = 0.0f) {
+        if (inputs == Inputs::device) {
+            workbench::fill_uniform(device, count, rng(), scale);  // shift only matters to the reference
+            return {};
+        }
+        std::vector<float> values = workbench::random_vector(count, rng, scale);
+        for (float& v : values) v += shift;
+        return workbench::upload_rounded(device, values);
     }
 
     static size_t scratch_size(int N, int C, const Variant* variant) {
@@ -222,11 +225,21 @@ template <typename T, typename R> struct Case {
         workbench::poison(grad_residual.ptr, n);
         workbench::poison(extra.ptr, n);
         if (config.has_incoming) {
-            if (config.post_norm) workbench::upload_rounded(extra.ptr, incoming_h);
-            else workbench::upload_rounded(grad_residual.ptr, incoming_h);
+            if (inputs == Inputs::device) {
+                if (config.post_norm) workbench::fill_uniform(extra.ptr, n, incoming_seed);
+                else workbench::fill_uniform(grad_residual.ptr, n, incoming_seed);
+            } else {
+                if (config.post_norm) workbench::upload_rounded(extra.ptr, incoming_h);
+                else workbench::upload_rounded(grad_residual.ptr, incoming_h);
+            }
         }
-        workbench::upload_rounded(dweight.ptr, dweight_init);
-        workbench::upload_rounded(dbias.ptr, dbias_init);
+        if (inputs == Inputs::device) {
+            CUDA_CHECK(cudaMemset(dweight.ptr, 0, C * sizeof(float)));
+            CUDA_CHECK(cudaMemset(dbias.ptr, 0, C * sizeof(float)));
+        } else {
+            workbench::upload_rounded(dweight.ptr, dweight_init);
+            workbench::upload_rounded(dbias.ptr, dbias_init);
+        }
     }
     void backward(cudaStream_t stream) const {
         if (variant != nullptr) {
@@ -352,7 +365,7 @@ template <typename T, typename R>
 void validate(int N, int C, const CaseConfig& config, const Variant* variant, std::mt19937_64& rng, Tally& tally) {
     std::printf("%s/%s %s N=%d C=%d%s%s\n", precision_name<T>(), precision_name<R>(), config.name, N, C,
                 variant ? ", variant " : "", variant ? variant->name.c_str() : "");
-    const Case<T, R> c(N, C, config, variant, RandomSource{rng, nullptr});
+    Case<T, R> c(N, C, config, variant, Inputs::host, rng);
     const size_t n = size_t(N) * C;
     auto check = [&](const char* what, const std::vector<float>& out, const std::vector<double>& ref, double tol) {
         tally.add(workbench::report_check(what, workbench::compare(out, ref), tol));
@@ -411,9 +424,9 @@ struct Timing {
     double forward_ms, backward_ms;
 };
 template <typename T, typename R>
-Timing time_case(const CaseConfig& config, int C, const Variant* variant, const RandomSource& random,
+Timing time_case(const CaseConfig& config, int C, const Variant* variant, std::mt19937_64& rng,
                  double* forward_bytes, double* backward_bytes) {
-    const Case<T, R> c(kBenchmarkRows, C, config, variant, random);
+    Case<T, R> c(kBenchmarkRows, C, config, variant, Inputs::device, rng);
     c.forward(nullptr);
     c.prepare_backward();  // the in-place d_residual then drifts by one LN gradient per call: harmless
     Timing timing;
@@ -449,10 +462,10 @@ void print_row(const std::string& label, double forward_ms, double forward_bytes
 }
 
 template <typename T, typename R>
-void benchmark_form(const CaseConfig& config, int C, const RandomSource& random, double copy_gbs,
+void benchmark_form(const CaseConfig& config, int C, std::mt19937_64& rng, double copy_gbs,
                     const std::vector<workbench::BaselineTiming>& torch_timings) {
     double forward_bytes = 0, backward_bytes = 0;
-    const Timing ours = time_case<T, R>(config, C, nullptr, random, &forward_bytes, &backward_bytes);
+    const Timing ours = time_case<T, R>(config, C, nullptr, rng, &forward_bytes, &backward_bytes);
     const std::string label = std::string(config.post_norm ? "post-norm " : "pre-norm ") + precision_name<T>() +
                               (config.post_norm ? "" : std::string(", residual ") + precision_name<R>());
     print_row("ours  " + label, ours.forward_ms, forward_bytes, ours.backward_ms, backward_bytes, copy_gbs);
@@ -484,18 +497,16 @@ void benchmark(bool with_torch, std::mt19937_64& rng) {
         std::snprintf(args, sizeof args, " --N %d --p %g --eps %g --C ", kBenchmarkRows, kBenchmarkDropout, kEps);
         torch_timings = workbench::run_torch_baseline("dev/cuda/layernorm.py" + std::string(args) + columns);
     }
-    const std::vector<float> pool = workbench::random_vector(size_t(1) << 20, rng);
-    const RandomSource random{rng, &pool};
     CaseConfig pre = kPreNorm, post = kPostNorm;
     pre.p = post.p = kBenchmarkDropout;
     for (int C : kBenchmarkC) {
         print_header("C=" + std::to_string(C));
-        benchmark_form<__nv_bfloat16, __nv_bfloat16>(pre, C, random, copy_gbs, torch_timings);
-        benchmark_form<__nv_bfloat16, float>(pre, C, random, copy_gbs, torch_timings);
-        benchmark_form<__nv_bfloat16, __nv_bfloat16>(post, C, random, copy_gbs, torch_timings);
-        benchmark_form<__half, __half>(pre, C, random, copy_gbs, torch_timings);
-        benchmark_form<__half, float>(pre, C, random, copy_gbs, torch_timings);
-        benchmark_form<__half, __half>(post, C, random, copy_gbs, torch_timings);
+        benchmark_form<__nv_bfloat16, __nv_bfloat16>(pre, C, rng, copy_gbs, torch_timings);
+        benchmark_form<__nv_bfloat16, float>(pre, C, rng, copy_gbs, torch_timings);
+        benchmark_form<__nv_bfloat16, __nv_bfloat16>(post, C, rng, copy_gbs, torch_timings);
+        benchmark_form<__half, __half>(pre, C, rng, copy_gbs, torch_timings);
+        benchmark_form<__half, float>(pre, C, rng, copy_gbs, torch_timings);
+        benchmark_form<__half, __half>(post, C, rng, copy_gbs, torch_timings);
     }
 
     std::printf("\nLaunch-shape sweep (bf16, pre-norm, residual bf16; '*' = the public launchers' choice;\n"
@@ -504,7 +515,7 @@ void benchmark(bool with_torch, std::mt19937_64& rng) {
         print_header("C=" + std::to_string(C));
         for (const Variant& v : variants_for(C)) {
             double forward_bytes = 0, backward_bytes = 0;
-            const Timing t = time_case<__nv_bfloat16, __nv_bfloat16>(pre, C, &v, random, &forward_bytes, &backward_bytes);
+            const Timing t = time_case<__nv_bfloat16, __nv_bfloat16>(pre, C, &v, rng, &forward_bytes, &backward_bytes);
             print_row(v.name, v.varies_forward ? t.forward_ms : -1.0, forward_bytes,
                       v.varies_forward ? -1.0 : t.backward_ms, backward_bytes, copy_gbs);
         }
