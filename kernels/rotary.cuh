@@ -67,7 +67,7 @@ template <typename T, int kWidth> struct alignas(kWidth * sizeof(T)) Pack {
 // -1 backward.
 template <typename T, int kWidth, bool kInterleaved>
 __global__ void __launch_bounds__(kBlockThreads)
-    rotary_kernel(T* qkv /*(B*seq_len, 3, NH, HD)*/, long long positions, int seq_len, int NH, int HD, int rotary_dim,
+    rotary_kernel(T* qkv /*(B*seq_len, 3, NH, HD)*/, int positions, int seq_len, int NH, int HD, int rotary_dim,
                   InverseFrequencies inv_freq, float sin_sign) {
     static_assert(!kInterleaved || kWidth % 2 == 0, "interleaved pairs need an even vector width");
     constexpr int kPairs = kInterleaved ? kWidth / 2 : kWidth;
@@ -78,12 +78,13 @@ __global__ void __launch_bounds__(kBlockThreads)
     constexpr int kHeads = heads_per_thread(kInterleaved);
     const int head_chunks = ceil_div(qk_heads, kHeads);
 
-    const long long thread = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-    const int group = static_cast<int>(thread % groups);
-    const int head_chunk = static_cast<int>((thread / groups) % head_chunks);
-    const long long position = thread / groups / head_chunks;
+    // 32-bit index math (the launcher checks the thread count fits): 64-bit division costs ~5x.
+    const int thread = blockIdx.x * blockDim.x + threadIdx.x;
+    const int group = thread % groups;
+    const int head_chunk = (thread / groups) % head_chunks;
+    const int position = thread / groups / head_chunks;
     if (position >= positions) return;
-    const int t = static_cast<int>(position % seq_len);
+    const int t = position % seq_len;
 
     float cos_values[kPairs], sin_values[kPairs];
     const int first_pair = kInterleaved ? group * kWidth / 2 : group * kWidth;
@@ -93,7 +94,7 @@ __global__ void __launch_bounds__(kBlockThreads)
         sin_values[j] *= sin_sign;
     }
 
-    T* position_qk = qkv + position * 3 * NH * HD;
+    T* position_qk = qkv + static_cast<size_t>(position) * 3 * NH * HD;
     const int first_offset = group * kWidth;              // within a head
     const int second_offset = first_offset + half;        // non-interleaved only
     PackT first[kHeads], second[kHeads];  // second: non-interleaved only
@@ -163,10 +164,11 @@ void launch_rotary(int width, T* qkv, int B, int seq_len, int NH, int HD, int ro
     const long long positions = static_cast<long long>(B) * seq_len;
     const long long threads = positions * (span / width) * ceil_div(2 * NH, heads_per_thread(interleaved));
     const long long blocks = ceil_div(threads, static_cast<long long>(kBlockThreads));
-    REQUIRE(blocks <= INT32_MAX, "rotary: B*T = %lld positions is too many for one launch", positions);
+    REQUIRE(blocks * kBlockThreads <= INT32_MAX, "rotary: B*T = %lld positions x %d heads is too many for one launch",
+            positions, NH);
     auto launch = [&](auto kernel) {
-        kernel<<<static_cast<unsigned>(blocks), kBlockThreads, 0, stream>>>(qkv, positions, seq_len, NH, HD, rotary_dim,
-                                                                            inv_freq, sin_sign);
+        kernel<<<static_cast<unsigned>(blocks), kBlockThreads, 0, stream>>>(
+            qkv, static_cast<int>(positions), seq_len, NH, HD, rotary_dim, inv_freq, sin_sign);
     };
     if (interleaved) {
         if (width == 8) launch(rotary_kernel<T, 8, true>);
