@@ -1068,7 +1068,9 @@ void backward_dkdv(T* dqkv, const float* row_dot, const T* dout, const T* qkv, c
 template <int HD> struct Config {
     static constexpr int kForwardWarps = 4, kForwardKeys = 64;
     static constexpr int kDqWarps = 4, kDqKeys = HD <= 80 ? 64 : 32;
-    static constexpr int kDkdvWarps = 4, kDkdvQueries = HD <= 80 ? 64 : 32;
+    // 32 streamed queries for every head dim: the H100 sweep measured 0.61 ms against 0.85 ms
+    // with 64 at (32,12,1024,64), and 1.49 against 2.10 ms at (16,16,2048,64).
+    static constexpr int kDkdvWarps = 4, kDkdvQueries = 32;
 };
 
 }  // namespace tensor_cores
