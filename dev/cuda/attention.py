@@ -7,29 +7,14 @@ Prints one line per measurement, "<backend>_<fwd|bwd|fwdbwd>_<B>x<H>x<T>x<D> <mi
 format workbench::run_torch_baseline reads. bf16, q/k/v of shape (B, H, T, D), median of CUDA-event
 timings after warm-up. A backend that cannot run a shape says why on stderr and prints nothing.
 """
-import statistics
 import sys
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch_timing import median_ms  # noqa: E402 (dev/cuda is sys.path[0])
 
 BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
-WARMUP, REPEATS = 3, 20
-
-
-def median_ms(fn):
-    for _ in range(WARMUP):
-        fn()
-    times = []
-    for _ in range(REPEATS):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
 
 
 def time_shape(backend, B, H, T, D):

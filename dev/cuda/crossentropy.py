@@ -7,20 +7,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-
-
-def median_ms(fn, repeats=20, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return sorted(times)[len(times) // 2]
+from torch_timing import median_ms  # noqa: E402 (dev/cuda is sys.path[0])
 
 
 def main():

@@ -15,29 +15,13 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from torch_timing import median_ms  # noqa: E402 (dev/cuda is sys.path[0])
 
 
 def prenorm(x, residual, weight, bias, p, eps):
     s = residual + F.dropout(x, p, training=True)
     ln = F.layer_norm(s, (s.shape[-1],), weight.to(s.dtype), bias.to(s.dtype), eps).to(x.dtype)
     return ln, s
-
-
-def median_ms(fn, repeats=20, warmup=3):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
-    return times[len(times) // 2]
 
 
 def main():

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 import torch
+from torch_timing import median_ms  # noqa: E402 (dev/cuda is sys.path[0])
 
 
 def rotate_half_layout(qkv, cos, sin, rotary_dim):
@@ -30,23 +31,6 @@ def interleaved_layout(qkv, cos, sin, rotary_dim):
     s = sin[None, :, None, None, :]
     rotated = torch.stack([a * c - b * s, a * s + b * c], dim=-1).flatten(-2)
     qkv[:, :, :2, :, :rotary_dim] = rotated.to(qkv.dtype)
-
-
-def median_ms(fn, repeats=20, warmup=3):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
-    return times[len(times) // 2]
 
 
 def main():
