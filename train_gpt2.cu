@@ -15,7 +15,8 @@
 #include <cstdio>
 #include <memory>
 #include <numeric>
-#include <random>
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
