@@ -134,7 +134,7 @@ $(VOCAB_DIR)/%: node_modules/.installed
 # Tests. `make test` runs every CPU suite and prints one summary line; the GPU suites run too
 # when a GPU is present, otherwise they are reported as skipped.
 
-test: setup $(BUILD)/tests/cpu_tests data_prep
+test: setup $(BUILD)/tests/cpu_tests data_prep $(if $(HAS_GPU),train_gpt2cu test_gpt2cu dev)
 	@PYTHON=$(PYTHON) HAS_GPU=$(HAS_GPU) tests/run_all.sh cpu $(if $(HAS_GPU),gpu)
 
 test-gpu: train_gpt2cu test_gpt2cu dev
