@@ -378,16 +378,7 @@ bool benchmark_model(Contexts& ctx, const ModelShape& model, const std::map<std:
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool quick = false;
-    for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--quick") == 0) {
-            quick = true;
-        } else {
-            std::fprintf(stderr, "matmul: unknown argument '%s'\nusage: %s [--quick]   (--quick: validation only)\n",
-                         argv[i], argv[0]);
-            return 2;
-        }
-    }
+    const bool quick = workbench::parse_options(argc, argv, /*accepts_no_torch=*/false).quick;
     const workbench::DeviceInfo device = workbench::device_info();
     std::printf("matmul workbench on %s (%d SMs)\n", device.name.c_str(), device.sm_count);
     std::mt19937_64 rng(std::random_device{}());

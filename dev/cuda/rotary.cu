@@ -233,19 +233,8 @@ void benchmark(bool with_torch, std::mt19937_64& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool quick = false, with_torch = true;
-    for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--quick") == 0) {
-            quick = true;
-        } else if (std::strcmp(argv[i], "--no-torch") == 0) {
-            with_torch = false;
-        } else {
-            std::fprintf(stderr, "%s: unknown option '%s'\nusage: %s [--quick] [--no-torch]\n"
-                         "  --quick     validation only, small shapes (the test suite)\n"
-                         "  --no-torch  skip the PyTorch baselines in the benchmark\n", argv[0], argv[i], argv[0]);
-            return 2;
-        }
-    }
+    const workbench::Options options = workbench::parse_options(argc, argv, /*accepts_no_torch=*/true);
+    const bool quick = options.quick, with_torch = options.with_torch;
     std::mt19937_64 rng(20261127);
     Tally tally;
 

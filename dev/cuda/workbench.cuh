@@ -162,6 +162,31 @@ inline std::vector<BaselineTiming> run_torch_baseline(const std::string& script_
     return timings;
 }
 
+// The command line every workbench shares: --quick (validation only, small shapes: what the test
+// suite runs) and, where the program has PyTorch baselines to skip, --no-torch. Any other argument
+// prints the usage and exits with status 2.
+struct Options {
+    bool quick = false;
+    bool with_torch = true;
+};
+inline Options parse_options(int argc, char** argv, bool accepts_no_torch) {
+    Options options;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--quick") == 0) {
+            options.quick = true;
+        } else if (accepts_no_torch && std::strcmp(argv[i], "--no-torch") == 0) {
+            options.with_torch = false;
+        } else {
+            std::fprintf(stderr, "%s: unknown option '%s'\nusage: %s [--quick]%s\n"
+                         "  --quick     validation only, small shapes (the test suite)\n%s",
+                         argv[0], argv[i], argv[0], accepts_no_torch ? " [--no-torch]" : "",
+                         accepts_no_torch ? "  --no-torch  skip the PyTorch baselines in the benchmark\n" : "");
+            std::exit(2);
+        }
+    }
+    return options;
+}
+
 // Device facts for achieved-vs-ceiling columns.
 struct DeviceInfo {
     std::string name;
