@@ -206,13 +206,7 @@ template <typename T> Outputs download_outputs(const Buffers<T>& buf) {
 template <typename T> double output_tolerance() { return std::is_same<T, __half>::value ? 2e-3 : 1.6e-2; }
 constexpr double kLseTolerance = 1e-5;
 
-struct Tally {
-    int checks = 0, failures = 0;
-    void add(bool ok) {
-        ++checks;
-        failures += ok ? 0 : 1;
-    }
-};
+using workbench::Tally;
 
 // Compares O, lse, dQ, dK, dV with expected values and prints one line; returns whether all passed.
 template <typename T>
@@ -632,6 +626,6 @@ int main(int argc, char** argv) {
         if (variants.size() == std::size(kVariants)) cross_check_benchmark_shapes(rng, tally);
         benchmark(variants, with_torch, rng, tally);
     }
-    std::printf("attention: %d checks, %d failed: %s\n", tally.checks, tally.failures, tally.failures ? "FAIL" : "PASS");
-    return tally.failures ? 1 : 0;
+    std::printf("attention: %d checks, %d failed: %s\n", tally.checks(), tally.failed, tally.failed ? "FAIL" : "PASS");
+    return tally.failed ? 1 : 0;
 }

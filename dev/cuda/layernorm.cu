@@ -42,18 +42,8 @@ template <> double tolerance<__nv_bfloat16>() { return 1e-2; }
 template <> double tolerance<__half>() { return 2e-3; }
 template <> double tolerance<float>() { return 1e-5; }
 
-struct Tally {
-    int passed = 0, failed = 0;
-    void add(bool ok) { ok ? ++passed : ++failed; }
-};
-
-template <typename S> struct DeviceArray {
-    S* ptr;
-    explicit DeviceArray(size_t count) : ptr(workbench::device_alloc<S>(std::max<size_t>(count, 1))) {}
-    ~DeviceArray() { cudaFree(ptr); }
-    DeviceArray(const DeviceArray&) = delete;
-    DeviceArray& operator=(const DeviceArray&) = delete;
-};
+using workbench::DeviceArray;
+using workbench::Tally;
 
 // What a case exercises.
 struct CaseConfig {

@@ -88,9 +88,7 @@ template <typename T> T* upload(const std::vector<float>& values) {
     return device;
 }
 
-struct Tally {
-    int passed = 0, failed = 0;
-};
+using workbench::Tally;
 
 // Largest |out - expected| / max(|expected|, 1) over the elements; prints one line on rank 0
 // (other ranks print only failures).

@@ -37,18 +37,8 @@ template <typename T> double tolerance();
 template <> double tolerance<__nv_bfloat16>() { return 1e-2; }
 template <> double tolerance<__half>() { return 2e-3; }
 
-struct Tally {
-    int passed = 0, failed = 0;
-    void add(bool ok) { ok ? ++passed : ++failed; }
-};
-
-template <typename T> struct DeviceArray {
-    T* ptr;
-    explicit DeviceArray(size_t count) : ptr(workbench::device_alloc<T>(std::max<size_t>(count, 1))) {}
-    ~DeviceArray() { cudaFree(ptr); }
-    DeviceArray(const DeviceArray&) = delete;
-    DeviceArray& operator=(const DeviceArray&) = delete;
-};
+using workbench::DeviceArray;
+using workbench::Tally;
 
 // Index of element (position p, head h of the 3*NH heads, dim d) in (B*T, 3, NH, HD).
 size_t element_index(const RotaryShape& s, long long p, int head, int d) {

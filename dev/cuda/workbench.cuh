@@ -80,8 +80,25 @@ template <typename T> void poison(T* device, size_t count) {
     CUDA_CHECK(cudaMemset(device, 0xFF, count * sizeof(T)));
 }
 
+// A device buffer freed with its scope (at least one element, so empty shapes still get a
+// valid pointer to poison and pass).
+template <typename T> struct DeviceArray {
+    T* ptr;
+    explicit DeviceArray(size_t count) : ptr(device_alloc<T>(std::max<size_t>(count, 1))) {}
+    ~DeviceArray() { cudaFree(ptr); }
+    DeviceArray(const DeviceArray&) = delete;
+    DeviceArray& operator=(const DeviceArray&) = delete;
+};
+
 // ---------------------------------------------------------------------------------------------
 // Validation: ||out - ref|| / ||ref|| over the whole tensor, plus a NaN/unwritten check.
+
+// Counts of passed and failed checks; a program exits nonzero when `failed` is not zero.
+struct Tally {
+    int passed = 0, failed = 0;
+    void add(bool ok) { ok ? ++passed : ++failed; }
+    int checks() const { return passed + failed; }
+};
 
 struct CheckResult {
     double relative_error = 0.0;
