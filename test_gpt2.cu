@@ -190,15 +190,19 @@ static void check_against_reference(const std::string& dir, Report& report) {
     float* scratch;
     CUDA_CHECK(cudaMalloc(&norm_device, sizeof(float)));
     CUDA_CHECK(cudaMalloc(&scratch, sizeof(float) * global_norm_squared_scratch_floats()));
+    auto gradient_norm_squared = [&] {
+        global_norm_squared(norm_device, model.grads(), layout.total(), scratch, stream);
+        float norm_squared = 0.0f;
+        CUDA_CHECK(cudaMemcpy(&norm_squared, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
+        return norm_squared;
+    };
     double worst_loss = 0.0, worst_norm = 0.0;
     for (int step = 1; step <= run.steps; ++step) {
         model.zero_grads(stream);
         model.forward(matmul, B, T_, rng_for_step(step), true, (float)(scaler.scale() / N), stream);
         const std::vector<float> step_losses = download(model.losses(), N);
         model.backward(matmul, B, T_, rng_for_step(step), inputs.data(), stream);
-        global_norm_squared(norm_device, model.grads(), layout.total(), scratch, stream);
-        float norm_squared = 0.0f;
-        CUDA_CHECK(cudaMemcpy(&norm_squared, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
+        const float norm_squared = gradient_norm_squared();
         const double norm = std::sqrt((double)norm_squared) / scaler.scale();
         double step_loss = 0.0;
         for (float l : step_losses) step_loss += l;
@@ -222,9 +226,7 @@ static void check_against_reference(const std::string& dir, Report& report) {
         model.zero_grads(stream);
         model.forward(matmul, B, T_, rng_for_step(run.steps + 1), true, (float)(overflowing.scale() / N), stream);
         model.backward(matmul, B, T_, rng_for_step(run.steps + 1), inputs.data(), stream);
-        global_norm_squared(norm_device, model.grads(), layout.total(), scratch, stream);
-        float norm_squared = 0.0f;
-        CUDA_CHECK(cudaMemcpy(&norm_squared, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
+        const float norm_squared = gradient_norm_squared();
         const bool applied = overflowing.update(std::isfinite(norm_squared));
         if (applied)
             model.optimizer_step((float)run.lr, (float)run.beta1, (float)run.beta2, (float)run.eps,

@@ -579,9 +579,7 @@ template <typename T, typename R> class Trainer {
         line.grad_norm = result.grad_norm;
         line.ms = result.ms;
         line.tokens_per_s = config_.tokens_per_step / (result.ms / 1000.0);
-        line.mfu = model_flops_utilization(line.tokens_per_s, (double)config_.flops_per_token,
-                                           gpu_.peak.dense_tflops ? std::optional<double>(*gpu_.peak.dense_tflops * dist_.world_size)
-                                                                  : std::nullopt);
+        line.mfu = mfu(line.tokens_per_s);
         line.mem_gb = gpu_.memory_used_gb();
         line.loss_scale = config_.precision == Precision::fp16 ? std::optional<double>(result.loss_scale) : std::nullopt;
         // ETA from the mean of the recent steps (the first steps include warm-up).
@@ -593,6 +591,14 @@ template <typename T, typename R> class Trainer {
             std::printf("%s%s\n", format_step_line(line, eta_s).c_str(), result.skipped ? " | fp16 overflow: step skipped" : "");
         log_->train(line);
         std::fflush(stdout);
+    }
+
+    // Model FLOPs utilization of the whole job (tokens/s over all ranks against all their GPUs'
+    // peak); nullopt for a GPU whose peak is unknown.
+    std::optional<double> mfu(double tokens_per_s) const {
+        if (!gpu_.peak.dense_tflops) return std::nullopt;
+        return model_flops_utilization(tokens_per_s, (double)config_.flops_per_token,
+                                       *gpu_.peak.dense_tflops * dist_.world_size);
     }
 
     // --bench-steps N: N steps on real data; the median after warm-up gives the figures.
@@ -610,12 +616,10 @@ template <typename T, typename R> class Trainer {
         std::sort(ms.begin(), ms.end());
         const double median_ms = ms[ms.size() / 2];
         const double tokens_per_s = config_.tokens_per_step / (median_ms / 1000.0);
-        const std::optional<double> mfu = model_flops_utilization(
-            tokens_per_s, (double)config_.flops_per_token,
-            gpu_.peak.dense_tflops ? std::optional<double>(*gpu_.peak.dense_tflops * dist_.world_size) : std::nullopt);
+        const std::optional<double> utilization = mfu(tokens_per_s);
         if (dist_.is_main())
             std::printf("BENCH tokens_per_s=%.0f mfu=%s peak_mem_gb=%.2f step_ms=%.2f gpu=\"%s\" gpus=%d\n",
-                        tokens_per_s, mfu ? string_format("%.2f", *mfu * 100.0).c_str() : "n/a",
+                        tokens_per_s, utilization ? string_format("%.2f", *utilization * 100.0).c_str() : "n/a",
                         gpu_.memory_used_gb(), median_ms, gpu_.props.name, dist_.world_size);
         return 0;
     }
