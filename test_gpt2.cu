@@ -103,7 +103,7 @@ static ReferenceRun read_reference_run(const tensor_bundle::Bundle& bundle) {
 }
 
 template <typename T, typename R>
-static void check_against_reference(const std::string& dir, Report& report) {
+static void check_against_reference(const std::string& dir, bool recompute_gelu, Report& report) {
     const std::string model_path = dir + "/model.bin";
     const tensor_bundle::Bundle ref = tensor_bundle::Bundle::load(dir + "/ref.bin");
     const ModelFileHeader header = read_model_header(model_path);
@@ -111,15 +111,16 @@ static void check_against_reference(const std::string& dir, Report& report) {
     const ModelShape& shape = header.shape;
     const Tolerances tol = tolerances<T>();
     const int B = run.B, T_ = run.T, N = B * T_, V = shape.vocab_size, Vp = shape.padded_vocab_size;
-    std::printf("\n%s | %s%s%s%s%s | L=%d C=%d NH=%d B=%d T=%d dropout=%.2f\n", dir.c_str(), precision_name<T>(),
+    std::printf("\n%s | %s%s%s%s%s%s | L=%d C=%d NH=%d B=%d T=%d dropout=%.2f\n", dir.c_str(), precision_name<T>(),
                 shape.post_norm ? " post-norm" : " pre-norm", shape.rotary_dim ? " rotary" : "",
                 shape.scale_attn_by_inverse_layer_idx ? " attn/(layer+1)" : "", shape.fp32_residual ? " fp32-residual" : "",
-                shape.n_layer, shape.n_embd, shape.n_head, B, T_, run.dropout);
+                recompute_gelu ? " recompute-gelu" : "", shape.n_layer, shape.n_embd, shape.n_head, B, T_, run.dropout);
     std::printf("  %-34s %11s  %9s\n", "quantity", "rel.error", "tolerance");
 
     ModelOptions options;
     options.shape = shape;
     options.dropout_embd = options.dropout_resid = options.dropout_attn = run.dropout;
+    options.recompute_gelu = recompute_gelu;
     const ParamLayout layout(shape, 0.02);
     const OptimizerShard shard{0, layout.total(), layout.total()};
     Gpt2Model<T, R> model(options, 0.02, B, T_, shard);
@@ -240,11 +241,11 @@ static void check_against_reference(const std::string& dir, Report& report) {
     CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
-template <typename T> static void check_precision(const std::string& dir, Report& report) {
+template <typename T> static void check_precision(const std::string& dir, bool recompute_gelu, Report& report) {
     if (read_model_header(dir + "/model.bin").shape.fp32_residual)
-        check_against_reference<T, float>(dir, report);
+        check_against_reference<T, float>(dir, recompute_gelu, report);
     else
-        check_against_reference<T, T>(dir, report);
+        check_against_reference<T, T>(dir, recompute_gelu, report);
 }
 
 int main(int argc, char** argv) {
@@ -272,9 +273,12 @@ int main(int argc, char** argv) {
     std::printf("test_gpt2cu on %s\n", props.name);
     Report report;
     try {
+        // Both ways of getting the fc_proj input (stored or recomputed GELU) for every variant.
         for (const std::string& dir : dirs) {
-            if (precision != "fp16") check_precision<__nv_bfloat16>(dir, report);
-            if (precision != "bf16") check_precision<__half>(dir, report);
+            for (const bool recompute_gelu : {true, false}) {
+                if (precision != "fp16") check_precision<__nv_bfloat16>(dir, recompute_gelu, report);
+                if (precision != "bf16") check_precision<__half>(dir, recompute_gelu, report);
+            }
         }
     } catch (const std::exception& error) {
         std::fprintf(stderr, "error: %s\n", error.what());

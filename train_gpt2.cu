@@ -17,9 +17,11 @@
 #include <numeric>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include <cuda_profiler_api.h>
 #include <sys/stat.h>
 
 #include "host/checkpoint.h"
@@ -159,6 +161,7 @@ template <typename T, typename R> class Trainer {
         check_memory_fits();
         model_ = std::make_unique<Gpt2Model<T, R>>(options_, config_.base_init_std, config_.device_batch,
                                                    config_.seq_len, shard_);
+        if (overlaps_grad_reduce()) plan_gradient_buckets();
         for (auto& batch : pinned_) batch = std::make_unique<PinnedBatch>(config_.device_batch, config_.seq_len);
         CUDA_CHECK(cudaMallocHost(&losses_host_, sizeof(float) * config_.grad_accum * tokens_per_micro()));
         CUDA_CHECK(cudaMallocHost(&norm_host_, sizeof(float)));
@@ -206,6 +209,7 @@ template <typename T, typename R> class Trainer {
         options.dropout_embd = (float)config.dropout_embd;
         options.dropout_resid = (float)config.dropout_resid;
         options.dropout_attn = (float)config.dropout_attn;
+        options.recompute_gelu = config.recompute_gelu;
         return options;
     }
 
@@ -288,6 +292,9 @@ template <typename T, typename R> class Trainer {
     StepResult train_step() {
         const auto start = std::chrono::steady_clock::now();
         ++step_;
+        // --profile-step: only this step's kernels reach `ncu --profile-from-start off`.
+        const bool profiled = step_ == config_.profile_step;
+        if (profiled) CUDA_CHECK(cudaProfilerStart());
         const int B = config_.device_batch, seq = config_.seq_len, N = B * seq;
         const int64_t targets_per_step = (int64_t)N * config_.grad_accum * dist_.world_size;
         // The loss is a mean over the global batch; the fp16 loss scale rides on the gradient.
@@ -295,22 +302,30 @@ template <typename T, typename R> class Trainer {
         const float grad_scale = (float)(loss_scale / (double)targets_per_step);
 
         model_->zero_grads(gpu_.stream);
+        // With overlap, the last micro-step's backward hands each finished layer to the comm stream;
+        // the earlier micro-steps only accumulate locally, so each bucket is sent once per step.
+        std::function<void(int)> reduce_layer;
+        if (overlaps_grad_reduce()) reduce_layer = [this](int layer) { all_reduce_bucket(layer_buckets_[layer]); };
         for (int micro = 0; micro < config_.grad_accum; ++micro) {
             PinnedBatch& batch = next_train_batch(micro);
             DropoutSchedule rng = dropout_schedule((step_ - 1) * config_.grad_accum + micro, true);
             model_->forward(*gpu_.matmul, B, seq, rng, true, grad_scale, gpu_.stream);
             CUDA_CHECK(cudaMemcpyAsync(losses_host_ + (size_t)micro * N, model_->losses(), sizeof(float) * N,
                                        cudaMemcpyDeviceToHost, gpu_.stream));
-            model_->backward(*gpu_.matmul, B, seq, rng, batch.inputs, gpu_.stream);
+            const bool last_micro = micro == config_.grad_accum - 1;
+            model_->backward(*gpu_.matmul, B, seq, rng, batch.inputs, gpu_.stream, last_micro ? reduce_layer : nullptr);
         }
 
         // Gradients: summed over ranks (ZeRO-0: all of them; ZeRO-1/2: each rank its shard).
         const OptimizerShard& shard = model_->shard();
         if (dist_.is_distributed()) {
-            dist_.comm_waits_for(gpu_.stream);
-            if (config_.zero_stage == 0) {
+            if (overlaps_grad_reduce()) {
+                all_reduce_bucket(non_layer_bucket_);  // the layers' buckets are in flight already
+            } else if (config_.zero_stage == 0) {
+                dist_.comm_waits_for(gpu_.stream);
                 dist_.all_reduce(model_->grads(), shard.padded_total, ReduceOp::Sum, "gradient all-reduce");
             } else {
+                dist_.comm_waits_for(gpu_.stream);
                 dist_.reduce_scatter(model_->grads(), model_->grads() + shard.begin, shard.end - shard.begin,
                                      ReduceOp::Sum, "gradient reduce-scatter");
             }
@@ -351,8 +366,41 @@ template <typename T, typename R> class Trainer {
             }
         }
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
+        if (profiled) CUDA_CHECK(cudaProfilerStop());
         result.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
         return result;
+    }
+
+    // ZeRO-0 only: ZeRO-1/2 reduce-scatter gives each rank one contiguous shard of the flat
+    // arena, which cuts across the per-layer buckets, so it stays one collective after backward.
+    bool overlaps_grad_reduce() const {
+        return config_.overlap_grad_reduce && config_.zero_stage == 0 && dist_.is_distributed();
+    }
+
+    struct GradientBucket {
+        std::vector<ParamRange> ranges;  // into the gradient arena
+        std::string what;                // names it in NCCL error and timeout messages
+    };
+
+    // One bucket per layer (its slice of each per-layer tensor) and one for wte, wpe and lnf,
+    // which are final only after the embedding backward. The arena's padding past num_params
+    // is zero on every rank and stays so: no bucket needs it.
+    void plan_gradient_buckets() {
+        const ParamLayout& layout = model_->layout();
+        for (int layer = 0; layer < options_.shape.n_layer; ++layer)
+            layer_buckets_.push_back(
+                {layout.layer_ranges(layer), string_format("gradient all-reduce, layer %d", layer)});
+        non_layer_bucket_ = {layout.non_layer_ranges(), "gradient all-reduce, embeddings and final LayerNorm"};
+    }
+
+    // Sums one bucket over ranks in place on the comm stream, after the work enqueued on the
+    // compute stream so far: one NCCL group, so its ~12 slices go out as one launch.
+    void all_reduce_bucket(const GradientBucket& bucket) {
+        dist_.comm_waits_for(gpu_.stream);
+        dist_.group_begin();
+        for (const ParamRange& range : bucket.ranges)
+            dist_.all_reduce(model_->grads() + range.offset, (size_t)range.count, ReduceOp::Sum, bucket.what.c_str());
+        dist_.group_end(bucket.what.c_str());
     }
 
     // Loads the next training batch into one of the two pinned sets and starts its upload.
@@ -641,6 +689,8 @@ template <typename T, typename R> class Trainer {
     ModelOptions options_;
     OptimizerShard shard_;
     std::unique_ptr<Gpt2Model<T, R>> model_;
+    std::vector<GradientBucket> layer_buckets_;  // [layer]; empty unless overlaps_grad_reduce()
+    GradientBucket non_layer_bucket_;
     std::unique_ptr<DataLoader> train_loader_;
     std::unique_ptr<DataLoader> val_loader_;
     std::unique_ptr<PinnedBatch> pinned_[2];

@@ -237,6 +237,27 @@ int64_t ParamLayout::layer_offset(const ParamTensor& tensor, int layer) const {
     return tensor.offset + layer * (tensor.numel / n_layer_);
 }
 
+namespace {
+void append_merged(std::vector<ParamRange>& ranges, int64_t offset, int64_t count) {
+    if (!ranges.empty() && ranges.back().offset + ranges.back().count == offset) ranges.back().count += count;
+    else ranges.push_back({offset, count});
+}
+}  // namespace
+
+std::vector<ParamRange> ParamLayout::layer_ranges(int layer) const {
+    std::vector<ParamRange> ranges;
+    for (const ParamTensor& tensor : tensors_)
+        if (tensor.per_layer) append_merged(ranges, layer_offset(tensor, layer), tensor.numel / n_layer_);
+    return ranges;
+}
+
+std::vector<ParamRange> ParamLayout::non_layer_ranges() const {
+    std::vector<ParamRange> ranges;
+    for (const ParamTensor& tensor : tensors_)
+        if (!tensor.per_layer) append_merged(ranges, tensor.offset, tensor.numel);
+    return ranges;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Model file
 

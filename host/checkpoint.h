@@ -85,6 +85,13 @@ struct ParamTensor {
 // init schemes).
 double residual_projection_init_std(double base_std, int n_layer);
 
+// A run [offset, offset + count) of the flat parameter array.
+struct ParamRange {
+    int64_t offset = 0;
+    int64_t count = 0;
+    bool operator==(const ParamRange& other) const { return offset == other.offset && count == other.count; }
+};
+
 class ParamLayout {
   public:
     // `base_init_std`: std of wte, wpe, qkv_w and fc_w (0.02, or sqrt(2/(5C)) for small_init).
@@ -97,6 +104,12 @@ class ParamLayout {
     const ParamTensor* find(std::string_view name) const;
     // First element of layer `layer` of a per-layer tensor.
     int64_t layer_offset(const ParamTensor& tensor, int layer) const;
+    // Where layer `layer`'s parameters lie (its slice of every per-layer tensor), and where the
+    // rest lies (wte, wpe, lnf); each in offset order with adjacent ranges merged. Together the
+    // n_layer + 1 lists tile [0, total()) once: the trainer all-reduces each layer's gradients
+    // as soon as the backward pass has finished that layer, and the rest after it.
+    std::vector<ParamRange> layer_ranges(int layer) const;
+    std::vector<ParamRange> non_layer_ranges() const;
 
   private:
     int n_layer_;

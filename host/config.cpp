@@ -253,6 +253,9 @@ std::vector<Option> build_options() {
         integer_option(batch, "--global-batch-tokens", &C::global_batch_tokens, 1, kMaxCount,
                        "tokens per optimizer step over all GPUs; accumulation = ceil(this / (GPUs * B * T)), so "
                        "the step may hold a little more"),
+        bool_option(batch, "--recompute-gelu", &C::recompute_gelu,
+                    "store only each MLP's GELU input and recompute the GELU output in backward: 4 x n_embd x "
+                    "2 bytes less per token and layer, for one element-wise pass per layer"),
 
         real_option(optimizer, "--lr", &C::lr, RealRange{0.0, 10.0, true, false}, "peak learning rate"),
         integer_option(optimizer, "--warmup-steps", &C::warmup_steps, 0, kMaxCount,
@@ -303,6 +306,9 @@ std::vector<Option> build_options() {
         integer_option(run, "--bench-steps", &C::bench_steps, 0, kMaxCount,
                        "benchmark: N steps on real data, then `BENCH tokens_per_s=... mfu=... peak_mem_gb=...` (0 = "
                        "off)"),
+        integer_option(run, "--profile-step", &C::profile_step, 0, kMaxCount,
+                       "bracket this step with cudaProfilerStart/Stop, for `ncu --profile-from-start off` "
+                       "(dev/bench/step_breakdown.sh; 0 = off)"),
 
         integer_option(eval, "--val-every", &C::val_every, 0, kMaxCount, "validation loss every N steps (0 = never)"),
         integer_option(eval, "--val-tokens", &C::val_tokens, 0, kMaxCount,
@@ -322,8 +328,13 @@ std::vector<Option> build_options() {
                     "run directory, or a model_SSSSSSSS.bin",
                     "none"),
 
-        integer_option(distributed, "--zero-stage", &C::zero_stage, 0, 2,
-                       "0: replicated; 1: optimizer state sharded over GPUs; 2: gradients sharded too"),
+        integer_option(distributed, "--zero-stage", &C::zero_stage, 0, 1,
+                       "0: replicated; 1: AdamW state and master weights sharded over GPUs, gradients "
+                       "reduce-scattered (ZeRO-2's sharded gradient storage is not implemented)"),
+        bool_option(distributed, "--overlap-grad-reduce", &C::overlap_grad_reduce,
+                    "ZeRO-0: all-reduce each layer's gradients on a second stream while the backward pass "
+                    "computes the layers below (0 = one all-reduce after it); ZeRO-1/2 always reduce-scatter "
+                    "after the backward pass"),
         integer_option(distributed, "--nproc", &C::nproc, 1, 4096, "GPUs (processes) to launch on this node"),
         text_option(distributed, "--rendezvous", &C::rendezvous, "PATH",
                     "file on a shared filesystem through which the processes find each other", "chosen by the launcher"),

@@ -58,6 +58,7 @@ struct TrainConfig {
     int seq_len = 1024;                     // T
     int device_batch = 32;                  // B, sequences per GPU per micro-step
     int64_t global_batch_tokens = 65536;    // per optimizer step, over all GPUs
+    bool recompute_gelu = true;             // keep only the GELU input per layer; recompute its output in backward
 
     // Optimizer (AdamW; weight decay on the linear weights only)
     double lr = 6e-4;
@@ -94,9 +95,11 @@ struct TrainConfig {
     std::string out_dir;              // parse_args: runs/<experiment>-<YYYYmmdd-HHMMSS> if not given
     std::string resume;               // "", "auto", a run directory or a model_*.bin
     int64_t log_every = 1;
-    int zero_stage = 0;               // 0: replicated; 1: optimizer state sharded; 2: + gradients
+    int zero_stage = 0;               // 0: replicated; 1: optimizer state and master weights sharded
+    bool overlap_grad_reduce = true;  // ZeRO-0: all-reduce each layer's gradients during backward
     std::string vocab_dir;            // "" = Gpt2Tokenizer::default_vocab_dir()
     int64_t bench_steps = 0;          // > 0: benchmark mode, this many steps then a BENCH line
+    int64_t profile_step = 0;         // > 0: cudaProfilerStart/Stop around this step (ncu --profile-from-start off)
     int nproc = 1;                    // processes to launch (single-node launcher)
     std::string rendezvous;           // shared file for multi-process start-up ("" = default)
     int nccl_timeout = 300;           // seconds (host/distributed.h)

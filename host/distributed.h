@@ -557,7 +557,8 @@ inline void flush_stdout_if_possible() {
 // device choice, the communicator, the communication stream and the watchdog. Not copyable.
 //
 // Overlap with the backward pass: after the kernels that produce a gradient bucket are enqueued
-// on the compute stream, call comm_waits_for(compute) and then the collective; the collective
+// on the compute stream, call comm_waits_for(compute) and then the collective (a bucket of
+// several slices: all_reduce() each between group_begin() and group_end()); the collective
 // runs on comm_stream while later backward kernels run on the compute stream. Before the
 // optimizer reads the reduced gradients, call compute_waits_for_comm(compute).
 class DistributedContext {
@@ -584,7 +585,11 @@ class DistributedContext {
 
         discover_ranks();
         select_device();
-        CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream, cudaStreamNonBlocking));
+        // Highest priority: a collective enqueued while backward kernels fill the GPU gets the next
+        // free SM slots, instead of waiting until the running kernel has dispatched all its blocks.
+        int lowest_priority = 0, highest_priority = 0;
+        CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lowest_priority, &highest_priority));
+        CUDA_CHECK(cudaStreamCreateWithPriority(&comm_stream, cudaStreamNonBlocking, highest_priority));
         CUDA_CHECK(cudaEventCreateWithFlags(&compute_done_, cudaEventDisableTiming));
         CUDA_CHECK(cudaEventCreateWithFlags(&comm_done_, cudaEventDisableTiming));
         CUDA_CHECK(cudaMallocHost(&host_scalar_, sizeof(float)));
@@ -631,6 +636,8 @@ class DistributedContext {
 
     // Stream ordering. Each records one event and enqueues one wait; no host synchronization.
     // Both work inside CUDA graph capture (they are the usual fork/join of a captured stream).
+    // Calling them again at once (one bucket per layer) is safe: a wait binds to the event's
+    // latest record when the wait is enqueued, not to later re-records.
     void comm_waits_for(cudaStream_t compute) {
         CUDA_CHECK(cudaEventRecord(compute_done_, compute));
         CUDA_CHECK(cudaStreamWaitEvent(comm_stream, compute_done_, 0));

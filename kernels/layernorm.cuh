@@ -11,6 +11,7 @@
 //             d_sum  = rstd * (g - mean(g) - xhat * mean(g * xhat)) (+ d_residual from later layers)
 //             dx     = keep ? d_sum / (1 - p) : 0                 the mask is regenerated, not stored
 //             dweight += sum over rows of dy * xhat,   dbias += sum over rows of dy
+//             d_sublayer_bias += sum over rows of dx      (optional, see below)
 // The statistics are taken of s as stored (rounded to R): backward re-reads the stored residual,
 // so forward and backward see the same xhat.
 //
@@ -25,6 +26,14 @@
 // in shared memory in a fixed order; each block writes one partial row to scratch; a second
 // kernel sums the partial rows in a fixed order and adds the result to dweight/dbias. The block
 // count depends only on (N, C), so results are bit-identical run to run and GPU to GPU.
+//
+// The sublayer's bias gradient rides along. x is the output of a linear layer (the attention or
+// MLP output projection), so dx is that layer's dout, and the column sums of dx are the gradient
+// of its bias. Summing dx here, as stored (rounded to T), the same way as dweight/dbias costs
+// one more accumulator per element (in shared memory) and one more partial row per block;
+// getting it from the projection's weight-gradient GEMM (cuBLASLt's BGRADB epilogue) slowed that
+// GEMM from 540-730 to 350-560 TFLOP/s on an H100, and a separate column-sum kernel would read
+// dx once more.
 #pragma once
 
 #include <algorithm>
@@ -41,13 +50,15 @@ constexpr int kMaxBlockThreads = 512;  // matches __launch_bounds__ below (<= 12
 constexpr int kTargetBlockThreads = 256;
 // Chunks per thread the kernels are instantiated for (and the default shapes choose from).
 constexpr int kForwardMaxChunksPerThread = 4;
-// Backward keeps dy, xhat, the incoming gradient and two accumulators per element in registers:
-// two chunks per thread fit in 128 registers without spilling (three spill), so two 256-thread
-// blocks share an SM.
+// Backward keeps dy, xhat, the incoming gradient and two accumulators per element in registers
+// (the third, the dx sums, in shared memory): two chunks per thread fit in 128 registers without
+// spilling (three spill), so two 256-thread blocks share an SM.
 constexpr int kBackwardMaxChunksPerThread = 2;
 // Backward blocks loop over rows: enough warps to keep HBM busy (about 16 per SM on H100),
 // few enough that the per-block partial rows cost ~1% of the traffic.
 constexpr int kBackwardTargetWarps = 2048;
+// Parameter-gradient rows the backward reduces: dweight, dbias and (optional) d_sublayer_bias.
+constexpr int kMaxComponents = 3;
 
 // How a row is spread over threads: blockDim = (32 * warps_per_team, teams_per_block).
 struct RowTeamShape {
@@ -80,7 +91,7 @@ struct BackwardPlan {
     RowTeamShape shape;
     int rows_per_team = 0;
     int blocks = 0;
-    size_t scratch_floats(int C) const { return size_t(blocks) * 2 * C; }  // (blocks, 2, C)
+    size_t scratch_floats(int C) const { return size_t(blocks) * kMaxComponents * C; }  // (blocks, components, C)
 };
 
 inline BackwardPlan backward_plan(int N, RowTeamShape shape, int target_warps) {
@@ -255,7 +266,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
 
 // ---------------------------------------------------------------------------------------------
 // Backward: each team walks rows_per_team rows (interleaved with the block's other teams), then
-// the block reduces its parameter-gradient partials into one row of `partials`.
+// the block reduces its parameter-gradient partials into `components` rows of `partials`:
+// dweight, dbias and, when components == 3, the column sums of dx.
 //
 // d_sum_out may alias d_sum_addend (pre-norm, in place) or dy_extra (post-norm): each thread
 // reads all of its elements of a row before writing any of them, and no other thread touches
@@ -263,28 +275,31 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
 
 template <typename T, typename R, int kChunksPerThread>
 __global__ void __launch_bounds__(kMaxBlockThreads)
-    layernorm_backward_kernel(T* dx, R* d_sum_out, float* partials /*(gridDim.x, 2, C)*/, const T* dy,
+    layernorm_backward_kernel(T* dx, R* d_sum_out, float* partials /*(gridDim.x, components, C)*/, const T* dy,
                               const T* dy_extra, const R* d_sum_addend, const R* saved_sum, const float* mean,
                               const float* rstd, const T* weight, DropoutParams drop, int N, int C,
-                              int rows_per_team) {
-    extern __shared__ float team_partials[];  // (blockDim.y, blockDim.x, kChunk)
+                              int rows_per_team, int components) {
+    // While walking rows: the column sums of dx, each thread its own slots (registers are full: a
+    // third accumulator array spills at two chunks per thread). The fixed stride makes every slot
+    // a constant offset from one address and keeps a warp's accesses on distinct banks.
+    // Afterwards: the teams' (blockDim.y, blockDim.x, kChunk) exchange of dweight and dbias.
+    __shared__ float shared_sums[kChunksPerThread * kChunk * kMaxBlockThreads];
+    float* const my_dx_sums = shared_sums + threadIdx.y * blockDim.x + threadIdx.x;  // stride kMaxBlockThreads
     __shared__ float exchange[2][kMaxBlockThreads / 32 * 2];
     const int warps_per_team = blockDim.x / 32;
     const int chunks = C / kChunk;
     const float keep_scale = drop.scale();
     const float inv_C = 1.0f / C;
 
-    Vec16<T> w[kChunksPerThread];
+    const bool sum_dx = components == 3;
     float dweight_acc[kChunksPerThread][kChunk], dbias_acc[kChunksPerThread][kChunk];
 #pragma unroll
     for (int k = 0; k < kChunksPerThread; ++k) {
-        const int chunk = threadIdx.x + k * blockDim.x;
 #pragma unroll
         for (int j = 0; j < kChunk; ++j) {
-            w[k].set(j, 0.0f);  // idle slots: g = 0 keeps them out of the row sums
             dweight_acc[k][j] = dbias_acc[k][j] = 0.0f;
+            if (sum_dx) my_dx_sums[(k * kChunk + j) * kMaxBlockThreads] = 0.0f;
         }
-        if (chunk < chunks) w[k] = load16(weight + chunk * kChunk);
     }
 
     const int block_first_row = blockIdx.x * rows_per_team * blockDim.y;
@@ -295,7 +310,10 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
         const float row_mean = row_valid ? mean[row] : 0.0f;
         const float row_rstd = row_valid ? rstd[row] : 0.0f;
 
-        // All loads of the row first, so they are in flight together.
+        // All loads of the row first, so they are in flight together. The weights are loaded again
+        // for every row (from L1) rather than held: keeping them across rows costs the registers
+        // that the dx sums' address needs, and at two chunks per thread ptxas then spills.
+        Vec16<T> w[kChunksPerThread];
         float dy_row[kChunksPerThread][kChunk], xhat[kChunksPerThread][kChunk], addend[kChunksPerThread][kChunk];
         float sums[2] = {0.0f, 0.0f};  // sum(g), sum(g * xhat)
 #pragma unroll
@@ -305,7 +323,11 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
             const size_t offset = row_offset + size_t(chunk) * kChunk;
             float extra[kChunk], stored_sum[kChunk];
 #pragma unroll
-            for (int j = 0; j < kChunk; ++j) dy_row[k][j] = extra[j] = stored_sum[j] = addend[k][j] = 0.0f;
+            for (int j = 0; j < kChunk; ++j) {
+                w[k].set(j, 0.0f);  // idle slots: g = 0 keeps them out of the row sums
+                dy_row[k][j] = extra[j] = stored_sum[j] = addend[k][j] = 0.0f;
+            }
+            if (chunk < chunks) w[k] = load16(weight + chunk * kChunk);
             if (valid) {
                 load_chunk(dy + offset, dy_row[k]);
                 if (dy_extra != nullptr) load_chunk(dy_extra + offset, extra);
@@ -335,59 +357,79 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
             for (int j = 0; j < kChunk; ++j) {
                 const float g = dy_row[k][j] * w[k].get(j);
                 d_sum[j] = row_rstd * (g - mean_g - xhat[k][j] * mean_g_xhat) + addend[k][j];
-                dx_chunk[j] = (keep >> j) & 1u ? d_sum[j] * keep_scale : 0.0f;
+                // Rounded as stored: the sum is that of the tensor the projection's backward reads.
+                dx_chunk[j] = (keep >> j) & 1u ? round_to<T>(d_sum[j] * keep_scale) : 0.0f;
                 dweight_acc[k][j] += dy_row[k][j] * xhat[k][j];
                 dbias_acc[k][j] += dy_row[k][j];
+                if (sum_dx) my_dx_sums[(k * kChunk + j) * kMaxBlockThreads] += dx_chunk[j];
             }
             if (d_sum_out != nullptr) store_chunk(d_sum_out + offset, d_sum);
             store_chunk(dx + offset, dx_chunk);
         }
     }
 
-    // Teams -> one partial row per block, column slot by column slot, in team order.
+    // Teams -> one partial row per component and block, column slot by column slot, in team
+    // order: the dx sums first (already in shared memory), then dweight and dbias through it.
     const int block_threads = blockDim.x * blockDim.y;
     const int thread_index = threadIdx.y * blockDim.x + threadIdx.x;
     const int slot_columns = blockDim.x * kChunk;  // columns covered by one chunk slot of the team
-    float* block_partials = partials + size_t(blockIdx.x) * 2 * C;
+    float* block_partials = partials + size_t(blockIdx.x) * components * C;
+    if (sum_dx) {  // uniform over the block: the barriers stay matched
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < kChunksPerThread; ++k) {
+            for (int i = thread_index; i < slot_columns; i += block_threads) {
+                const int column = k * slot_columns + i;
+                if (column >= C) break;
+                const float* slot = shared_sums + (k * kChunk + i % kChunk) * kMaxBlockThreads + i / kChunk;
+                float total = 0.0f;
+                for (int team = 0; team < blockDim.y; ++team) total += slot[team * blockDim.x];
+                block_partials[2 * C + column] = total;
+            }
+        }
+    }
 #pragma unroll
     for (int component = 0; component < 2; ++component) {
 #pragma unroll
         for (int k = 0; k < kChunksPerThread; ++k) {
+            __syncthreads();  // the previous readers of shared_sums are done
 #pragma unroll
             for (int j = 0; j < kChunk; ++j)
-                team_partials[thread_index * kChunk + j] = component == 0 ? dweight_acc[k][j] : dbias_acc[k][j];
+                shared_sums[thread_index * kChunk + j] = component == 0 ? dweight_acc[k][j] : dbias_acc[k][j];
             __syncthreads();
             for (int i = thread_index; i < slot_columns; i += block_threads) {
                 const int column = k * slot_columns + i;
                 if (column >= C) break;
                 float total = 0.0f;
-                for (int team = 0; team < blockDim.y; ++team) total += team_partials[team * slot_columns + i];
+                for (int team = 0; team < blockDim.y; ++team) total += shared_sums[team * slot_columns + i];
                 block_partials[component * C + column] = total;
             }
-            __syncthreads();
         }
     }
 }
 
-// dweight[c] += sum over blocks of partials[b][0][c]; dbias likewise from partials[b][1][c].
+// dweight[c] += sum over blocks of partials[b][0][c]; dbias likewise from partials[b][1][c], and
+// d_sublayer_bias from partials[b][2][c] when components == 3.
 // Thread (x, y) sums blocks y, y + 32, ... of one column; the 32 results are summed in order.
 constexpr int kReduceRows = 32;
 __global__ void __launch_bounds__(32 * kReduceRows)
-    layernorm_param_grads_reduce_kernel(float* dweight, float* dbias, const float* partials, int blocks, int C) {
+    layernorm_param_grads_reduce_kernel(float* dweight, float* dbias, float* d_sublayer_bias, const float* partials,
+                                        int blocks, int components, int C) {
     __shared__ float column_sums[kReduceRows][33];  // +1: no bank conflicts on the transposed read
-    const int column = blockIdx.x * 32 + threadIdx.x;  // over (2, C): dweight columns, then dbias
-    const bool valid = column < 2 * C;
+    const int column = blockIdx.x * 32 + threadIdx.x;  // over (components, C): dweight, dbias, d_sublayer_bias
+    const bool valid = column < components * C;
     float sum = 0.0f;
     if (valid) {
 #pragma unroll 4
-        for (int b = threadIdx.y; b < blocks; b += kReduceRows) sum += partials[size_t(b) * 2 * C + column];
+        for (int b = threadIdx.y; b < blocks; b += kReduceRows) sum += partials[size_t(b) * components * C + column];
     }
     column_sums[threadIdx.y][threadIdx.x] = sum;
     __syncthreads();
     if (threadIdx.y == 0 && valid) {
         float total = 0.0f;
         for (int y = 0; y < kReduceRows; ++y) total += column_sums[y][threadIdx.x];
-        float* target = column < C ? dweight + column : dbias + (column - C);
+        float* target = column < C ? dweight + column : column < 2 * C ? dbias + (column - C)
+                                                                      : d_sublayer_bias + (column - 2 * C);
         *target += total;
     }
 }
@@ -449,10 +491,10 @@ void launch_forward(const RowTeamShape& shape, T* ln_out, R* residual_out, float
 
 // The common backward of both block forms (see the kernel for the aliasing rules).
 template <typename T, typename R>
-void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweight, float* dbias, const T* dy,
-                     const T* dy_extra, const R* d_sum_addend, const R* saved_sum, const float* mean,
-                     const float* rstd, const T* weight, DropoutParams drop, int N, int C, float* scratch,
-                     cudaStream_t stream) {
+void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweight, float* dbias,
+                     float* d_sublayer_bias, const T* dy, const T* dy_extra, const R* d_sum_addend,
+                     const R* saved_sum, const float* mean, const float* rstd, const T* weight, DropoutParams drop,
+                     int N, int C, float* scratch, cudaStream_t stream) {
     check_row_shape(N, C);
     check_shape_fits(plan.shape, C, kBackwardMaxChunksPerThread);
     REQUIRE(plan.rows_per_team >= 1 && size_t(plan.blocks) * plan.rows_per_team * plan.shape.teams_per_block >= size_t(N),
@@ -466,16 +508,15 @@ void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweig
                 is_aligned16(d_sum_addend) && is_aligned16(saved_sum) && is_aligned16(weight),
             "LayerNorm backward: every (N, C) tensor and the weight must be 16-byte aligned");
     const dim3 block(32 * plan.shape.warps_per_team, plan.shape.teams_per_block);
-    const size_t shared_bytes = size_t(plan.shape.block_threads()) * kChunk * sizeof(float);
+    const int components = d_sublayer_bias != nullptr ? 3 : 2;
     dispatch_chunks_per_thread<kBackwardMaxChunksPerThread>(plan.shape.chunks_per_thread, [&](auto chunks_per_thread) {
         layernorm_backward_kernel<T, R, decltype(chunks_per_thread)::value>
-            <<<plan.blocks, block, shared_bytes, stream>>>(dx, d_sum_out, scratch, dy, dy_extra, d_sum_addend,
-                                                           saved_sum, mean, rstd, weight, drop, N, C,
-                                                           plan.rows_per_team);
+            <<<plan.blocks, block, 0, stream>>>(dx, d_sum_out, scratch, dy, dy_extra, d_sum_addend, saved_sum,
+                                                mean, rstd, weight, drop, N, C, plan.rows_per_team, components);
     });
     CUDA_CHECK_LAUNCH();
-    layernorm_param_grads_reduce_kernel<<<ceil_div(2 * C, 32), dim3(32, kReduceRows), 0, stream>>>(
-        dweight, dbias, scratch, plan.blocks, C);
+    layernorm_param_grads_reduce_kernel<<<ceil_div(components * C, 32), dim3(32, kReduceRows), 0, stream>>>(
+        dweight, dbias, d_sublayer_bias, scratch, plan.blocks, components, C);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -494,7 +535,7 @@ inline size_t layernorm_backward_scratch_floats(int N, int C) {
     const RowTeamShape shape = row_team_shape(C, kBackwardMaxChunksPerThread);
     const int target_teams = std::max(1, kBackwardTargetWarps / shape.warps_per_team);
     const int max_blocks = std::min(ceil_div(N, shape.teams_per_block), ceil_div(target_teams, shape.teams_per_block));
-    return size_t(max_blocks) * 2 * C;
+    return size_t(max_blocks) * kMaxComponents * C;
 }
 
 // Pre-norm forward: residual_out = residual_in + dropout(x); ln_out = LayerNorm(residual_out).
@@ -511,19 +552,21 @@ void fused_dropout_residual_layernorm_forward(T* ln_out /*(N,C)*/, R* residual_o
 }
 
 // Pre-norm backward: d_sum = d_residual + LayerNorm_backward(d_ln_out); d_residual := d_sum
-// (in place); dx = keep * d_sum / (1 - p); dweight, dbias +=.
+// (in place); dx = keep * d_sum / (1 - p); dweight, dbias +=; d_sublayer_bias += column sums of
+// dx (the bias gradient of the linear layer whose output x was; nullptr skips it).
 template <typename T, typename R>
 void fused_dropout_residual_layernorm_backward(
     T* dx /*(N,C)*/,
     R* d_residual /*(N,C) in: grad of residual_out (ignored if d_residual_is_zero); out: grad of residual_in*/,
-    float* dweight /*(C) +=*/, float* dbias /*(C) +=*/, const T* d_ln_out /*(N,C)*/, const R* residual_out /*(N,C)*/,
-    const float* mean /*(N)*/, const float* rstd /*(N)*/, const T* weight /*(C)*/, DropoutParams drop,
-    bool d_residual_is_zero, int N, int C, float* scratch /*layernorm_backward_scratch_floats(N or more, C)*/,
-    cudaStream_t stream) {
+    float* dweight /*(C) +=*/, float* dbias /*(C) +=*/, float* d_sublayer_bias /*(C) += or nullptr*/,
+    const T* d_ln_out /*(N,C)*/, const R* residual_out /*(N,C)*/, const float* mean /*(N)*/,
+    const float* rstd /*(N)*/, const T* weight /*(C)*/, DropoutParams drop, bool d_residual_is_zero, int N, int C,
+    float* scratch /*layernorm_backward_scratch_floats(N or more, C)*/, cudaStream_t stream) {
     REQUIRE(d_residual != nullptr, "LayerNorm backward: d_residual receives the residual gradient; it cannot be null");
     layernorm_detail::launch_backward<T, R>(layernorm_detail::default_backward_plan(N, C), dx, d_residual, dweight,
-                                            dbias, d_ln_out, nullptr, d_residual_is_zero ? nullptr : d_residual,
-                                            residual_out, mean, rstd, weight, drop, N, C, scratch, stream);
+                                            dbias, d_sublayer_bias, d_ln_out, nullptr,
+                                            d_residual_is_zero ? nullptr : d_residual, residual_out, mean, rstd,
+                                            weight, drop, N, C, scratch, stream);
 }
 
 // Post-norm forward: sum_out = residual_in + dropout(x); out = LayerNorm(sum_out).
@@ -540,16 +583,18 @@ void fused_dropout_residual_layernorm_postnorm_forward(T* out /*(N,C)*/, T* sum_
 }
 
 // Post-norm backward: d_sum = LayerNorm_backward(d_out + d_out_extra); d_residual_in := d_sum;
-// dx = keep * d_sum / (1 - p); dweight, dbias +=.
+// dx = keep * d_sum / (1 - p); dweight, dbias +=; d_sublayer_bias += column sums of dx (as in
+// pre-norm; nullptr skips it).
 template <typename T>
 void fused_dropout_residual_layernorm_postnorm_backward(
     T* dx /*(N,C)*/, T* d_residual_in /*(N,C) or nullptr (residual_in was null); may alias d_out_extra or d_out*/,
-    float* dweight /*(C) +=*/, float* dbias /*(C) +=*/, const T* d_out /*(N,C)*/,
+    float* dweight /*(C) +=*/, float* dbias /*(C) +=*/, float* d_sublayer_bias /*(C) += or nullptr*/,
+    const T* d_out /*(N,C)*/,
     const T* d_out_extra /*(N,C) or nullptr: gradient reaching out through the next residual path*/,
     const T* sum_out /*(N,C)*/, const float* mean /*(N)*/, const float* rstd /*(N)*/, const T* weight /*(C)*/,
     DropoutParams drop, int N, int C, float* scratch /*layernorm_backward_scratch_floats(N or more, C)*/,
     cudaStream_t stream) {
     layernorm_detail::launch_backward<T, T>(layernorm_detail::default_backward_plan(N, C), dx, d_residual_in,
-                                            dweight, dbias, d_out, d_out_extra, nullptr, sum_out, mean, rstd,
-                                            weight, drop, N, C, scratch, stream);
+                                            dweight, dbias, d_sublayer_bias, d_out, d_out_extra, nullptr, sum_out,
+                                            mean, rstd, weight, drop, N, C, scratch, stream);
 }

@@ -13,12 +13,22 @@
 // QKV/FC/projection matmuls carry their bias (and GELU) in cuBLASLt epilogues, attention is our
 // FlashAttention on the packed QKV tensor, and the loss writes its gradient over the logits.
 //
+// Bias gradients come from wherever their dout is already read or written, never from the weight-
+// gradient GEMMs (cuBLASLt's BGRADB epilogue slowed those from 540-730 to 350-560 TFLOP/s on an
+// H100, ~3-4 ms of a gpt2s step): attn_proj_b and fc_proj_b from the LayerNorm backward that
+// writes d(sublayer output) (pre-norm: LN2 of the same layer, and LN1 of the next layer or LNf
+// for fc_proj_b; post-norm: LN1 and LN2 of the same layer), fc_b from the DGELU_BGRAD epilogue of
+// fc_proj's input gradient, and qkv_b from a column sum over d(qkv) (kernels/matmul.cuh).
+//
 // Memory: parameters in a few flat arenas (fp32 master, 16-bit compute copy, fp32 gradients,
 // fp32 AdamW moments), each in ParamLayout order, so checkpoints are one write and ZeRO sharding
-// is a range of offsets. Activations in one arena, planned once for (B, T).
+// is a range of offsets. Activations in one arena, planned once for (B, T); with recompute_gelu
+// each layer keeps only its GELU input, and backward's wide scratch tensors share the logits
+// buffer, which is dead by then.
 #pragma once
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +51,9 @@ struct ModelOptions {
     float dropout_embd = 0.0f;
     float dropout_resid = 0.0f;
     float dropout_attn = 0.0f;
+    // Store only each MLP's GELU input and recompute gelu(pre_gelu) in backward (one element-wise
+    // pass per layer) instead of keeping L x (N, 4C) GELU outputs.
+    bool recompute_gelu = false;
 };
 
 // Where this micro-step's dropout masks come from. Every dropout site of every micro-step of
@@ -273,7 +286,7 @@ template <typename T, typename R> class Gpt2Model {
             T* att = act_.att + l * nc;
             float* lse = act_.lse + (size_t)l * N * NH;
             T* pre_gelu = act_.pre_gelu + l * 4 * nc;
-            T* gelu = act_.gelu + l * 4 * nc;
+            T* gelu = options_.recompute_gelu ? act_.gelu_scratch : act_.gelu + l * 4 * nc;
             R* residual_attn = act_.residual_attn + l * nc;
             R* residual_mlp = act_.residual_mlp + l * nc;
 
@@ -346,8 +359,12 @@ template <typename T, typename R> class Gpt2Model {
     // ------------------------------------------------------------------------------------------
     // Backward, after forward(with_targets, grad_scale > 0) with the same B, T and rng:
     // accumulates (+=) every parameter's gradient into grads().
+    // layer_grads_done(l), when given, is called for l = L-1 down to 0 as soon as everything that
+    // writes layer l's gradients (ParamLayout::layer_ranges(l)) is enqueued on `stream`, so the
+    // caller can reduce them while the layers below are computed. Nothing later touches them;
+    // wte, wpe and lnf (non_layer_ranges()) are final only when backward returns.
     void backward(MatmulContext& matmul, int B, int seq, const DropoutSchedule& rng, const int* host_tokens,
-                  cudaStream_t stream) {
+                  cudaStream_t stream, const std::function<void(int layer)>& layer_grads_done = nullptr) {
         const ModelShape& s = options_.shape;
         const int L = s.n_layer, C = s.n_embd, NH = s.n_head, HD = C / NH, N = B * seq, Vp = s.padded_vocab_size;
         const size_t nc = (size_t)N * C;
@@ -359,14 +376,15 @@ template <typename T, typename R> class Gpt2Model {
 
         // LM head: d(final hidden) into grad_b; the tied embedding's gradient accumulates here too.
         const T* final_hidden = s.post_norm ? act_.ln2 + (size_t)(L - 1) * nc : act_.lnf;
-        matmul_backward<T>(matmul, grad_b, g.wte, nullptr, act_.logits, final_hidden, p.wte, nullptr, N, Vp, C,
-                           stream);
+        matmul_backward<T>(matmul, grad_b, nullptr, g.wte, nullptr, act_.logits, final_hidden, p.wte, nullptr, N, Vp,
+                           C, stream);
         if (!s.post_norm) {
-            // grad_a := d(last MLP output); grad_residual := d(residual stream before LNf).
+            // grad_a := d(last MLP output), whose column sums are the last fc_proj bias gradient;
+            // grad_residual := d(residual stream before LNf).
             fused_dropout_residual_layernorm_backward<T, R>(
-                grad_a, act_.grad_residual, g.lnf_w, g.lnf_b, grad_b, act_.residual_final, act_.lnf_mean,
-                act_.lnf_rstd, p.lnf_w, after_mlp_prev(rng, L), /*d_residual_is_zero=*/true, N, C, act_.ln_scratch,
-                stream);
+                grad_a, act_.grad_residual, g.lnf_w, g.lnf_b, g.fc_proj_b + (size_t)(L - 1) * C, grad_b,
+                act_.residual_final, act_.lnf_mean, act_.lnf_rstd, p.lnf_w, after_mlp_prev(rng, L),
+                /*d_residual_is_zero=*/true, N, C, act_.ln_scratch, stream);
         }
 
         for (int l = L - 1; l >= 0; --l) {
@@ -379,39 +397,43 @@ template <typename T, typename R> class Gpt2Model {
             const T* att = act_.att + l * nc;
             const float* lse = act_.lse + (size_t)l * N * NH;
             const T* pre_gelu = act_.pre_gelu + l * 4 * nc;
-            const T* gelu = act_.gelu + l * 4 * nc;
+            const T* gelu = options_.recompute_gelu ? act_.gelu_scratch : act_.gelu + l * 4 * nc;
+            if (options_.recompute_gelu) gelu_forward(act_.gelu_scratch, pre_gelu, (long long)N * 4 * C, stream);
 
             if (s.post_norm) {
                 // grad_b: d(h_{l+1}) through the next layer's input; grad_residual: through its
                 // residual path (absent for the last layer). -> grad_a = d(mlp output),
                 // grad_residual = d(ln1 out) through the residual path.
                 fused_dropout_residual_layernorm_postnorm_backward<T>(
-                    grad_a, reinterpret_cast<T*>(act_.grad_residual), g.ln2_w + l * C, g.ln2_b + l * C, grad_b,
-                    l == L - 1 ? nullptr : reinterpret_cast<const T*>(act_.grad_residual),
+                    grad_a, reinterpret_cast<T*>(act_.grad_residual), g.ln2_w + l * C, g.ln2_b + l * C,
+                    g.fc_proj_b + l * C, grad_b, l == L - 1 ? nullptr : reinterpret_cast<const T*>(act_.grad_residual),
                     reinterpret_cast<const T*>(act_.residual_mlp + l * nc), act_.ln2_mean + l * N,
                     act_.ln2_rstd + l * N, p.ln2_w + l * C, after_mlp, N, C, act_.ln_scratch, stream);
             }
-            // MLP: grad_a = d(fc_proj output).
-            matmul_backward<T>(matmul, grad_wide, g.fc_proj_w + (size_t)l * 4 * C * C, g.fc_proj_b + l * C, grad_a,
-                               gelu, p.fc_proj_w + (size_t)l * 4 * C * C, pre_gelu, N, C, 4 * C, stream);
+            // MLP: grad_a = d(fc_proj output) (its column sums, fc_proj's bias gradient, were taken by
+            // the LayerNorm backward that wrote it). grad_wide = d(pre_gelu), summed into fc's bias
+            // gradient by the same GEMM's epilogue.
+            matmul_backward<T>(matmul, grad_wide, g.fc_b + l * 4 * C, g.fc_proj_w + (size_t)l * 4 * C * C, nullptr,
+                               grad_a, gelu, p.fc_proj_w + (size_t)l * 4 * C * C, pre_gelu, N, C, 4 * C, stream);
             const T* mlp_input = s.post_norm ? ln1 : ln2;
-            matmul_backward<T>(matmul, grad_b, g.fc_w + (size_t)l * 4 * C * C, g.fc_b + l * 4 * C, grad_wide,
-                               mlp_input, p.fc_w + (size_t)l * 4 * C * C, nullptr, N, 4 * C, C, stream);
+            matmul_backward<T>(matmul, grad_b, nullptr, g.fc_w + (size_t)l * 4 * C * C, nullptr, grad_wide, mlp_input,
+                               p.fc_w + (size_t)l * 4 * C * C, nullptr, N, 4 * C, C, stream);
             // grad_b = d(MLP input). Through LN2 (pre-norm) or LN1 (post-norm) to d(attention output).
             if (!s.post_norm) {
                 fused_dropout_residual_layernorm_backward<T, R>(
-                    grad_a, act_.grad_residual, g.ln2_w + l * C, g.ln2_b + l * C, grad_b,
+                    grad_a, act_.grad_residual, g.ln2_w + l * C, g.ln2_b + l * C, g.attn_proj_b + l * C, grad_b,
                     act_.residual_mlp + l * nc, act_.ln2_mean + l * N, act_.ln2_rstd + l * N, p.ln2_w + l * C,
                     after_attn, /*d_residual_is_zero=*/false, N, C, act_.ln_scratch, stream);
             } else {
                 fused_dropout_residual_layernorm_postnorm_backward<T>(
-                    grad_a, reinterpret_cast<T*>(act_.grad_residual), g.ln1_w + l * C, g.ln1_b + l * C, grad_b,
-                    reinterpret_cast<const T*>(act_.grad_residual),
+                    grad_a, reinterpret_cast<T*>(act_.grad_residual), g.ln1_w + l * C, g.ln1_b + l * C,
+                    g.attn_proj_b + l * C, grad_b, reinterpret_cast<const T*>(act_.grad_residual),
                     reinterpret_cast<const T*>(act_.residual_attn + l * nc), act_.ln1_mean + l * N,
                     act_.ln1_rstd + l * N, p.ln1_w + l * C, after_attn, N, C, act_.ln_scratch, stream);
             }
-            // Attention: grad_a = d(attn_proj output).
-            matmul_backward<T>(matmul, grad_b, g.attn_proj_w + (size_t)l * C * C, g.attn_proj_b + l * C, grad_a, att,
+            // Attention: grad_a = d(attn_proj output), its column sums already in attn_proj's bias
+            // gradient (taken by the LayerNorm backward above).
+            matmul_backward<T>(matmul, grad_b, nullptr, g.attn_proj_w + (size_t)l * C * C, nullptr, grad_a, att,
                                p.attn_proj_w + (size_t)l * C * C, nullptr, N, C, C, stream);
             attention_backward<T>(grad_wide, act_.attention_scratch, grad_b, qkv, att, lse, B, seq, NH, HD,
                                   softmax_scale(l), attn_drop, stream);
@@ -420,17 +442,22 @@ template <typename T, typename R> class Gpt2Model {
                                    stream);
             const T* attn_input =
                 s.post_norm ? (l == 0 ? act_.embedding : act_.ln2 + (l - 1) * nc) : ln1;
-            matmul_backward<T>(matmul, grad_b, g.qkv_w + (size_t)l * 3 * C * C, g.qkv_b + l * 3 * C, grad_wide,
-                               attn_input, p.qkv_w + (size_t)l * 3 * C * C, nullptr, N, 3 * C, C, stream);
+            // grad_wide = d(qkv): no kernel of ours writes it with a column sum to spare, so qkv's bias
+            // gradient is a separate pass over it (dbias).
+            matmul_backward<T>(matmul, grad_b, nullptr, g.qkv_w + (size_t)l * 3 * C * C, g.qkv_b + l * 3 * C,
+                               grad_wide, attn_input, p.qkv_w + (size_t)l * 3 * C * C, nullptr, N, 3 * C, C, stream);
             // grad_b = d(attention input).
             if (!s.post_norm) {
-                // Through LN1 to d(previous MLP output) (or d(embedding) for layer 0) in grad_a.
+                // Through LN1 to d(previous MLP output) in grad_a, whose column sums are the previous
+                // layer's fc_proj bias gradient (for layer 0: d(embedding), no bias).
                 fused_dropout_residual_layernorm_backward<T, R>(
-                    grad_a, act_.grad_residual, g.ln1_w + l * C, g.ln1_b + l * C, grad_b,
-                    act_.residual_attn + l * nc, act_.ln1_mean + l * N, act_.ln1_rstd + l * N, p.ln1_w + l * C,
+                    grad_a, act_.grad_residual, g.ln1_w + l * C, g.ln1_b + l * C,
+                    l == 0 ? nullptr : g.fc_proj_b + (l - 1) * C, grad_b, act_.residual_attn + l * nc,
+                    act_.ln1_mean + l * N, act_.ln1_rstd + l * N, p.ln1_w + l * C,
                     l == 0 ? rng.site(options_.dropout_embd, L, 0) : after_mlp_prev(rng, l),
                     /*d_residual_is_zero=*/false, N, C, act_.ln_scratch, stream);
             }
+            if (layer_grads_done) layer_grads_done(l);
         }
         // d(embedding output): grad_a in pre-norm (the embedding dropout was inside LN1 of layer 0);
         // in post-norm grad_b (input path) + grad_residual (residual path), through the dropout.
@@ -496,7 +523,7 @@ template <typename T, typename R> class Gpt2Model {
         act_.att = a.reserve<T>(L * N * C);
         act_.lse = a.reserve<float>(L * N * NH);
         act_.pre_gelu = a.reserve<T>(L * N * 4 * C);
-        act_.gelu = a.reserve<T>(L * N * 4 * C);
+        act_.gelu = options.recompute_gelu ? nullptr : a.reserve<T>(L * N * 4 * C);
         act_.lnf = s.post_norm ? nullptr : a.reserve<T>(N * C);
         act_.lnf_mean = a.reserve<float>(N);
         act_.lnf_rstd = a.reserve<float>(N);
@@ -505,7 +532,16 @@ template <typename T, typename R> class Gpt2Model {
         act_.losses = a.reserve<float>(N);
         act_.grad_a = a.reserve<T>(N * C);
         act_.grad_b = a.reserve<T>(N * C);
-        act_.grad_wide = a.reserve<T>(N * 4 * C);
+        // The two (N, 4C) scratch tensors live inside the logits buffer when they fit (8C <= Vp,
+        // true for every preset): the forward pass writes the logits only after its last use of
+        // gelu_scratch, and backward uses both only after the LM head has consumed d(logits).
+        if (8 * C <= (size_t)s.padded_vocab_size) {
+            act_.grad_wide = act_.logits;
+            act_.gelu_scratch = act_.logits ? act_.logits + N * 4 * C : nullptr;
+        } else {
+            act_.grad_wide = a.reserve<T>(N * 4 * C);
+            act_.gelu_scratch = options.recompute_gelu ? a.reserve<T>(N * 4 * C) : nullptr;
+        }
         act_.grad_residual = a.reserve<R>(N * C);
         act_.ln_scratch = a.reserve<float>(layernorm_backward_scratch_floats((int)N, (int)C));
         act_.attention_scratch =
@@ -529,7 +565,7 @@ template <typename T, typename R> class Gpt2Model {
         T* att;       // (L, N, C)
         float* lse;   // (L, B, NH, T)
         T* pre_gelu;  // (L, N, 4C)
-        T* gelu;      // (L, N, 4C)
+        T* gelu;      // (L, N, 4C); nullptr with recompute_gelu
         T* lnf;
         float* lnf_mean;
         float* lnf_rstd;
@@ -538,7 +574,8 @@ template <typename T, typename R> class Gpt2Model {
         float* losses;    // (N)
         T* grad_a;
         T* grad_b;
-        T* grad_wide;
+        T* grad_wide;     // (N, 4C): d(pre_gelu), then d(qkv)
+        T* gelu_scratch;  // (N, 4C): one layer's GELU output with recompute_gelu
         R* grad_residual;
         float* ln_scratch;
         float* attention_scratch;

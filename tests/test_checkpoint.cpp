@@ -1,6 +1,7 @@
 // Checkpoint files: parameter layout, model/state round trips, and every rejection path.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -129,6 +130,48 @@ TEST(CheckpointLayoutTest, OptionalTensors) {
     EXPECT_EQ(layout.tensors().front().name, "wte");
     EXPECT_EQ(layout.tensors()[1].name, "ln1_w");
     EXPECT_EQ(layout.tensors().back().name, "fc_proj_b");
+}
+
+TEST(CheckpointLayoutTest, LayerRangesTileTheArrayOnce) {
+    // The gradient all-reduce buckets: an element left out would stay unreduced (ranks drift
+    // apart silently), one in two buckets would be summed twice.
+    ModelShape post_norm = tiny_shape();
+    post_norm.post_norm = true;
+    post_norm.learned_pos_emb = false;
+    ModelShape one_layer = tiny_shape();
+    one_layer.n_layer = 1;
+    for (const ModelShape& shape : {tiny_shape(), post_norm, one_layer, gpt2_small_shape(50304)}) {
+        const ParamLayout layout(shape, 0.02);
+        std::vector<ParamRange> all;
+        auto claim = [&](const std::vector<ParamRange>& ranges) {
+            for (size_t i = 0; i < ranges.size(); ++i) {
+                EXPECT_GT(ranges[i].count, 0);
+                if (i > 0) {
+                    EXPECT_LT(ranges[i - 1].offset + ranges[i - 1].count, ranges[i].offset) << "not merged";
+                }
+            }
+            all.insert(all.end(), ranges.begin(), ranges.end());
+        };
+        for (int layer = 0; layer < shape.n_layer; ++layer) claim(layout.layer_ranges(layer));
+        claim(layout.non_layer_ranges());
+        std::sort(all.begin(), all.end(), [](const ParamRange& a, const ParamRange& b) { return a.offset < b.offset; });
+        int64_t next = 0;  // sorted, each range must start where the previous one ended
+        for (const ParamRange& range : all) {
+            EXPECT_EQ(range.offset, next) << "n_layer " << shape.n_layer;
+            next = range.offset + range.count;
+        }
+        EXPECT_EQ(next, layout.total()) << "n_layer " << shape.n_layer;
+    }
+    const ParamLayout layout(tiny_shape(), 0.02);
+    const ParamTensor& fc_b = layout.get("fc_b");
+    const std::vector<ParamRange> layer1 = layout.layer_ranges(1);
+    EXPECT_EQ(layer1.size(), 12u);  // the 12 per-layer tensors, none adjacent when n_layer > 1
+    EXPECT_NE(std::find(layer1.begin(), layer1.end(), ParamRange{fc_b.offset + 32, 32}), layer1.end());
+    // wte + wpe are adjacent, and so are lnf_w + lnf_b.
+    EXPECT_EQ(layout.non_layer_ranges(),
+              (std::vector<ParamRange>{{0, 64 * 8 + 16 * 8}, {layout.get("lnf_w").offset, 16}}));
+    EXPECT_EQ(ParamLayout(one_layer, 0.02).layer_ranges(0).size(), 1u);  // one contiguous block
+    EXPECT_THROW(layout.layer_ranges(2), std::out_of_range);
 }
 
 TEST(CheckpointLayoutTest, WeightDecayAndInit) {

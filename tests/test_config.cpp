@@ -260,6 +260,9 @@ TEST(ConfigFlagTest, FlagsOverrideThePreset) {
     EXPECT_EQ(parse({"--device-batch", "16", "-e", "gpt2s"}).device_batch, 16);
     // Later flags win.
     EXPECT_EQ(parse({"--steps", "10", "--steps", "20"}).steps, 20);
+    // The gradient all-reduce overlaps the backward pass unless turned off (scaling comparisons).
+    EXPECT_TRUE(parse({"-e", "gpt2s"}).overlap_grad_reduce);
+    EXPECT_FALSE(parse({"-e", "gpt2s", "--overlap-grad-reduce", "0"}).overlap_grad_reduce);
 }
 
 TEST(ConfigFlagTest, GradientAccumulationRoundsUp) {
@@ -326,7 +329,8 @@ TEST(ConfigFlagTest, HelpListsEveryFlagAndTheLeadsNames) {
     for (const char* flag : {"--device-batch", "--seq-len", "--global-batch-tokens", "--steps", "--lr",
                              "--warmup-steps", "--val-every", "--val-tokens", "--sample-every", "--checkpoint-every",
                              "--dataset", "--data-dir", "--precision", "--zero-stage", "--out-dir", "--resume",
-                             "--seed", "--bench-steps", "--nproc", "--rendezvous", "--nccl-timeout", "--print-config"})
+                             "--seed", "--bench-steps", "--nproc", "--rendezvous", "--nccl-timeout",
+                             "--overlap-grad-reduce", "--print-config"})
         EXPECT_NE(help.find(flag), std::string::npos) << flag;
     for (const std::string& name : preset_names()) EXPECT_NE(help.find("  " + name + " "), std::string::npos) << name;
 }
@@ -384,7 +388,7 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         {{"--lr", "0"}, "--lr 0 is out of range"},
         {{"--precision", "fp8"}, "--precision: 'fp8' is not one of bf16|fp16"},
         {{"--post-norm", "maybe"}, "--post-norm: 'maybe' is not a boolean"},
-        {{"--zero-stage", "3"}, "--zero-stage 3 is out of range: valid is an integer in [0, 2]"},
+        {{"--zero-stage", "2"}, "--zero-stage 2 is out of range: valid is an integer in [0, 1]"},
         {{"--n-embd", "770"}, "--n-embd 770 is not divisible by --n-head 12"},
         {{"--seq-len", "2048"}, "--seq-len 2048 exceeds the model's --max-seq-len 1024"},
         {{"--rotary-fraction", "0.3"}, "--rotary-fraction 0.3 gives rotary_dim 19.2 of d_head 64"},

@@ -13,8 +13,11 @@
 //
 // Validation: a CPU reference in double computes the same math with the same dropout mask
 // (DropoutParams::keep on the host); outputs are poisoned first; the backward's incoming
-// gradient is poisoned when it must be ignored; dweight/dbias start from random values to check
-// that they accumulate; a second backward on the same inputs must be bit-identical.
+// gradient is poisoned when it must be ignored; dweight/dbias/d_sublayer_bias start from random
+// values to check that they accumulate; a second backward on the same inputs must be
+// bit-identical. d_sublayer_bias (the column sums of dx: the bias gradient of the linear layer
+// whose output x is) is checked against the column sums of dx as the GPU stored it, which is what
+// it promises to equal (the stored dx is checked against the exact reference on its own).
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -54,11 +57,13 @@ struct CaseConfig {
                            // post-norm: d_out_extra given
     bool alias_incoming;   // post-norm: d_residual_in is the d_out_extra buffer
     float p;
+    bool sublayer_bias;    // backward accumulates the column sums of dx into d_sublayer_bias
 };
-const CaseConfig kPreNorm{"pre-norm", false, true, true, false, 0.1f};
-const CaseConfig kPreNormFirst{"pre-norm, no residual_in, d_residual zero, p=0", false, false, false, false, 0.0f};
-const CaseConfig kPostNorm{"post-norm, d_residual_in aliases d_out_extra", true, true, true, true, 0.1f};
-const CaseConfig kPostNormFirst{"post-norm, no residual_in/d_out_extra, p=0", true, false, false, false, 0.0f};
+const CaseConfig kPreNorm{"pre-norm", false, true, true, false, 0.1f, true};
+const CaseConfig kPreNormFirst{"pre-norm, no residual_in, d_residual zero, p=0, no d_sublayer_bias", false, false,
+                               false, false, 0.0f, false};
+const CaseConfig kPostNorm{"post-norm, d_residual_in aliases d_out_extra", true, true, true, true, 0.1f, true};
+const CaseConfig kPostNormFirst{"post-norm, no residual_in/d_out_extra, p=0", true, false, false, false, 0.0f, true};
 
 // A workbench launch shape; nullptr in the functions below means the public launchers.
 struct Variant {
@@ -125,18 +130,20 @@ template <typename T, typename R> struct Case {
     size_t scratch_floats;
     DeviceArray<T> x, weight, bias, ln_out, dy, dx, extra;  // extra: post-norm d_out_extra
     DeviceArray<R> residual_in, residual_out, grad_residual;  // grad_residual: pre d_residual, post d_residual_in
-    DeviceArray<float> mean, rstd, dweight, dbias, scratch;
+    DeviceArray<float> mean, rstd, dweight, dbias, d_sublayer_bias, scratch;
     Inputs inputs;
     std::mt19937_64& rng;
     uint64_t incoming_seed = 0;  // Inputs::device: regenerates the incoming gradient
     // Inputs::host: the inputs as the GPU sees them (rounded to storage).
-    std::vector<float> x_h, weight_h, bias_h, residual_in_h, dy_h, incoming_h, dweight_init, dbias_init;
+    std::vector<float> x_h, weight_h, bias_h, residual_in_h, dy_h, incoming_h, dweight_init, dbias_init,
+        d_sublayer_bias_init;
 
     Case(int N_, int C_, const CaseConfig& config_, const Variant* variant_, Inputs inputs_, std::mt19937_64& rng_)
         : N(N_), C(C_), config(config_), variant(variant_), scratch_floats(scratch_size(N_, C_, variant_)),
           x(size_t(N_) * C_), weight(C_), bias(C_), ln_out(size_t(N_) * C_), dy(size_t(N_) * C_),
           dx(size_t(N_) * C_), extra(size_t(N_) * C_), residual_in(size_t(N_) * C_), residual_out(size_t(N_) * C_),
-          grad_residual(size_t(N_) * C_), mean(N_), rstd(N_), dweight(C_), dbias(C_), scratch(scratch_floats),
+          grad_residual(size_t(N_) * C_), mean(N_), rstd(N_), dweight(C_), dbias(C_), d_sublayer_bias(C_),
+          scratch(scratch_floats),
           inputs(inputs_), rng(rng_) {
         const size_t n = size_t(N) * C;
         drop.p = config.p;
@@ -154,6 +161,7 @@ template <typename T, typename R> struct Case {
             // increment cannot hide under a much larger starting value.
             dweight_init = workbench::random_vector(C, rng, std::sqrt(static_cast<float>(N)));
             dbias_init = workbench::random_vector(C, rng, std::sqrt(static_cast<float>(N)));
+            d_sublayer_bias_init = workbench::random_vector(C, rng, std::sqrt(static_cast<float>(N)));
         }
     }
 
@@ -178,6 +186,7 @@ template <typename T, typename R> struct Case {
     }
 
     R* residual_in_ptr() const { return config.has_residual_in ? residual_in.ptr : nullptr; }
+    float* d_sublayer_bias_ptr() const { return config.sublayer_bias ? d_sublayer_bias.ptr : nullptr; }
     // Post-norm's d_residual_in: the d_out_extra buffer, its own buffer, or null (no residual_in).
     R* d_residual_in_ptr() const {
         if (config.alias_incoming) return reinterpret_cast<R*>(extra.ptr);  // post-norm: R == T
@@ -226,26 +235,31 @@ template <typename T, typename R> struct Case {
         if (inputs == Inputs::device) {
             CUDA_CHECK(cudaMemset(dweight.ptr, 0, C * sizeof(float)));
             CUDA_CHECK(cudaMemset(dbias.ptr, 0, C * sizeof(float)));
+            CUDA_CHECK(cudaMemset(d_sublayer_bias.ptr, 0, C * sizeof(float)));
         } else {
             workbench::upload_rounded(dweight.ptr, dweight_init);
             workbench::upload_rounded(dbias.ptr, dbias_init);
+            if (config.sublayer_bias) workbench::upload_rounded(d_sublayer_bias.ptr, d_sublayer_bias_init);
         }
     }
     void backward(cudaStream_t stream) const {
         if (variant != nullptr) {
             const BackwardPlan plan = layernorm_detail::backward_plan(N, variant->backward, variant->backward_target_warps);
-            layernorm_detail::launch_backward<T, R>(plan, dx.ptr, grad_residual.ptr, dweight.ptr, dbias.ptr, dy.ptr,
-                                                    nullptr, config.has_incoming ? grad_residual.ptr : nullptr,
+            layernorm_detail::launch_backward<T, R>(plan, dx.ptr, grad_residual.ptr, dweight.ptr, dbias.ptr,
+                                                    d_sublayer_bias_ptr(), dy.ptr, nullptr,
+                                                    config.has_incoming ? grad_residual.ptr : nullptr,
                                                     residual_out.ptr, mean.ptr, rstd.ptr, weight.ptr, drop, N, C,
                                                     scratch.ptr, stream);
         } else if (!config.post_norm) {
-            fused_dropout_residual_layernorm_backward(dx.ptr, grad_residual.ptr, dweight.ptr, dbias.ptr, dy.ptr,
-                                                      residual_out.ptr, mean.ptr, rstd.ptr, weight.ptr, drop,
-                                                      !config.has_incoming, N, C, scratch.ptr, stream);
+            fused_dropout_residual_layernorm_backward(dx.ptr, grad_residual.ptr, dweight.ptr, dbias.ptr,
+                                                      d_sublayer_bias_ptr(), dy.ptr, residual_out.ptr, mean.ptr,
+                                                      rstd.ptr, weight.ptr, drop, !config.has_incoming, N, C,
+                                                      scratch.ptr, stream);
         } else if constexpr (std::is_same_v<T, R>) {
             fused_dropout_residual_layernorm_postnorm_backward(
-                dx.ptr, d_residual_in_ptr(), dweight.ptr, dbias.ptr, dy.ptr, config.has_incoming ? extra.ptr : nullptr,
-                residual_out.ptr, mean.ptr, rstd.ptr, weight.ptr, drop, N, C, scratch.ptr, stream);
+                dx.ptr, d_residual_in_ptr(), dweight.ptr, dbias.ptr, d_sublayer_bias_ptr(), dy.ptr,
+                config.has_incoming ? extra.ptr : nullptr, residual_out.ptr, mean.ptr, rstd.ptr, weight.ptr, drop, N,
+                C, scratch.ptr, stream);
         } else {
             REQUIRE(false, "post-norm has no separate residual type: use R = T");
         }
@@ -253,7 +267,8 @@ template <typename T, typename R> struct Case {
     // The residual-gradient output: pre-norm d_residual, post-norm d_residual_in (maybe null).
     const R* residual_grad_output() const { return config.post_norm ? d_residual_in_ptr() : grad_residual.ptr; }
 
-    // Bytes that must move (what GB/s counts): row tensors, mean/rstd, weight/bias.
+    // Bytes that must move (what GB/s counts): row tensors, mean/rstd, weight/bias, and the fp32
+    // parameter-gradient vectors read and written (dweight, dbias, d_sublayer_bias).
     double forward_bytes() const {
         const double per_element = 2.0 * sizeof(T) + sizeof(R) * (config.has_residual_in ? 2 : 1);
         return double(N) * C * per_element + 8.0 * N + 2.0 * C * sizeof(T);
@@ -262,7 +277,8 @@ template <typename T, typename R> struct Case {
         double per_element = 2.0 * sizeof(T) + sizeof(R);  // dy, dx, saved sum
         if (config.has_incoming) per_element += config.post_norm ? sizeof(T) : sizeof(R);
         if (residual_grad_output() != nullptr) per_element += sizeof(R);
-        return double(N) * C * per_element + 8.0 * N + C * sizeof(T) + 2.0 * C * sizeof(float) * 2;
+        const int gradient_vectors = config.sublayer_bias ? 3 : 2;
+        return double(N) * C * per_element + 8.0 * N + C * sizeof(T) + 2.0 * C * sizeof(float) * gradient_vectors;
     }
 };
 
@@ -347,6 +363,15 @@ BackwardReference reference_backward(const Case<T, R>& c, const std::vector<floa
     return ref;
 }
 
+// d_sublayer_bias after backward: its initial values plus the column sums of dx as stored.
+template <typename T, typename R>
+std::vector<double> reference_dx_column_sums(const Case<T, R>& c, const std::vector<float>& stored_dx) {
+    std::vector<double> sums(c.d_sublayer_bias_init.begin(), c.d_sublayer_bias_init.end());
+    for (int row = 0; row < c.N; ++row)
+        for (int col = 0; col < c.C; ++col) sums[col] += stored_dx[size_t(row) * c.C + col];
+    return sums;
+}
+
 bool bit_identical(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -373,7 +398,7 @@ void validate(int N, int C, const CaseConfig& config, const Variant* variant, st
     check("forward rstd", rstd, fwd.rstd, tolerance<float>());
 
     struct BackwardOutputs {
-        std::vector<float> dx, d_residual, dweight, dbias;
+        std::vector<float> dx, d_residual, dweight, dbias, d_sublayer_bias;
     };
     auto run_backward = [&] {
         c.prepare_backward();
@@ -384,6 +409,7 @@ void validate(int N, int C, const CaseConfig& config, const Variant* variant, st
         if (c.residual_grad_output() != nullptr) out.d_residual = workbench::download(c.residual_grad_output(), n);
         out.dweight = workbench::download(c.dweight.ptr, C);
         out.dbias = workbench::download(c.dbias.ptr, C);
+        if (config.sublayer_bias) out.d_sublayer_bias = workbench::download(c.d_sublayer_bias.ptr, C);
         return out;
     };
     const BackwardOutputs first = run_backward();
@@ -392,10 +418,14 @@ void validate(int N, int C, const CaseConfig& config, const Variant* variant, st
     if (c.residual_grad_output() != nullptr) check("backward d_residual", first.d_residual, bwd.d_sum, tolerance<R>());
     check("backward dweight (+=)", first.dweight, bwd.dweight, tolerance<float>());
     check("backward dbias (+=)", first.dbias, bwd.dbias, tolerance<float>());
+    if (config.sublayer_bias)
+        check("backward d_sublayer_bias (+=)", first.d_sublayer_bias, reference_dx_column_sums(c, first.dx),
+              tolerance<float>());
 
     const BackwardOutputs second = run_backward();
     const bool same = bit_identical(first.dx, second.dx) && bit_identical(first.d_residual, second.d_residual) &&
-                      bit_identical(first.dweight, second.dweight) && bit_identical(first.dbias, second.dbias);
+                      bit_identical(first.dweight, second.dweight) && bit_identical(first.dbias, second.dbias) &&
+                      bit_identical(first.d_sublayer_bias, second.d_sublayer_bias);
     std::printf("  %-28s %s  %s\n", "backward rerun", same ? "bit-identical" : "DIFFERS", same ? "ok" : "FAIL");
     tally.add(same);
 }
@@ -476,7 +506,8 @@ void benchmark(bool with_torch, std::mt19937_64& rng) {
                 device.name.c_str(), device.sm_count, kBenchmarkRows, kBenchmarkDropout, kEps, copy_gbs);
     std::printf("GB/s counts the bytes that must move: forward reads x, residual_in, writes residual_out, ln_out,\n"
                 "mean, rstd; backward reads d_ln_out (+ d_out_extra), the incoming residual gradient, the saved sum,\n"
-                "mean, rstd, writes dx and the residual gradient. Scratch traffic is overhead and not counted.\n"
+                "mean, rstd, writes dx and the residual gradient, and accumulates dweight, dbias and the column\n"
+                "sums of dx (the sublayer's bias gradient). Scratch traffic is overhead and not counted.\n"
                 "PyTorch (bf16 only): backward = time(forward + autograd.grad) - time(forward).\n");
 
     std::vector<workbench::BaselineTiming> torch_timings;

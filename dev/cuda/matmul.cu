@@ -4,9 +4,13 @@
 //
 // Validation (always): every layer of two small models (odd row counts, partial column tiles),
 // bf16 and fp16, through three contexts: fused epilogues only, unfused GEMM + kernel pairs only,
-// and autotuned. References are computed in double on the CPU from fresh random inputs (exactly
-// the rounded values the GPU reads); outputs are poisoned first; gradients accumulate onto random
-// initial values (checks +=); the backward pass is run twice and must give bit-identical results.
+// and autotuned. Each layer's backward asks for the bias gradients the trainer takes from it: qkv
+// the column sums of its dout (dbias), fc_proj the column sums of its input gradient through
+// GELU' (dbias_of_dinp: fc's bias gradient); the other biases
+// come from the LayerNorm backward (dev/cuda/layernorm.cu). References are computed in double on
+// the CPU from fresh random inputs (exactly the rounded values the GPU reads); outputs are
+// poisoned first; gradients accumulate onto random initial values (checks +=); the backward pass
+// is run twice and must give bit-identical results.
 // Benchmark (without --quick): GPT-2 small (M = B*T = 32768) and large (M = 16384) layer shapes,
 // forward and both backward GEMMs, in TFLOP/s: the plain GEMM (no epilogue: cuBLASLt's ceiling for
 // the shape), the fused epilogue, the unfused pair, the autotuned choice, and PyTorch eager and
@@ -21,6 +25,7 @@
 //     R = M rows. Tensor cores truncate when accumulating in fp32 (Fasi et al., "Numerical behavior
 //     of NVIDIA tensor cores", 2021): a bias of ~2^-24 relative per sequential step over ~R/16
 //     steps, (2/3)*2^-24*R/16 expected. We allow max(1e-5, 2^-24*R/8), 3x that.
+//   dbias_of_dinp: the column sums of dinp as stored, summed in fp32 (the fp32 tolerance above).
 #include <atomic>
 #include <map>
 #include <random>
@@ -37,14 +42,16 @@ struct LayerShape {
     int N, K;
     bool bias;
     bool gelu_out;  // forward applies GELU and saves the pre-activation (fc)
-    bool gelu_in;   // the layer's input was gelu(pre): the input gradient goes through GELU' (fc_proj)
+    bool gelu_in;   // the layer's input was gelu(pre): the input gradient goes through GELU', and
+                    // its column sums are the previous layer's bias gradient (fc_proj)
+    bool dbias;     // backward sums dout into this layer's bias gradient (qkv)
 };
 std::vector<LayerShape> model_layers(int C, int Vp) {
-    return {{"qkv", 3 * C, C, true, false, false},
-            {"attn_proj", C, C, true, false, false},
-            {"fc", 4 * C, C, true, true, false},
-            {"fc_proj", C, 4 * C, true, false, true},
-            {"lm_head", Vp, C, false, false, false}};
+    return {{"qkv", 3 * C, C, true, false, false, true},
+            {"attn_proj", C, C, true, false, false, false},
+            {"fc", 4 * C, C, true, true, false, false},
+            {"fc_proj", C, 4 * C, true, false, true, false},
+            {"lm_head", Vp, C, false, false, false, false}};
 }
 struct ModelShape {
     const char* name;
@@ -75,7 +82,7 @@ template <typename F> void parallel_for(int n, F&& f) {
 template <typename T> struct LayerBuffers {
     int M, N, K;
     T *inp, *weight, *bias = nullptr, *out, *pre_gelu = nullptr, *dout, *dinp, *inp_pre_gelu = nullptr;
-    float *dweight, *dbias = nullptr;
+    float *dweight, *dbias = nullptr, *dbias_of_dinp = nullptr;
     LayerBuffers(int M_, const LayerShape& s) : M(M_), N(s.N), K(s.K) {
         using workbench::device_alloc;
         const size_t MN = size_t(M) * N, MK = size_t(M) * K, NK = size_t(N) * K;
@@ -85,13 +92,14 @@ template <typename T> struct LayerBuffers {
         dout = device_alloc<T>(MN);
         dinp = device_alloc<T>(MK);
         dweight = device_alloc<float>(NK);
-        if (s.bias) bias = device_alloc<T>(N), dbias = device_alloc<float>(N);
+        if (s.bias) bias = device_alloc<T>(N);
+        if (s.dbias) dbias = device_alloc<float>(N);
         if (s.gelu_out) pre_gelu = device_alloc<T>(MN);
-        if (s.gelu_in) inp_pre_gelu = device_alloc<T>(MK);
+        if (s.gelu_in) inp_pre_gelu = device_alloc<T>(MK), dbias_of_dinp = device_alloc<float>(K);
     }
     ~LayerBuffers() {
         for (void* p : std::initializer_list<void*>{inp, weight, bias, out, pre_gelu, dout, dinp, inp_pre_gelu,
-                                                    dweight, dbias})
+                                                    dweight, dbias, dbias_of_dinp})
             if (p) CUDA_CHECK(cudaFree(p));
     }
     LayerBuffers(const LayerBuffers&) = delete;
@@ -102,7 +110,8 @@ template <typename T> void forward(MatmulContext& ctx, LayerBuffers<T>& b) {
     matmul_forward(ctx, b.out, b.pre_gelu, b.inp, b.weight, b.bias, b.M, b.N, b.K, nullptr);
 }
 template <typename T> void backward(MatmulContext& ctx, LayerBuffers<T>& b) {
-    matmul_backward(ctx, b.dinp, b.dweight, b.dbias, b.dout, b.inp, b.weight, b.inp_pre_gelu, b.M, b.N, b.K, nullptr);
+    matmul_backward(ctx, b.dinp, b.dbias_of_dinp, b.dweight, b.dbias, b.dout, b.inp, b.weight, b.inp_pre_gelu, b.M,
+                    b.N, b.K, nullptr);
 }
 
 // Rows `rows` of a row-major (R, width) device matrix, as floats.
@@ -161,6 +170,7 @@ bool validate_layer(MatmulContext& ctx, LayerBuffers<T>& b, const LayerShape& s,
     auto reset_gradients = [&] {
         fill_uniform(b.dweight, size_t(N) * K, initial_grad_seed);
         if (b.dbias) fill_uniform(b.dbias, N, initial_grad_seed + 1);
+        if (b.dbias_of_dinp) fill_uniform(b.dbias_of_dinp, K, initial_grad_seed + 2);
     };
     reset_gradients();
     workbench::poison(b.out, size_t(M) * N);
@@ -171,6 +181,8 @@ bool validate_layer(MatmulContext& ctx, LayerBuffers<T>& b, const LayerShape& s,
     const std::vector<int> weight_rows = sample_indices(N, 512, 16, rng);
     const std::vector<float> dweight_initial = download_rows(b.dweight, K, weight_rows);
     const std::vector<float> dbias_initial = b.dbias ? download_rows(b.dbias, N, {0}) : std::vector<float>{};
+    const std::vector<float> dbias_of_dinp_initial =
+        b.dbias_of_dinp ? download_rows(b.dbias_of_dinp, K, {0}) : std::vector<float>{};
 
     forward(ctx, b);
     backward(ctx, b);
@@ -180,13 +192,20 @@ bool validate_layer(MatmulContext& ctx, LayerBuffers<T>& b, const LayerShape& s,
     const std::vector<float> dinp = download_rows(b.dinp, K, rows);
     const std::vector<float> dweight = download_rows(b.dweight, K, weight_rows);
     const std::vector<float> dbias = b.dbias ? download_rows(b.dbias, N, {0}) : std::vector<float>{};
+    const std::vector<float> dbias_of_dinp =
+        b.dbias_of_dinp ? download_rows(b.dbias_of_dinp, K, {0}) : std::vector<float>{};
+    // All of dinp as stored: dbias_of_dinp is checked against its column sums.
+    const std::vector<float> dinp_all =
+        b.dbias_of_dinp ? workbench::download(b.dinp, size_t(M) * K) : std::vector<float>{};
 
     reset_gradients();
     backward(ctx, b);
     CUDA_CHECK(cudaDeviceSynchronize());
     const bool deterministic = bitwise_equal(dinp, download_rows(b.dinp, K, rows)) &&
                                bitwise_equal(dweight, download_rows(b.dweight, K, weight_rows)) &&
-                               (!b.dbias || bitwise_equal(dbias, download_rows(b.dbias, N, {0})));
+                               (!b.dbias || bitwise_equal(dbias, download_rows(b.dbias, N, {0}))) &&
+                               (!b.dbias_of_dinp ||
+                                bitwise_equal(dbias_of_dinp, download_rows(b.dbias_of_dinp, K, {0})));
 
     // Inputs as the GPU read them. dout's columns feed dweight/dbias: all of dout when dbias is
     // checked (bias layers are at most 4C wide), else only the sampled columns (the LM head's
@@ -232,6 +251,10 @@ bool validate_layer(MatmulContext& ctx, LayerBuffers<T>& b, const LayerShape& s,
         for (int m = 0; m < M; ++m)
             for (int n = 0; n < N; ++n) dbias_ref[n] += dout_all[size_t(m) * N + n];
     }
+    std::vector<double> dbias_of_dinp_ref(dbias_of_dinp_initial.begin(), dbias_of_dinp_initial.end());
+    if (b.dbias_of_dinp)
+        for (int m = 0; m < M; ++m)
+            for (int k = 0; k < K; ++k) dbias_of_dinp_ref[k] += dinp_all[size_t(m) * K + k];
 
     const double tol = storage_tolerance<T>();
     bool ok = workbench::report_check("out", workbench::compare(out, out_ref), tol);
@@ -239,6 +262,10 @@ bool validate_layer(MatmulContext& ctx, LayerBuffers<T>& b, const LayerShape& s,
     ok &= workbench::report_check(s.gelu_in ? "dinp (through GELU')" : "dinp", workbench::compare(dinp, dinp_ref), tol);
     ok &= workbench::report_check("dweight +=", workbench::compare(dweight, dweight_ref), fp32_sum_tolerance(M));
     if (b.dbias) ok &= workbench::report_check("dbias +=", workbench::compare(dbias, dbias_ref), fp32_sum_tolerance(M));
+    if (b.dbias_of_dinp) {
+        ok &= workbench::report_check("dbias_of_dinp +=", workbench::compare(dbias_of_dinp, dbias_of_dinp_ref),
+                                      fp32_sum_tolerance(M));
+    }
     std::printf("  %-28s %s\n", "backward run twice", deterministic ? "bit-identical  ok" : "DIFFERENT  FAIL");
     return ok && deterministic;
 }
@@ -341,18 +368,18 @@ bool benchmark_model(Contexts& ctx, const ModelShape& model, const std::map<std:
             rows.push_back({"fwd", plain, fwd(ctx.fused), fwd(ctx.unfused), fwd(ctx.autotuned), s.bias || s.gelu_out});
         }
         {
-            const double plain = time([&] { matmul_backward(ctx.fused, b.dinp, (float*)nullptr, (float*)nullptr, b.dout, (const T*)nullptr, b.weight, (const T*)nullptr, M, N, K, nullptr); });
+            const double plain = time([&] { matmul_backward(ctx.fused, b.dinp, (float*)nullptr, (float*)nullptr, (float*)nullptr, b.dout, (const T*)nullptr, b.weight, (const T*)nullptr, M, N, K, nullptr); });
             auto bwd = [&](MatmulContext& c) {
-                return time([&] { matmul_backward(c, b.dinp, (float*)nullptr, (float*)nullptr, b.dout, (const T*)nullptr, b.weight, b.inp_pre_gelu, M, N, K, nullptr); });
+                return time([&] { matmul_backward(c, b.dinp, b.dbias_of_dinp, (float*)nullptr, (float*)nullptr, b.dout, (const T*)nullptr, b.weight, b.inp_pre_gelu, M, N, K, nullptr); });
             };
             rows.push_back({"bwd_input", plain, bwd(ctx.fused), bwd(ctx.unfused), bwd(ctx.autotuned), s.gelu_in});
         }
         {
-            const double plain = time([&] { matmul_backward(ctx.fused, (T*)nullptr, b.dweight, (float*)nullptr, b.dout, b.inp, (const T*)nullptr, (const T*)nullptr, M, N, K, nullptr); });
-            auto bwd = [&](MatmulContext& c) {
-                return time([&] { matmul_backward(c, (T*)nullptr, b.dweight, b.dbias, b.dout, b.inp, (const T*)nullptr, (const T*)nullptr, M, N, K, nullptr); });
-            };
-            rows.push_back({"bwd_weight", plain, bwd(ctx.fused), bwd(ctx.unfused), bwd(ctx.autotuned), s.bias});
+            // Nothing to fuse: "auto" is the trainer's cost, the plain GEMM plus, for qkv, the
+            // column sum over dout.
+            const double plain = time([&] { matmul_backward(ctx.fused, (T*)nullptr, (float*)nullptr, b.dweight, (float*)nullptr, b.dout, b.inp, (const T*)nullptr, (const T*)nullptr, M, N, K, nullptr); });
+            const double with_bias = time([&] { matmul_backward(ctx.autotuned, (T*)nullptr, (float*)nullptr, b.dweight, b.dbias, b.dout, b.inp, (const T*)nullptr, (const T*)nullptr, M, N, K, nullptr); });
+            rows.push_back({"bwd_weight", plain, 0.0, 0.0, with_bias, false});
         }
         for (const Row& row : rows) {
             const std::string key =
@@ -402,8 +429,10 @@ int main(int argc, char** argv) {
             records.push_back(std::string(model.name) + " fp16:\n" + fp16_contexts.autotuned.tuning_record());
         }
         std::printf("\nTFLOP/s on %s. plain = the GEMM alone (cuBLASLt, no epilogue); fused = cuBLASLt epilogue;\n"
-                    "unfused = GEMM + our bias/GELU/column-sum kernels; auto = MatmulContext's per-shape choice;\n"
-                    "torch = F.linear / matmul (+gelu, +sum) in bf16, eager and torch.compile. All count 2*M*N*K.\n",
+                    "unfused = GEMM + our bias/GELU/column-sum kernels; auto = MatmulContext's per-shape choice\n"
+                    "(bwd_input of fc_proj includes fc's bias gradient; bwd_weight is always the plain GEMM, plus\n"
+                    "the column sum over dout for qkv's bias); torch = F.linear / matmul (+gelu, +sum) in bf16,\n"
+                    "eager and torch.compile, computing the same gradients. All count 2*M*N*K.\n",
                     device.name.c_str());
         std::printf("| model  dtype layer     pass            M      N     K |   plain |   fused | unfused |    auto "
                     "|   torch | compile |\n");

@@ -4,9 +4,10 @@ name = <model>.<layer>.<pass>.<dtype>.<eager|compiled> and pass is fwd, bwd_inpu
 
 What each pass computes (the work of our matmul_forward / matmul_backward for that layer):
   fwd         pre = F.linear(x, w, b); out = gelu_tanh(pre) for fc (both are kept, as ours)
-  bwd_input   dx = dout @ w, times gelu'(pre_in) for fc_proj
-  bwd_weight  dw = dout^T @ x, db = dout.sum(0) for layers with a bias (PyTorch writes bf16
-              gradients; ours accumulate into fp32, which moves more bytes)
+  bwd_input   dx = dout @ w, times gelu'(pre_in) for fc_proj, and dx.sum(0) there (fc's bias gradient)
+  bwd_weight  dw = dout^T @ x, db = dout.sum(0) for qkv (the other biases' gradients come from the
+              LayerNorm backward; PyTorch writes bf16 gradients; ours accumulate into fp32, which
+              moves more bytes)
 """
 import argparse
 
@@ -22,7 +23,10 @@ def forward(x, w, b, gelu: bool):
 
 def backward_input(dout, w, pre_in):
     dx = dout @ w
-    return torch.ops.aten.gelu_backward(dx, pre_in, approximate="tanh") if pre_in is not None else dx
+    if pre_in is None:
+        return dx
+    dx = torch.ops.aten.gelu_backward(dx, pre_in, approximate="tanh")
+    return dx, dx.sum(0)
 
 
 def backward_weight(dout, x, with_bias: bool):
@@ -31,10 +35,10 @@ def backward_weight(dout, x, with_bias: bool):
 
 
 def layers(C, vp):
-    # name, N, K, bias, gelu_out, gelu_in (as model_layers in matmul.cu)
-    return [("qkv", 3 * C, C, True, False, False), ("attn_proj", C, C, True, False, False),
-            ("fc", 4 * C, C, True, True, False), ("fc_proj", C, 4 * C, True, False, True),
-            ("lm_head", vp, C, False, False, False)]
+    # name, N, K, bias, gelu_out, gelu_in, dbias (as model_layers in matmul.cu)
+    return [("qkv", 3 * C, C, True, False, False, True), ("attn_proj", C, C, True, False, False, False),
+            ("fc", 4 * C, C, True, True, False, False), ("fc_proj", C, 4 * C, True, False, True, False),
+            ("lm_head", vp, C, False, False, False, False)]
 
 
 def main():
@@ -54,7 +58,7 @@ def main():
     for spec in args.models.split(","):
         model, M, C = spec.split(":")
         M, C = int(M), int(C)
-        for layer, N, K, bias, gelu_out, gelu_in in layers(C, args.vp):
+        for layer, N, K, bias, gelu_out, gelu_in, dbias in layers(C, args.vp):
             device = "cuda"
             x = torch.randn(M, K, device=device, dtype=dtype)
             w = torch.randn(N, K, device=device, dtype=dtype) / K**0.5
@@ -62,7 +66,7 @@ def main():
             dout = torch.randn(M, N, device=device, dtype=dtype)
             pre_in = torch.randn(M, K, device=device, dtype=dtype) if gelu_in else None
             cases = [("fwd", forward, (x, w, b, gelu_out)), ("bwd_input", backward_input, (dout, w, pre_in)),
-                     ("bwd_weight", backward_weight, (dout, x, bias))]
+                     ("bwd_weight", backward_weight, (dout, x, dbias))]
             with torch.no_grad():
                 for name, fn, fn_args in cases:
                     prefix = f"{model}.{layer}.{name}.{args.dtype}"

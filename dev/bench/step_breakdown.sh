@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Where one training step's time goes: every kernel of one steady-state step of train_gpt2cu,
+# timed by Nsight Compute, grouped by op, against the step's wall time from an unprofiled run.
+#
+#   dev/bench/step_breakdown.sh [--model M] [--batch B] [--seq-len T] [--out DIR] [--trainer PATH]
+#                               [-- extra train_gpt2cu arguments]
+#
+# Defaults: gpt2s, B=32, T=1024, bf16, dropout off, accumulation 1 (bench.sh's configuration).
+# Output: the breakdown (markdown) on stdout and in DIR/breakdown_<model>_b<B>.md, the raw ncu CSV
+# beside it; DIR = --out, else $OUT, else build/bench.
+#
+# Two runs: one without the profiler gives the median step time (the BENCH line); one under
+# `ncu --profile-from-start off` profiles only step --profile-step. ncu serializes kernels and
+# measures each alone (clocks and caches left as they are), so the kernel sum is each kernel's
+# own time; step time minus that sum is what the GPU spent between kernels (launch gaps, host
+# synchronizations, copies) plus any overlap that serialization removed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+model=gpt2s batch=32 seq_len=1024 out_dir=${OUT:-build/bench} trainer=./train_gpt2cu
+die() { echo "step_breakdown.sh: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --model) [ $# -ge 2 ] || die "--model needs a preset name"; model=$2; shift 2 ;;
+        --batch) [ $# -ge 2 ] || die "--batch needs a number"; batch=$2; shift 2 ;;
+        --seq-len) [ $# -ge 2 ] || die "--seq-len needs a number"; seq_len=$2; shift 2 ;;
+        --out) [ $# -ge 2 ] || die "--out needs a directory"; out_dir=$2; shift 2 ;;
+        --trainer) [ $# -ge 2 ] || die "--trainer needs a path"; trainer=$2; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --) shift; break ;;
+        *) die "unknown option '$1' (see --help)" ;;
+    esac
+done
+[ -x "$trainer" ] || die "$trainer is not built (run make train_gpt2cu)"
+ncu=$(command -v ncu || true)
+[ -n "$ncu" ] || die "Nsight Compute (ncu) is not on PATH; it is needed for the per-kernel times"
+mkdir -p "$out_dir" || die "cannot create $out_dir"
+tag="${model}_b${batch}_t${seq_len}"
+args=(-e "$model" --device-batch "$batch" --seq-len "$seq_len" --precision bf16 --global-batch-tokens 1
+      --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 --dataset tiny "$@")
+
+echo "step_breakdown.sh: $model B=$batch T=$seq_len: step time without the profiler ..." >&2
+"$trainer" "${args[@]}" --bench-steps 21 >"$out_dir/breakdown_${tag}_plain.log" 2>&1 ||
+    die "the unprofiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_plain.log")"
+bench_line=$(grep '^BENCH ' "$out_dir/breakdown_${tag}_plain.log" | tail -n1)
+step_ms=$(sed -n 's/.* step_ms=\([0-9.]*\).*/\1/p' <<<"$bench_line")
+[ -n "$step_ms" ] || die "no step_ms in the unprofiled run's BENCH line"
+
+echo "step_breakdown.sh: the kernels of step 8 under ncu ..." >&2
+csv="$out_dir/breakdown_${tag}.csv"
+"$ncu" --profile-from-start off --clock-control none --cache-control none --metrics gpu__time_duration.sum \
+    --csv --page raw --print-units base --log-file "$csv" \
+    "$trainer" "${args[@]}" --bench-steps 9 --profile-step 8 >"$out_dir/breakdown_${tag}_ncu.log" 2>&1 ||
+    die "the profiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_ncu.log")"
+
+python3 dev/bench/step_breakdown.py "$csv" --step-ms "$step_ms" \
+    --title "$model B=$batch T=$seq_len, bf16, $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n1)" |
+    tee "$out_dir/breakdown_${tag}.md"
