@@ -3,11 +3,11 @@
 // Math, per batch b and head h, with s = softmax_scale and queries/keys/values q_i, k_j, v_j:
 //   S_ij = s * q_i . k_j  for j <= i (causal; j > i is masked out)
 //   P_ij = exp(S_ij - lse_i),  lse_i = log sum_j exp(S_ij)            (the row's log-sum-exp)
-//   Pd_ij = P_ij * keep_ij / (1 - p)                                   (attention dropout)
+//   Pd_ij = P_ij * keep_ij * c                                         (attention dropout)
 //   O_i = sum_j Pd_ij v_j
 // Backward, with dO the gradient of O:
 //   dV_j = sum_i Pd_ij dO_i
-//   dP_ij = (dO_i . v_j) * keep_ij / (1 - p)
+//   dP_ij = (dO_i . v_j) * keep_ij * c
 //   D_i = sum_j P_ij dP_ij = dO_i . O_i                                 (one dot product per row)
 //   dS_ij = P_ij (dP_ij - D_i)
 //   dQ_i = s * sum_j dS_ij k_j,   dK_j = s * sum_i dS_ij q_i
@@ -15,13 +15,26 @@
 // Fused structure. The T x T matrices S and P never reach memory: forward streams key/value
 // tiles through shared memory and keeps a running (max, sum) per query row (online softmax),
 // saving only O and lse (memory linear in T). Backward recomputes P from lse. The dropout mask
-// is regenerated from DropoutParams (Philox of the element index ((b*NH + h)*T + i)*T + j), so
-// nothing mask-sized is stored either.
+// is regenerated from DropoutParams, so nothing mask-sized is stored either.
+//
+// Dropout mask (attention_keep in kernels/common.cuh): one Philox-4x32-10 call per (b, h, query
+// i, cell of 8 keys j >> 3), call id ((b*NH + h)*T + i) * ceil(T/8) + (j >> 3); its four words
+// hold eight 16-bit values, key j taking half (j & 1) of word (j & 7) >> 1; keep_ij iff the
+// value >= threshold = round(p * 65536), and c = 1 / (1 - threshold / 65536) (the effective
+// rate is p rounded to a multiple of 2^-16). Philox dominates the cost of dropout, so the
+// tensor-core kernels compute each call once per warp and trade the keep bits between the lanes
+// that hold its 8 keys (see tile_keep): 1/8 of a call per element in all three kernels.
 //
 // Determinism: no floating-point atomics. Backward is three kernels: D = rowsum(dO * O); dK and
 // dV by key tile (each block loops over the query tiles that see its keys); dQ by query tile
 // (each block loops over its key tiles). The price is computing S and dP twice (7 matmuls per
 // tile pair instead of FlashAttention-2's 5 with atomic dQ); see dev/cuda/attention_notes.md.
+//
+// Launch order: grids are (tiles, NH, B) with the tile index fastest, so the blocks running at
+// once are the tiles of a few heads and share those heads' K/V (forward, dQ) or Q/dO (dK/dV) in
+// L2. With heads fastest, the ~400 resident blocks on an H100 spanned every head of a GPT-2
+// batch (150 MB of qkv, three times L2): ncu measured the forward at a 45% L2 hit rate and
+// 2.57 TB/s of DRAM traffic, memory-bound.
 //
 // Two kernel families compute the same function:
 //   TensorCores: FlashAttention-2-style kernels on mma.sync m16n8k16 (fp32 accumulation),
@@ -68,35 +81,16 @@ __device__ inline float shuffle_sum4(float x) {
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-__host__ __device__ inline uint64_t dropout_element(int b, int h, int NH, int seq_len, int query, int key) {
-    return (static_cast<uint64_t>(b * NH + h) * seq_len + query) * seq_len + key;
-}
-
-__device__ inline uint32_t philox_word(const uint4& words, uint32_t lane) {
-    return lane == 0 ? words.x : lane == 1 ? words.y : lane == 2 ? words.z : words.w;
-}
-
-// Keep flags of elements `element` and `element + 1` (two neighbouring keys of one query row)
-// with one Philox call unless the pair straddles a group of four.
-__device__ inline void dropout_keep_pair(const DropoutParams& drop, uint64_t element, bool& keep0, bool& keep1) {
-    const uint4 words = drop.random_words(element >> 2);
-    const uint32_t lane = static_cast<uint32_t>(element & 3);
-    const uint32_t word0 = philox_word(words, lane);
-    const uint32_t word1 = lane == 3 ? drop.random_words((element + 1) >> 2).x : philox_word(words, lane + 1);
-    keep0 = uniform_from_bits(word0) >= drop.p;
-    keep1 = uniform_from_bits(word1) >= drop.p;
-}
-
 inline void check_attention_arguments(const char* who, const void* qkv, const void* out, int B, int T, int NH,
                                       int HD, float softmax_scale, const DropoutParams& drop) {
     REQUIRE(HD == 64 || HD == 80 || HD == 96 || HD == 128,
             "%s: head dimension %d is not supported; use d_model / n_head in {64, 80, 96, 128}", who, HD);
     REQUIRE(B >= 1 && T >= 1 && NH >= 1, "%s: empty shape B=%d T=%d NH=%d", who, B, T, NH);
     REQUIRE(B <= 65535, "%s: batch size %d exceeds the grid limit 65535; split the batch", who, B);
-    REQUIRE(T <= 65535 * 16, "%s: sequence length %d is too long for the query-tile grid", who, T);
     REQUIRE(softmax_scale > 0.0f && std::isfinite(softmax_scale), "%s: softmax_scale %g must be positive",
             who, softmax_scale);
-    REQUIRE(drop.p >= 0.0f && drop.p < 1.0f, "%s: attention dropout probability %g must be in [0, 1)", who,
+    REQUIRE(drop.p >= 0.0f && attention_dropout_rate(drop.p).threshold < 65536u,
+            "%s: attention dropout probability %g must be in [0, 1 - 2^-17) (the mask resolves p to 2^-16)", who,
             drop.p);
     REQUIRE(is_aligned16(qkv) && is_aligned16(out),
             "%s: qkv and out/dout must be 16-byte aligned (allocate them with cudaMalloc or arena offsets "
@@ -192,8 +186,8 @@ __global__ void __launch_bounds__(kThreads)
     float* v_s = k_s + kTile * RF;     // (kTile, RF)
     float* p_s = v_s + kTile * RF;     // (kTile, kScoreStride)
 
-    const int h = blockIdx.x, b = blockIdx.y;
-    const int q_tile = gridDim.z - 1 - blockIdx.z;  // most key tiles first: better tail balance
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int q_tile = gridDim.x - 1 - blockIdx.x;  // most key tiles first: better tail balance
     const int q0 = q_tile * kTile;
     const int64_t row_stride = 3LL * NH * HD;
     const T* q_g = qkv + static_cast<int64_t>(b) * seq_len * row_stride + static_cast<int64_t>(h) * HD;
@@ -237,8 +231,7 @@ __global__ void __launch_bounds__(kThreads)
             const int c = sub + 4 * i;
             float p = exp2f((s[i] - base) * scale_log2);
             row_sum += p;
-            if (drop.enabled() && k0 + c <= query && !drop.keep(dropout_element(b, h, NH, seq_len, query, k0 + c)))
-                p = 0.0f;
+            if (drop.enabled() && k0 + c <= query && !attention_keep(drop, b, h, NH, seq_len, query, k0 + c)) p = 0.0f;
             p_s[r * kScoreStride + c] = p;
         }
         __syncwarp();  // a row's probabilities are written and read by the same quad
@@ -251,7 +244,7 @@ __global__ void __launch_bounds__(kThreads)
 
     row_sum = shuffle_sum4(row_sum);
     if (query >= seq_len) return;
-    const float inv = (drop.enabled() ? drop.scale() : 1.0f) / row_sum;
+    const float inv = (drop.enabled() ? attention_dropout_rate(drop.p).scale : 1.0f) / row_sum;
     T* o = out + ((static_cast<int64_t>(b) * seq_len + query) * NH + h) * HD;
 #pragma unroll
     for (int i = 0; i < kDims; ++i) o[sub + 4 * i] = from_float<T>(acc[i] * inv);
@@ -271,8 +264,8 @@ __global__ void __launch_bounds__(kThreads)
     float* v_s = k_s + kTile * RF;      // (kTile, RF)
     float* ds_s = v_s + kTile * RF;     // (kTile, kScoreStride)
 
-    const int h = blockIdx.x, b = blockIdx.y;
-    const int q_tile = gridDim.z - 1 - blockIdx.z;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int q_tile = gridDim.x - 1 - blockIdx.x;
     const int q0 = q_tile * kTile;
     const int64_t row_stride = 3LL * NH * HD;
     const T* q_g = qkv + static_cast<int64_t>(b) * seq_len * row_stride + static_cast<int64_t>(h) * HD;
@@ -289,7 +282,7 @@ __global__ void __launch_bounds__(kThreads)
     const float lse_log2 = query < seq_len ? lse[stat_index] * kLog2e : 0.0f;
     const float d_row = query < seq_len ? row_dot[stat_index] : 0.0f;
     const float scale_log2 = softmax_scale * kLog2e;
-    const float drop_scale = drop.enabled() ? drop.scale() : 1.0f;
+    const float drop_scale = drop.enabled() ? attention_dropout_rate(drop.p).scale : 1.0f;
     float acc[kDims];
 #pragma unroll
     for (int i = 0; i < kDims; ++i) acc[i] = 0.0f;
@@ -308,7 +301,7 @@ __global__ void __launch_bounds__(kThreads)
                 const float p = exp2f(dot_rows<HD>(q_s + r * RF, k_s + c * RF) * scale_log2 - lse_log2);
                 float dp = dot_rows<HD>(do_s + r * RF, v_s + c * RF);
                 if (drop.enabled())
-                    dp = drop.keep(dropout_element(b, h, NH, seq_len, query, key)) ? dp * drop_scale : 0.0f;
+                    dp = attention_keep(drop, b, h, NH, seq_len, query, key) ? dp * drop_scale : 0.0f;
                 ds = p * (dp - d_row);
             }
             ds_s[r * kScoreStride + c] = ds;
@@ -342,8 +335,8 @@ __global__ void __launch_bounds__(kThreads)
     float* lse_s = ds_s + kTile * kScoreStride; // (kTile) in log2 units
     float* d_s = lse_s + kTile;                 // (kTile)
 
-    const int h = blockIdx.x, b = blockIdx.y;
-    const int k_tile = blockIdx.z;  // tile 0 sees every query: heaviest first
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int k_tile = blockIdx.x;  // tile 0 sees every query: heaviest first
     const int k0 = k_tile * kTile;
     const int64_t row_stride = 3LL * NH * HD;
     const T* q_g = qkv + static_cast<int64_t>(b) * seq_len * row_stride + static_cast<int64_t>(h) * HD;
@@ -357,7 +350,7 @@ __global__ void __launch_bounds__(kThreads)
     const int r = threadIdx.x / 4, sub = threadIdx.x % 4;
     const int key = k0 + r;
     const float scale_log2 = softmax_scale * kLog2e;
-    const float drop_scale = drop.enabled() ? drop.scale() : 1.0f;
+    const float drop_scale = drop.enabled() ? attention_dropout_rate(drop.p).scale : 1.0f;
     float dk[kDims], dv[kDims];
 #pragma unroll
     for (int i = 0; i < kDims; ++i) dk[i] = dv[i] = 0.0f;
@@ -384,7 +377,7 @@ __global__ void __launch_bounds__(kThreads)
                 float dp = dot_rows<HD>(v_s + r * RF, do_s + c * RF);
                 pd = p;
                 if (drop.enabled()) {
-                    const bool keep = drop.keep(dropout_element(b, h, NH, seq_len, query, key));
+                    const bool keep = attention_keep(drop, b, h, NH, seq_len, query, key);
                     pd = keep ? p * drop_scale : 0.0f;
                     dp = keep ? dp * drop_scale : 0.0f;
                 }
@@ -418,7 +411,7 @@ void forward(T* out, float* lse, const T* qkv, int B, int T_len, int NH, float s
              cudaStream_t stream) {
     const size_t smem = (3 * kTile * row_floats<HD>() + kTile * kScoreStride) * sizeof(float);
     allow_dynamic_smem(forward_kernel<T, HD>, smem);
-    const dim3 grid(NH, B, ceil_div(T_len, kTile));
+    const dim3 grid(ceil_div(T_len, kTile), NH, B);
     forward_kernel<T, HD><<<grid, kThreads, smem, stream>>>(out, lse, qkv, T_len, NH, softmax_scale, drop);
     CUDA_CHECK_LAUNCH();
 }
@@ -426,7 +419,7 @@ void forward(T* out, float* lse, const T* qkv, int B, int T_len, int NH, float s
 template <typename T, int HD>
 void backward(T* dqkv, const float* row_dot, const T* dout, const T* qkv, const float* lse, int B, int T_len, int NH,
               float softmax_scale, DropoutParams drop, cudaStream_t stream) {
-    const dim3 grid(NH, B, ceil_div(T_len, kTile));
+    const dim3 grid(ceil_div(T_len, kTile), NH, B);
     const size_t dq_smem = (4 * kTile * row_floats<HD>() + kTile * kScoreStride) * sizeof(float);
     allow_dynamic_smem(backward_dq_kernel<T, HD>, dq_smem);
     backward_dq_kernel<T, HD><<<grid, kThreads, dq_smem, stream>>>(dqkv, qkv, dout, lse, row_dot, T_len, NH,
@@ -594,6 +587,64 @@ __device__ inline void store_rows(T* dst, int64_t row_stride, const T* src /*(16
     }
 }
 
+// Attention dropout on a warp's 16 x 8NT score tile in C fragments. Lane (g, t) holds elements
+// (nt, e), e = 0..3, at tile row g + 8 (e >> 1), column 8 nt + 2t + (e & 1):
+//   row layout (forward, dQ; S = Q K^T): rows are queries, columns keys;
+//   key-row layout (dK/dV; S^T = K Q^T): rows are keys, columns queries.
+// The tile needs 16 NT Philox calls (attention_keep: one per query and cell of 8 keys), and the
+// 8 values of each call belong to one group of lanes: in the row layout the quad sharing g (cell
+// nt of row g + 8i, lane t taking keys 2t, 2t+1), in the key-row layout the 8 lanes sharing t
+// (query 8 nt + 2t + (e & 1), cell of keys 8i..8i+7, lane g taking key g). Rather than have every
+// lane recompute whole calls, member s of a group computes calls c = GROUP n + s of its group
+// (n = 0 .. NT/2 - 1) and stores each call's keep byte (attention_keep_byte) at byte n % 4 of a
+// word; transpose_keep_bits then hands every member the flags of its own keys. The group's calls
+// are numbered c = 2 nt + (e >> 1) (row layout) or c = 4 nt + e (key-row layout), which puts the
+// flag of element (nt, e) at bit 4 (nt % 8) + e of word nt / 8 in both layouts (TileKeep).
+
+// Transposes keep bits within groups of GROUP (4 or 8) lanes, lanes STRIDE apart. Before: member
+// s holds in byte j the 8 flags of one call. After: member d holds in byte j, at bits W s .. W s
+// + W - 1 (W = 8 / GROUP), member s's flags W d .. W d + W - 1 of byte j. A butterfly: each step
+// swaps one bit of the position within the byte with one bit of the member index, with one
+// shuffle (cheaper than exchanging whole 32-bit words: 2 or 3 shuffles for 4 calls per lane).
+template <int GROUP, int STRIDE> __device__ inline uint32_t transpose_keep_bits(uint32_t bits, int member) {
+    static_assert(GROUP == 4 || GROUP == 8, "a group covers the 8 keys of a cell in W = 8 / GROUP bits per lane");
+    constexpr int kFirstLevel = GROUP == 4 ? 1 : 0;  // log2(W): position bits below it stay in place
+#pragma unroll
+    for (int level = kFirstLevel; level < 3; ++level) {
+        // Byte positions with bit `level` set; member bit (level - kFirstLevel) trades places with it.
+        const uint32_t upper = level == 0 ? 0xAAAAAAAAu : level == 1 ? 0xCCCCCCCCu : 0xF0F0F0F0u;
+        const int shift = 1 << level, member_bit = level - kFirstLevel;
+        const bool upper_member = (member >> member_bit) & 1;
+        const uint32_t send = upper_member ? (bits & ~upper) << shift : (bits & upper) >> shift;
+        const uint32_t received = __shfl_xor_sync(0xffffffffu, send, STRIDE << member_bit);
+        bits = (bits & (upper_member ? upper : ~upper)) | received;
+    }
+    return bits;
+}
+
+// Keep flags of a warp's score tile (layout above); element (nt, e) is kept iff keep(nt, e).
+template <int NT> struct TileKeep {
+    uint32_t words[(NT + 7) / 8] = {};
+    __device__ bool operator()(int nt, int e) const { return (words[nt >> 3] >> (4 * (nt & 7) + e)) & 1u; }
+};
+
+// call_id(n): the Philox call id of this lane's n-th call, group call GROUP n + member. Every lane
+// of the warp must take part (shuffles); calls of masked elements are computed like the others.
+template <int NT, int GROUP, int STRIDE, typename CallId>
+__device__ inline TileKeep<NT> tile_keep(const DropoutParams& drop, uint32_t threshold, int member, CallId call_id) {
+    static_assert(NT % 2 == 0, "16 NT calls over 32 lanes");
+    TileKeep<NT> keep;
+#pragma unroll
+    for (int w = 0; w < (NT + 7) / 8; ++w) {
+        uint32_t bytes = 0;
+#pragma unroll
+        for (int j = 0; j < 4 && 4 * w + j < NT / 2; ++j)
+            bytes |= attention_keep_byte(drop.random_words(call_id(4 * w + j)), threshold) << (8 * j);
+        keep.words[w] = transpose_keep_bits<GROUP, STRIDE>(bytes, member);
+    }
+    return keep;
+}
+
 // Forward. Block: NWARPS warps x 16 query rows; loops over key tiles of BK keys up to the
 // diagonal, K and V double-buffered so the copy of tile j+1 overlaps the math of tile j.
 template <typename T, int HD, int NWARPS, int BK>
@@ -609,8 +660,8 @@ __global__ void __launch_bounds__(NWARPS * 32)
     T* k_s = q_s + BQ * P;                    // (2, BK, P)
     T* v_s = k_s + 2 * BK * P;                // (2, BK, P)
 
-    const int h = blockIdx.x, b = blockIdx.y;
-    const int q_tile = gridDim.z - 1 - blockIdx.z;  // most key tiles first: better tail balance
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int q_tile = gridDim.x - 1 - blockIdx.x;  // most key tiles first: better tail balance
     const int q0 = q_tile * BQ;
     const int q_rows = min(BQ, seq_len - q0);
     const int num_k_tiles = ceil_div(q0 + q_rows, BK);
@@ -629,6 +680,10 @@ __global__ void __launch_bounds__(NWARPS * 32)
     const bool warp_active = warp_q0 < seq_len;  // warp-uniform
     const int row[2] = {warp_q0 + lane / 4, warp_q0 + lane / 4 + 8};
     const float scale_log2 = softmax_scale * kLog2e;
+    const AttentionDropoutRate drop_rate = attention_dropout_rate(drop.p);
+    // This lane's dropout calls in key tile k0 (tile_keep, row layout): row g + 8 (t & 1), cells
+    // k0/8 + 2n + (t >> 1).
+    const uint64_t drop_call0 = attention_dropout_call(b, h, NH, seq_len, row[0] + 8 * (t & 1), t >> 1);
 
     cp_async_wait_all();
     __syncthreads();
@@ -705,17 +760,15 @@ __global__ void __launch_bounds__(NWARPS * 32)
                     row_sum[i] += s[nt][e];
                 }
         }
-        // Dropout zeroes probabilities after they entered the softmax sum; 1/(1-p) is applied once at the end.
+        // Dropout zeroes probabilities after they entered the softmax sum; its scale is applied once at the end.
         if (drop.enabled()) {
+            const TileKeep<NK> keep = tile_keep<NK, 4, 1>(drop, drop_rate.threshold, t,
+                                                          [&](int n) { return drop_call0 + k0 / 8 + 2 * n; });
 #pragma unroll
             for (int nt = 0; nt < NK; ++nt)
 #pragma unroll
-                for (int i = 0; i < 2; ++i) {
-                    bool keep0, keep1;
-                    dropout_keep_pair(drop, dropout_element(b, h, NH, seq_len, row[i], k0 + nt * 8 + 2 * t), keep0, keep1);
-                    if (!keep0) s[nt][2 * i] = 0.0f;
-                    if (!keep1) s[nt][2 * i + 1] = 0.0f;
-                }
+                for (int e = 0; e < 4; ++e)
+                    if (!keep(nt, e)) s[nt][e] = 0.0f;
         }
 #pragma unroll
         for (int kc = 0; kc < BK / 16; ++kc) {
@@ -732,7 +785,7 @@ __global__ void __launch_bounds__(NWARPS * 32)
     }
     if (!warp_active) return;  // no block-wide barrier follows
 
-    const float drop_scale = drop.enabled() ? drop.scale() : 1.0f;
+    const float drop_scale = drop.enabled() ? drop_rate.scale : 1.0f;
     float inv[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
@@ -762,8 +815,8 @@ __global__ void __launch_bounds__(NWARPS * 32)
     T* k_s = do_s + BQ * P;                   // (2, BK, P)
     T* v_s = k_s + 2 * BK * P;                // (2, BK, P)
 
-    const int h = blockIdx.x, b = blockIdx.y;
-    const int q_tile = gridDim.z - 1 - blockIdx.z;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int q_tile = gridDim.x - 1 - blockIdx.x;
     const int q0 = q_tile * BQ;
     const int q_rows = min(BQ, seq_len - q0);
     const int num_k_tiles = ceil_div(q0 + q_rows, BK);
@@ -784,7 +837,10 @@ __global__ void __launch_bounds__(NWARPS * 32)
     const bool warp_active = warp_q0 < seq_len;
     const int row[2] = {warp_q0 + lane / 4, warp_q0 + lane / 4 + 8};
     const float scale_log2 = softmax_scale * kLog2e;
-    const float drop_scale = drop.enabled() ? drop.scale() : 1.0f;
+    const AttentionDropoutRate drop_rate = attention_dropout_rate(drop.p);
+    const float drop_scale = drop.enabled() ? drop_rate.scale : 1.0f;
+    // This lane's dropout calls in key tile k0, as in forward.
+    const uint64_t drop_call0 = attention_dropout_call(b, h, NH, seq_len, row[0] + 8 * (t & 1), t >> 1);
     const int64_t stat_base = (static_cast<int64_t>(b) * NH + h) * seq_len;
     float lse_log2[2], d_row[2];
 #pragma unroll
@@ -841,6 +897,10 @@ __global__ void __launch_bounds__(NWARPS * 32)
             }
         }
         const bool masked_tile = k0 + BK - 1 > warp_q0;
+        TileKeep<NK> keep;
+        if (drop.enabled())
+            keep = tile_keep<NK, 4, 1>(drop, drop_rate.threshold, t,
+                                       [&](int n) { return drop_call0 + k0 / 8 + 2 * n; });
         // dS = P (dP - D), written over s.
 #pragma unroll
         for (int nt = 0; nt < NK; ++nt)
@@ -855,10 +915,8 @@ __global__ void __launch_bounds__(NWARPS * 32)
                 }
                 float dp0 = dp[nt][2 * i], dp1 = dp[nt][2 * i + 1];
                 if (drop.enabled()) {
-                    bool keep0, keep1;
-                    dropout_keep_pair(drop, dropout_element(b, h, NH, seq_len, row[i], key), keep0, keep1);
-                    dp0 = keep0 ? dp0 * drop_scale : 0.0f;
-                    dp1 = keep1 ? dp1 * drop_scale : 0.0f;
+                    dp0 = keep(nt, 2 * i) ? dp0 * drop_scale : 0.0f;
+                    dp1 = keep(nt, 2 * i + 1) ? dp1 * drop_scale : 0.0f;
                 }
                 s[nt][2 * i] = p0 * (dp0 - d_row[i]);
                 s[nt][2 * i + 1] = p1 * (dp1 - d_row[i]);
@@ -904,8 +962,8 @@ __global__ void __launch_bounds__(NWARPS * 32)
     float* lse_s = reinterpret_cast<float*>(do_s + 2 * BQ * P);  // (2, BQ)
     float* d_s = lse_s + 2 * BQ;                            // (2, BQ)
 
-    const int h = blockIdx.x, b = blockIdx.y;
-    const int k0 = blockIdx.z * BKV;  // key tile 0 sees every query: heaviest first
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int k0 = blockIdx.x * BKV;  // key tile 0 sees every query: heaviest first
     const int first_q_tile = k0 / BQ, num_q_tiles = ceil_div(seq_len, BQ);
     const int64_t row_stride = 3LL * NH * HD, out_stride = static_cast<int64_t>(NH) * HD;
     const T* q_g = qkv + static_cast<int64_t>(b) * seq_len * row_stride + static_cast<int64_t>(h) * HD;
@@ -931,7 +989,15 @@ __global__ void __launch_bounds__(NWARPS * 32)
     const bool warp_active = warp_k0 < seq_len;
     const int key[2] = {warp_k0 + lane / 4, warp_k0 + lane / 4 + 8};
     const float scale_log2 = softmax_scale * kLog2e;
-    const float drop_scale = drop.enabled() ? drop.scale() : 1.0f;
+    const AttentionDropoutRate drop_rate = attention_dropout_rate(drop.p);
+    const float drop_scale = drop.enabled() ? drop_rate.scale : 1.0f;
+    // This lane's dropout calls in query tile qs0 (tile_keep, key-row layout, member g = lane / 4):
+    // queries qs0 + 16n + 8 (g >> 2) + 2t + (g & 1), key cell warp_k0/8 + ((g >> 1) & 1). Call ids
+    // are linear in the query: query q + d has call id + d * ceil(T/8).
+    const int g = lane / 4;
+    const uint64_t drop_call0 =
+        attention_dropout_call(b, h, NH, seq_len, 8 * (g >> 2) + 2 * t + (g & 1), warp_k0 / 8 + ((g >> 1) & 1));
+    const uint64_t drop_calls_per_query = ceil_div(seq_len, 8);
 
     float dk[ND][4], dv[ND][4];
 #pragma unroll
@@ -981,6 +1047,11 @@ __global__ void __launch_bounds__(NWARPS * 32)
         }
         // Masked: key after query (causal), or query past the sequence end (partial last tile).
         const bool masked_tile = warp_k0 + 15 > qs0 || qs0 + BQ > seq_len;
+        TileKeep<NQ> keep;
+        if (drop.enabled())
+            keep = tile_keep<NQ, 8, 4>(drop, drop_rate.threshold, g, [&](int n) {
+                return drop_call0 + static_cast<uint64_t>(qs0 + 16 * n) * drop_calls_per_query;
+            });
         // st := dropped P^T, dpt := dS^T
 #pragma unroll
         for (int nt = 0; nt < NQ; ++nt)
@@ -991,9 +1062,8 @@ __global__ void __launch_bounds__(NWARPS * 32)
                 if (masked_tile && (k > query || query >= seq_len)) p = 0.0f;
                 float dpv = dpt[nt][e], pd = p;
                 if (drop.enabled()) {
-                    const bool keep = drop.keep(dropout_element(b, h, NH, seq_len, query, k));
-                    pd = keep ? p * drop_scale : 0.0f;
-                    dpv = keep ? dpv * drop_scale : 0.0f;
+                    pd = keep(nt, e) ? p * drop_scale : 0.0f;
+                    dpv = keep(nt, e) ? dpv * drop_scale : 0.0f;
                 }
                 st[nt][e] = pd;
                 dpt[nt][e] = p * (dpv - d_t[col]);
@@ -1033,7 +1103,7 @@ void forward(T* out, float* lse, const T* qkv, int B, int T_len, int NH, float s
     constexpr int BQ = 16 * NWARPS;
     const size_t smem = static_cast<size_t>(BQ + 4 * BK) * smem_pitch<HD>() * sizeof(T);
     allow_dynamic_smem(forward_kernel<T, HD, NWARPS, BK>, smem);
-    forward_kernel<T, HD, NWARPS, BK><<<dim3(NH, B, ceil_div(T_len, BQ)), NWARPS * 32, smem, stream>>>(
+    forward_kernel<T, HD, NWARPS, BK><<<dim3(ceil_div(T_len, BQ), NH, B), NWARPS * 32, smem, stream>>>(
         out, lse, qkv, T_len, NH, softmax_scale, drop);
     CUDA_CHECK_LAUNCH();
 }
@@ -1044,7 +1114,7 @@ void backward_dq(T* dqkv, const float* row_dot, const T* dout, const T* qkv, con
     constexpr int BQ = 16 * NWARPS;
     const size_t smem = static_cast<size_t>(2 * BQ + 4 * BK) * smem_pitch<HD>() * sizeof(T);
     allow_dynamic_smem(backward_dq_kernel<T, HD, NWARPS, BK>, smem);
-    backward_dq_kernel<T, HD, NWARPS, BK><<<dim3(NH, B, ceil_div(T_len, BQ)), NWARPS * 32, smem, stream>>>(
+    backward_dq_kernel<T, HD, NWARPS, BK><<<dim3(ceil_div(T_len, BQ), NH, B), NWARPS * 32, smem, stream>>>(
         dqkv, qkv, dout, lse, row_dot, T_len, NH, softmax_scale, drop);
     CUDA_CHECK_LAUNCH();
 }
@@ -1056,7 +1126,7 @@ void backward_dkdv(T* dqkv, const float* row_dot, const T* dout, const T* qkv, c
     const size_t smem =
         static_cast<size_t>(2 * BKV + 4 * BQ) * smem_pitch<HD>() * sizeof(T) + 4 * BQ * sizeof(float);
     allow_dynamic_smem(backward_dkdv_kernel<T, HD, NWARPS, BQ>, smem);
-    backward_dkdv_kernel<T, HD, NWARPS, BQ><<<dim3(NH, B, ceil_div(T_len, BKV)), NWARPS * 32, smem, stream>>>(
+    backward_dkdv_kernel<T, HD, NWARPS, BQ><<<dim3(ceil_div(T_len, BKV), NH, B), NWARPS * 32, smem, stream>>>(
         dqkv, qkv, dout, lse, row_dot, T_len, NH, softmax_scale, drop);
     CUDA_CHECK_LAUNCH();
 }

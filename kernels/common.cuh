@@ -5,6 +5,7 @@
 // get their stream and library handles from their caller.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -157,3 +158,61 @@ struct DropoutParams {
         return uniform_from_bits(word) >= p;
     }
 };
+
+// ---------------------------------------------------------------------------------------------
+// Attention-probability dropout: its own mask, 16 random bits per element instead of 32.
+//
+// The T x T probabilities of every (batch, head) outnumber the elements of every other dropout
+// site, and the attention kernels regenerate their mask three times (forward, dQ, dK/dV), so one
+// Philox call serves 8 keys of a query row:
+//   * call id = ((b*NH + h)*T + q) * ceil(T/8) + (k >> 3) for batch b, head h, query q, key k: one
+//     call per query row and cell of 8 keys; counter and key as in DropoutParams::random_words;
+//   * key k takes word (k & 7) >> 1 of the call, its low 16 bits for even k, high 16 bits for odd k;
+//   * kept iff that 16-bit value >= threshold = min(65536, round(p * 65536)) (p as fp32, rounded
+//     to nearest even), so the effective drop rate is threshold / 65536, within 2^-17 of p; kept
+//     values are scaled by 1 / (1 - threshold / 65536) in fp32, which keeps E[dropout(x)] = x exactly.
+// dev/reference/philox.py mirrors this (attention_keep_mask), tests/reference_cpu.sh checks it.
+
+struct AttentionDropoutRate {
+    uint32_t threshold;  // 16-bit random values below it are dropped
+    float scale;         // 1 / (1 - threshold / 65536), for the kept values
+};
+
+__host__ __device__ inline AttentionDropoutRate attention_dropout_rate(float p) {
+    AttentionDropoutRate rate;
+    const uint32_t rounded = static_cast<uint32_t>(lrintf(p * 65536.0f));  // p * 2^16 is exact
+    rate.threshold = rounded < 65536u ? rounded : 65536u;
+    const float kept_fraction = 1.0f - static_cast<float>(rate.threshold) * (1.0f / 65536.0f);  // exact
+#ifdef __CUDA_ARCH__
+    rate.scale = __frcp_rn(kept_fraction);  // correctly rounded under --use_fast_math too: equals the host's
+#else
+    rate.scale = 1.0f / kept_fraction;
+#endif
+    return rate;
+}
+
+// Philox call id of (b, h, query q, key cell `cell` = k >> 3) of a T x T probability matrix.
+__host__ __device__ inline uint64_t attention_dropout_call(int b, int h, int NH, int T, int q, int cell) {
+    return ((static_cast<uint64_t>(b) * NH + h) * T + q) * static_cast<uint64_t>((T + 7) / 8) + cell;
+}
+
+// The 16-bit random value of key `key_in_cell` (k & 7) in its call's four words.
+__host__ __device__ inline uint32_t attention_random16(const uint4& words, int key_in_cell) {
+    const int index = key_in_cell >> 1;
+    const uint32_t word = index == 0 ? words.x : index == 1 ? words.y : index == 2 ? words.z : words.w;
+    return (word >> (16 * (key_in_cell & 1))) & 0xFFFFu;
+}
+
+// Keep flags of a whole cell from its call's words: bit j for key 8 * cell + j.
+__host__ __device__ inline uint32_t attention_keep_byte(const uint4& words, uint32_t threshold) {
+    uint32_t byte = 0;
+    for (int j = 0; j < 8; ++j) byte |= static_cast<uint32_t>(attention_random16(words, j) >= threshold) << j;
+    return byte;
+}
+
+// Whether probability (q, k) of head (b, h) is kept: the scalar definition, used by the CUDA-core
+// kernels and the CPU references (the tensor-core kernels share calls between lanes instead).
+__host__ __device__ inline bool attention_keep(const DropoutParams& drop, int b, int h, int NH, int T, int q, int k) {
+    const uint4 words = drop.random_words(attention_dropout_call(b, h, NH, T, q, k >> 3));
+    return attention_random16(words, k & 7) >= attention_dropout_rate(drop.p).threshold;
+}

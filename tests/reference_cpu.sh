@@ -3,7 +3,7 @@
 # answer, gradient checks), sane outputs in several modes, determinism through its own
 # checkpoint, bad-input errors, a bundle written by Python read back (and re-written
 # byte-identically) by host/tensor_bundle.cpp, and its dropout masks equal, bit for bit, to
-# kernels/common.cuh's DropoutParams::keep (when nvcc is present). Exit 0 = pass.
+# kernels/common.cuh's DropoutParams::keep and attention_keep (when nvcc is present). Exit 0 = pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,25 +102,41 @@ for run in pre post; do
 done
 echo "C++ round trip: ok"
 
-step "dropout masks: dev/reference/philox.py vs kernels/common.cuh DropoutParams::keep"
+step "dropout masks: dev/reference/philox.py vs kernels/common.cuh DropoutParams::keep, attention_keep"
 nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 if [ ! -x "$nvcc" ]; then
     echo "SKIPPED: no nvcc to compile kernels/common.cuh's host path (the Philox known answer was checked above)"
 else
-    # DropoutParams::keep is __host__ __device__: a host-only program runs it on the CPU.
+    # DropoutParams::keep and attention_keep are __host__ __device__: a host-only program runs
+    # them on the CPU, with philox.py's command line.
     cat >"$work/keep_bits.cu" <<'EOF'
 #include <cstdlib>
+#include <cstring>
 #include "kernels/common.cuh"
-// keep_bits P SEED OFFSET FIRST COUNT: '1'/'0' for elements FIRST..FIRST+COUNT-1.
+// keep_bits keep-bits P SEED OFFSET FIRST COUNT: DropoutParams::keep of elements FIRST..FIRST+COUNT-1;
+// keep_bits attention-keep-bits P SEED OFFSET T FIRST_ROW ROW_COUNT: attention_keep of rows
+// (b*NH + h)*T + q = FIRST_ROW..FIRST_ROW+ROW_COUNT-1, all T keys each ('1' kept, '0' dropped).
 int main(int argc, char** argv) {
-    if (argc != 6) return 2;
+    if (argc < 7) return 2;
     DropoutParams params;
-    params.p = std::strtof(argv[1], nullptr);
-    params.seed = std::strtoull(argv[2], nullptr, 10);
-    params.offset = std::strtoull(argv[3], nullptr, 10);
-    const unsigned long long first = std::strtoull(argv[4], nullptr, 10);
-    const unsigned long long count = std::strtoull(argv[5], nullptr, 10);
-    for (unsigned long long i = 0; i < count; ++i) std::putchar(params.keep(first + i) ? '1' : '0');
+    params.p = std::strtof(argv[2], nullptr);
+    params.seed = std::strtoull(argv[3], nullptr, 10);
+    params.offset = std::strtoull(argv[4], nullptr, 10);
+    if (argc == 7 && std::strcmp(argv[1], "keep-bits") == 0) {
+        const unsigned long long first = std::strtoull(argv[5], nullptr, 10);
+        const unsigned long long count = std::strtoull(argv[6], nullptr, 10);
+        for (unsigned long long i = 0; i < count; ++i) std::putchar(params.keep(first + i) ? '1' : '0');
+    } else if (argc == 8 && std::strcmp(argv[1], "attention-keep-bits") == 0) {
+        const int T = std::atoi(argv[5]);
+        const long long first = std::strtoll(argv[6], nullptr, 10), count = std::strtoll(argv[7], nullptr, 10);
+        // NH = 1: row r is (b = r / T, h = 0, q = r % T).
+        for (long long row = first; row < first + count; ++row)
+            for (int k = 0; k < T; ++k)
+                std::putchar(attention_keep(params, static_cast<int>(row / T), 0, 1, T, static_cast<int>(row % T), k)
+                                 ? '1' : '0');
+    } else {
+        return 2;
+    }
     std::putchar('\n');
     return 0;
 }
@@ -128,17 +144,39 @@ EOF
     "$nvcc" -std=c++17 -I. "$work/keep_bits.cu" -o "$work/keep_bits"
     # Small and 64-bit seeds, offsets and element indices (so every counter and key word is used),
     # p of 0.1 (the presets') and p values that are not exact in float32.
-    while read -r p seed offset first count; do
-        if [ "$("$work/keep_bits" "$p" "$seed" "$offset" "$first" "$count")" != \
-             "$("$python" dev/reference/philox.py keep-bits "$p" "$seed" "$offset" "$first" "$count")" ]; then
-            echo "FAIL: masks differ for p=$p seed=$seed offset=$offset elements $first+$count" >&2; exit 1
+    same_bits() {  # philox.py arguments...
+        local ours theirs
+        ours=$("$work/keep_bits" "$@") && theirs=$("$python" dev/reference/philox.py "$@") ||
+            { echo "FAIL: keep_bits or philox.py failed for $*" >&2; exit 1; }
+        if [ -z "$ours" ] || [ "$ours" != "$theirs" ]; then
+            echo "FAIL: masks differ for $*" >&2; exit 1
         fi
+    }
+    while read -r p seed offset first count; do
+        same_bits keep-bits "$p" "$seed" "$offset" "$first" "$count"
     done <<'EOF'
 0.1 1111 0 0 4099
 0.1 1111 37 1000000 2048
 0.3 18446744073709551615 4294967296 4294967290 4096
 0.5 4294967297 18446744073709551614 17179869180 1024
 0.7 0 1 123456789012 1000
+EOF
+    # Attention masks: whole (B, NH, T, T) tensors for T a multiple of 8 and not (a partial last
+    # cell of 8 keys), p of 0.1, 0.5, 0 and values not multiples of 2^-16 (the threshold rounds
+    # them; 0.99999 rounds to 65535, the largest threshold the kernels accept), and rows whose
+    # call ids exceed 2^32 (row * ceil(T/8) >= 2^32) with 64-bit seeds and offsets.
+    while read -r p seed offset T first rows; do
+        same_bits attention-keep-bits "$p" "$seed" "$offset" "$T" "$first" "$rows"
+    done <<'EOF'
+0.1 1111 0 64 0 384
+0.1 1111 37 13 0 78
+0.5 4294967297 18446744073709551614 100 0 200
+0.0 1111 5 7 0 14
+0.3 18446744073709551615 4294967296 1 0 50
+0.000001 99 3 24 0 48
+0.99999 7 8 17 0 34
+0.7 0 1 1027 33554432 3
+0.25 123456789 987654321 2048 16777216 2
 EOF
     echo "masks identical: ok"
 fi

@@ -42,7 +42,8 @@ struct Shape {
 
 // ---------------------------------------------------------------------------------------------
 // CPU reference in double: causal softmax attention forward and backward, the same dropout mask
-// (DropoutParams::keep of element ((b*NH + h)*T + q)*T + k). Inputs are the values the GPU sees.
+// (attention_keep, kernels/common.cuh) and scale (attention_dropout_rate: 1 / (1 - p) with p
+// rounded to a multiple of 2^-16, in fp32). Inputs are the values the GPU sees.
 
 struct Reference {
     std::vector<double> out;   // (B, T, NH, HD)
@@ -57,7 +58,7 @@ Reference attention_reference(const std::vector<float>& qkv, const std::vector<f
     ref.out.assign(static_cast<size_t>(B) * T * NH * HD, 0.0);
     ref.lse.assign(static_cast<size_t>(B) * NH * T, 0.0);
     ref.dqkv.assign(qkv.size(), 0.0);
-    const double keep_scale = drop.enabled() ? 1.0 / (1.0 - static_cast<double>(drop.p)) : 1.0;
+    const double keep_scale = drop.enabled() ? attention_dropout_rate(drop.p).scale : 1.0;
     auto qkv_row = [&](int b, int t, int which, int h) {
         return ((static_cast<size_t>(b) * T + t) * 3 + which) * NH * HD + static_cast<size_t>(h) * HD;
     };
@@ -81,8 +82,7 @@ Reference attention_reference(const std::vector<float>& qkv, const std::vector<f
             ref.lse[(static_cast<size_t>(b) * NH + h) * T + q] = max_score + std::log(sum);
             for (int k = 0; k <= q; ++k) {
                 p[k] /= sum;
-                const uint64_t element = (static_cast<uint64_t>(b * NH + h) * T + q) * T + k;
-                mask[k] = !drop.enabled() ? 1.0 : drop.keep(element) ? keep_scale : 0.0;
+                mask[k] = !drop.enabled() ? 1.0 : attention_keep(drop, b, h, NH, T, q, k) ? keep_scale : 0.0;
             }
             double* o = &ref.out[out_row(b, q, h)];
             for (int k = 0; k <= q; ++k) {
@@ -293,59 +293,105 @@ void validate_case(const ValidationCase& c, const std::vector<Variant>& variants
     }
 }
 
-// Dropout mask test. With Q = 0 every score is 0, so P = 1/(q+1) for keys 0..q; with V one-hot
-// (v_k = e_k, T <= HD) the output row is O[q][k] = keep(q,k) / ((1-p)(q+1)). The kernel's mask is
-// thus read back exactly and compared with DropoutParams::keep element for element (which also
-// checks the causal mask: O[q][k] = 0 for k > q). The keep rate over n elements must lie within
-// 5 standard deviations sqrt(p(1-p)/n) of 1-p: a correct generator fails this with probability
-// below 1e-6.
+// Dropout mask test: every kernel's mask is read back exactly and compared with attention_keep
+// element for element (which also checks the causal mask). Q = 0 makes every score 0, so P[q][k]
+// = 1/(q+1) for keys 0..q; c is the kept values' scale; T < HD.
+//   Forward, V one-hot (v_k = e_k): O[q][k] = keep(q,k) c / (q+1).
+//   Backward, K one-hot (k_k = e_k), v_k = e_{HD-1} for every key, dO_q = e_q + e_{HD-1}: then
+//   dP[q][k] = keep(q,k) c, so dV[k][q] = Pd[q][k] = keep(q,k) c / (q+1) (the dK/dV kernel's
+//   mask) and dQ[q][k] = s (keep(q,k) c - D_q) / (q+1), D_q = c kept_q / (q+1) with kept_q the
+//   kept keys of row q (the dQ kernel's mask: kept and dropped values lie s c / (q+1) apart).
+// O is rounded once (within 2u relative), dV twice (Pd, then dV: 3u); dQ carries the rounding of
+// D and dS, so it is classified by the nearer of its two expected values and checked within
+// 4u s c / (q+1). The keep rate over n elements must lie within 5 standard deviations
+// sqrt(r(1-r)/n) of 1-r, r = threshold / 65536 the effective drop rate: a correct generator fails
+// this with probability below 1e-6.
 template <typename T>
 void validate_dropout_mask(const Variant& v, const Shape& s, float p, std::mt19937_64& rng, Tally& tally) {
+    REQUIRE(s.T < s.HD, "validate_dropout_mask: the read-back needs T < HD");
     Buffers<T> buf(s);
-    std::vector<float> qkv = workbench::random_vector(buf.qkv_count, rng);
-    for (int b = 0; b < s.B; ++b)
-        for (int t = 0; t < s.T; ++t)
+    const DropoutParams drop{p, rng(), rng() >> 16};
+    const AttentionDropoutRate rate = attention_dropout_rate(p);
+    const double drop_rate = rate.threshold / 65536.0, c = rate.scale;
+    const float softmax_scale = 1.0f / std::sqrt(static_cast<float>(s.HD));
+    const double u = std::is_same<T, __half>::value ? 1.0 / 2048 : 1.0 / 256;
+    const size_t row = static_cast<size_t>(s.NH) * s.HD;  // one of q, k, v, or a row of out / dout
+    auto head_row = [&](const std::vector<float>& x, size_t row_stride, int b, int t, int part, int h) {
+        return &x[(static_cast<size_t>(b) * s.T + t) * row_stride + part * row + static_cast<size_t>(h) * s.HD];
+    };
+    // qkv with Q = 0 and the given K and V (functions of (key, dim)); forward, then optionally backward.
+    auto run = [&](auto k_value, auto v_value, bool backward) {
+        std::vector<float> qkv(buf.qkv_count, 0.0f);
+        for (size_t bt = 0; bt < static_cast<size_t>(s.B) * s.T; ++bt)
             for (int h = 0; h < s.NH; ++h)
                 for (int d = 0; d < s.HD; ++d) {
-                    const size_t row = ((static_cast<size_t>(b) * s.T + t) * 3) * s.NH * s.HD + static_cast<size_t>(h) * s.HD;
-                    qkv[row + d] = 0.0f;                                                           // q
-                    qkv[row + 2 * static_cast<size_t>(s.NH) * s.HD + d] = d == t ? 1.0f : 0.0f;  // v
+                    const int t = static_cast<int>(bt % s.T);
+                    qkv[bt * 3 * row + row + static_cast<size_t>(h) * s.HD + d] = k_value(t, d);
+                    qkv[bt * 3 * row + 2 * row + static_cast<size_t>(h) * s.HD + d] = v_value(t, d);
                 }
-    workbench::upload_rounded(buf.qkv, qkv);
-    const DropoutParams drop{p, rng(), rng() >> 16};
-    buf.poison_outputs();
-    buf.forward(v.kernel, 1.0f / std::sqrt(static_cast<float>(s.HD)), drop);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    const std::vector<float> out = workbench::download(buf.out, buf.out_count);
-    long long total = 0, kept = 0, mask_mismatches = 0, value_mismatches = 0;
-    const double u = std::is_same<T, __half>::value ? 1.0 / 2048 : 1.0 / 256;
+        workbench::upload_rounded(buf.qkv, qkv);
+        buf.poison_outputs();
+        buf.forward(v.kernel, softmax_scale, drop);
+        if (backward) buf.backward(v.kernel, softmax_scale, drop);
+        return download_outputs(buf);
+    };
+    std::vector<float> dout(buf.out_count, 0.0f);
+    for (size_t bt = 0; bt < static_cast<size_t>(s.B) * s.T; ++bt)
+        for (int h = 0; h < s.NH; ++h) {
+            dout[bt * row + static_cast<size_t>(h) * s.HD + bt % s.T] = 1.0f;
+            dout[bt * row + static_cast<size_t>(h) * s.HD + s.HD - 1] = 1.0f;
+        }
+    workbench::upload_rounded(buf.dout, dout);
+    const Outputs fwd = run([](int, int) { return 0.0f; }, [](int t, int d) { return d == t ? 1.0f : 0.0f; }, false);
+    const Outputs bwd = run([](int t, int d) { return d == t ? 1.0f : 0.0f; },
+                            [&](int, int d) { return d == s.HD - 1 ? 1.0f : 0.0f; }, true);
+
+    long long total = 0, kept = 0, value_mismatches = 0;
+    long long mask_mismatches[3] = {0, 0, 0};  // forward, dK/dV, dQ
     for (int b = 0; b < s.B; ++b)
         for (int h = 0; h < s.NH; ++h)
-            for (int q = 0; q < s.T; ++q)
-                for (int k = 0; k < s.HD; ++k) {
-                    const float o = out[((static_cast<size_t>(b) * s.T + q) * s.NH + h) * s.HD + k];
-                    if (!std::isfinite(o)) {  // unwritten (poisoned) or NaN
+            for (int q = 0; q < s.T; ++q) {
+                int kept_in_row = 0;
+                for (int k = 0; k <= q; ++k) kept_in_row += attention_keep(drop, b, h, s.NH, s.T, q, k);
+                const double d_row = c * kept_in_row / (q + 1.0);
+                for (int k = 0; k < s.T; ++k) {
+                    const float o = head_row(fwd.out, row, b, q, 0, h)[k];
+                    const float dv = head_row(bwd.dqkv, 3 * row, b, k, 2, h)[q];
+                    const float dq = head_row(bwd.dqkv, 3 * row, b, q, 0, h)[k];
+                    if (!std::isfinite(o) || !std::isfinite(dv) || !std::isfinite(dq)) {  // unwritten (poisoned) or NaN
                         ++value_mismatches;
                         continue;
                     }
-                    if (k > q || k >= s.T) {
-                        mask_mismatches += o != 0.0f;  // causal: nothing from later keys
+                    if (k > q) {  // causal: nothing from later keys
+                        mask_mismatches[0] += o != 0.0f;
+                        mask_mismatches[1] += dv != 0.0f;
+                        mask_mismatches[2] += dq != 0.0f;
                         continue;
                     }
-                    const bool keep = drop.keep((static_cast<uint64_t>(b * s.NH + h) * s.T + q) * s.T + k);
-                    const double expected = keep ? 1.0 / ((1.0 - p) * (q + 1)) : 0.0;
+                    const bool keep = attention_keep(drop, b, h, s.NH, s.T, q, k);
+                    const double expected = keep ? c / (q + 1.0) : 0.0;
+                    const double dq_kept = softmax_scale * (c - d_row) / (q + 1.0);
+                    const double dq_dropped = -softmax_scale * d_row / (q + 1.0);
+                    const double dq_expected = keep ? dq_kept : dq_dropped;
                     ++total;
                     kept += keep;
-                    mask_mismatches += (o != 0.0f) != keep;
+                    mask_mismatches[0] += (o != 0.0f) != keep;
+                    mask_mismatches[1] += (dv != 0.0f) != keep;
+                    mask_mismatches[2] += (std::fabs(dq - dq_kept) < std::fabs(dq - dq_dropped)) != keep;
                     value_mismatches += std::fabs(o - expected) > 2 * u * expected;
+                    value_mismatches += std::fabs(dv - expected) > 3 * u * expected;
+                    value_mismatches += std::fabs(dq - dq_expected) > 4 * u * softmax_scale * c / (q + 1.0);
                 }
-    const double rate = static_cast<double>(kept) / total, sigma = std::sqrt(p * (1.0 - p) / total);
-    const bool rate_ok = std::fabs(rate - (1.0 - p)) <= 5 * sigma;
-    const bool ok = mask_mismatches == 0 && value_mismatches == 0 && rate_ok && total > 0;
-    std::printf("  v%d %s dropout mask B=%d NH=%d T=%d p=%.2f: %lld elements, mask mismatches %lld, value mismatches "
-                "%lld, keep rate %.5f (expected %.2f +- %.5f)  %s\n",
-                v.number, precision_name<T>(), s.B, s.NH, s.T, p, total, mask_mismatches, value_mismatches, rate,
-                1.0 - p, 5 * sigma, ok ? "ok" : "FAIL");
+            }
+    const double keep_rate = static_cast<double>(kept) / total;
+    const double sigma = std::sqrt(drop_rate * (1.0 - drop_rate) / total);
+    const bool rate_ok = std::fabs(keep_rate - (1.0 - drop_rate)) <= 5 * sigma;
+    const bool ok = mask_mismatches[0] == 0 && mask_mismatches[1] == 0 && mask_mismatches[2] == 0 &&
+                    value_mismatches == 0 && rate_ok && total > 0;
+    std::printf("  v%d %s dropout mask B=%d NH=%d T=%d p=%.2f: %lld elements, mask mismatches fwd %lld dK/dV %lld "
+                "dQ %lld, value mismatches %lld, keep rate %.5f (expected %.5f +- %.5f)  %s\n",
+                v.number, precision_name<T>(), s.B, s.NH, s.T, p, total, mask_mismatches[0], mask_mismatches[1],
+                mask_mismatches[2], value_mismatches, keep_rate, 1.0 - drop_rate, 5 * sigma, ok ? "ok" : "FAIL");
     tally.add(ok);
 }
 
@@ -368,7 +414,8 @@ void validate_all(const std::vector<Variant>& variants, bool quick, std::mt19937
     for (const ValidationCase& c : cases) validate_case<T>(c, variants, rng, tally);
     for (const Variant& v : variants) {
         validate_dropout_mask<T>(v, {2, 4, 100, 128}, 0.1f, rng, tally);
-        validate_dropout_mask<T>(v, {2, 4, 128, 128}, 0.5f, rng, tally);
+        validate_dropout_mask<T>(v, {2, 4, 127, 128}, 0.5f, rng, tally);
+        validate_dropout_mask<T>(v, {1, 3, 64, 128}, 0.25f, rng, tally);
     }
 }
 

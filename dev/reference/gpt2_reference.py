@@ -312,20 +312,29 @@ def read_shard_tokens(path, count):
 
 class Dropout:
     """The trainer's dropout during one optimizer step (one micro-step, one rank): the mask of a
-    call site is a pure function of (seed, offset(step, site), flat element index)."""
+    call site is a pure function of (seed, offset(step, site), element index)."""
 
     def __init__(self, p, seed, step, n_layer):
         self.p, self.seed, self.step, self.n_layer = p, seed, step, n_layer
-        self.factors = {}  # (site, shape, device, dtype) -> keep mask times 1/(1-p)
+        self.factors = {}  # (site, shape, device, dtype) -> keep mask times the kept values' scale
 
     def __call__(self, x, site):
+        """Embedding and residual dropout: element index = flat row-major index of x."""
+        return self._apply(x, site, philox.keep_mask, philox.keep_scale)
+
+    def attention_probs(self, probs, layer):
+        """Attention-probability dropout of probs (B, NH, T, T): the attention kernels' own mask."""
+        return self._apply(probs, philox.site_attention_probs(layer), philox.attention_keep_mask,
+                           philox.attention_keep_scale)
+
+    def _apply(self, x, site, keep_mask, keep_scale):
         if self.p == 0.0:
             return x
         key = (site, tuple(x.shape), x.device, x.dtype)
         if key not in self.factors:
             offset = philox.dropout_offset(self.step, 0, 1, 1, 0, self.n_layer, site)
-            keep = philox.keep_mask(self.p, self.seed, offset, tuple(x.shape))
-            self.factors[key] = torch.from_numpy(keep).to(device=x.device, dtype=x.dtype) * philox.keep_scale(self.p)
+            keep = keep_mask(self.p, self.seed, offset, tuple(x.shape))
+            self.factors[key] = torch.from_numpy(keep).to(device=x.device, dtype=x.dtype) * keep_scale(self.p)
         return x * self.factors[key]
 
 
@@ -369,8 +378,7 @@ def causal_self_attention(x, cfg, layer, p, rotary, dropout):
     scores = (q @ k.transpose(-2, -1)) * scale  # (B, NH, T, T)
     future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
     probs = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
-    # Dropout element index: ((b*NH + h)*T + q)*T + k, the row-major index of probs.
-    probs = dropout(probs, philox.site_attention_probs(layer))
+    probs = dropout.attention_probs(probs, layer)  # probs (B, NH, T, T) indexed (b, h, q, k)
     y = (probs @ v).transpose(1, 2).reshape(B, T, C)
     return F.linear(y, p["attn_proj_w"], p["attn_proj_b"])
 
@@ -657,10 +665,15 @@ def self_test(log=print):
     keep = philox.keep_mask(0.1, 1111, 7, (1 << 20,))
     sigma = math.sqrt(0.1 * 0.9 / keep.size)
     assert abs(keep.mean() - 0.9) < 5 * sigma, f"dropout keeps {keep.mean():.5f}, expected 0.9 +- {5 * sigma:.5f}"
+    rate = philox.attention_threshold(0.1) / 65536
+    keep = philox.attention_keep_mask(0.1, 1111, 7, (2, 4, 100, 100))
+    sigma = math.sqrt(rate * (1 - rate) / keep.size)
+    assert abs(keep.mean() - (1 - rate)) < 5 * sigma, \
+        f"attention dropout keeps {keep.mean():.5f}, expected {1 - rate:.5f} +- {5 * sigma:.5f}"
     offsets = {philox.dropout_offset(step, micro, 2, 3, rank, 4, site)
                for step in (1, 2) for micro in (0, 1) for rank in (0, 1, 2) for site in range(13)}
     assert len(offsets) == 2 * 2 * 3 * 13, "two dropout sites share an offset"
-    log("  philox known answer, keep rate and distinct offsets ok")
+    log("  philox known answer, keep rates and distinct offsets ok")
 
     rng = np.random.default_rng(2026)
     micro = dict(n_layer=2, n_embd=16, n_head=2, max_seq_len=8, padded_vocab_size=50264, rotary_base=10000)

@@ -1,13 +1,22 @@
 """Philox-4x32-10 and the trainer's dropout masks, bit for bit, in vectorized numpy.
 
-This mirrors kernels/common.cuh (`philox4x32_10`, `DropoutParams::keep`) so that the PyTorch
-reference drops exactly the elements the CUDA trainer drops:
+This mirrors kernels/common.cuh (`philox4x32_10`, `DropoutParams::keep`, `attention_keep`) so
+that the PyTorch reference drops exactly the elements the CUDA trainer drops. Embedding and
+residual dropout (keep_mask, keep_scale):
 
   * element i of a dropout site uses Philox with counter (g lo, g hi, offset lo, offset hi),
     g = i >> 2, and key (seed lo, seed hi); it takes word (i & 3) of the four output words;
   * uniform = (word >> 8) * 2^-24, an exact float32 in [0, 1);
   * the element is kept iff uniform >= p (p as a float32), and kept values are scaled by
     1/(1-p) computed in float32.
+
+Attention-probability dropout (attention_keep_mask, attention_keep_scale), 16 bits per element:
+
+  * probability (b, h, q, k) of a (B, NH, T, T) tensor uses the call with counter id
+    ((b*NH + h)*T + q) * ceil(T/8) + (k >> 3) (same counter and key layout as above);
+  * it takes the low 16 bits of word (k & 7) >> 1 for even k, the high 16 bits for odd k;
+  * kept iff that value >= threshold = min(65536, rint(p * 65536)) (p as a float32, ties to
+    even), and kept values are scaled by 1/(1 - threshold/65536) computed in float32.
 
 All arithmetic is uint64 holding 32-bit values: products of two 32-bit words fit exactly, and
 every operand is an explicit np.uint64 so that numpy never promotes to float64 (numpy 1.x turns
@@ -96,6 +105,38 @@ def keep_scale(p):
     return float(np.float32(1.0) / (np.float32(1.0) - np.float32(p)))
 
 
+def attention_threshold(p):
+    """16-bit random values below this are dropped: p rounded to a multiple of 2^-16, times 2^16."""
+    return min(65536, int(np.rint(np.float32(p) * np.float32(65536))))
+
+
+def attention_keep_scale(p):
+    """The factor kept attention probabilities are multiplied by: 1/(1 - threshold/65536) in float32."""
+    kept_fraction = np.float32(1.0) - np.float32(attention_threshold(p)) * np.float32(2.0**-16)  # exact
+    return float(np.float32(1.0) / kept_fraction)
+
+
+def attention_keep_rows(p, seed, offset, T, rows):
+    """Keep decisions (len(rows), T) of attention-probability rows; row index (b*NH + h)*T + q."""
+    rows = np.asarray(rows, dtype=np.uint64).reshape(-1)
+    cells = (T + 7) // 8
+    calls = rows[:, None] * np.uint64(cells) + np.arange(cells, dtype=np.uint64)[None, :]
+    words = _random_words(seed, offset, calls.reshape(-1))  # (rows * cells, 4)
+    # Eight 16-bit values per call, key k & 7 = 2 * word + half (low half first).
+    values = np.stack((words & np.uint64(0xFFFF), words >> np.uint64(16)), axis=-1)
+    values = values.reshape(rows.size, cells * 8)[:, :T]
+    return values >= np.uint64(attention_threshold(p))
+
+
+def attention_keep_mask(p, seed, offset, shape):
+    """Keep decisions of a whole (B, NH, T, T) attention-probability tensor."""
+    B, NH, T, T_keys = shape
+    if T != T_keys:
+        raise ValueError(f"attention probabilities must be (B, NH, T, T), got {shape}")
+    rows = np.arange(B * NH * T, dtype=np.uint64)
+    return attention_keep_rows(p, seed, offset, T, rows).reshape(shape)
+
+
 # Dropout call sites. Each (micro-step, rank, site) gets its own Philox offset, so that no two
 # masks of a run share random numbers: site 0 is the embedding dropout; layer l has the
 # attention-probability dropout (1+3l), the residual dropout after attention (2+3l) and the
@@ -134,15 +175,26 @@ def check_known_answer():
                              ", expected " + " ".join(f"{w:08x}" for w in KNOWN_ANSWER_ZERO))
 
 
+_USAGE = """usage: philox.py keep-bits P SEED OFFSET FIRST_ELEMENT COUNT
+       philox.py attention-keep-bits P SEED OFFSET T FIRST_ROW ROW_COUNT"""
+
+
 def _print_keep_bits(argv):
-    """CLI for cross-checking against the C++ DropoutParams::keep:
-    philox.py keep-bits P SEED OFFSET FIRST COUNT  ->  one line of '0'/'1' for elements FIRST..FIRST+COUNT-1.
+    """CLI for cross-checking against kernels/common.cuh, one line of '0'/'1':
+    keep-bits P SEED OFFSET FIRST COUNT: DropoutParams::keep of elements FIRST..FIRST+COUNT-1;
+    attention-keep-bits P SEED OFFSET T FIRST_ROW ROW_COUNT: attention_keep of rows
+    FIRST_ROW..FIRST_ROW+ROW_COUNT-1 (row (b*NH + h)*T + q), all T keys of each, row after row.
     """
-    if len(argv) != 6 or argv[0] != "keep-bits":
-        raise SystemExit("usage: philox.py keep-bits P SEED OFFSET FIRST_ELEMENT COUNT")
-    p, seed, offset, first, count = float(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5])
-    elements = np.arange(count, dtype=np.uint64) + np.uint64(first)
-    print("".join("1" if k else "0" for k in keep_elements(p, seed, offset, elements)))
+    if len(argv) == 6 and argv[0] == "keep-bits":
+        p, seed, offset, first, count = float(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5])
+        keep = keep_elements(p, seed, offset, np.arange(count, dtype=np.uint64) + np.uint64(first))
+    elif len(argv) == 7 and argv[0] == "attention-keep-bits":
+        p, seed, offset = float(argv[1]), int(argv[2]), int(argv[3])
+        T, first, count = int(argv[4]), int(argv[5]), int(argv[6])
+        keep = attention_keep_rows(p, seed, offset, T, np.arange(count, dtype=np.uint64) + np.uint64(first))
+    else:
+        raise SystemExit(_USAGE)
+    print("".join("1" if k else "0" for k in keep.reshape(-1)))
 
 
 if __name__ == "__main__":
