@@ -316,7 +316,7 @@ template <typename T, typename R> class Trainer {
             model_->backward(*gpu_.matmul, B, seq, rng, batch.inputs, gpu_.stream, last_micro ? reduce_layer : nullptr);
         }
 
-        // Gradients: summed over ranks (ZeRO-0: all of them; ZeRO-1/2: each rank its shard).
+        // Gradients: summed over ranks (ZeRO-0: all of them; ZeRO-1: each rank its shard).
         const OptimizerShard& shard = model_->shard();
         if (dist_.is_distributed()) {
             if (overlaps_grad_reduce()) {
@@ -371,7 +371,7 @@ template <typename T, typename R> class Trainer {
         return result;
     }
 
-    // ZeRO-0 only: ZeRO-1/2 reduce-scatter gives each rank one contiguous shard of the flat
+    // ZeRO-0 only: ZeRO-1's reduce-scatter gives each rank one contiguous shard of the flat
     // arena, which cuts across the per-layer buckets, so it stays one collective after backward.
     bool overlaps_grad_reduce() const {
         return config_.overlap_grad_reduce && config_.zero_stage == 0 && dist_.is_distributed();

@@ -333,7 +333,7 @@ std::vector<Option> build_options() {
                        "reduce-scattered (ZeRO-2's sharded gradient storage is not implemented)"),
         bool_option(distributed, "--overlap-grad-reduce", &C::overlap_grad_reduce,
                     "ZeRO-0: all-reduce each layer's gradients on a second stream while the backward pass "
-                    "computes the layers below (0 = one all-reduce after it); ZeRO-1/2 always reduce-scatter "
+                    "computes the layers below (0 = one all-reduce after it); ZeRO-1 always reduce-scatters "
                     "after the backward pass"),
         integer_option(distributed, "--nproc", &C::nproc, 1, 4096, "GPUs (processes) to launch on this node"),
         text_option(distributed, "--rendezvous", &C::rendezvous, "PATH",

@@ -150,7 +150,7 @@ class DeviceArena {
     size_t used_ = 0;
 };
 
-// The range of the flat parameter arrays whose AdamW state this rank owns (ZeRO-1/2), within
+// The range of the flat parameter arrays whose AdamW state this rank owns (ZeRO-1), within
 // arrays padded to `padded_total` so that equal shards tile them (host/distributed.h shard_of).
 // Without sharding: [0, num_params) of padded_total = num_params.
 struct OptimizerShard {

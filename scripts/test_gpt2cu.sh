@@ -23,7 +23,9 @@ reference rotary    --n-layer 3 --n-embd 384 --n-head 3 --rotary-fraction 0.5 --
 reference dropout   --n-layer 3 --n-embd 384 --n-head 4 --dropout 0.1 --fp32-residual
 reference oddlength --n-layer 2 --n-embd 256 --n-head 4 --seq-len 100 --batch 3 --rotary-fraction 1.0 --rotary-interleaved
 
-./test_gpt2cu "$work"/base "$work"/postnorm "$work"/rotary "$work"/dropout "$work"/oddlength
+# A failing comparison must not hide the resume check: remember it, report it at the end.
+status=0
+./test_gpt2cu "$work"/base "$work"/postnorm "$work"/rotary "$work"/dropout "$work"/oddlength || status=$?
 
 echo "== resume: 20 steps straight vs. resumed at step 10"
 "$PYTHON" - "$work/shards" <<'PY'
@@ -60,3 +62,4 @@ if bad:
     sys.exit(f"resume FAILED: steps {bad} differ")
 print("resume: steps 11..20 bit-identical")
 PY
+[ "$status" -eq 0 ] || { echo "test_gpt2cu failed (exit status $status): see the comparison above"; exit "$status"; }
