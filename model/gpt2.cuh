@@ -17,8 +17,8 @@
 // gradient GEMMs (cuBLASLt's BGRADB epilogue slowed those from 540-730 to 350-560 TFLOP/s on an
 // H100, ~3-4 ms of a gpt2s step): attn_proj_b and fc_proj_b from the LayerNorm backward that
 // writes d(sublayer output) (pre-norm: LN2 of the same layer, and LN1 of the next layer or LNf
-// for fc_proj_b; post-norm: LN1 and LN2 of the same layer), fc_b from the DGELU_BGRAD epilogue of
-// fc_proj's input gradient, and qkv_b from a column sum over d(qkv) (kernels/matmul.cuh).
+// for fc_proj_b; post-norm: LN1 and LN2 of the same layer), fc_b and qkv_b from a column sum over
+// d(pre_gelu) and d(qkv) right after they are written (kernels/matmul.cuh says why not epilogues).
 //
 // Memory: parameters in a few flat arenas (fp32 master, 16-bit compute copy, fp32 gradients,
 // fp32 AdamW moments), each in ParamLayout order, so checkpoints are one write and ZeRO sharding
@@ -411,8 +411,8 @@ template <typename T, typename R> class Gpt2Model {
                     act_.ln2_rstd + l * N, p.ln2_w + l * C, after_mlp, N, C, act_.ln_scratch, stream);
             }
             // MLP: grad_a = d(fc_proj output) (its column sums, fc_proj's bias gradient, were taken by
-            // the LayerNorm backward that wrote it). grad_wide = d(pre_gelu), summed into fc's bias
-            // gradient by the same GEMM's epilogue.
+            // the LayerNorm backward that wrote it). grad_wide = d(pre_gelu), whose column sums are
+            // fc's bias gradient.
             matmul_backward<T>(matmul, grad_wide, g.fc_b + l * 4 * C, g.fc_proj_w + (size_t)l * 4 * C * C, nullptr,
                                grad_a, gelu, p.fc_proj_w + (size_t)l * 4 * C * C, pre_gelu, N, C, 4 * C, stream);
             const T* mlp_input = s.post_norm ? ln1 : ln2;
