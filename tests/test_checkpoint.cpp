@@ -13,21 +13,20 @@
 
 #include "host/checkpoint.h"
 #include "host/shard.h"
+#include "tests/test_support.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
+using test_support::error_of;
+using test_support::read_bytes;
+
 class CheckpointTest : public ::testing::Test {
   protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/test_checkpoint_XXXXXX";
-        ASSERT_NE(mkdtemp(pattern), nullptr);
-        dir_ = pattern;
-    }
-    void TearDown() override { fs::remove_all(dir_); }
-    std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
-    std::string dir_;
+    std::string path(const std::string& name) const { return scratch_.file(name); }
+    test_support::ScratchDir scratch_{"test_checkpoint"};
+    const std::string dir_ = scratch_.path.string();
 };
 
 ModelShape tiny_shape() {
@@ -61,21 +60,7 @@ std::vector<float> random_floats(int64_t count, unsigned seed) {
     return values;
 }
 
-std::vector<char> file_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 void truncate_by(const std::string& path, uintmax_t bytes) { fs::resize_file(path, fs::file_size(path) - bytes); }
-
-template <typename F> std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 
 // ---------------------------------------------------------------------------------------------
 // Layout
@@ -232,7 +217,7 @@ TEST_F(CheckpointTest, HeaderLayoutIsAsDocumented) {
     const std::vector<float> params = random_floats(ParamLayout(shape, 0.02).total(), 2);
     const std::string file = path("m.bin");
     write_model_file(file, shape, 77, params.data());
-    const std::vector<char> bytes = file_bytes(file);
+    const std::vector<char> bytes = read_bytes(file);
     int32_t header[256];
     std::memcpy(header, bytes.data(), sizeof(header));
     EXPECT_EQ(header[0], 20261127);
@@ -263,7 +248,7 @@ TEST_F(CheckpointTest, StreamingWriterMatchesOneShotWriter) {
     for (int64_t offset = 0; offset < total; offset += 100)
         writer.write(params.data() + offset, std::min<int64_t>(100, total - offset));
     writer.commit();
-    EXPECT_EQ(file_bytes(path("a.bin")), file_bytes(path("b.bin")));
+    EXPECT_EQ(read_bytes(path("a.bin")), read_bytes(path("b.bin")));
 }
 
 TEST_F(CheckpointTest, UnfinishedWriterLeavesNothing) {

@@ -11,6 +11,7 @@
 
 #include "host/checkpoint.h"
 #include "host/config.h"
+#include "tests/test_support.h"
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -215,9 +216,8 @@ TEST(ConfigPresetTest, DepthPresets) {
 }
 
 TEST(ConfigPresetTest, CheckpointFileGivesTheModelShape) {
-    char pattern[] = "/tmp/test_config_XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    const std::string dir = pattern;
+    const test_support::ScratchDir scratch("test_config");
+    const std::string dir = scratch.path.string();
     TrainConfig source = parse({"-e", "d2", "--n-embd", "128", "--n-head", "2", "--max-seq-len", "64", "--seq-len",
                                 "64", "--pad-vocab-to", "64", "--rotary-fraction", "0.25",
                                 "--rotary-base", "500000", "--learned-pos-emb", "0", "--post-norm", "1"});
@@ -240,7 +240,6 @@ TEST(ConfigPresetTest, CheckpointFileGivesTheModelShape) {
     const std::string message = error_of({"-e", truncated});
     EXPECT_NE(message.find("-e " + truncated + ": "), std::string::npos) << message;
     EXPECT_NE(message.find("truncated"), std::string::npos) << message;
-    fs::remove_all(dir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include "data_prep/src/sha256.h"
 #include "host/shard.h"
 #include "host/tokenizer.h"
+#include "tests/test_support.h"
 
 namespace fs = std::filesystem;
 using namespace data_prep;
@@ -31,14 +32,8 @@ namespace {
 
 const std::string kFixtures = "tests/fixtures";
 
-struct DataPrepTempDir {
-    fs::path path;
-    DataPrepTempDir() {
-        std::string pattern = (fs::temp_directory_path() / "test_data_prep_XXXXXX").string();
-        path = mkdtemp(pattern.data());
-    }
-    ~DataPrepTempDir() { fs::remove_all(path); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
+struct DataPrepTempDir : test_support::ScratchDir {
+    DataPrepTempDir() : ScratchDir("test_data_prep") {}
 };
 
 const Gpt2Tokenizer& tokenizer() {
@@ -108,15 +103,7 @@ std::vector<uint32_t> split_tokens(const std::string& directory, const SplitWrit
     return all;
 }
 
-template <typename Action>
-std::string error_of(Action&& action) {
-    try {
-        action();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using test_support::error_of;
 
 #define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << "in: " << (text)
 

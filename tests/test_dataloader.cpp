@@ -13,6 +13,7 @@
 
 #include "host/dataloader.h"
 #include "host/shard.h"
+#include "tests/test_support.h"
 
 namespace fs = std::filesystem;
 
@@ -28,17 +29,13 @@ constexpr int64_t kTotalWindows = 387;
 class DataLoaderTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        char pattern[] = "/tmp/test_dataloader_XXXXXX";
-        ASSERT_NE(mkdtemp(pattern), nullptr);
-        dir_ = pattern;
         for (size_t s = 0; s < kShardTokens.size(); ++s) {
             std::vector<uint32_t> tokens(static_cast<size_t>(kShardTokens[s]));
             for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(s * kShardStride + i);
             shard::write_shard(path("toy_train_00000" + std::to_string(s) + ".bin"), tokens);
         }
     }
-    void TearDown() override { fs::remove_all(dir_); }
-    std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
+    std::string path(const std::string& name) const { return scratch_.file(name); }
 
     DataLoaderOptions options(int batch, int rank = 0, int world = 1, uint64_t seed = 1111) const {
         DataLoaderOptions o;
@@ -51,7 +48,7 @@ class DataLoaderTest : public ::testing::Test {
         o.vocab_size = 65536;
         return o;
     }
-    std::string dir_;
+    test_support::ScratchDir scratch_{"test_dataloader"};
 };
 
 // A window is identified by its first token; checks the window is T+1 consecutive tokens of
@@ -77,14 +74,7 @@ std::set<uint32_t> all_window_ids() {
     return ids;
 }
 
-template <typename F> std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using test_support::error_of;
 
 TEST_F(DataLoaderTest, UnshuffledReadsWindowsInFileOrder) {
     DataLoaderOptions o = options(4);

@@ -10,6 +10,7 @@
 
 #include "host/gpu_specs.h"
 #include "host/run_log.h"
+#include "tests/test_support.h"
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -18,13 +19,6 @@ namespace {
 
 class RunLogTest : public ::testing::Test {
   protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/test_run_log_XXXXXX";
-        ASSERT_NE(mkdtemp(pattern), nullptr);
-        dir_ = pattern;
-        log_path_ = (fs::path(dir_) / "log.jsonl").string();
-    }
-    void TearDown() override { fs::remove_all(dir_); }
 
     std::vector<Json> lines() const {
         std::ifstream in(log_path_);
@@ -32,7 +26,8 @@ class RunLogTest : public ::testing::Test {
         for (std::string line; std::getline(in, line);) parsed.push_back(Json::parse(line));  // throws if invalid
         return parsed;
     }
-    std::string dir_, log_path_;
+    test_support::ScratchDir scratch_{"test_run_log"};
+    const std::string log_path_ = scratch_.file("log.jsonl");
 };
 
 TrainStepRecord sample_record() {
@@ -124,7 +119,7 @@ TEST_F(RunLogTest, ReopeningAppendsAndEachLineIsFlushed) {
 }
 
 TEST_F(RunLogTest, UnwritableLocationNamesTheFile) {
-    const std::string bad = (fs::path(dir_) / "missing" / "log.jsonl").string();
+    const std::string bad = scratch_.file("missing/log.jsonl");
     try {
         RunLog log(bad);
         FAIL() << "expected an error";

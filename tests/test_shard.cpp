@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "host/shard.h"
+#include "tests/test_support.h"
 
 namespace fs = std::filesystem;
 
@@ -16,20 +17,11 @@ namespace {
 
 constexpr int kGpt2Vocab = 50257;
 
-struct ShardTempDir {
-    fs::path path;
-    ShardTempDir() {
-        std::string pattern = (fs::temp_directory_path() / "test_shard_XXXXXX").string();
-        path = mkdtemp(pattern.data());
-    }
-    ~ShardTempDir() { fs::remove_all(path); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
+struct ShardTempDir : test_support::ScratchDir {
+    ShardTempDir() : ScratchDir("test_shard") {}
 };
 
-std::vector<char> read_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::vector<char>(std::istreambuf_iterator<char>(in), {});
-}
+using test_support::read_bytes;
 
 void write_bytes(const std::string& path, const std::vector<char>& bytes) {
     std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
