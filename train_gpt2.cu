@@ -161,7 +161,7 @@ template <typename T, typename R> class Trainer {
         check_memory_fits();
         model_ = std::make_unique<Gpt2Model<T, R>>(options_, config_.base_init_std, config_.device_batch,
                                                    config_.seq_len, shard_);
-        if (overlaps_grad_reduce()) plan_gradient_buckets();
+        if (overlaps_grad_reduce() || config_.zero_stage == 2) plan_gradient_buckets();
         for (auto& batch : pinned_) batch = std::make_unique<PinnedBatch>(config_.device_batch, config_.seq_len);
         CUDA_CHECK(cudaMallocHost(&losses_host_, sizeof(float) * config_.grad_accum * tokens_per_micro()));
         CUDA_CHECK(cudaMallocHost(&norm_host_, sizeof(float)));
@@ -217,7 +217,7 @@ template <typename T, typename R> class Trainer {
         const int64_t n = config.num_params;
         if (config.zero_stage == 0) return {0, n, (int64_t)distributed::shard_of(n, 0, 1).padded_count};
         const distributed::Shard shard = distributed::shard_of(n, dist.rank, dist.world_size);
-        return {(int64_t)shard.begin, (int64_t)shard.end, (int64_t)shard.padded_count};
+        return {(int64_t)shard.begin, (int64_t)shard.end, (int64_t)shard.padded_count, config.zero_stage == 2};
     }
 
     DataLoaderOptions loader_options(const std::string& pattern, bool training) const {
@@ -241,7 +241,7 @@ template <typename T, typename R> class Trainer {
     void check_memory_fits() const {
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-        const size_t needed = Gpt2Model<T, R>::parameter_bytes(shard_) +
+        const size_t needed = Gpt2Model<T, R>::parameter_bytes(options_.shape, shard_) +
                               Gpt2Model<T, R>::activation_bytes(options_, config_.device_batch, config_.seq_len);
         const size_t reserve = size_t(1) << 30;  // cuBLASLt workspace, NCCL buffers, allocator slack
         if (needed + reserve > free_bytes) {
@@ -263,7 +263,7 @@ template <typename T, typename R> class Trainer {
                                            : "unknown: MFU shown as n/a",
                     precision_name<T>());
         std::printf("memory plan: parameters, gradients and AdamW state %.2f GB; activations for %d x %d tokens %.2f GB\n",
-                    Gpt2Model<T, R>::parameter_bytes(shard_) / 1e9, config_.device_batch, config_.seq_len,
+                    Gpt2Model<T, R>::parameter_bytes(options_.shape, shard_) / 1e9, config_.device_batch, config_.seq_len,
                     Gpt2Model<T, R>::activation_bytes(options_, config_.device_batch, config_.seq_len) / 1e9);
         std::printf("run directory: %s\n\n", config_.out_dir.c_str());
         const std::string json = config_.to_json() + "\n";
@@ -304,8 +304,17 @@ template <typename T, typename R> class Trainer {
         model_->zero_grads(gpu_.stream);
         // With overlap, the last micro-step's backward hands each finished layer to the comm stream;
         // the earlier micro-steps only accumulate locally, so each bucket is sent once per step.
+        // ZeRO-2 keeps no full gradient to accumulate into: every micro-step sends every layer to
+        // the ranks that own it.
         std::function<void(int)> reduce_layer;
-        if (overlaps_grad_reduce()) reduce_layer = [this](int layer) { all_reduce_bucket(layer_buckets_[layer]); };
+        if (config_.zero_stage == 2) {
+            reduce_layer = [this](int layer) {
+                reduce_bucket_to_owners(layer_buckets_[layer]);
+                model_->release_layer_gradients(layer, dist_.comm_stream);
+            };
+        } else if (overlaps_grad_reduce()) {
+            reduce_layer = [this](int layer) { all_reduce_bucket(layer_buckets_[layer]); };
+        }
         for (int micro = 0; micro < config_.grad_accum; ++micro) {
             PinnedBatch& batch = next_train_batch(micro);
             DropoutSchedule rng = dropout_schedule((step_ - 1) * config_.grad_accum + micro, true);
@@ -313,12 +322,20 @@ template <typename T, typename R> class Trainer {
             CUDA_CHECK(cudaMemcpyAsync(losses_host_ + (size_t)micro * N, model_->losses(), sizeof(float) * N,
                                        cudaMemcpyDeviceToHost, gpu_.stream));
             const bool last_micro = micro == config_.grad_accum - 1;
-            model_->backward(*gpu_.matmul, B, seq, rng, batch.inputs, gpu_.stream, last_micro ? reduce_layer : nullptr);
+            model_->backward(*gpu_.matmul, B, seq, rng, batch.inputs, gpu_.stream,
+                             last_micro || config_.zero_stage == 2 ? reduce_layer : nullptr);
+            if (config_.zero_stage == 2) {
+                reduce_bucket_to_owners(non_layer_bucket_);
+                model_->release_non_layer_gradients(dist_.comm_stream);
+            }
         }
 
-        // Gradients: summed over ranks (ZeRO-0: all of them; ZeRO-1: each rank its shard).
+        // Gradients: summed over ranks (ZeRO-0: all of them; ZeRO-1: each rank its shard; ZeRO-2:
+        // summed into each rank's shard during backward).
         const OptimizerShard& shard = model_->shard();
-        if (dist_.is_distributed()) {
+        if (config_.zero_stage == 2) {
+            dist_.compute_waits_for_comm(gpu_.stream);
+        } else if (dist_.is_distributed()) {
             if (overlaps_grad_reduce()) {
                 all_reduce_bucket(non_layer_bucket_);  // the layers' buckets are in flight already
             } else if (config_.zero_stage == 0) {
@@ -331,8 +348,7 @@ template <typename T, typename R> class Trainer {
             }
             dist_.compute_waits_for_comm(gpu_.stream);
         }
-        global_norm_squared(norm_device_, model_->grads() + shard.begin, shard.end - shard.begin, norm_scratch_,
-                            gpu_.stream);
+        global_norm_squared(norm_device_, model_->shard_grads(), shard.end - shard.begin, norm_scratch_, gpu_.stream);
         CUDA_CHECK(cudaMemcpyAsync(norm_host_, norm_device_, sizeof(float), cudaMemcpyDeviceToHost, gpu_.stream));
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
         double norm_squared = *norm_host_;
@@ -377,8 +393,15 @@ template <typename T, typename R> class Trainer {
         return config_.overlap_grad_reduce && config_.zero_stage == 0 && dist_.is_distributed();
     }
 
+    // ZeRO-2: the part of a slice that one rank's optimizer shard holds.
+    struct OwnedPiece {
+        float* data;
+        int64_t offset, count;
+        int owner;
+    };
     struct GradientBucket {
-        std::vector<ParamRange> ranges;  // into the gradient arena
+        std::vector<GradientSlice> slices;
+        std::vector<OwnedPiece> pieces;  // ZeRO-2: the slices cut at shard boundaries
         std::string what;                // names it in NCCL error and timeout messages
     };
 
@@ -386,11 +409,24 @@ template <typename T, typename R> class Trainer {
     // which are final only after the embedding backward. The arena's padding past num_params
     // is zero on every rank and stays so: no bucket needs it.
     void plan_gradient_buckets() {
-        const ParamLayout& layout = model_->layout();
+        const char* verb = config_.zero_stage == 2 ? "reduce" : "all-reduce";
+        auto bucket = [&](std::vector<GradientSlice> slices, std::string what) {
+            GradientBucket planned{std::move(slices), {}, std::move(what)};
+            if (config_.zero_stage == 2)
+                for (const GradientSlice& slice : planned.slices)
+                    for (int rank = 0; rank < dist_.world_size; ++rank) {
+                        const distributed::Shard owned = distributed::shard_of(config_.num_params, rank, dist_.world_size);
+                        const int64_t begin = std::max(slice.offset, (int64_t)owned.begin);
+                        const int64_t end = std::min(slice.offset + slice.count, (int64_t)owned.end);
+                        if (begin < end) planned.pieces.push_back({slice.data + (begin - slice.offset), begin, end - begin, rank});
+                    }
+            return planned;
+        };
         for (int layer = 0; layer < options_.shape.n_layer; ++layer)
             layer_buckets_.push_back(
-                {layout.layer_ranges(layer), string_format("gradient all-reduce, layer %d", layer)});
-        non_layer_bucket_ = {layout.non_layer_ranges(), "gradient all-reduce, embeddings and final LayerNorm"};
+                bucket(model_->layer_gradient_slices(layer), string_format("gradient %s, layer %d", verb, layer)));
+        non_layer_bucket_ = bucket(model_->non_layer_gradient_slices(),
+                                   string_format("gradient %s, embeddings and final LayerNorm", verb));
     }
 
     // Sums one bucket over ranks in place on the comm stream, after the work enqueued on the
@@ -398,9 +434,25 @@ template <typename T, typename R> class Trainer {
     void all_reduce_bucket(const GradientBucket& bucket) {
         dist_.comm_waits_for(gpu_.stream);
         dist_.group_begin();
-        for (const ParamRange& range : bucket.ranges)
-            dist_.all_reduce(model_->grads() + range.offset, (size_t)range.count, ReduceOp::Sum, bucket.what.c_str());
+        for (const GradientSlice& slice : bucket.slices)
+            dist_.all_reduce(slice.data, (size_t)slice.count, ReduceOp::Sum, bucket.what.c_str());
         dist_.group_end(bucket.what.c_str());
+    }
+
+    // ZeRO-2: sums each slice of one bucket onto the rank whose optimizer shard holds it (a slice
+    // that crosses a shard boundary goes to two), which adds it to its accumulated shard; all on
+    // the comm stream, after the work enqueued on the compute stream so far.
+    void reduce_bucket_to_owners(const GradientBucket& bucket) {
+        dist_.comm_waits_for(gpu_.stream);
+        dist_.group_begin();
+        for (const OwnedPiece& piece : bucket.pieces)
+            dist_.reduce(piece.data, piece.data, (size_t)piece.count, piece.owner, ReduceOp::Sum, bucket.what.c_str());
+        dist_.group_end(bucket.what.c_str());
+        const OptimizerShard& shard = model_->shard();
+        for (const OwnedPiece& piece : bucket.pieces)
+            if (piece.owner == dist_.rank)
+                accumulate(model_->shard_grads() + (piece.offset - shard.begin), piece.data, (size_t)piece.count,
+                           dist_.comm_stream);
     }
 
     // Loads the next training batch into one of the two pinned sets and starts its upload.
@@ -689,7 +741,7 @@ template <typename T, typename R> class Trainer {
     ModelOptions options_;
     OptimizerShard shard_;
     std::unique_ptr<Gpt2Model<T, R>> model_;
-    std::vector<GradientBucket> layer_buckets_;  // [layer]; empty unless overlaps_grad_reduce()
+    std::vector<GradientBucket> layer_buckets_;  // [layer]; empty unless overlaps_grad_reduce() or ZeRO-2
     GradientBucket non_layer_bucket_;
     std::unique_ptr<DataLoader> train_loader_;
     std::unique_ptr<DataLoader> val_loader_;

@@ -328,13 +328,14 @@ std::vector<Option> build_options() {
                     "run directory, or a model_SSSSSSSS.bin",
                     "none"),
 
-        integer_option(distributed, "--zero-stage", &C::zero_stage, 0, 1,
+        integer_option(distributed, "--zero-stage", &C::zero_stage, 0, 2,
                        "0: replicated; 1: AdamW state and master weights sharded over GPUs, gradients "
-                       "reduce-scattered (ZeRO-2's sharded gradient storage is not implemented)"),
+                       "reduce-scattered after backward; 2: also the gradients sharded, each layer's reduced "
+                       "to its owners during every micro-step's backward"),
         bool_option(distributed, "--overlap-grad-reduce", &C::overlap_grad_reduce,
                     "ZeRO-0: all-reduce each layer's gradients on a second stream while the backward pass "
                     "computes the layers below (0 = one all-reduce after it); ZeRO-1 always reduce-scatters "
-                    "after the backward pass"),
+                    "after the backward pass, ZeRO-2 always overlaps"),
         integer_option(distributed, "--nproc", &C::nproc, 1, 4096, "GPUs (processes) to launch on this node"),
         text_option(distributed, "--rendezvous", &C::rendezvous, "PATH",
                     "file on a shared filesystem through which the processes find each other", "chosen by the launcher"),

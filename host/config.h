@@ -95,7 +95,7 @@ struct TrainConfig {
     std::string out_dir;              // parse_args: runs/<experiment>-<YYYYmmdd-HHMMSS> if not given
     std::string resume;               // "", "auto", a run directory or a model_*.bin
     int64_t log_every = 1;
-    int zero_stage = 0;               // 0: replicated; 1: optimizer state and master weights sharded
+    int zero_stage = 0;               // 0: replicated; 1: optimizer state and master weights sharded; 2: gradients too
     bool overlap_grad_reduce = true;  // ZeRO-0: all-reduce each layer's gradients during backward
     std::string vocab_dir;            // "" = Gpt2Tokenizer::default_vocab_dir()
     int64_t bench_steps = 0;          // > 0: benchmark mode, this many steps then a BENCH line

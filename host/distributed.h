@@ -667,6 +667,24 @@ class DistributedContext {
         all_reduce(static_cast<const T*>(data), data, count, op, what);
     }
 
+    // recv[i] = op over ranks of send[i], i < count, on rank `root` only (ZeRO-2 sends each
+    // gradient slice to the rank that owns it); recv is untouched elsewhere. send == recv is in place.
+    template <typename T>
+    void reduce(const T* send, T* recv, size_t count, int root, [[maybe_unused]] ReduceOp op,
+                [[maybe_unused]] const char* what) {
+        static_assert(is_collective_type<T>, "collectives take float, __nv_bfloat16 or __half");
+        REQUIRE(root >= 0 && root < world_size, "reduce: root %d of world size %d", root, world_size);
+        if (world_size == 1) {
+            local_copy(send, recv, count);
+            return;
+        }
+#ifdef USE_NCCL
+        wait_for_nccl(ncclReduce(send, recv, count, nccl_type<T>(), nccl_op(op), root, comm, comm_stream), what,
+                      __FILE__, __LINE__);
+        if (group_depth_ == 0) watch(comm_stream, what);
+#endif
+    }
+
     // send: (world_size * recv_count), recv: (recv_count) = this rank's block of the reduction:
     // recv[i] = op over ranks of send[rank * recv_count + i]. In place when
     // recv == send + rank * recv_count. See shard_of() for the padding.

@@ -122,6 +122,22 @@ template <typename T> void copy_master_to_params(T* params /*(n)*/, const float*
 }
 
 // ---------------------------------------------------------------------------------------------
+// Gradient accumulation into a sharded gradient (ZeRO-2): each micro-step's reduced slice is added
+// to the owner's fp32 shard. dst and src may have any alignment (slices start anywhere).
+
+__global__ void accumulate_kernel(float* dst, const float* src, size_t n) {
+    const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+    for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) dst[i] += src[i];
+}
+
+inline void accumulate(float* dst /*(n)*/, const float* src /*(n)*/, size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    constexpr int kThreads = 256;
+    accumulate_kernel<<<elementwise_grid(n, kThreads), kThreads, 0, stream>>>(dst, src, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Global gradient norm (squared)
 
 constexpr int kNormBlocks = 1024;  // fixed, so the reduction tree (and the result) never changes

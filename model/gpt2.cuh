@@ -22,7 +22,8 @@
 //
 // Memory: parameters in a few flat arenas (fp32 master, 16-bit compute copy, fp32 gradients,
 // fp32 AdamW moments), each in ParamLayout order, so checkpoints are one write and ZeRO sharding
-// is a range of offsets. Activations in one arena, planned once for (B, T); with recompute_gelu
+// is a range of offsets (ZeRO-2 keeps only the shard of the gradients, plus a few layer-sized
+// buffers that backward writes into and the trainer reduces; OptimizerShard). Activations in one arena, planned once for (B, T); with recompute_gelu
 // each layer keeps only its GELU input, and backward's wide scratch tensors share the logits
 // buffer, which is dead by then.
 #pragma once
@@ -99,10 +100,13 @@ template <typename P> struct ParamViews {
     P* lnf_b = nullptr;
 
     ParamViews() = default;
-    ParamViews(P* base, const ParamLayout& layout) {
+    ParamViews(P* base, const ParamLayout& layout)
+        : ParamViews([&](const ParamTensor& tensor) { return base + tensor.offset; }, layout) {}
+    // Each tensor the layout has, wherever `locate` puts it (nullptr: not stored there).
+    template <typename Locate> ParamViews(const Locate& locate, const ParamLayout& layout) {
         auto view = [&](const char* name) -> P* {
             const ParamTensor* tensor = layout.find(name);
-            return tensor ? base + tensor->offset : nullptr;
+            return tensor ? locate(*tensor) : nullptr;
         };
         wte = view("wte");
         wpe = view("wpe");
@@ -140,6 +144,7 @@ class DeviceArena {
         return base_ ? reinterpret_cast<X*>(base_ + offset) : nullptr;
     }
     size_t bytes() const { return used_; }
+    template <typename X> X* base() const { return reinterpret_cast<X*>(base_); }
     void allocate() {
         CUDA_CHECK(cudaMalloc(&base_, used_));
         used_ = 0;
@@ -153,10 +158,22 @@ class DeviceArena {
 // The range of the flat parameter arrays whose AdamW state this rank owns (ZeRO-1), within
 // arrays padded to `padded_total` so that equal shards tile them (host/distributed.h shard_of).
 // Without sharding: [0, num_params) of padded_total = num_params.
+// sharded_gradients (ZeRO-2): the model keeps the accumulated gradient of its shard only; backward
+// writes each layer's gradients into one of a few rotating layer-sized buffers (and wte, wpe, lnf
+// into one buffer of their own), which the caller reduces to the owning ranks every micro-step.
 struct OptimizerShard {
     int64_t begin = 0;
     int64_t end = 0;
     int64_t padded_total = 0;
+    bool sharded_gradients = false;
+};
+
+// A contiguous piece of one gradient bucket: `count` gradients of flat offset `offset` (in
+// ParamLayout order), stored at `data` (in the full arena, or in a ZeRO-2 buffer).
+struct GradientSlice {
+    float* data;
+    int64_t offset;
+    int64_t count;
 };
 
 // Residual type R: T, or float for the fp32 residual stream (pre-norm only).
@@ -177,18 +194,30 @@ template <typename T, typename R> class Gpt2Model {
                 "optimizer shard [%lld, %lld) of %lld does not fit %lld parameters", (long long)shard_.begin,
                 (long long)shard_.end, (long long)shard_.padded_total, (long long)num_params_);
         const int64_t owned = shard_.end - shard_.begin;
+        const GradientPlan gradient_plan(layout_, shard_);
         CUDA_CHECK(cudaMalloc(&params_, shard_.padded_total * sizeof(T)));
-        CUDA_CHECK(cudaMalloc(&grads_, shard_.padded_total * sizeof(float)));
+        CUDA_CHECK(cudaMalloc(&grads_, gradient_plan.total_floats() * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&master_, owned * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&adam_m_, owned * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&adam_v_, owned * sizeof(float)));
         CUDA_CHECK(cudaMemset(params_, 0, shard_.padded_total * sizeof(T)));
-        CUDA_CHECK(cudaMemset(grads_, 0, shard_.padded_total * sizeof(float)));
+        CUDA_CHECK(cudaMemset(grads_, 0, gradient_plan.total_floats() * sizeof(float)));
         CUDA_CHECK(cudaMemset(master_, 0, owned * sizeof(float)));
         CUDA_CHECK(cudaMemset(adam_m_, 0, owned * sizeof(float)));
         CUDA_CHECK(cudaMemset(adam_v_, 0, owned * sizeof(float)));
         param_views_ = ParamViews<T>(params_, layout_);
-        grad_views_ = ParamViews<float>(grads_, layout_);
+        if (shard_.sharded_gradients) {
+            // [shard accumulator | wte, wpe, lnf | kLayerGradBuffers x one layer]
+            non_layer_grads_ = grads_ + gradient_plan.shard_floats;
+            layer_grads_ = non_layer_grads_ + gradient_plan.non_layer_floats;
+            layer_floats_ = gradient_plan.layer_floats;
+            grad_views_ = ParamViews<float>(
+                [&](const ParamTensor& t) { return t.per_layer ? nullptr : non_layer_grads_ + offset_in_bucket(t); },
+                layout_);
+            for (cudaEvent_t& event : buffer_free_) CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+        } else {
+            grad_views_ = ParamViews<float>(grads_, layout_);
+        }
         plan_activations(act_, activations_, options_, max_batch_, max_seq_);
         activations_.allocate();
         plan_activations(act_, activations_, options_, max_batch_, max_seq_);
@@ -199,14 +228,19 @@ template <typename T, typename R> class Gpt2Model {
         cudaFree(master_);
         cudaFree(adam_m_);
         cudaFree(adam_v_);
+        cudaFree(staging_);
+        for (cudaEvent_t event : buffer_free_)
+            if (event) cudaEventDestroy(event);
     }
     Gpt2Model(const Gpt2Model&) = delete;
     Gpt2Model& operator=(const Gpt2Model&) = delete;
 
     // Device memory the model will take, before taking it (for the start-up plan and a clear
     // out-of-memory message): parameters, gradients and AdamW state; activations for (B, T).
-    static size_t parameter_bytes(const OptimizerShard& shard) {
-        return shard.padded_total * (sizeof(T) + sizeof(float)) + 3 * (shard.end - shard.begin) * sizeof(float);
+    static size_t parameter_bytes(const ModelShape& shape, const OptimizerShard& shard) {
+        const GradientPlan gradients(ParamLayout(shape, 0.02), shard);
+        return shard.padded_total * sizeof(T) + gradients.total_floats() * sizeof(float) +
+               3 * (shard.end - shard.begin) * sizeof(float);
     }
     static size_t activation_bytes(const ModelOptions& options, int max_batch, int max_seq) {
         Activations plan{};
@@ -220,7 +254,13 @@ template <typename T, typename R> class Gpt2Model {
     const OptimizerShard& shard() const { return shard_; }
     int64_t num_params() const { return num_params_; }
     T* params() { return params_; }
-    float* grads() { return grads_; }
+    // The whole gradient arena (padded_total, ParamLayout order); not with sharded_gradients.
+    float* grads() {
+        REQUIRE(!shard_.sharded_gradients, "grads(): with sharded gradients only shard_grads() exists");
+        return grads_;
+    }
+    // The accumulated gradients of this rank's optimizer shard: [shard.begin, shard.end).
+    float* shard_grads() { return shard_.sharded_gradients ? grads_ : grads_ + shard_.begin; }
     float* master() { return master_; }
     float* adam_m() { return adam_m_; }
     float* adam_v() { return adam_v_; }
@@ -229,15 +269,22 @@ template <typename T, typename R> class Gpt2Model {
     int* device_tokens() { return act_.tokens; }
     int* device_targets() { return act_.targets; }
 
-    // Staging for full fp32 weights (num_params): the gradient arena, which is zeroed again by
-    // finish_weights() before any backward pass.
-    float* weight_staging() { return grads_; }
+    // Staging for full fp32 weights (num_params), used between steps only: the gradient arena,
+    // which finish_weights() zeroes again, or with sharded gradients the activation arena when it
+    // is large enough (it is dead between steps), else a buffer of its own.
+    float* weight_staging() {
+        if (!shard_.sharded_gradients) return grads_;
+        if (activations_.bytes() >= (size_t)num_params_ * sizeof(float)) return activations_.base<float>();
+        if (!staging_) CUDA_CHECK(cudaMalloc(&staging_, num_params_ * sizeof(float)));
+        return staging_;
+    }
     // Fresh weights into the staging buffer: each tensor by its init rule (ParamLayout), drawn
     // on the GPU from `seed` (identical on every rank).
     void init_weights_into_staging(uint64_t seed, cudaStream_t stream) {
         int64_t tensor_index = 0;
+        float* staging = weight_staging();
         for (const ParamTensor& tensor : layout_.tensors()) {
-            float* out = grads_ + tensor.offset;
+            float* out = staging + tensor.offset;
             switch (tensor.init) {
                 case ParamInit::normal:
                     fill_normal(out, tensor.numel, (float)tensor.init_std, seed, tensor_index, stream);
@@ -250,15 +297,35 @@ template <typename T, typename R> class Gpt2Model {
     }
     // Staged full fp32 weights -> the compute copy and this rank's master shard; clears staging.
     void finish_weights(cudaStream_t stream) {
-        copy_master_to_params(params_, grads_, num_params_, stream);
+        const float* staged = weight_staging();
+        copy_master_to_params(params_, staged, num_params_, stream);
         const int64_t valid_end = std::min(shard_.end, num_params_);
         if (valid_end > shard_.begin)
-            CUDA_CHECK(cudaMemcpyAsync(master_, grads_ + shard_.begin, (valid_end - shard_.begin) * sizeof(float),
+            CUDA_CHECK(cudaMemcpyAsync(master_, staged + shard_.begin, (valid_end - shard_.begin) * sizeof(float),
                                        cudaMemcpyDeviceToDevice, stream));
         zero_grads(stream);
     }
+    // Clears the accumulated gradients (the whole arena, or this rank's shard).
     void zero_grads(cudaStream_t stream) {
-        CUDA_CHECK(cudaMemsetAsync(grads_, 0, shard_.padded_total * sizeof(float), stream));
+        const int64_t count = shard_.sharded_gradients ? shard_.end - shard_.begin : shard_.padded_total;
+        CUDA_CHECK(cudaMemsetAsync(grads_, 0, count * sizeof(float), stream));
+    }
+
+    // Where backward leaves layer `layer`'s gradients (ParamLayout::layer_ranges), and wte, wpe and
+    // lnf's (non_layer_ranges): in the arena, or with sharded gradients in the ZeRO-2 buffers.
+    std::vector<GradientSlice> layer_gradient_slices(int layer) const {
+        return slices(layout_.layer_ranges(layer), shard_.sharded_gradients ? layer_buffer(layer) : nullptr);
+    }
+    std::vector<GradientSlice> non_layer_gradient_slices() const {
+        return slices(layout_.non_layer_ranges(), shard_.sharded_gradients ? non_layer_grads_ : nullptr);
+    }
+    // Sharded gradients: the caller has enqueued on `stream` everything that reads layer `layer`'s
+    // buffer (or the non-layer buffer), which backward may then reuse once that work is done.
+    void release_layer_gradients(int layer, cudaStream_t stream) {
+        CUDA_CHECK(cudaEventRecord(buffer_free_[layer % kLayerGradBuffers], stream));
+    }
+    void release_non_layer_gradients(cudaStream_t stream) {
+        CUDA_CHECK(cudaEventRecord(buffer_free_[kLayerGradBuffers], stream));
     }
 
     // ------------------------------------------------------------------------------------------
@@ -358,31 +425,36 @@ template <typename T, typename R> class Gpt2Model {
 
     // ------------------------------------------------------------------------------------------
     // Backward, after forward(with_targets, grad_scale > 0) with the same B, T and rng:
-    // accumulates (+=) every parameter's gradient into grads().
+    // accumulates (+=) every parameter's gradient into grads(); with sharded gradients it writes
+    // this micro-step's gradients into the ZeRO-2 buffers (layer_gradient_slices) instead.
     // layer_grads_done(l), when given, is called for l = L-1 down to 0 as soon as everything that
     // writes layer l's gradients (ParamLayout::layer_ranges(l)) is enqueued on `stream`, so the
     // caller can reduce them while the layers below are computed. Nothing later touches them;
-    // wte, wpe and lnf (non_layer_ranges()) are final only when backward returns.
+    // wte, wpe and lnf (non_layer_ranges()) are final only when backward returns. With sharded
+    // gradients the caller must reduce each layer there and release_layer_gradients() it.
     void backward(MatmulContext& matmul, int B, int seq, const DropoutSchedule& rng, const int* host_tokens,
                   cudaStream_t stream, const std::function<void(int layer)>& layer_grads_done = nullptr) {
+        REQUIRE(layer_grads_done || !shard_.sharded_gradients, "backward: sharded gradients need layer_grads_done");
         const ModelShape& s = options_.shape;
         const int L = s.n_layer, C = s.n_embd, NH = s.n_head, HD = C / NH, N = B * seq, Vp = s.padded_vocab_size;
         const size_t nc = (size_t)N * C;
         const ParamViews<T>& p = param_views_;
-        const ParamViews<float>& g = grad_views_;
+        const ParamViews<float>& g = grad_views_;  // wte, wpe, lnf; layers' through layer_grad_views
         T* grad_a = act_.grad_a;    // (N, C)
         T* grad_b = act_.grad_b;    // (N, C)
         T* grad_wide = act_.grad_wide;  // (N, 4C): d(pre_gelu) or d(qkv)
 
         // LM head: d(final hidden) into grad_b; the tied embedding's gradient accumulates here too.
         const T* final_hidden = s.post_norm ? act_.ln2 + (size_t)(L - 1) * nc : act_.lnf;
+        begin_non_layer_gradients(stream);
+        begin_layer_gradients(L - 1, stream);
         matmul_backward<T>(matmul, grad_b, nullptr, g.wte, nullptr, act_.logits, final_hidden, p.wte, nullptr, N, Vp,
                            C, stream);
         if (!s.post_norm) {
             // grad_a := d(last MLP output), whose column sums are the last fc_proj bias gradient;
             // grad_residual := d(residual stream before LNf).
             fused_dropout_residual_layernorm_backward<T, R>(
-                grad_a, act_.grad_residual, g.lnf_w, g.lnf_b, g.fc_proj_b + (size_t)(L - 1) * C, grad_b,
+                grad_a, act_.grad_residual, g.lnf_w, g.lnf_b, layer_grad_views(L - 1).fc_proj_b, grad_b,
                 act_.residual_final, act_.lnf_mean, act_.lnf_rstd, p.lnf_w, after_mlp_prev(rng, L),
                 /*d_residual_is_zero=*/true, N, C, act_.ln_scratch, stream);
         }
@@ -398,6 +470,8 @@ template <typename T, typename R> class Gpt2Model {
             const float* lse = act_.lse + (size_t)l * N * NH;
             const T* pre_gelu = act_.pre_gelu + l * 4 * nc;
             const T* gelu = options_.recompute_gelu ? act_.gelu_scratch : act_.gelu + l * 4 * nc;
+            const ParamViews<float> gl = layer_grad_views(l);
+            if (l > 0) begin_layer_gradients(l - 1, stream);  // this layer's LN1 backward writes into it
             if (options_.recompute_gelu) gelu_forward(act_.gelu_scratch, pre_gelu, (long long)N * 4 * C, stream);
 
             if (s.post_norm) {
@@ -405,35 +479,33 @@ template <typename T, typename R> class Gpt2Model {
                 // residual path (absent for the last layer). -> grad_a = d(mlp output),
                 // grad_residual = d(ln1 out) through the residual path.
                 fused_dropout_residual_layernorm_postnorm_backward<T>(
-                    grad_a, reinterpret_cast<T*>(act_.grad_residual), g.ln2_w + l * C, g.ln2_b + l * C,
-                    g.fc_proj_b + l * C, grad_b, l == L - 1 ? nullptr : reinterpret_cast<const T*>(act_.grad_residual),
+                    grad_a, reinterpret_cast<T*>(act_.grad_residual), gl.ln2_w, gl.ln2_b, gl.fc_proj_b, grad_b, l == L - 1 ? nullptr : reinterpret_cast<const T*>(act_.grad_residual),
                     reinterpret_cast<const T*>(act_.residual_mlp + l * nc), act_.ln2_mean + l * N,
                     act_.ln2_rstd + l * N, p.ln2_w + l * C, after_mlp, N, C, act_.ln_scratch, stream);
             }
             // MLP: grad_a = d(fc_proj output) (its column sums, fc_proj's bias gradient, were taken by
             // the LayerNorm backward that wrote it). grad_wide = d(pre_gelu), whose column sums are
             // fc's bias gradient.
-            matmul_backward<T>(matmul, grad_wide, g.fc_b + l * 4 * C, g.fc_proj_w + (size_t)l * 4 * C * C, nullptr,
+            matmul_backward<T>(matmul, grad_wide, gl.fc_b, gl.fc_proj_w, nullptr,
                                grad_a, gelu, p.fc_proj_w + (size_t)l * 4 * C * C, pre_gelu, N, C, 4 * C, stream);
             const T* mlp_input = s.post_norm ? ln1 : ln2;
-            matmul_backward<T>(matmul, grad_b, nullptr, g.fc_w + (size_t)l * 4 * C * C, nullptr, grad_wide, mlp_input,
+            matmul_backward<T>(matmul, grad_b, nullptr, gl.fc_w, nullptr, grad_wide, mlp_input,
                                p.fc_w + (size_t)l * 4 * C * C, nullptr, N, 4 * C, C, stream);
             // grad_b = d(MLP input). Through LN2 (pre-norm) or LN1 (post-norm) to d(attention output).
             if (!s.post_norm) {
                 fused_dropout_residual_layernorm_backward<T, R>(
-                    grad_a, act_.grad_residual, g.ln2_w + l * C, g.ln2_b + l * C, g.attn_proj_b + l * C, grad_b,
+                    grad_a, act_.grad_residual, gl.ln2_w, gl.ln2_b, gl.attn_proj_b, grad_b,
                     act_.residual_mlp + l * nc, act_.ln2_mean + l * N, act_.ln2_rstd + l * N, p.ln2_w + l * C,
                     after_attn, /*d_residual_is_zero=*/false, N, C, act_.ln_scratch, stream);
             } else {
                 fused_dropout_residual_layernorm_postnorm_backward<T>(
-                    grad_a, reinterpret_cast<T*>(act_.grad_residual), g.ln1_w + l * C, g.ln1_b + l * C,
-                    g.attn_proj_b + l * C, grad_b, reinterpret_cast<const T*>(act_.grad_residual),
+                    grad_a, reinterpret_cast<T*>(act_.grad_residual), gl.ln1_w, gl.ln1_b, gl.attn_proj_b, grad_b, reinterpret_cast<const T*>(act_.grad_residual),
                     reinterpret_cast<const T*>(act_.residual_attn + l * nc), act_.ln1_mean + l * N,
                     act_.ln1_rstd + l * N, p.ln1_w + l * C, after_attn, N, C, act_.ln_scratch, stream);
             }
             // Attention: grad_a = d(attn_proj output), its column sums already in attn_proj's bias
             // gradient (taken by the LayerNorm backward above).
-            matmul_backward<T>(matmul, grad_b, nullptr, g.attn_proj_w + (size_t)l * C * C, nullptr, grad_a, att,
+            matmul_backward<T>(matmul, grad_b, nullptr, gl.attn_proj_w, nullptr, grad_a, att,
                                p.attn_proj_w + (size_t)l * C * C, nullptr, N, C, C, stream);
             attention_backward<T>(grad_wide, act_.attention_scratch, grad_b, qkv, att, lse, B, seq, NH, HD,
                                   softmax_scale(l), attn_drop, stream);
@@ -444,15 +516,15 @@ template <typename T, typename R> class Gpt2Model {
                 s.post_norm ? (l == 0 ? act_.embedding : act_.ln2 + (l - 1) * nc) : ln1;
             // grad_wide = d(qkv): no kernel of ours writes it with a column sum to spare, so qkv's bias
             // gradient is a separate pass over it (dbias).
-            matmul_backward<T>(matmul, grad_b, nullptr, g.qkv_w + (size_t)l * 3 * C * C, g.qkv_b + l * 3 * C,
+            matmul_backward<T>(matmul, grad_b, nullptr, gl.qkv_w, gl.qkv_b,
                                grad_wide, attn_input, p.qkv_w + (size_t)l * 3 * C * C, nullptr, N, 3 * C, C, stream);
             // grad_b = d(attention input).
             if (!s.post_norm) {
                 // Through LN1 to d(previous MLP output) in grad_a, whose column sums are the previous
                 // layer's fc_proj bias gradient (for layer 0: d(embedding), no bias).
                 fused_dropout_residual_layernorm_backward<T, R>(
-                    grad_a, act_.grad_residual, g.ln1_w + l * C, g.ln1_b + l * C,
-                    l == 0 ? nullptr : g.fc_proj_b + (l - 1) * C, grad_b, act_.residual_attn + l * nc,
+                    grad_a, act_.grad_residual, gl.ln1_w, gl.ln1_b, l == 0 ? nullptr : layer_grad_views(l - 1).fc_proj_b,
+                    grad_b, act_.residual_attn + l * nc,
                     act_.ln1_mean + l * N, act_.ln1_rstd + l * N, p.ln1_w + l * C,
                     l == 0 ? rng.site(options_.dropout_embd, L, 0) : after_mlp_prev(rng, l),
                     /*d_residual_is_zero=*/false, N, C, act_.ln_scratch, stream);
@@ -480,7 +552,7 @@ template <typename T, typename R> class Gpt2Model {
             const int64_t end = std::min(tensor.offset + tensor.numel, shard_.end);
             if (begin >= end) continue;
             const int64_t local = begin - shard_.begin;
-            adamw_update<T>(params_ + begin, master_ + local, grads_ + begin, adam_m_ + local, adam_v_ + local,
+            adamw_update<T>(params_ + begin, master_ + local, shard_grads() + local, adam_m_ + local, adam_v_ + local,
                             static_cast<size_t>(end - begin), lr, beta1, beta2, eps,
                             tensor.weight_decay ? weight_decay : 0.0f, grad_scale, adam_step, stream);
         }
@@ -497,6 +569,83 @@ template <typename T, typename R> class Gpt2Model {
     // (or LNf for l == n_layer).
     DropoutParams after_mlp_prev(const DropoutSchedule& rng, int l) const {
         return rng.site(options_.dropout_resid, options_.shape.n_layer, 3 + 3 * (l - 1));
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Gradient storage
+
+    // Backward writes layer l's gradients into buffer l % kLayerGradBuffers with sharded
+    // gradients. Layer l's buffer is first written during layer l + 1 (pre-norm: fc_proj_b's
+    // gradient comes from the next LN1's backward), and is reduced on the comm stream once layer
+    // l is done: four buffers leave two layers of backward to hide each reduction.
+    static constexpr int kLayerGradBuffers = 4;
+
+    // Floats of gradient storage (GradientPlan(layout, shard).total_floats()).
+    struct GradientPlan {
+        int64_t shard_floats = 0;      // the accumulated gradients: the whole arena, or one shard
+        int64_t non_layer_floats = 0;  // sharded: wte, wpe, lnf of one micro-step
+        int64_t layer_floats = 0;      // sharded: one layer's tensors, per buffer
+        GradientPlan(const ParamLayout& layout, const OptimizerShard& shard) {
+            if (!shard.sharded_gradients) {
+                shard_floats = shard.padded_total;
+                return;
+            }
+            shard_floats = shard.end - shard.begin;
+            for (const ParamRange& range : layout.non_layer_ranges()) non_layer_floats += range.count;
+            for (const ParamRange& range : layout.layer_ranges(0)) layer_floats += range.count;
+        }
+        int64_t total_floats() const { return shard_floats + non_layer_floats + kLayerGradBuffers * layer_floats; }
+    };
+
+    // Where tensor t (its layer slice, if per-layer) starts inside a ZeRO-2 buffer: buffers hold
+    // their tensors packed in ParamLayout order, as layer_ranges()/non_layer_ranges() list them.
+    int64_t offset_in_bucket(const ParamTensor& t) const {
+        int64_t offset = 0;
+        for (const ParamTensor& other : layout_.tensors()) {
+            if (&other == &t) return offset;
+            if (other.per_layer == t.per_layer) offset += t.per_layer ? other.numel / options_.shape.n_layer : other.numel;
+        }
+        REQUIRE(false, "offset_in_bucket: %s is not in this layout", t.name.c_str());
+        return 0;
+    }
+    float* layer_buffer(int layer) const { return layer_grads_ + (layer % kLayerGradBuffers) * layer_floats_; }
+
+    // `ranges` of the flat layout, at their arena offsets, or packed one after another from
+    // `buffer` when given.
+    std::vector<GradientSlice> slices(const std::vector<ParamRange>& ranges, float* buffer) const {
+        std::vector<GradientSlice> out;
+        int64_t packed = 0;
+        for (const ParamRange& range : ranges) {
+            out.push_back({buffer ? buffer + packed : grads_ + range.offset, range.offset, range.count});
+            packed += range.count;
+        }
+        return out;
+    }
+
+    // The gradient views of layer `layer`'s tensors (the non-layer ones are nullptr).
+    ParamViews<float> layer_grad_views(int layer) const {
+        return ParamViews<float>(
+            [&](const ParamTensor& t) -> float* {
+                if (!t.per_layer) return nullptr;
+                return shard_.sharded_gradients ? layer_buffer(layer) + offset_in_bucket(t)
+                                                : grads_ + layout_.layer_offset(t, layer);
+            },
+            layout_);
+    }
+
+    // Sharded gradients: before backward's first write of a layer's (or the non-layer) buffer,
+    // wait until the caller's reduction of its previous contents is done, then clear it (backward
+    // accumulates). Without sharding the arena accumulates over micro-steps: nothing to do.
+    void begin_layer_gradients(int layer, cudaStream_t stream) {
+        if (!shard_.sharded_gradients) return;
+        CUDA_CHECK(cudaStreamWaitEvent(stream, buffer_free_[layer % kLayerGradBuffers], 0));
+        CUDA_CHECK(cudaMemsetAsync(layer_buffer(layer), 0, layer_floats_ * sizeof(float), stream));
+    }
+    void begin_non_layer_gradients(cudaStream_t stream) {
+        if (!shard_.sharded_gradients) return;
+        CUDA_CHECK(cudaStreamWaitEvent(stream, buffer_free_[kLayerGradBuffers], 0));
+        const GradientPlan plan(layout_, shard_);
+        CUDA_CHECK(cudaMemsetAsync(non_layer_grads_, 0, plan.non_layer_floats * sizeof(float), stream));
     }
 
     struct Activations;
@@ -588,12 +737,20 @@ template <typename T, typename R> class Gpt2Model {
     OptimizerShard shard_;
     int64_t num_params_ = 0;
     T* params_ = nullptr;
-    float* grads_ = nullptr;
+    float* grads_ = nullptr;  // the gradient arena, or with sharded gradients all their storage
     float* master_ = nullptr;
     float* adam_m_ = nullptr;
     float* adam_v_ = nullptr;
+    // Sharded gradients (inside grads_): the non-layer buffer and kLayerGradBuffers layer buffers
+    // of layer_floats_ each; buffer_free_[i] is recorded when buffer i (the non-layer buffer:
+    // i = kLayerGradBuffers) has been reduced.
+    float* non_layer_grads_ = nullptr;
+    float* layer_grads_ = nullptr;
+    int64_t layer_floats_ = 0;
+    cudaEvent_t buffer_free_[kLayerGradBuffers + 1] = {};
+    float* staging_ = nullptr;  // weight_staging() when the activation arena is too small
     ParamViews<T> param_views_;
-    ParamViews<float> grad_views_;
+    ParamViews<float> grad_views_;  // with sharded gradients: wte, wpe and lnf only
     DeviceArena activations_;
     Activations act_{};
     EncoderBackwardPlan encoder_plan_;

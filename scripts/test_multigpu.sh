@@ -4,9 +4,10 @@
 #      within a stated tolerance, through the --nproc launcher and through mpirun;
 #   2. the gradient all-reduce overlapped with the backward pass (the default) and run after it
 #      (--overlap-grad-reduce 0) give the same losses;
-#   3. ZeRO-0 and ZeRO-1 agree;
+#   3. ZeRO-0, ZeRO-1 and ZeRO-2 agree (ZeRO-2 also with gradient accumulation), and the memory
+#      each takes per GPU for gpt2l;
 #   4. scaling efficiency 1 -> 2 -> 4 GPUs at a fixed per-GPU batch, gpt2s (B=32) and gpt2l (B=16),
-#      overlapped (efficiency against 1 GPU) and, for comparison, not overlapped;
+#      overlapped (efficiency against 1 GPU) and, for gpt2s, not overlapped;
 #   5. a rank killed mid-run stops the others with an error in bounded time; the run resumes.
 # Tolerance for 1: every run computes the same per-sequence math; they differ only in how the
 # gradient sum is ordered (local accumulation vs. NCCL) and in the matmul algorithms cuBLASLt
@@ -16,6 +17,8 @@
 # ranks every element is one fp32 sum a + b either way, so the losses must be identical
 # (tolerance 0: a bucket reduced before backward finished its layer shows up here); with 4, the
 # order of NCCL's ring sums depends on the cut, so the tolerance of 1 applies.
+# Tolerance for 3: ZeRO-1 sums the same fp32 gradients in another order (reduce-scatter); ZeRO-2
+# sums every micro-step over ranks before accumulating: rounding again, so the tolerance of 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
@@ -62,11 +65,24 @@ for n in 2 4; do
     compare "overlap on vs off ($n GPUs)" "$work/g$n/log.jsonl" "$work/serial$n/log.jsonl" "$([ "$n" -eq 2 ] && echo 0 || echo 2e-3)" || status=1
 done
 
-echo "== 3. ZeRO-1 vs ZeRO-0 on $((gpus >= 4 ? 4 : 2)) GPUs"
+echo "== 3. ZeRO-0 vs ZeRO-1 vs ZeRO-2"
+for n in 2 4; do
+    [ "$gpus" -ge "$n" ] || continue
+    for stage in 1 2; do  # on 2 GPUs with 2 micro-steps per step, on 4 with one
+        ./train_gpt2cu "${small[@]}" --nproc "$n" --zero-stage $stage --out-dir "$work/z$stage-$n" > "$work/z$stage-$n.log" 2>&1 || { echo "ZeRO-$stage run on $n GPUs failed"; tail "$work/z$stage-$n.log"; status=1; }
+        compare "ZeRO-0 vs ZeRO-$stage ($n GPUs)" "$work/g$n/log.jsonl" "$work/z$stage-$n/log.jsonl" || status=1
+    done
+done
 n=$((gpus >= 4 ? 4 : 2))
-./train_gpt2cu "${small[@]}" --nproc "$n" --zero-stage 1 --out-dir "$work/z1" > "$work/z1.log" 2>&1 || { echo "ZeRO-1 run failed"; tail "$work/z1.log"; status=1; }
-compare "ZeRO-0 vs ZeRO-1 ($n GPUs)" "$work/g$n/log.jsonl" "$work/z1/log.jsonl" || status=1
-grep -h "memory plan" "$work/g$n.log" "$work/z1.log" | head -2 | sed 's/^/  /'
+echo "  memory per GPU, gpt2l, B=8, $n GPUs (bf16; rank 0's GPU, whole device):"
+printf '  %-6s %14s %12s %s\n' stage tokens/s "GPU memory" "plan (parameters, gradients, AdamW state)"
+for stage in 0 1 2; do
+    ./train_gpt2cu -e gpt2l "${data[@]}" --precision bf16 --device-batch 8 --nproc "$n" --global-batch-tokens $((8 * 1024 * n * 2)) \
+        --bench-steps 6 --zero-stage $stage --out-dir "$work/mem$stage" > "$work/mem$stage.log" 2>&1 || { echo "gpt2l ZeRO-$stage failed"; tail "$work/mem$stage.log"; status=1; }
+    line=$(grep BENCH "$work/mem$stage.log")
+    printf '  %-6s %14s %9s GB %s\n' "$stage" "$(sed -E 's/.*tokens_per_s=([0-9.]+).*/\1/' <<<"$line")" \
+        "$(sed -E 's/.*peak_mem_gb=([0-9.]+).*/\1/' <<<"$line")" "$(grep -m1 -oE 'AdamW state [0-9.]+ GB' "$work/mem$stage.log")"
+done
 
 echo "== 4. scaling at a fixed per-GPU batch (bf16, no dropout, tokens/s of the whole job)"
 printf '  %-8s %5s %8s %14s %8s %10s\n' model gpus overlap tokens/s MFU% efficiency
@@ -74,8 +90,8 @@ for spec in "gpt2s 32" "gpt2l 16"; do
     set -- $spec; model=$1; b=$2; base=""
     for n in 1 2 4; do
         [ "$gpus" -ge "$n" ] || continue
-        for overlap in 1 0; do  # one GPU has nothing to overlap: one run
-            [ "$n" -gt 1 ] || [ "$overlap" -eq 1 ] || continue
+        for overlap in 1 0; do  # one GPU has nothing to overlap: one run; gpt2l: overlapped only
+            [ "$overlap" -eq 1 ] || { [ "$n" -gt 1 ] && [ "$model" = gpt2s ]; } || continue
             label=$([ "$n" -eq 1 ] && echo - || { [ "$overlap" -eq 1 ] && echo on || echo off; })
             line=$(./train_gpt2cu -e "$model" "${data[@]}" --precision bf16 --device-batch "$b" --nproc "$n" \
                      --global-batch-tokens $((b * 1024 * n)) --bench-steps 12 --dropout-embd 0 --dropout-resid 0 \

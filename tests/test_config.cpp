@@ -387,7 +387,7 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         {{"--lr", "0"}, "--lr 0 is out of range"},
         {{"--precision", "fp8"}, "--precision: 'fp8' is not one of bf16|fp16"},
         {{"--post-norm", "maybe"}, "--post-norm: 'maybe' is not a boolean"},
-        {{"--zero-stage", "2"}, "--zero-stage 2 is out of range: valid is an integer in [0, 1]"},
+        {{"--zero-stage", "3"}, "--zero-stage 3 is out of range: valid is an integer in [0, 2]"},
         {{"--n-embd", "770"}, "--n-embd 770 is not divisible by --n-head 12"},
         {{"--seq-len", "2048"}, "--seq-len 2048 exceeds the model's --max-seq-len 1024"},
         {{"--rotary-fraction", "0.3"}, "--rotary-fraction 0.3 gives rotary_dim 19.2 of d_head 64"},
