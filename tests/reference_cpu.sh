@@ -35,8 +35,10 @@ bundle = read_bundle(sys.argv[1])
 losses = bundle["losses"]
 # Init std 0.02 makes the first logits nearly uniform: loss ~ ln(50257) + Var(logit)/2 ~ 10.84.
 assert abs(losses[0] - math.log(50257)) < 0.1, f"first loss {losses[0]} is not near ln(50257)"
-# Ten AdamW steps at lr 1e-3 on one batch memorize it: the loss must fall clearly.
-assert losses[-1] < losses[0] - 0.5, f"losses {list(losses)} did not fall"
+# Ten AdamW steps (lr 1e-4) on one batch start to memorize it: the loss must fall at every step
+# and clearly overall (this tiny model: by about 0.26).
+assert all(b < a for a, b in zip(losses, losses[1:])), f"losses {list(losses)} did not fall at every step"
+assert losses[-1] < losses[0] - 0.2, f"losses {list(losses)} did not fall clearly"
 print(f"losses {losses[0]:.4f} -> {losses[-1]:.4f}: ok")
 EOF
 

@@ -431,7 +431,9 @@ def cross_entropy_loss(logits, targets):
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    lr: float = 1e-3
+    # 1e-4: ten steps on one batch then lower the loss smoothly (10.86 -> 8.85 for test_gpt2cu's
+    # base model) instead of oscillating, so that 16-bit rounding is not amplified (test_gpt2.cu).
+    lr: float = 1e-4
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
@@ -738,7 +740,7 @@ def parse_args(argv):
     run.add_argument("--seed", type=int, default=1111, help="init, random tokens and dropout masks (default 1111)")
     run.add_argument("--tokens-from", metavar="SHARD", help="take B windows of T+1 tokens from the start of a shard")
     run.add_argument("--steps", type=int, default=10, help="AdamW steps on the same batch (default 10)")
-    run.add_argument("--lr", type=float, default=OptimizerConfig.lr, help="constant (default 1e-3)")
+    run.add_argument("--lr", type=float, default=OptimizerConfig.lr, help="constant (default 1e-4)")
     run.add_argument("--beta1", type=float, default=OptimizerConfig.beta1)
     run.add_argument("--beta2", type=float, default=OptimizerConfig.beta2)
     run.add_argument("--adam-eps", type=float, default=OptimizerConfig.eps)
