@@ -198,6 +198,7 @@ __global__ void __launch_bounds__(kThreads)
     const int r = threadIdx.x / 4, sub = threadIdx.x % 4;
     const int query = q0 + r;
     const float scale_log2 = softmax_scale * kLog2e;
+    const AttentionDropoutRate drop_rate = attention_dropout_rate(drop.p);
     float row_max = -INFINITY, row_sum = 0.0f;  // row_sum: this thread's columns only, reduced at the end
     float acc[kDims];
 #pragma unroll
@@ -231,7 +232,9 @@ __global__ void __launch_bounds__(kThreads)
             const int c = sub + 4 * i;
             float p = exp2f((s[i] - base) * scale_log2);
             row_sum += p;
-            if (drop.enabled() && k0 + c <= query && !attention_keep(drop, b, h, NH, seq_len, query, k0 + c)) p = 0.0f;
+            if (drop.enabled() && k0 + c <= query &&
+                !attention_keep(drop, drop_rate.threshold, b, h, NH, seq_len, query, k0 + c))
+                p = 0.0f;
             p_s[r * kScoreStride + c] = p;
         }
         __syncwarp();  // a row's probabilities are written and read by the same quad
@@ -244,12 +247,43 @@ __global__ void __launch_bounds__(kThreads)
 
     row_sum = shuffle_sum4(row_sum);
     if (query >= seq_len) return;
-    const float inv = (drop.enabled() ? attention_dropout_rate(drop.p).scale : 1.0f) / row_sum;
+    const float inv = (drop.enabled() ? drop_rate.scale : 1.0f) / row_sum;
     T* o = out + ((static_cast<int64_t>(b) * seq_len + query) * NH + h) * HD;
 #pragma unroll
     for (int i = 0; i < kDims; ++i) o[sub + 4 * i] = from_float<T>(acc[i] * inv);
     if (sub == 0) lse[(static_cast<int64_t>(b) * NH + h) * seq_len + query] = row_max * softmax_scale + logf(row_sum);
 }
+
+// Head h of batch b in the backward kernels' inputs: its Q, K and V rows in qkv (row stride
+// 3 * NH * HD) and its dO rows in dout (row stride NH * HD). The dQ kernel holds a query tile
+// and streams key tiles, the dK/dV kernel the other way round; both load tiles with these.
+template <typename T, int HD> struct BackwardHeadRows {
+    const T* q;
+    const T* k;
+    const T* v;
+    const T* dout;
+    int64_t qkv_stride;
+    int seq_len, NH;
+
+    __device__ __forceinline__ BackwardHeadRows(const T* qkv, const T* dout_all, int b, int h, int seq_len_, int NH_)
+        : qkv_stride(3LL * NH_ * HD), seq_len(seq_len_), NH(NH_) {
+        q = qkv + static_cast<int64_t>(b) * seq_len * qkv_stride + static_cast<int64_t>(h) * HD;
+        k = q + NH * HD;
+        v = k + NH * HD;
+        dout = dout_all + (static_cast<int64_t>(b) * seq_len * NH + h) * HD;
+    }
+    // Q and dO rows [q0, q0 + kTile), as floats.
+    __device__ __forceinline__ void load_query_tile(float* q_s, float* do_s, int q0) const {
+        load_rows_as_float<T, HD>(q_s, q + q0 * qkv_stride, qkv_stride, min(kTile, seq_len - q0));
+        load_rows_as_float<T, HD>(do_s, dout + static_cast<int64_t>(q0) * NH * HD, static_cast<int64_t>(NH) * HD,
+                                  min(kTile, seq_len - q0));
+    }
+    // K and V rows [k0, k0 + kTile), as floats.
+    __device__ __forceinline__ void load_key_tile(float* k_s, float* v_s, int k0) const {
+        load_rows_as_float<T, HD>(k_s, k + k0 * qkv_stride, qkv_stride, min(kTile, seq_len - k0));
+        load_rows_as_float<T, HD>(v_s, v + k0 * qkv_stride, qkv_stride, min(kTile, seq_len - k0));
+    }
+};
 
 template <typename T, int HD>
 __global__ void __launch_bounds__(kThreads)
@@ -267,14 +301,8 @@ __global__ void __launch_bounds__(kThreads)
     const int h = blockIdx.y, b = blockIdx.z;
     const int q_tile = gridDim.x - 1 - blockIdx.x;
     const int q0 = q_tile * kTile;
-    const int64_t row_stride = 3LL * NH * HD;
-    const T* q_g = qkv + static_cast<int64_t>(b) * seq_len * row_stride + static_cast<int64_t>(h) * HD;
-    const T* k_g = q_g + NH * HD;
-    const T* v_g = k_g + NH * HD;
-    const T* do_g = dout + (static_cast<int64_t>(b) * seq_len * NH + h) * HD;
-    load_rows_as_float<T, HD>(q_s, q_g + q0 * row_stride, row_stride, min(kTile, seq_len - q0));
-    load_rows_as_float<T, HD>(do_s, do_g + static_cast<int64_t>(q0) * NH * HD, static_cast<int64_t>(NH) * HD,
-                              min(kTile, seq_len - q0));
+    const BackwardHeadRows<T, HD> rows(qkv, dout, b, h, seq_len, NH);
+    rows.load_query_tile(q_s, do_s, q0);
 
     const int r = threadIdx.x / 4, sub = threadIdx.x % 4;
     const int query = q0 + r;
@@ -282,7 +310,8 @@ __global__ void __launch_bounds__(kThreads)
     const float lse_log2 = query < seq_len ? lse[stat_index] * kLog2e : 0.0f;
     const float d_row = query < seq_len ? row_dot[stat_index] : 0.0f;
     const float scale_log2 = softmax_scale * kLog2e;
-    const float drop_scale = drop.enabled() ? attention_dropout_rate(drop.p).scale : 1.0f;
+    const AttentionDropoutRate drop_rate = attention_dropout_rate(drop.p);
+    const float drop_scale = drop.enabled() ? drop_rate.scale : 1.0f;
     float acc[kDims];
 #pragma unroll
     for (int i = 0; i < kDims; ++i) acc[i] = 0.0f;
@@ -290,8 +319,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int j = 0; j <= q_tile; ++j) {
         const int k0 = j * kTile;
         __syncthreads();
-        load_rows_as_float<T, HD>(k_s, k_g + k0 * row_stride, row_stride, min(kTile, seq_len - k0));
-        load_rows_as_float<T, HD>(v_s, v_g + k0 * row_stride, row_stride, min(kTile, seq_len - k0));
+        rows.load_key_tile(k_s, v_s, k0);
         __syncthreads();
 #pragma unroll
         for (int i = 0; i < kTile / 4; ++i) {
@@ -300,8 +328,10 @@ __global__ void __launch_bounds__(kThreads)
             if (key <= query) {
                 const float p = exp2f(dot_rows<HD>(q_s + r * RF, k_s + c * RF) * scale_log2 - lse_log2);
                 float dp = dot_rows<HD>(do_s + r * RF, v_s + c * RF);
-                if (drop.enabled())
-                    dp = attention_keep(drop, b, h, NH, seq_len, query, key) ? dp * drop_scale : 0.0f;
+                if (drop.enabled()) {
+                    const bool keep = attention_keep(drop, drop_rate.threshold, b, h, NH, seq_len, query, key);
+                    dp = keep ? dp * drop_scale : 0.0f;
+                }
                 ds = p * (dp - d_row);
             }
             ds_s[r * kScoreStride + c] = ds;
@@ -314,6 +344,7 @@ __global__ void __launch_bounds__(kThreads)
         }
     }
     if (query >= seq_len) return;
+    const int64_t row_stride = rows.qkv_stride;
     T* dq = dqkv + static_cast<int64_t>(b) * seq_len * row_stride + query * row_stride + static_cast<int64_t>(h) * HD;
 #pragma unroll
     for (int i = 0; i < kDims; ++i) dq[sub + 4 * i] = from_float<T>(acc[i] * softmax_scale);
@@ -338,19 +369,15 @@ __global__ void __launch_bounds__(kThreads)
     const int h = blockIdx.y, b = blockIdx.z;
     const int k_tile = blockIdx.x;  // tile 0 sees every query: heaviest first
     const int k0 = k_tile * kTile;
-    const int64_t row_stride = 3LL * NH * HD;
-    const T* q_g = qkv + static_cast<int64_t>(b) * seq_len * row_stride + static_cast<int64_t>(h) * HD;
-    const T* k_g = q_g + NH * HD;
-    const T* v_g = k_g + NH * HD;
-    const T* do_g = dout + (static_cast<int64_t>(b) * seq_len * NH + h) * HD;
+    const BackwardHeadRows<T, HD> rows(qkv, dout, b, h, seq_len, NH);
     const int64_t stat_base = (static_cast<int64_t>(b) * NH + h) * seq_len;
-    load_rows_as_float<T, HD>(k_s, k_g + k0 * row_stride, row_stride, min(kTile, seq_len - k0));
-    load_rows_as_float<T, HD>(v_s, v_g + k0 * row_stride, row_stride, min(kTile, seq_len - k0));
+    rows.load_key_tile(k_s, v_s, k0);
 
     const int r = threadIdx.x / 4, sub = threadIdx.x % 4;
     const int key = k0 + r;
     const float scale_log2 = softmax_scale * kLog2e;
-    const float drop_scale = drop.enabled() ? attention_dropout_rate(drop.p).scale : 1.0f;
+    const AttentionDropoutRate drop_rate = attention_dropout_rate(drop.p);
+    const float drop_scale = drop.enabled() ? drop_rate.scale : 1.0f;
     float dk[kDims], dv[kDims];
 #pragma unroll
     for (int i = 0; i < kDims; ++i) dk[i] = dv[i] = 0.0f;
@@ -359,9 +386,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int qt = k_tile; qt < num_q_tiles; ++qt) {
         const int qs0 = qt * kTile;
         __syncthreads();
-        load_rows_as_float<T, HD>(q_s, q_g + qs0 * row_stride, row_stride, min(kTile, seq_len - qs0));
-        load_rows_as_float<T, HD>(do_s, do_g + static_cast<int64_t>(qs0) * NH * HD, static_cast<int64_t>(NH) * HD,
-                                  min(kTile, seq_len - qs0));
+        rows.load_query_tile(q_s, do_s, qs0);
         if (threadIdx.x < kTile) {
             const int q = qs0 + threadIdx.x;
             lse_s[threadIdx.x] = q < seq_len ? lse[stat_base + q] * kLog2e : 0.0f;
@@ -377,7 +402,7 @@ __global__ void __launch_bounds__(kThreads)
                 float dp = dot_rows<HD>(v_s + r * RF, do_s + c * RF);
                 pd = p;
                 if (drop.enabled()) {
-                    const bool keep = attention_keep(drop, b, h, NH, seq_len, query, key);
+                    const bool keep = attention_keep(drop, drop_rate.threshold, b, h, NH, seq_len, query, key);
                     pd = keep ? p * drop_scale : 0.0f;
                     dp = keep ? dp * drop_scale : 0.0f;
                 }
@@ -397,6 +422,7 @@ __global__ void __launch_bounds__(kThreads)
         }
     }
     if (key >= seq_len) return;
+    const int64_t row_stride = rows.qkv_stride;
     T* dk_g = dqkv + static_cast<int64_t>(b) * seq_len * row_stride + key * row_stride + static_cast<int64_t>(NH + h) * HD;
     T* dv_g = dk_g + NH * HD;
 #pragma unroll
@@ -645,6 +671,36 @@ __device__ inline TileKeep<NT> tile_keep(const DropoutParams& drop, uint32_t thr
     return keep;
 }
 
+// Forward and dQ stream key tiles: issues cp.async for K and V rows [k0, k0 + BK) of a head
+// into one stage of the double buffers (rows past the sequence end become zeros).
+template <int HD, int BK, int NTHREADS, typename T>
+__device__ __forceinline__ void load_key_tile_async(T* k_dst /*(BK, pitch)*/, T* v_dst /*(BK, pitch)*/, const T* k_g,
+                                                    const T* v_g, int64_t row_stride, int k0, int seq_len) {
+    load_tile_async<HD, BK, NTHREADS>(k_dst, k_g + k0 * row_stride, row_stride, min(BK, seq_len - k0));
+    load_tile_async<HD, BK, NTHREADS>(v_dst, v_g + k0 * row_stride, row_stride, min(BK, seq_len - k0));
+}
+
+// acc += S X for a warp's 16 rows (O += P V in forward, dQ += dS K in dQ): S the 16 x BK score
+// tile in C fragments, rounded to T on the way into A fragments; X the BK x HD tile stored
+// row-major in shared memory.
+template <typename T, int HD, int BK>
+__device__ __forceinline__ void accumulate_scores_times_tile(float (&acc)[HD / 8][4], const float (&s)[BK / 8][4],
+                                                             const T* x_tile /*(BK, pitch)*/, int lane) {
+    constexpr int P = smem_pitch<HD>();
+#pragma unroll
+    for (int kc = 0; kc < BK / 16; ++kc) {
+        uint32_t sa[4];
+        c_pair_to_a<T>(sa, s[2 * kc], s[2 * kc + 1]);
+#pragma unroll
+        for (int dt = 0; dt < HD / 16; ++dt) {
+            uint32_t xb[4];
+            load_b_kn<P>(xb, x_tile, kc * 16, dt * 16, lane);
+            mma_16x8x16<T>(acc[2 * dt], sa, xb[0], xb[1]);
+            mma_16x8x16<T>(acc[2 * dt + 1], sa, xb[2], xb[3]);
+        }
+    }
+}
+
 // Forward. Block: NWARPS warps x 16 query rows; loops over key tiles of BK keys up to the
 // diagonal, K and V double-buffered so the copy of tile j+1 overlaps the math of tile j.
 template <typename T, int HD, int NWARPS, int BK>
@@ -671,8 +727,7 @@ __global__ void __launch_bounds__(NWARPS * 32)
     const T* v_g = k_g + NH * HD;
 
     load_tile_async<HD, BQ, NTHREADS>(q_s, q_g + q0 * row_stride, row_stride, q_rows);
-    load_tile_async<HD, BK, NTHREADS>(k_s, k_g, row_stride, min(BK, seq_len));
-    load_tile_async<HD, BK, NTHREADS>(v_s, v_g, row_stride, min(BK, seq_len));
+    load_key_tile_async<HD, BK, NTHREADS>(k_s, v_s, k_g, v_g, row_stride, 0, seq_len);
     cp_async_commit();
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
@@ -704,8 +759,8 @@ __global__ void __launch_bounds__(NWARPS * 32)
         if (j + 1 < num_k_tiles) {  // refill the buffer tile j-1 used
             const int next = (j + 1) * BK;
             const int stage = (j + 1) & 1;
-            load_tile_async<HD, BK, NTHREADS>(k_s + stage * BK * P, k_g + next * row_stride, row_stride, min(BK, seq_len - next));
-            load_tile_async<HD, BK, NTHREADS>(v_s + stage * BK * P, v_g + next * row_stride, row_stride, min(BK, seq_len - next));
+            load_key_tile_async<HD, BK, NTHREADS>(k_s + stage * BK * P, v_s + stage * BK * P, k_g, v_g, row_stride, next,
+                                                  seq_len);
             cp_async_commit();
         }
         const int k0 = j * BK;
@@ -770,18 +825,7 @@ __global__ void __launch_bounds__(NWARPS * 32)
                 for (int e = 0; e < 4; ++e)
                     if (!keep(nt, e)) s[nt][e] = 0.0f;
         }
-#pragma unroll
-        for (int kc = 0; kc < BK / 16; ++kc) {
-            uint32_t pa[4];
-            c_pair_to_a<T>(pa, s[2 * kc], s[2 * kc + 1]);
-#pragma unroll
-            for (int dp = 0; dp < HD / 16; ++dp) {
-                uint32_t vb[4];
-                load_b_kn<P>(vb, v_tile, kc * 16, dp * 16, lane);
-                mma_16x8x16<T>(o[2 * dp], pa, vb[0], vb[1]);
-                mma_16x8x16<T>(o[2 * dp + 1], pa, vb[2], vb[3]);
-            }
-        }
+        accumulate_scores_times_tile<T, HD, BK>(o, s, v_tile, lane);
     }
     if (!warp_active) return;  // no block-wide barrier follows
 
@@ -828,8 +872,7 @@ __global__ void __launch_bounds__(NWARPS * 32)
 
     load_tile_async<HD, BQ, NTHREADS>(q_s, q_g + q0 * row_stride, row_stride, q_rows);
     load_tile_async<HD, BQ, NTHREADS>(do_s, do_g + q0 * out_stride, out_stride, q_rows);
-    load_tile_async<HD, BK, NTHREADS>(k_s, k_g, row_stride, min(BK, seq_len));
-    load_tile_async<HD, BK, NTHREADS>(v_s, v_g, row_stride, min(BK, seq_len));
+    load_key_tile_async<HD, BK, NTHREADS>(k_s, v_s, k_g, v_g, row_stride, 0, seq_len);
     cp_async_commit();
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
@@ -869,8 +912,8 @@ __global__ void __launch_bounds__(NWARPS * 32)
         if (j + 1 < num_k_tiles) {
             const int next = (j + 1) * BK;
             const int stage = (j + 1) & 1;
-            load_tile_async<HD, BK, NTHREADS>(k_s + stage * BK * P, k_g + next * row_stride, row_stride, min(BK, seq_len - next));
-            load_tile_async<HD, BK, NTHREADS>(v_s + stage * BK * P, v_g + next * row_stride, row_stride, min(BK, seq_len - next));
+            load_key_tile_async<HD, BK, NTHREADS>(k_s + stage * BK * P, v_s + stage * BK * P, k_g, v_g, row_stride, next,
+                                                  seq_len);
             cp_async_commit();
         }
         const int k0 = j * BK;
@@ -921,19 +964,7 @@ __global__ void __launch_bounds__(NWARPS * 32)
                 s[nt][2 * i] = p0 * (dp0 - d_row[i]);
                 s[nt][2 * i + 1] = p1 * (dp1 - d_row[i]);
             }
-        // dQ += dS K
-#pragma unroll
-        for (int kc = 0; kc < BK / 16; ++kc) {
-            uint32_t da[4];
-            c_pair_to_a<T>(da, s[2 * kc], s[2 * kc + 1]);
-#pragma unroll
-            for (int dd = 0; dd < HD / 16; ++dd) {
-                uint32_t kb[4];
-                load_b_kn<P>(kb, k_tile, kc * 16, dd * 16, lane);
-                mma_16x8x16<T>(dq[2 * dd], da, kb[0], kb[1]);
-                mma_16x8x16<T>(dq[2 * dd + 1], da, kb[2], kb[3]);
-            }
-        }
+        accumulate_scores_times_tile<T, HD, BK>(dq, s, k_tile, lane);  // dQ += dS K
     }
     if (!warp_active) return;
     T* dq_s = q_s + warp * 16 * P;  // this warp's Q rows: already in q_frag

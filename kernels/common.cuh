@@ -212,7 +212,12 @@ __host__ __device__ inline uint32_t attention_keep_byte(const uint4& words, uint
 
 // Whether probability (q, k) of head (b, h) is kept: the scalar definition, used by the CUDA-core
 // kernels and the CPU references (the tensor-core kernels share calls between lanes instead).
-__host__ __device__ inline bool attention_keep(const DropoutParams& drop, int b, int h, int NH, int T, int q, int k) {
+// `threshold` is attention_dropout_rate(drop.p).threshold, which kernels compute once, not per element.
+__host__ __device__ inline bool attention_keep(const DropoutParams& drop, uint32_t threshold, int b, int h, int NH,
+                                               int T, int q, int k) {
     const uint4 words = drop.random_words(attention_dropout_call(b, h, NH, T, q, k >> 3));
-    return attention_random16(words, k & 7) >= attention_dropout_rate(drop.p).threshold;
+    return attention_random16(words, k & 7) >= threshold;
+}
+__host__ __device__ inline bool attention_keep(const DropoutParams& drop, int b, int h, int NH, int T, int q, int k) {
+    return attention_keep(drop, attention_dropout_rate(drop.p).threshold, b, h, NH, T, q, k);
 }

@@ -130,22 +130,59 @@ template <typename T, int kThreads> __device__ inline void zero_gradient_row(T* 
     for (int v = threadIdx.x; v < vectors; v += kThreads) store16_streaming(row_logits + v * Vec16<T>::size, zero);
 }
 
+// This block's row (blockIdx.x) as every variant of the kernel starts it (the dev/cuda workbench
+// has one that holds the row in registers).
+template <typename T> struct CrossEntropyRowInput {
+    T* logits;           // the row's Vp columns
+    int vectors;         // 16-byte vectors in the row
+    int target;
+    bool target_valid;   // false: a NaN loss (see the header comment)
+    float target_logit;  // thread 0 only
+};
+
+// Reads the row's target and, on thread 0, its logit. Returns false when the target is the ignore
+// index, after writing the row's loss (0) and, with write_grad, its all-zero gradient.
+template <typename T, int kThreads>
+__device__ __forceinline__ bool begin_cross_entropy_row(CrossEntropyRowInput<T>& in, T* logits, float* losses,
+                                                        const int* targets, int V, int Vp, bool write_grad) {
+    in.logits = logits + static_cast<size_t>(blockIdx.x) * Vp;
+    in.vectors = Vp / Vec16<T>::size;
+    in.target = targets[blockIdx.x];
+    if (in.target == kCrossEntropyIgnoreIndex) {
+        if (threadIdx.x == 0) losses[blockIdx.x] = 0.0f;
+        if (write_grad) zero_gradient_row<T, kThreads>(in.logits, in.vectors);
+        return false;
+    }
+    in.target_valid = in.target >= 0 && in.target < V;
+    // Read before any thread can overwrite the row (the reduction's barriers separate the sweeps).
+    in.target_logit = threadIdx.x == 0 && in.target_valid ? to_float(in.logits[in.target]) : 0.0f;
+    return true;
+}
+
+// Combines the threads' stats of the row and writes its loss. Returns false when no gradient is
+// wanted (write_grad false), else true with what the gradient needs in `row`.
+template <typename T, int kThreads>
+__device__ __forceinline__ bool end_cross_entropy_stats(CrossEntropyRow& row, SoftmaxStats stats,
+                                                        const CrossEntropyRowInput<T>& in, float* losses, int V,
+                                                        float label_smoothing, float grad_scale, bool write_grad) {
+    stats = block_combine_stats<kThreads>(stats);
+    if (threadIdx.x == 0)
+        losses[blockIdx.x] = cross_entropy_loss(stats, in.target_logit, in.target_valid, V, label_smoothing);
+    if (!write_grad) return false;
+    row = CrossEntropyRow{stats.max + logf(stats.sum), in.target, 1.0f - label_smoothing, label_smoothing / V,
+                          grad_scale, V};
+    return true;
+}
+
 template <typename T, int kThreads>
 __global__ void __launch_bounds__(kThreads)
     fused_cross_entropy_kernel(T* logits /*(N,Vp)*/, float* losses /*(N)*/, const int* targets /*(N)*/, int V,
                                int Vp, float label_smoothing, float grad_scale, bool write_grad) {
     constexpr int kVec = Vec16<T>::size;
-    T* row_logits = logits + static_cast<size_t>(blockIdx.x) * Vp;
-    const int vectors = Vp / kVec;
-    const int target = targets[blockIdx.x];
-    if (target == kCrossEntropyIgnoreIndex) {
-        if (threadIdx.x == 0) losses[blockIdx.x] = 0.0f;
-        if (write_grad) zero_gradient_row<T, kThreads>(row_logits, vectors);
-        return;
-    }
-    const bool target_valid = target >= 0 && target < V;
-    // Read before any thread can overwrite the row (the reduction's barriers separate the sweeps).
-    const float target_logit = threadIdx.x == 0 && target_valid ? to_float(row_logits[target]) : 0.0f;
+    CrossEntropyRowInput<T> in;
+    if (!begin_cross_entropy_row<T, kThreads>(in, logits, losses, targets, V, Vp, write_grad)) return;
+    T* row_logits = in.logits;
+    const int vectors = in.vectors;
 
     SoftmaxStats stats;
     for (int base = threadIdx.x; base < vectors; base += kThreads * kCrossEntropyUnroll) {
@@ -155,13 +192,10 @@ __global__ void __launch_bounds__(kThreads)
         for (int u = 0; u < kCrossEntropyUnroll; ++u)
             if (base + u * kThreads < vectors) accumulate_stats(stats, x[u], (base + u * kThreads) * kVec, V);
     }
-    stats = block_combine_stats<kThreads>(stats);
-    if (threadIdx.x == 0)
-        losses[blockIdx.x] = cross_entropy_loss(stats, target_logit, target_valid, V, label_smoothing);
-    if (!write_grad) return;
+    CrossEntropyRow row;
+    if (!end_cross_entropy_stats<T, kThreads>(row, stats, in, losses, V, label_smoothing, grad_scale, write_grad))
+        return;
 
-    const CrossEntropyRow row{stats.max + logf(stats.sum), target, 1.0f - label_smoothing, label_smoothing / V,
-                              grad_scale, V};
     for (int base = threadIdx.x; base < vectors; base += kThreads * kCrossEntropyUnroll) {
         Vec16<T> x[kCrossEntropyUnroll];
         for (int u = 0; u < kCrossEntropyUnroll; ++u)

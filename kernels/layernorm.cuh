@@ -181,6 +181,24 @@ template <int kValues> __device__ inline void team_sum(float (&values)[kValues],
     }
 }
 
+// Backward's sums over the teams of a block, for chunk slot k: for each column k * slot_columns + i
+// (i < slot_columns, column < C), partial_row[column] = the teams' values for it, summed in team
+// order. Team 0's value for column i is at first_team_value(i), team t's t * team_stride floats
+// further on. The block's threads share the columns.
+template <typename FirstTeamValue>
+__device__ __forceinline__ void store_team_sums(float* partial_row, int k, int slot_columns, int C,
+                                                unsigned team_stride, FirstTeamValue first_team_value) {
+    const int block_threads = blockDim.x * blockDim.y;
+    for (int i = threadIdx.y * blockDim.x + threadIdx.x; i < slot_columns; i += block_threads) {
+        const int column = k * slot_columns + i;
+        if (column >= C) break;
+        const float* value = first_team_value(i);
+        float total = 0.0f;
+        for (int team = 0; team < blockDim.y; ++team) total += value[team * team_stride];
+        partial_row[column] = total;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward: one row per team.
 
@@ -370,7 +388,6 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
 
     // Teams -> one partial row per component and block, column slot by column slot, in team
     // order: the dx sums first (already in shared memory), then dweight and dbias through it.
-    const int block_threads = blockDim.x * blockDim.y;
     const int thread_index = threadIdx.y * blockDim.x + threadIdx.x;
     const int slot_columns = blockDim.x * kChunk;  // columns covered by one chunk slot of the team
     float* block_partials = partials + size_t(blockIdx.x) * components * C;
@@ -378,14 +395,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
         __syncthreads();
 #pragma unroll
         for (int k = 0; k < kChunksPerThread; ++k) {
-            for (int i = thread_index; i < slot_columns; i += block_threads) {
-                const int column = k * slot_columns + i;
-                if (column >= C) break;
-                const float* slot = shared_sums + (k * kChunk + i % kChunk) * kMaxBlockThreads + i / kChunk;
-                float total = 0.0f;
-                for (int team = 0; team < blockDim.y; ++team) total += slot[team * blockDim.x];
-                block_partials[2 * C + column] = total;
-            }
+            store_team_sums(block_partials + 2 * C, k, slot_columns, C, blockDim.x, [&](int i) {
+                return shared_sums + (k * kChunk + i % kChunk) * kMaxBlockThreads + i / kChunk;
+            });
         }
     }
 #pragma unroll
@@ -397,13 +409,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
             for (int j = 0; j < kChunk; ++j)
                 shared_sums[thread_index * kChunk + j] = component == 0 ? dweight_acc[k][j] : dbias_acc[k][j];
             __syncthreads();
-            for (int i = thread_index; i < slot_columns; i += block_threads) {
-                const int column = k * slot_columns + i;
-                if (column >= C) break;
-                float total = 0.0f;
-                for (int team = 0; team < blockDim.y; ++team) total += shared_sums[team * slot_columns + i];
-                block_partials[component * C + column] = total;
-            }
+            store_team_sums(block_partials + component * C, k, slot_columns, C, slot_columns,
+                            [&](int i) { return shared_sums + i; });
         }
     }
 }

@@ -36,16 +36,10 @@ __global__ void __launch_bounds__(kThreads)
     cross_entropy_row_in_registers_kernel(T* logits, float* losses, const int* targets, int V, int Vp,
                                           float label_smoothing, float grad_scale, bool write_grad) {
     constexpr int kVec = Vec16<T>::size;
-    T* row_logits = logits + static_cast<size_t>(blockIdx.x) * Vp;
-    const int vectors = Vp / kVec;
-    const int target = targets[blockIdx.x];
-    if (target == kCrossEntropyIgnoreIndex) {
-        if (threadIdx.x == 0) losses[blockIdx.x] = 0.0f;
-        if (write_grad) zero_gradient_row<T, kThreads>(row_logits, vectors);
-        return;
-    }
-    const bool target_valid = target >= 0 && target < V;
-    const float target_logit = threadIdx.x == 0 && target_valid ? to_float(row_logits[target]) : 0.0f;
+    CrossEntropyRowInput<T> in;
+    if (!begin_cross_entropy_row<T, kThreads>(in, logits, losses, targets, V, Vp, write_grad)) return;
+    T* row_logits = in.logits;
+    const int vectors = in.vectors;
     Vec16<T> x[kVectors];
 #pragma unroll
     for (int i = 0; i < kVectors; ++i) {
@@ -58,12 +52,9 @@ __global__ void __launch_bounds__(kThreads)
         const int v = threadIdx.x + i * kThreads;
         if (v < vectors) accumulate_stats(stats, x[i], v * kVec, V);
     }
-    stats = block_combine_stats<kThreads>(stats);
-    if (threadIdx.x == 0)
-        losses[blockIdx.x] = cross_entropy_loss(stats, target_logit, target_valid, V, label_smoothing);
-    if (!write_grad) return;
-    const CrossEntropyRow row{stats.max + logf(stats.sum), target, 1.0f - label_smoothing, label_smoothing / V,
-                              grad_scale, V};
+    CrossEntropyRow row;
+    if (!end_cross_entropy_stats<T, kThreads>(row, stats, in, losses, V, label_smoothing, grad_scale, write_grad))
+        return;
 #pragma unroll
     for (int i = 0; i < kVectors; ++i) {
         const int v = threadIdx.x + i * kThreads;
