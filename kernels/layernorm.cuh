@@ -54,9 +54,6 @@ constexpr int kForwardMaxChunksPerThread = 4;
 // (the third, the dx sums, in shared memory): two chunks per thread fit in 128 registers without
 // spilling (three spill), so two 256-thread blocks share an SM.
 constexpr int kBackwardMaxChunksPerThread = 2;
-// Backward blocks loop over rows: enough warps to keep HBM busy (about 16 per SM on H100),
-// few enough that the per-block partial rows cost ~1% of the traffic.
-constexpr int kBackwardTargetWarps = 2048;
 // Parameter-gradient rows the backward reduces: dweight, dbias and (optional) d_sublayer_bias.
 constexpr int kMaxComponents = 3;
 
@@ -94,6 +91,8 @@ struct BackwardPlan {
     size_t scratch_floats(int C) const { return size_t(blocks) * kMaxComponents * C; }  // (blocks, components, C)
 };
 
+// Backward blocks loop over rows: about target_warps warps in all, each team taking an equal
+// share of the N rows.
 inline BackwardPlan backward_plan(int N, RowTeamShape shape, int target_warps) {
     BackwardPlan plan;
     plan.shape = shape;
@@ -101,9 +100,6 @@ inline BackwardPlan backward_plan(int N, RowTeamShape shape, int target_warps) {
     plan.rows_per_team = std::max(1, ceil_div(N, target_teams));
     plan.blocks = ceil_div(N, plan.rows_per_team * shape.teams_per_block);
     return plan;
-}
-inline BackwardPlan default_backward_plan(int N, int C) {
-    return backward_plan(N, row_team_shape(C, kBackwardMaxChunksPerThread), kBackwardTargetWarps);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -457,6 +453,27 @@ template <int kMax, typename Body> void dispatch_chunks_per_thread(int chunks_pe
     }
 }
 
+// The default backward grid is one full wave: as many blocks as the GPU keeps resident at once.
+// A fixed warp count (2048 before) left a partial last wave for some widths, e.g. C = 1600
+// (7-warp teams, 224-thread blocks): 292 blocks ran in more than two rounds on 132 SMs, 0.53 ms
+// against 0.33 ms for another shape (H100, dev/cuda/layernorm sweep). The per-block partial
+// rows stay a few percent of the traffic.
+template <typename T, typename R> int backward_wave_warps(const RowTeamShape& shape) {
+    int device = 0, sms = 0, blocks_per_sm = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    dispatch_chunks_per_thread<kBackwardMaxChunksPerThread>(shape.chunks_per_thread, [&](auto chunks_per_thread) {
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &blocks_per_sm, layernorm_backward_kernel<T, R, decltype(chunks_per_thread)::value>,
+            shape.block_threads(), 0));
+    });
+    return std::max(1, blocks_per_sm) * sms * shape.block_threads() / 32;
+}
+template <typename T, typename R> BackwardPlan default_backward_plan(int N, int C) {
+    const RowTeamShape shape = row_team_shape(C, kBackwardMaxChunksPerThread);
+    return backward_plan(N, shape, backward_wave_warps<T, R>(shape));
+}
+
 inline void check_row_shape(int N, int C) {
     REQUIRE(N > 0, "LayerNorm: N = %d rows; need at least one row", N);
     REQUIRE(C % kChunk == 0 && C >= kChunk && C <= kMaxC,
@@ -534,13 +551,14 @@ void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweig
 // N rows of C elements, C a multiple of 8 up to 8192; tensors 16-byte aligned. The dropout
 // element index is row * C + col of x.
 
-// Floats of scratch the backward launchers need for C and any row count up to N (the block
-// count is not monotonic in N, so this is the bound min(ceil(N / teams), ceil(target / teams))).
-inline size_t layernorm_backward_scratch_floats(int N, int C) {
+// Floats of scratch the backward launchers <T, R> need for C and any row count up to N on the
+// current GPU (the block count is not monotonic in N, so this is the bound
+// min(ceil(N / teams), ceil(target / teams))).
+template <typename T, typename R> size_t layernorm_backward_scratch_floats(int N, int C) {
     using namespace layernorm_detail;
     check_row_shape(N, C);
     const RowTeamShape shape = row_team_shape(C, kBackwardMaxChunksPerThread);
-    const int target_teams = std::max(1, kBackwardTargetWarps / shape.warps_per_team);
+    const int target_teams = std::max(1, backward_wave_warps<T, R>(shape) / shape.warps_per_team);
     const int max_blocks = std::min(ceil_div(N, shape.teams_per_block), ceil_div(target_teams, shape.teams_per_block));
     return size_t(max_blocks) * kMaxComponents * C;
 }
@@ -568,9 +586,9 @@ void fused_dropout_residual_layernorm_backward(
     float* dweight /*(C) +=*/, float* dbias /*(C) +=*/, float* d_sublayer_bias /*(C) += or nullptr*/,
     const T* d_ln_out /*(N,C)*/, const R* residual_out /*(N,C)*/, const float* mean /*(N)*/,
     const float* rstd /*(N)*/, const T* weight /*(C)*/, DropoutParams drop, bool d_residual_is_zero, int N, int C,
-    float* scratch /*layernorm_backward_scratch_floats(N or more, C)*/, cudaStream_t stream) {
+    float* scratch /*layernorm_backward_scratch_floats<T, R>(N or more, C)*/, cudaStream_t stream) {
     REQUIRE(d_residual != nullptr, "LayerNorm backward: d_residual receives the residual gradient; it cannot be null");
-    layernorm_detail::launch_backward<T, R>(layernorm_detail::default_backward_plan(N, C), dx, d_residual, dweight,
+    layernorm_detail::launch_backward<T, R>(layernorm_detail::default_backward_plan<T, R>(N, C), dx, d_residual, dweight,
                                             dbias, d_sublayer_bias, d_ln_out, nullptr,
                                             d_residual_is_zero ? nullptr : d_residual, residual_out, mean, rstd,
                                             weight, drop, N, C, scratch, stream);
@@ -599,9 +617,9 @@ void fused_dropout_residual_layernorm_postnorm_backward(
     const T* d_out /*(N,C)*/,
     const T* d_out_extra /*(N,C) or nullptr: gradient reaching out through the next residual path*/,
     const T* sum_out /*(N,C)*/, const float* mean /*(N)*/, const float* rstd /*(N)*/, const T* weight /*(C)*/,
-    DropoutParams drop, int N, int C, float* scratch /*layernorm_backward_scratch_floats(N or more, C)*/,
+    DropoutParams drop, int N, int C, float* scratch /*layernorm_backward_scratch_floats<T, T>(N or more, C)*/,
     cudaStream_t stream) {
-    layernorm_detail::launch_backward<T, T>(layernorm_detail::default_backward_plan(N, C), dx, d_residual_in,
+    layernorm_detail::launch_backward<T, T>(layernorm_detail::default_backward_plan<T, T>(N, C), dx, d_residual_in,
                                             dweight, dbias, d_sublayer_bias, d_out, d_out_extra, nullptr, sum_out,
                                             mean, rstd, weight, drop, N, C, scratch, stream);
 }

@@ -692,7 +692,7 @@ template <typename T, typename R> class Gpt2Model {
             act_.gelu_scratch = options.recompute_gelu ? a.reserve<T>(N * 4 * C) : nullptr;
         }
         act_.grad_residual = a.reserve<R>(N * C);
-        act_.ln_scratch = a.reserve<float>(layernorm_backward_scratch_floats((int)N, (int)C));
+        act_.ln_scratch = a.reserve<float>(layernorm_backward_scratch_floats<T, R>((int)N, (int)C));
         act_.attention_scratch =
             a.reserve<float>(attention_backward_scratch_floats(max_batch, max_seq, (int)NH, (int)HD));
     }

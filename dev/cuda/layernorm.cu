@@ -86,11 +86,14 @@ std::string describe(const RowTeamShape& s) {
            std::to_string(s.teams_per_block) + "rows";
 }
 
-// Forward variants (with the default backward), then backward variants (with the default forward).
+// Forward variants (with the default backward), then backward variants (with the default forward):
+// each backward shape at fixed warp counts, and the public launchers' one-wave grid (bf16, the
+// sweep's type).
 std::vector<Variant> variants_for(int C) {
     using namespace layernorm_detail;
     const RowTeamShape forward_default = row_team_shape(C, kForwardMaxChunksPerThread);
     const RowTeamShape backward_default = row_team_shape(C, kBackwardMaxChunksPerThread);
+    const int wave_warps = backward_wave_warps<__nv_bfloat16, __nv_bfloat16>(backward_default);
     std::vector<Variant> variants;
     for (int chunks = 1; chunks <= kForwardMaxChunksPerThread; ++chunks) {
         const RowTeamShape shape = shape_with(C, chunks);
@@ -98,19 +101,19 @@ std::vector<Variant> variants_for(int C) {
         const bool is_default = shape.warps_per_team == forward_default.warps_per_team &&
                                 shape.chunks_per_thread == forward_default.chunks_per_thread;
         variants.push_back({"fwd " + describe(shape) + (is_default ? " *" : ""), true, shape, backward_default,
-                            kBackwardTargetWarps});
+                            wave_warps});
     }
-    for (int chunks = 1; chunks <= kBackwardMaxChunksPerThread; ++chunks)
-        for (int warps : {1024, 2048, 4096}) {
-            const RowTeamShape shape = shape_with(C, chunks);
-            if (shape.block_threads() > kMaxBlockThreads) continue;
-            const bool is_default = shape.warps_per_team == backward_default.warps_per_team &&
-                                    shape.chunks_per_thread == backward_default.chunks_per_thread &&
-                                    warps == kBackwardTargetWarps;
-            variants.push_back({"bwd " + describe(shape) + ", " + std::to_string(warps) + " warps" +
-                                    (is_default ? " *" : ""),
-                                false, forward_default, shape, warps});
-        }
+    for (int chunks = 1; chunks <= kBackwardMaxChunksPerThread; ++chunks) {
+        const RowTeamShape shape = shape_with(C, chunks);
+        if (shape.block_threads() > kMaxBlockThreads) continue;
+        for (int warps : {1024, 2048, 4096})
+            variants.push_back({"bwd " + describe(shape) + ", " + std::to_string(warps) + " warps", false,
+                                forward_default, shape, warps});
+        if (shape.warps_per_team == backward_default.warps_per_team &&
+            shape.chunks_per_thread == backward_default.chunks_per_thread)
+            variants.push_back({"bwd " + describe(shape) + ", one wave (" + std::to_string(wave_warps) + ") *", false,
+                                forward_default, shape, wave_warps});
+    }
     return variants;
 }
 
@@ -177,7 +180,7 @@ template <typename T, typename R> struct Case {
     }
 
     static size_t scratch_size(int N, int C, const Variant* variant) {
-        if (variant == nullptr) return layernorm_backward_scratch_floats(N, C);
+        if (variant == nullptr) return layernorm_backward_scratch_floats<T, R>(N, C);
         return layernorm_detail::backward_plan(N, variant->backward, variant->backward_target_warps).scratch_floats(C);
     }
     template <typename S> static std::vector<float> rounded(std::vector<float> values) {
