@@ -187,6 +187,8 @@ struct Options {
     bool with_torch = true;
 };
 inline Options parse_options(int argc, char** argv, bool accepts_no_torch) {
+    // Line-buffered even into a log file: a run stopped by a time limit keeps every finished row.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     Options options;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--quick") == 0) {
