@@ -263,7 +263,8 @@ template <typename T, typename R> class Trainer {
                                            : "unknown: MFU shown as n/a",
                     precision_name<T>());
         std::printf("memory plan: parameters, gradients and AdamW state %.2f GB; activations for %d x %d tokens %.2f GB\n",
-                    Gpt2Model<T, R>::parameter_bytes(options_.shape, shard_) / 1e9, config_.device_batch, config_.seq_len,
+                    Gpt2Model<T, R>::parameter_bytes(options_.shape, shard_) / 1e9, config_.device_batch,
+                    config_.seq_len,
                     Gpt2Model<T, R>::activation_bytes(options_, config_.device_batch, config_.seq_len) / 1e9);
         std::printf("run directory: %s\n\n", config_.out_dir.c_str());
         const std::string json = config_.to_json() + "\n";
@@ -415,10 +416,12 @@ template <typename T, typename R> class Trainer {
             if (config_.zero_stage == 2)
                 for (const GradientSlice& slice : planned.slices)
                     for (int rank = 0; rank < dist_.world_size; ++rank) {
-                        const distributed::Shard owned = distributed::shard_of(config_.num_params, rank, dist_.world_size);
+                        const distributed::Shard owned =
+                            distributed::shard_of(config_.num_params, rank, dist_.world_size);
                         const int64_t begin = std::max(slice.offset, (int64_t)owned.begin);
                         const int64_t end = std::min(slice.offset + slice.count, (int64_t)owned.end);
-                        if (begin < end) planned.pieces.push_back({slice.data + (begin - slice.offset), begin, end - begin, rank});
+                        if (begin < end)
+                            planned.pieces.push_back({slice.data + (begin - slice.offset), begin, end - begin, rank});
                     }
             return planned;
         };

@@ -23,9 +23,9 @@
 // Memory: parameters in a few flat arenas (fp32 master, 16-bit compute copy, fp32 gradients,
 // fp32 AdamW moments), each in ParamLayout order, so checkpoints are one write and ZeRO sharding
 // is a range of offsets (ZeRO-2 keeps only the shard of the gradients, plus a few layer-sized
-// buffers that backward writes into and the trainer reduces; OptimizerShard). Activations in one arena, planned once for (B, T); with recompute_gelu
-// each layer keeps only its GELU input, and backward's wide scratch tensors share the logits
-// buffer, which is dead by then.
+// buffers that backward writes into and the trainer reduces; OptimizerShard). Activations in one
+// arena, planned once for (B, T); with recompute_gelu each layer keeps only its GELU input, and
+// backward's wide scratch tensors share the logits buffer, which is dead by then.
 #pragma once
 
 #include <cmath>
@@ -214,7 +214,8 @@ template <typename T, typename R> class Gpt2Model {
             grad_views_ = ParamViews<float>(
                 [&](const ParamTensor& t) { return t.per_layer ? nullptr : non_layer_grads_ + offset_in_bucket(t); },
                 layout_);
-            for (cudaEvent_t& event : buffer_free_) CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+            for (cudaEvent_t& event : buffer_free_)
+                CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
         } else {
             grad_views_ = ParamViews<float>(grads_, layout_);
         }
@@ -479,7 +480,8 @@ template <typename T, typename R> class Gpt2Model {
                 // residual path (absent for the last layer). -> grad_a = d(mlp output),
                 // grad_residual = d(ln1 out) through the residual path.
                 fused_dropout_residual_layernorm_postnorm_backward<T>(
-                    grad_a, reinterpret_cast<T*>(act_.grad_residual), gl.ln2_w, gl.ln2_b, gl.fc_proj_b, grad_b, l == L - 1 ? nullptr : reinterpret_cast<const T*>(act_.grad_residual),
+                    grad_a, reinterpret_cast<T*>(act_.grad_residual), gl.ln2_w, gl.ln2_b, gl.fc_proj_b, grad_b,
+                    l == L - 1 ? nullptr : reinterpret_cast<const T*>(act_.grad_residual),
                     reinterpret_cast<const T*>(act_.residual_mlp + l * nc), act_.ln2_mean + l * N,
                     act_.ln2_rstd + l * N, p.ln2_w + l * C, after_mlp, N, C, act_.ln_scratch, stream);
             }
@@ -499,7 +501,8 @@ template <typename T, typename R> class Gpt2Model {
                     after_attn, /*d_residual_is_zero=*/false, N, C, act_.ln_scratch, stream);
             } else {
                 fused_dropout_residual_layernorm_postnorm_backward<T>(
-                    grad_a, reinterpret_cast<T*>(act_.grad_residual), gl.ln1_w, gl.ln1_b, gl.attn_proj_b, grad_b, reinterpret_cast<const T*>(act_.grad_residual),
+                    grad_a, reinterpret_cast<T*>(act_.grad_residual), gl.ln1_w, gl.ln1_b, gl.attn_proj_b, grad_b,
+                    reinterpret_cast<const T*>(act_.grad_residual),
                     reinterpret_cast<const T*>(act_.residual_attn + l * nc), act_.ln1_mean + l * N,
                     act_.ln1_rstd + l * N, p.ln1_w + l * C, after_attn, N, C, act_.ln_scratch, stream);
             }
@@ -523,8 +526,8 @@ template <typename T, typename R> class Gpt2Model {
                 // Through LN1 to d(previous MLP output) in grad_a, whose column sums are the previous
                 // layer's fc_proj bias gradient (for layer 0: d(embedding), no bias).
                 fused_dropout_residual_layernorm_backward<T, R>(
-                    grad_a, act_.grad_residual, gl.ln1_w, gl.ln1_b, l == 0 ? nullptr : layer_grad_views(l - 1).fc_proj_b,
-                    grad_b, act_.residual_attn + l * nc,
+                    grad_a, act_.grad_residual, gl.ln1_w, gl.ln1_b,
+                    l == 0 ? nullptr : layer_grad_views(l - 1).fc_proj_b, grad_b, act_.residual_attn + l * nc,
                     act_.ln1_mean + l * N, act_.ln1_rstd + l * N, p.ln1_w + l * C,
                     l == 0 ? rng.site(options_.dropout_embd, L, 0) : after_mlp_prev(rng, l),
                     /*d_residual_is_zero=*/false, N, C, act_.ln_scratch, stream);
@@ -603,7 +606,8 @@ template <typename T, typename R> class Gpt2Model {
         int64_t offset = 0;
         for (const ParamTensor& other : layout_.tensors()) {
             if (&other == &t) return offset;
-            if (other.per_layer == t.per_layer) offset += t.per_layer ? other.numel / options_.shape.n_layer : other.numel;
+            if (other.per_layer == t.per_layer)
+                offset += t.per_layer ? other.numel / options_.shape.n_layer : other.numel;
         }
         REQUIRE(false, "offset_in_bucket: %s is not in this layout", t.name.c_str());
         return 0;
