@@ -44,22 +44,9 @@ common=(-e d12 --n-layer 2 --n-embd 256 --n-head 4 --max-seq-len 128 --seq-len 1
         --checkpoint-every 10 --dropout-embd 0.1 --dropout-resid 0.1 --dropout-attn 0.1
         --train-glob "$work/shards/synthetic_train_*.bin" --val-glob "$work/shards/synthetic_val_*.bin")
 # compare_losses NAME A/log.jsonl B/log.jsonl FIRST_STEP TOLERANCE: steps FIRST..20 of B against A,
-# |dloss|/loss <= TOLERANCE (0: bit-identical).
+# |dloss|/loss <= TOLERANCE (0: bit-identical), every step shown.
 compare_losses() {
-    "$PYTHON" - "$@" <<'PY'
-import json, sys
-name, a, b, first, tolerance = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
-def losses(path):
-    return {e["step"]: e["loss"] for e in map(json.loads, open(path)) if e.get("event") == "train"}
-x, y = losses(a), losses(b)
-steps = range(first, 21)
-worst = max((abs(x[s] - y[s]) / x[s] if s in x and s in y else float("inf")) for s in steps)
-for s in steps:
-    print(f"  step {s}: {x.get(s)!r}  {y.get(s)!r}")
-ok = worst <= tolerance
-print(f"{name}: steps {first}..20, max |dloss|/loss {worst:.2e} (tolerance {tolerance:g}) {'ok' if ok else 'FAILED'}")
-sys.exit(0 if ok else 1)
-PY
+    "$PYTHON" scripts/compare_losses.py "$1" "$2" "$3" --first "$4" --tolerance "$5" --show
 }
 ./train_gpt2cu "${common[@]}" --out-dir "$work/straight"
 ./train_gpt2cu "${common[@]}" --out-dir "$work/resumed" --resume "$work/straight/model_00000010.bin"

@@ -31,21 +31,8 @@ small=(-e d12 --n-layer 4 --n-embd 512 --n-head 8 --seq-len 256 --max-seq-len 25
        --global-batch-tokens 8192 --steps 20 --lr 1e-3 --warmup-steps 5 --val-every 0 --sample-every 0
        --checkpoint-every 0 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 "${data[@]}")
 status=0
-losses() { python3 -c "
-import json,sys
-print(' '.join(repr(json.loads(l)['loss']) for l in open(sys.argv[1]) if json.loads(l).get('event')=='train'))" "$1"; }
-compare() {  # name reference candidate [tolerance, default 2e-3]
-    python3 - "$@" <<'PY'
-import json, sys
-name, a, b = sys.argv[1:4]
-tolerance = float(sys.argv[4]) if len(sys.argv) > 4 else 2e-3
-def load(p): return [json.loads(l)["loss"] for l in open(p) if json.loads(l).get("event") == "train"]
-x, y = load(a), load(b)
-worst = max(abs(p - q) / p for p, q in zip(x, y)) if len(x) == len(y) == 20 else float("inf")
-ok = worst <= tolerance
-print(f"  {name:34s} max |dloss|/loss over 20 steps = {worst:.2e} (tolerance {tolerance:g}) {'ok' if ok else 'FAIL'}")
-sys.exit(0 if ok else 1)
-PY
+compare() {  # name reference/log.jsonl candidate/log.jsonl [tolerance, default 2e-3]
+    python3 scripts/compare_losses.py "$1" "$2" "$3" --tolerance "${4:-2e-3}"
 }
 echo "== 1. same global batch (8192 tokens) on 1, 2, 4 GPUs"
 ./train_gpt2cu "${small[@]}" --out-dir "$work/g1" > "$work/g1.log" 2>&1 || { echo "1-GPU run failed"; tail "$work/g1.log"; status=1; }
