@@ -9,15 +9,15 @@
 // method each; the model's math lives in model/gpt2.cuh, the kernels in kernels/.
 #include <algorithm>
 #include <array>
-#include <ctime>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <functional>
 #include <memory>
 #include <numeric>
-#include <cerrno>
-#include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 

@@ -1,6 +1,7 @@
 // Distributed runtime: how the processes of one run find each other, which GPU each one drives,
 // and the NCCL collectives the trainer calls (data-parallel gradient all-reduce; reduce-scatter
-// and all-gather for ZeRO-1; scalar all-reduces for loss and gradient norm).
+// and all-gather for ZeRO-1, reduce to the owning rank and all-gather for ZeRO-2; scalar
+// all-reduces for loss and gradient norm).
 //
 // One process per GPU. A process learns its place (rank, world size, local rank) in this order:
 //   1. Started by mpirun, or by srun --mpi=pmix, in a build with MPI (USE_MPI): MPI_Init; the
@@ -490,7 +491,7 @@ inline std::optional<int> launch_local_workers_if_requested(int argc, char** arg
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sharding a flat array over ranks (ZeRO-1).
+// Sharding a flat array over ranks (ZeRO-1 and ZeRO-2).
 //
 // NCCL's reduce-scatter and all-gather move equal counts per rank, so the array is padded up to
 // a multiple of world_size * alignment elements and every rank owns an equal shard; `alignment`

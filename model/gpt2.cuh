@@ -155,7 +155,7 @@ class DeviceArena {
     size_t used_ = 0;
 };
 
-// The range of the flat parameter arrays whose AdamW state this rank owns (ZeRO-1), within
+// The range of the flat parameter arrays whose AdamW state this rank owns (ZeRO-1 and 2), within
 // arrays padded to `padded_total` so that equal shards tile them (host/distributed.h shard_of).
 // Without sharding: [0, num_params) of padded_total = num_params.
 // sharded_gradients (ZeRO-2): the model keeps the accumulated gradient of its shard only; backward
@@ -183,7 +183,8 @@ template <typename T, typename R> class Gpt2Model {
     Gpt2Model(const ModelOptions& options, double base_init_std, int max_batch, int max_seq,
               const OptimizerShard& shard)
         : options_(options), layout_(options.shape, base_init_std), max_batch_(max_batch), max_seq_(max_seq),
-          shard_(shard), encoder_plan_(max_batch * max_seq, options.shape.padded_vocab_size) {
+          shard_(shard), gradient_plan_(layout_, shard_),
+          encoder_plan_(max_batch * max_seq, options.shape.padded_vocab_size) {
         const ModelShape& s = options_.shape;
         REQUIRE(s.n_embd % s.n_head == 0, "n_embd %d must be a multiple of n_head %d", s.n_embd, s.n_head);
         REQUIRE(s.n_embd % 8 == 0, "n_embd %d must be a multiple of 8", s.n_embd);
@@ -194,23 +195,21 @@ template <typename T, typename R> class Gpt2Model {
                 "optimizer shard [%lld, %lld) of %lld does not fit %lld parameters", (long long)shard_.begin,
                 (long long)shard_.end, (long long)shard_.padded_total, (long long)num_params_);
         const int64_t owned = shard_.end - shard_.begin;
-        const GradientPlan gradient_plan(layout_, shard_);
         CUDA_CHECK(cudaMalloc(&params_, shard_.padded_total * sizeof(T)));
-        CUDA_CHECK(cudaMalloc(&grads_, gradient_plan.total_floats() * sizeof(float)));
+        CUDA_CHECK(cudaMalloc(&grads_, gradient_plan_.total_floats() * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&master_, owned * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&adam_m_, owned * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&adam_v_, owned * sizeof(float)));
         CUDA_CHECK(cudaMemset(params_, 0, shard_.padded_total * sizeof(T)));
-        CUDA_CHECK(cudaMemset(grads_, 0, gradient_plan.total_floats() * sizeof(float)));
+        CUDA_CHECK(cudaMemset(grads_, 0, gradient_plan_.total_floats() * sizeof(float)));
         CUDA_CHECK(cudaMemset(master_, 0, owned * sizeof(float)));
         CUDA_CHECK(cudaMemset(adam_m_, 0, owned * sizeof(float)));
         CUDA_CHECK(cudaMemset(adam_v_, 0, owned * sizeof(float)));
         param_views_ = ParamViews<T>(params_, layout_);
         if (shard_.sharded_gradients) {
             // [shard accumulator | wte, wpe, lnf | kLayerGradBuffers x one layer]
-            non_layer_grads_ = grads_ + gradient_plan.shard_floats;
-            layer_grads_ = non_layer_grads_ + gradient_plan.non_layer_floats;
-            layer_floats_ = gradient_plan.layer_floats;
+            non_layer_grads_ = grads_ + gradient_plan_.shard_floats;
+            layer_grads_ = non_layer_grads_ + gradient_plan_.non_layer_floats;
             grad_views_ = ParamViews<float>(
                 [&](const ParamTensor& t) { return t.per_layer ? nullptr : non_layer_grads_ + offset_in_bucket(t); },
                 layout_);
@@ -612,7 +611,9 @@ template <typename T, typename R> class Gpt2Model {
         REQUIRE(false, "offset_in_bucket: %s is not in this layout", t.name.c_str());
         return 0;
     }
-    float* layer_buffer(int layer) const { return layer_grads_ + (layer % kLayerGradBuffers) * layer_floats_; }
+    float* layer_buffer(int layer) const {
+        return layer_grads_ + (layer % kLayerGradBuffers) * gradient_plan_.layer_floats;
+    }
 
     // `ranges` of the flat layout, at their arena offsets, or packed one after another from
     // `buffer` when given.
@@ -643,13 +644,12 @@ template <typename T, typename R> class Gpt2Model {
     void begin_layer_gradients(int layer, cudaStream_t stream) {
         if (!shard_.sharded_gradients) return;
         CUDA_CHECK(cudaStreamWaitEvent(stream, buffer_free_[layer % kLayerGradBuffers], 0));
-        CUDA_CHECK(cudaMemsetAsync(layer_buffer(layer), 0, layer_floats_ * sizeof(float), stream));
+        CUDA_CHECK(cudaMemsetAsync(layer_buffer(layer), 0, gradient_plan_.layer_floats * sizeof(float), stream));
     }
     void begin_non_layer_gradients(cudaStream_t stream) {
         if (!shard_.sharded_gradients) return;
         CUDA_CHECK(cudaStreamWaitEvent(stream, buffer_free_[kLayerGradBuffers], 0));
-        const GradientPlan plan(layout_, shard_);
-        CUDA_CHECK(cudaMemsetAsync(non_layer_grads_, 0, plan.non_layer_floats * sizeof(float), stream));
+        CUDA_CHECK(cudaMemsetAsync(non_layer_grads_, 0, gradient_plan_.non_layer_floats * sizeof(float), stream));
     }
 
     struct Activations;
@@ -739,18 +739,18 @@ template <typename T, typename R> class Gpt2Model {
     int max_batch_;
     int max_seq_;
     OptimizerShard shard_;
+    GradientPlan gradient_plan_;
     int64_t num_params_ = 0;
     T* params_ = nullptr;
     float* grads_ = nullptr;  // the gradient arena, or with sharded gradients all their storage
     float* master_ = nullptr;
     float* adam_m_ = nullptr;
     float* adam_v_ = nullptr;
-    // Sharded gradients (inside grads_): the non-layer buffer and kLayerGradBuffers layer buffers
-    // of layer_floats_ each; buffer_free_[i] is recorded when buffer i (the non-layer buffer:
-    // i = kLayerGradBuffers) has been reduced.
+    // Sharded gradients (inside grads_, as gradient_plan_ sizes them): the non-layer buffer and
+    // kLayerGradBuffers layer buffers; buffer_free_[i] is recorded when buffer i (the non-layer
+    // buffer: i = kLayerGradBuffers) has been reduced.
     float* non_layer_grads_ = nullptr;
     float* layer_grads_ = nullptr;
-    int64_t layer_floats_ = 0;
     cudaEvent_t buffer_free_[kLayerGradBuffers + 1] = {};
     float* staging_ = nullptr;  // weight_staging() when the activation arena is too small
     ParamViews<T> param_views_;
