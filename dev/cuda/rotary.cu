@@ -218,6 +218,15 @@ void benchmark(bool with_torch, std::mt19937_64& rng) {
             print_row("torch eager", "bf16", "fwd", find_ms(torch_timings, "eager_" + key), bytes_16bit, copy_gbs);
             print_row("torch.compile", "bf16", "fwd", find_ms(torch_timings, "compile_" + key), bytes_16bit, copy_gbs);
         }
+    // rotary_dim = HD/2 reads and writes half of every head's 64-256 bytes; rotating the whole
+    // head touches whole lines. The difference says how much the half-line pattern costs.
+    std::printf("\n  For comparison, the whole head rotated (rotary_dim = HD), rotate-half, ours:\n");
+    for (const BenchmarkShape& b : kBenchShapes) {
+        const RotaryShape s{kBenchB, kBenchT, b.NH, b.HD, b.HD};
+        const double bytes_16bit = 2.0 * s.B * s.T * 2 * s.NH * s.rotary_dim * 2;
+        std::printf("  NH=%d HD=%d rotary_dim=%d\n", s.NH, s.HD, s.rotary_dim);
+        benchmark_ours<__nv_bfloat16>(s, false, rng, bytes_16bit, copy_gbs);
+    }
     std::printf("\n(backward is the same kernel with the angle negated; PyTorch's backward is its forward with "
                 "-sin, so only forward is timed there.)\n");
 }
