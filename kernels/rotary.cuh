@@ -17,8 +17,8 @@
 // in the kernel's parameters (no table buffer, no per-element pow); each thread computes the
 // cos/sin of its few pair indices once and applies them to 4 or 8 heads of q and k.
 //
-// Memory: each thread moves 16-byte vectors (8 elements) when the rotary layout allows it, else
-// 8, 4 or 2 bytes; a warp's loads cover neighbouring heads of neighbouring positions.
+// Memory: each thread moves vectors of 1 to 8 elements (launch_width picks, from measurements); a
+// warp's loads cover neighbouring heads of neighbouring positions.
 #pragma once
 
 #include <cmath>
@@ -139,6 +139,18 @@ inline int widest_vector(int HD, int rotary_dim, bool interleaved) {
     return interleaved ? 2 : 1;
 }
 
+// The width the public launchers use: the widest, except where a head's rotated bytes
+// (rotary_dim elements) end inside a 32-byte sector and the head goes on. On an H100
+// (dev/cuda/rotary, 2026-11-28, B=16, T=2048) HD = 80 with rotary_dim = 40 (80 bytes) ran at 58%
+// of copy bandwidth with one element per access (rotate half) and 56% with one pair (interleaved),
+// against 51% and 44% with the widest; on every other shape the widest was best or within the
+// +-3 points that separate two runs, and one element per access lost up to 17 points.
+inline int launch_width(int HD, int rotary_dim, bool interleaved, size_t element_bytes) {
+    const bool partial_sector = rotary_dim < HD && (static_cast<size_t>(rotary_dim) * element_bytes) % 32 != 0;
+    if (partial_sector) return interleaved ? 2 : 1;
+    return widest_vector(HD, rotary_dim, interleaved);
+}
+
 inline void check_shape(const void* qkv, int B, int seq_len, int NH, int HD, int rotary_dim, float base) {
     REQUIRE(qkv != nullptr && is_aligned16(qkv), "rotary: qkv must be a non-null, 16-byte aligned (B,T,3,NH,HD) tensor");
     REQUIRE(B > 0 && seq_len > 0 && NH > 0, "rotary: B = %d, T = %d, NH = %d must all be positive", B, seq_len, NH);
@@ -150,7 +162,7 @@ inline void check_shape(const void* qkv, int B, int seq_len, int NH, int HD, int
 }
 
 // Rotates q and k of qkv by +angle (sin_sign = 1) or -angle (sin_sign = -1), moving `width`
-// elements per access (the dev workbench compares widths; the public launchers use the widest).
+// elements per access (the dev workbench compares widths; the public launchers use launch_width).
 template <typename T>
 void launch_rotary(int width, T* qkv, int B, int seq_len, int NH, int HD, int rotary_dim, float base, bool interleaved,
                    float sin_sign, cudaStream_t stream) {
@@ -193,13 +205,13 @@ void launch_rotary(int width, T* qkv, int B, int seq_len, int NH, int HD, int ro
 template <typename T>
 void rotary_forward(T* qkv /*(B,seq_len,3,NH,HD) in place: q and k rotated*/, int B, int seq_len, int NH, int HD, int rotary_dim,
                     float base, bool interleaved, cudaStream_t stream) {
-    rotary_detail::launch_rotary(rotary_detail::widest_vector(HD, rotary_dim, interleaved), qkv, B, seq_len, NH, HD,
-                                 rotary_dim, base, interleaved, 1.0f, stream);
+    const int width = rotary_detail::launch_width(HD, rotary_dim, interleaved, sizeof(T));
+    rotary_detail::launch_rotary(width, qkv, B, seq_len, NH, HD, rotary_dim, base, interleaved, 1.0f, stream);
 }
 
 template <typename T>
 void rotary_backward(T* dqkv /*(B,seq_len,3,NH,HD) in place: inverse rotation of dq and dk*/, int B, int seq_len, int NH, int HD,
                      int rotary_dim, float base, bool interleaved, cudaStream_t stream) {
-    rotary_detail::launch_rotary(rotary_detail::widest_vector(HD, rotary_dim, interleaved), dqkv, B, seq_len, NH, HD,
-                                 rotary_dim, base, interleaved, -1.0f, stream);
+    const int width = rotary_detail::launch_width(HD, rotary_dim, interleaved, sizeof(T));
+    rotary_detail::launch_rotary(width, dqkv, B, seq_len, NH, HD, rotary_dim, base, interleaved, -1.0f, stream);
 }

@@ -134,8 +134,8 @@ bool width_fits(const RotaryShape& s, bool interleaved, int width) {
 template <typename T> void validate_all(const std::vector<RotaryShape>& shapes, std::mt19937_64& rng, Tally& tally) {
     for (const RotaryShape& s : shapes)
         for (bool interleaved : {false, true}) {
-            validate<T>(s, interleaved, rotary_detail::widest_vector(s.HD, s.rotary_dim, interleaved), true, rng,
-                        tally);
+            validate<T>(s, interleaved, rotary_detail::launch_width(s.HD, s.rotary_dim, interleaved, sizeof(T)), true,
+                        rng, tally);
             for (int width : {1, 2, 4, 8})
                 if (width_fits(s, interleaved, width)) validate<T>(s, interleaved, width, false, rng, tally);
         }
@@ -171,14 +171,14 @@ void benchmark_ours(const RotaryShape& s, bool interleaved, std::mt19937_64& rng
     // Filled on the GPU: up to 250M elements per shape, which the host generator took seconds for
     // (timing does not depend on the values).
     workbench::fill_uniform(qkv.ptr, s.elements(), rng());
-    const int widest = rotary_detail::widest_vector(s.HD, s.rotary_dim, interleaved);
+    const int chosen = rotary_detail::launch_width(s.HD, s.rotary_dim, interleaved, sizeof(T));
     for (int width : {1, 2, 4, 8}) {
         if (!width_fits(s, interleaved, width)) continue;
         const float ms = workbench::median_ms([&] {
             rotary_detail::launch_rotary(width, qkv.ptr, s.B, s.T, s.NH, s.HD, s.rotary_dim, kBase, interleaved, 1.0f,
                                          nullptr);
         });
-        const std::string name = "ours width " + std::to_string(width) + (width == widest ? " *" : "");
+        const std::string name = "ours width " + std::to_string(width) + (width == chosen ? " *" : "");
         print_row(name.c_str(), precision_name<T>(), "fwd", ms, bytes, copy_gbs);
     }
     const float backward_ms = workbench::median_ms([&] {
