@@ -13,7 +13,8 @@
 # `ncu --profile-from-start off` profiles only step --profile-step. ncu serializes kernels and
 # measures each alone (clocks and caches left as they are), so the kernel sum is each kernel's
 # own time; step time minus that sum is what the GPU spent between kernels (launch gaps, host
-# synchronizations, copies) plus any overlap that serialization removed.
+# synchronizations, copies) plus any overlap that serialization removed, plus what a lower clock
+# in the loaded step costs: the SM clock and power are sampled during both runs and reported.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -39,8 +40,32 @@ tag="${model}_b${batch}_t${seq_len}"
 args=(-e "$model" --device-batch "$batch" --seq-len "$seq_len" --precision bf16 --global-batch-tokens 1
       --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 --dataset tiny "$@")
 
+# SM clock and power, sampled every 200 ms while a command runs. Kernels timed one by one under
+# ncu may run at a higher clock than back to back in a loaded step; the gap row absorbs that.
+sample_clocks() {  # samples-file command...
+    local samples=$1; shift
+    nvidia-smi -i "${CUDA_VISIBLE_DEVICES%%,*}" --query-gpu=utilization.gpu,clocks.sm,power.draw \
+        --format=csv,noheader,nounits -lms 200 >"$samples" 2>/dev/null &
+    local sampler=$!
+    local status=0
+    "$@" || status=$?
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    return $status
+}
+busy_clock() {  # samples-file: "median MHz, median W over N busy samples" (GPU utilization >= 90%)
+    local busy n
+    busy=$(tr -d ' ' <"$1" | awk -F, '$1 >= 90')
+    [ -n "$busy" ] || { echo "no busy samples"; return; }
+    n=$(wc -l <<<"$busy")
+    median() { cut -d, -f"$1" <<<"$busy" | sort -n | sed -n "$(((n + 1) / 2))p"; }
+    printf "%s MHz, %.0f W (median of %d busy samples)" "$(median 2)" "$(median 3)" "$n"
+}
+export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
+
 echo "step_breakdown.sh: $model B=$batch T=$seq_len: step time without the profiler ..." >&2
-"$trainer" "${args[@]}" --bench-steps 21 >"$out_dir/breakdown_${tag}_plain.log" 2>&1 ||
+sample_clocks "$out_dir/breakdown_${tag}_plain_clocks.csv" \
+    "$trainer" "${args[@]}" --bench-steps 21 >"$out_dir/breakdown_${tag}_plain.log" 2>&1 ||
     die "the unprofiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_plain.log")"
 bench_line=$(grep '^BENCH ' "$out_dir/breakdown_${tag}_plain.log" | tail -n1)
 step_ms=$(sed -n 's/.* step_ms=\([0-9.]*\).*/\1/p' <<<"$bench_line")
@@ -48,7 +73,8 @@ step_ms=$(sed -n 's/.* step_ms=\([0-9.]*\).*/\1/p' <<<"$bench_line")
 
 echo "step_breakdown.sh: the kernels of step 8 under ncu ..." >&2
 csv="$out_dir/breakdown_${tag}.csv"
-"$ncu" --profile-from-start off --clock-control none --cache-control none --metrics gpu__time_duration.sum \
+sample_clocks "$out_dir/breakdown_${tag}_ncu_clocks.csv" \
+    "$ncu" --profile-from-start off --clock-control none --cache-control none --metrics gpu__time_duration.sum \
     --csv --page raw --print-units base --log-file "$csv" \
     "$trainer" "${args[@]}" --bench-steps 9 --profile-step 8 >"$out_dir/breakdown_${tag}_ncu.log" 2>&1 ||
     die "the profiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_ncu.log")"
@@ -56,3 +82,8 @@ csv="$out_dir/breakdown_${tag}.csv"
 python3 dev/bench/step_breakdown.py "$csv" --step-ms "$step_ms" \
     --title "$model B=$batch T=$seq_len, bf16, $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n1)" |
     tee "$out_dir/breakdown_${tag}.md"
+{
+    echo
+    echo "SM clock while the GPU was busy: $(busy_clock "$out_dir/breakdown_${tag}_plain_clocks.csv") in the"
+    echo "unprofiled run; $(busy_clock "$out_dir/breakdown_${tag}_ncu_clocks.csv") under ncu."
+} | tee -a "$out_dir/breakdown_${tag}.md"

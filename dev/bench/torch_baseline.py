@@ -23,7 +23,7 @@ CUDA context and allocator slack come on top).
 
 One line per configuration, machine-readable (key=value, gpu quoted):
   BENCH impl=pytorch model=gpt2s batch=32 seq_len=1024 params=124475904 tokens_per_s=... mfu=... \
-        peak_mem_gb=... step_ms=... gpu="NVIDIA H100 80GB HBM3"
+        peak_mem_gb=... step_ms=... first_step_s=... gpu="NVIDIA H100 80GB HBM3"
 or, when a configuration fails (out of memory, ...), the failure and the reason:
   BENCH impl=pytorch model=gpt2xl batch=64 seq_len=1024 FAILED reason="CUDA out of memory ..."
 Exit status 1 when any configuration failed.
@@ -165,9 +165,12 @@ def run_config(torch, args, model_name, batch, seq_len):
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     loss = float("nan")
+    first_step_s = float("nan")  # torch.compile compiles during the first step
     for i in range(args.warmup + args.steps):
         start = time.perf_counter()
         loss = train_step(i)
+        if i == 0:
+            first_step_s = time.perf_counter() - start
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
     if not math.isfinite(loss):
@@ -181,7 +184,7 @@ def run_config(torch, args, model_name, batch, seq_len):
     mfu = f"{100.0 * tokens_per_s * flops_per_token / (peak * 1e12):.2f}" if peak else "n/a"
     peak_mem_gb = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
     return (f"params={num_params} tokens_per_s={tokens_per_s:.0f} mfu={mfu} peak_mem_gb={peak_mem_gb:.2f} "
-            f"step_ms={step_s * 1e3:.2f} loss={loss:.4f} gpu=\"{device_name}\"")
+            f"step_ms={step_s * 1e3:.2f} first_step_s={first_step_s:.1f} loss={loss:.4f} gpu=\"{device_name}\"")
 
 
 def parse_config(text):
