@@ -415,28 +415,33 @@ int main(int argc, char** argv) {
 
     if (!quick) {
         const ModelShape models[] = {{"gpt2s", 768, 32768, 50304}, {"gpt2l", 1280, 16384, 50304}};
-        std::map<std::string, double> torch_ms;
-        std::printf("\nPyTorch baseline (bf16; eager and torch.compile; compiling takes a few minutes)...\n");
-        for (const auto& t : workbench::run_torch_baseline(
-                 "dev/cuda/matmul.py --dtype bf16 --vp 50304 --models gpt2s:32768:768,gpt2l:16384:1280"))
-            torch_ms[t.name] = t.ms;
-        std::vector<std::string> table, records;
-        for (const ModelShape& model : models) {
-            Contexts bf16_contexts, fp16_contexts;
-            ok &= benchmark_model<__nv_bfloat16>(bf16_contexts, model, torch_ms, rng, table);
-            ok &= benchmark_model<__half>(fp16_contexts, model, torch_ms, rng, table);
-            records.push_back(std::string(model.name) + " bf16:\n" + bf16_contexts.autotuned.tuning_record());
-            records.push_back(std::string(model.name) + " fp16:\n" + fp16_contexts.autotuned.tuning_record());
-        }
         std::printf("\nTFLOP/s on %s. plain = the GEMM alone (cuBLASLt, no epilogue); fused = cuBLASLt epilogue;\n"
                     "unfused = GEMM + our bias/GELU/column-sum kernels; auto = MatmulContext's per-shape choice\n"
                     "(bwd_input of fc_proj includes fc's bias gradient; bwd_weight is always the plain GEMM, plus\n"
                     "the column sum over dout for qkv's bias); torch = F.linear / matmul (+gelu, +sum) in bf16,\n"
                     "eager and torch.compile, computing the same gradients. All count 2*M*N*K.\n",
                     device.name.c_str());
-        std::printf("| model  dtype layer     pass            M      N     K |   plain |   fused | unfused |    auto "
-                    "|   torch | compile |\n");
-        for (const std::string& line : table) std::printf("%s\n", line.c_str());
+        std::vector<std::string> records;
+        // One model at a time, each table printed when done: compiling the PyTorch side takes
+        // about a minute per model.
+        for (const ModelShape& model : models) {
+            std::printf("\nPyTorch baseline for %s (bf16; eager and torch.compile)...\n", model.name);
+            std::map<std::string, double> torch_ms;
+            const std::string spec =
+                std::string(model.name) + ":" + std::to_string(model.M) + ":" + std::to_string(model.C);
+            for (const auto& t : workbench::run_torch_baseline("dev/cuda/matmul.py --dtype bf16 --vp " +
+                                                               std::to_string(model.Vp) + " --models " + spec))
+                torch_ms[t.name] = t.ms;
+            std::vector<std::string> table;
+            Contexts bf16_contexts, fp16_contexts;
+            ok &= benchmark_model<__nv_bfloat16>(bf16_contexts, model, torch_ms, rng, table);
+            ok &= benchmark_model<__half>(fp16_contexts, model, torch_ms, rng, table);
+            records.push_back(std::string(model.name) + " bf16:\n" + bf16_contexts.autotuned.tuning_record());
+            records.push_back(std::string(model.name) + " fp16:\n" + fp16_contexts.autotuned.tuning_record());
+            std::printf("| model  dtype layer     pass            M      N     K |   plain |   fused | unfused |    auto "
+                        "|   torch | compile |\n");
+            for (const std::string& line : table) std::printf("%s\n", line.c_str());
+        }
         std::printf("\nAutotuning records (site dtype M N K bias gelu choice how fused_ms unfused_ms):\n");
         for (const std::string& record : records) std::printf("%s", record.c_str());
     }
