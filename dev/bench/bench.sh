@@ -30,7 +30,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 extra_args=("$@")
-[[ "$steps" =~ ^[0-9]+$ ]] && [ "$steps" -ge 21 ] || die "--steps must be at least 21 (the median needs 20 steps after warm-up), got '$steps'"
+# The trainer times all but its first 5 steps, the baseline all but its first 10: 30 gives each
+# side a median of at least 20.
+[[ "$steps" =~ ^[0-9]+$ ]] && [ "$steps" -ge 30 ] || die "--steps must be at least 30 (each side's median needs 20 steps after warm-up), got '$steps'"
 [[ "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, got '$timeout_s'"
 case "$only" in ""|ours|torch) ;; *) die "--only must be ours or torch, got '$only'" ;; esac
 IFS=',' read -r -a row_list <<<"$rows"
@@ -80,7 +82,10 @@ measure() {  # log-file command...
 
 ours_result() {  # model batch seq_len log
     if [ ! -x "$trainer" ]; then echo "FAILED $trainer not built (run make)"; return 1; fi
+    # The baseline's conditions: the small default dataset, one micro-batch per step (the global
+    # batch rounds up to B x T), no dropout. Arguments after -- come later and win.
     measure "$4" "$trainer" -e "$1" --bench-steps "$steps" --device-batch "$2" --seq-len "$3" --precision bf16 \
+        --dataset tiny --global-batch-tokens 1 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 \
         "${extra_args[@]}"
 }
 torch_result() {  # model batch seq_len log

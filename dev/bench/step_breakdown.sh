@@ -65,7 +65,7 @@ export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
 
 echo "step_breakdown.sh: $model B=$batch T=$seq_len: step time without the profiler ..." >&2
 sample_clocks "$out_dir/breakdown_${tag}_plain_clocks.csv" \
-    "$trainer" "${args[@]}" --bench-steps 21 >"$out_dir/breakdown_${tag}_plain.log" 2>&1 ||
+    "$trainer" "${args[@]}" --bench-steps 25 >"$out_dir/breakdown_${tag}_plain.log" 2>&1 ||
     die "the unprofiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_plain.log")"
 bench_line=$(grep '^BENCH ' "$out_dir/breakdown_${tag}_plain.log" | tail -n1)
 step_ms=$(sed -n 's/.* step_ms=\([0-9.]*\).*/\1/p' <<<"$bench_line")
