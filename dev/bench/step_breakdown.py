@@ -108,7 +108,8 @@ def main():
     for group, (ns, count) in sorted(by_group.items(), key=lambda item: -item[1][0]):
         print(f"| {group} | {count} | {ns / 1e6:.2f} | {100 * ns / step_ns:.1f}% |")
     gap_ns = step_ns - kernel_ns
-    print(f"| between kernels (launch gaps, syncs, copies) | - | {gap_ns / 1e6:.2f} | {100 * gap_ns / step_ns:.1f}% |")
+    print(f"| step minus kernel time (launch gaps, syncs, copies, lower clocks under load) | - | {gap_ns / 1e6:.2f} | "
+          f"{100 * gap_ns / step_ns:.1f}% |")
     print()
     print(f"Top {args.top} kernels by time:")
     print()

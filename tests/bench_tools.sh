@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The benchmark tools without a GPU: dev/bench/bench.sh against a stand-in trainer and a stand-in
+# PyTorch baseline (the table, the ratio, a failed run's FAILED cell and reason, the exit status,
+# the trainer's arguments), and dev/bench/step_breakdown.py on a small ncu-style CSV (grouping,
+# the sums, the remainder row).
+set -u
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+check() {  # description, then a command that must succeed
+    local what=$1; shift
+    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
+}
+
+# Stand-ins: the trainer records its arguments and prints a BENCH line (or fails for gpt2xl);
+# the "Python" runs torch_baseline.py's part of the contract: one BENCH line.
+cat >"$work/trainer" <<'SH'
+#!/usr/bin/env bash
+echo "$*" >>"$(dirname "$0")/trainer_args"
+case " $* " in
+    *" -e gpt2xl "*) echo "CUDA error: out of memory"; exit 1 ;;
+esac
+echo "BENCH tokens_per_s=500000 mfu=40.00 peak_mem_gb=13.80 step_ms=65.5 gpu=\"Stand-in GPU\" gpus=1"
+SH
+cat >"$work/python" <<'SH'
+#!/usr/bin/env bash
+echo "BENCH impl=pytorch model=x batch=1 seq_len=1 params=1 tokens_per_s=400000 mfu=32.00 peak_mem_gb=19.50 step_ms=80 first_step_s=30.0 loss=10.5 gpu=\"Stand-in GPU\""
+SH
+chmod +x "$work/trainer" "$work/python"
+
+PYTHON="$work/python" dev/bench/bench.sh --rows gpt2s:32:1024,gpt2xl:8:1024 --trainer "$work/trainer" \
+    --out "$work/out" -- --recompute-gelu 0 >"$work/stdout" 2>"$work/stderr"
+status=$?
+check "bench.sh exits 1 when a run failed" test "$status" -eq 1
+check "the gpt2s row has both sides and the ratio" \
+    grep -qF "| gpt2s | 32 | 1024 | 500000 | 40.00 | 13.80 | 400000 | 32.00 | 19.50 | 1.25x |" "$work/stdout"
+check "the failed run's cell says FAILED" grep -qF "| gpt2xl | 8 | 1024 | FAILED |" "$work/stdout"
+check "the reason is the last line of its log" \
+    grep -qF -- "- gpt2xl B=8 T=1024, train_gpt2cu: exit status 1: CUDA error: out of memory" "$work/stdout"
+check "the table is also written to bench.md" cmp -s <(sed -n '/^| model/,$p' "$work/stdout") \
+    <(sed -n '/^| model/,$p' "$work/out/bench.md")
+check "the trainer gets the baseline's conditions, then the extra arguments" \
+    grep -qF -- "-e gpt2s --bench-steps 30 --device-batch 32 --seq-len 1024 --precision bf16 --dataset tiny --global-batch-tokens 1 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 --recompute-gelu 0" "$work/trainer_args"
+dev/bench/bench.sh --steps 21 >/dev/null 2>"$work/steps_err"
+check "--steps below 30 is refused with exit status 2" test $? -eq 2
+check "... and says why" grep -qF "must be at least 30" "$work/steps_err"
+
+# step_breakdown.py: ncu's log lines, the header, the units row, then one row per kernel.
+cat >"$work/kernels.csv" <<'CSV'
+==PROF== Connected to process 1 (train_gpt2cu)
+"ID","Kernel Name","gpu__time_duration.sum"
+"","","nsecond"
+"0","nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT","3,000,000"
+"1","void attention_detail::tensor_cores::forward_kernel<__nv_bfloat16, 64, 4, 64>(int)","1,000,000"
+"2","void attention_detail::tensor_cores::backward_dq_kernel<__nv_bfloat16, 64, 4, 64>(int)","1,500,000"
+"3","void layernorm_detail::layernorm_backward_kernel<__nv_bfloat16, __nv_bfloat16, 2>(int)","500,000"
+"4","void adamw_kernel<__nv_bfloat16>(float*)","250,000"
+"5","some_unknown_kernel","250,000"
+CSV
+python3 dev/bench/step_breakdown.py "$work/kernels.csv" --step-ms 8 --title test >"$work/breakdown" 2>&1
+check "step_breakdown.py runs" test $? -eq 0
+check "6 kernels, 6.50 ms of kernel time" grep -qF "6 kernels, 6.50 ms of kernel time" "$work/breakdown"
+check "GEMMs grouped" grep -qF "| matmul (cuBLASLt GEMMs and their reductions) | 1 | 3.00 | 37.5% |" "$work/breakdown"
+check "attention forward grouped" grep -qF "| attention forward | 1 | 1.00 | 12.5% |" "$work/breakdown"
+check "attention backward grouped" grep -qF "| attention backward | 1 | 1.50 | 18.8% |" "$work/breakdown"
+check "unknown kernels go to other" grep -qF "| other | 1 | 0.25 | 3.1% |" "$work/breakdown"
+check "the remainder is step minus kernel time" grep -qE "^\| step minus kernel time .* \| - \| 1.50 \| 18.8% \|" "$work/breakdown"
+printf '"ID","Name"\n' >"$work/bad.csv"
+python3 dev/bench/step_breakdown.py "$work/bad.csv" --step-ms 8 >/dev/null 2>"$work/bad_err"
+check "a CSV without the needed columns is a clear error" grep -qF "expected columns 'Kernel Name'" "$work/bad_err"
+
+echo "bench_tools: $failures failed"
+[ "$failures" -eq 0 ]
