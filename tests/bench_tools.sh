@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark tools without a GPU: dev/bench/bench.sh against a stand-in trainer and a stand-in
 # PyTorch baseline (the table, the ratio, a failed run's FAILED cell and reason, the exit status,
-# the trainer's arguments), and dev/bench/step_breakdown.py on a small ncu-style CSV (grouping,
-# the sums, the remainder row).
+# the trainer's arguments), dev/bench/step_breakdown.py on a small ncu-style CSV (grouping, the
+# sums, the remainder row), and dev/bench/step_breakdown.sh end to end with stand-ins for ncu and
+# nvidia-smi (the trainer's arguments, the step time it reads, the clock line).
 set -u
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -66,6 +67,38 @@ check "attention forward grouped" grep -qF "| attention forward | 1 | 1.00 | 12.
 check "attention backward grouped" grep -qF "| attention backward | 1 | 1.50 | 18.8% |" "$work/breakdown"
 check "unknown kernels go to other" grep -qF "| other | 1 | 0.25 | 3.1% |" "$work/breakdown"
 check "the remainder is step minus kernel time" grep -qE "^\| step minus kernel time .* \| - \| 1.50 \| 18.8% \|" "$work/breakdown"
+# step_breakdown.sh: stand-ins for ncu (writes the CSV above to --log-file, then runs the program)
+# and nvidia-smi (a GPU name; busy samples at 1755 MHz and 688 W while sampling).
+mkdir -p "$work/bin"
+cat >"$work/bin/ncu" <<'SH'
+#!/usr/bin/env bash
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --log-file) cp "$(dirname "$0")/../kernels.csv" "$2"; shift 2 ;;
+        --*) shift ;;
+        *) [ -x "$1" ] && exec "$@"; shift ;;
+    esac
+done
+SH
+cat >"$work/bin/nvidia-smi" <<'SH'
+#!/usr/bin/env bash
+case " $* " in
+    *" -lms "*) while true; do echo "95, 1755, 688.0"; sleep 0.05; done ;;
+    *) echo "Stand-in GPU" ;;
+esac
+SH
+chmod +x "$work/bin/ncu" "$work/bin/nvidia-smi"
+: >"$work/trainer_args"
+PATH="$work/bin:$PATH" dev/bench/step_breakdown.sh --trainer "$work/trainer" --out "$work/breakdown_out" \
+    -- --recompute-gelu 0 >"$work/step_breakdown" 2>&1
+check "step_breakdown.sh runs" test $? -eq 0
+check "its runs get bench.sh's conditions, then the extra arguments" \
+    grep -qF -- "-e gpt2s --device-batch 32 --seq-len 1024 --precision bf16 --dataset tiny --global-batch-tokens 1 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 --recompute-gelu 0 --bench-steps 25" "$work/trainer_args"
+check "the profiled run profiles one step" grep -qF -- "--bench-steps 9 --profile-step 8" "$work/trainer_args"
+check "the step time is the unprofiled run's" grep -qF "Step 65.50 ms (median, unprofiled run); 6 kernels" "$work/step_breakdown"
+check "the title names the GPU" grep -qF "gpt2s B=32 T=1024, bf16, Stand-in GPU" "$work/step_breakdown"
+check "the clock line gives the busy samples' medians" grep -qE "^SM clock while the GPU was busy: 1755 MHz, 688 W" "$work/step_breakdown"
+
 printf '"ID","Name"\n' >"$work/bad.csv"
 python3 dev/bench/step_breakdown.py "$work/bad.csv" --step-ms 8 >/dev/null 2>"$work/bad_err"
 check "a CSV without the needed columns is a clear error" grep -qF "expected columns 'Kernel Name'" "$work/bad_err"

@@ -12,6 +12,7 @@
 # the other rows and the table still come out. Exit status 1 when any run failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source dev/bench/common.sh
 
 steps=30 rows="gpt2s:32:1024,gpt2s:64:1024,gpt2l:16:1024,gpt2xl:8:1024,gpt3xl:8:2048" only="" timeout_s=1200
 out_dir=${OUT:-build/bench} trainer=./train_gpt2cu
@@ -82,11 +83,8 @@ measure() {  # log-file command...
 
 ours_result() {  # model batch seq_len log
     if [ ! -x "$trainer" ]; then echo "FAILED $trainer not built (run make)"; return 1; fi
-    # The baseline's conditions: the small default dataset, one micro-batch per step (the global
-    # batch rounds up to B x T), no dropout. Arguments after -- come later and win.
     measure "$4" "$trainer" -e "$1" --bench-steps "$steps" --device-batch "$2" --seq-len "$3" --precision bf16 \
-        --dataset tiny --global-batch-tokens 1 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 \
-        "${extra_args[@]}"
+        "${benchmark_trainer_args[@]}" "${extra_args[@]}"
 }
 torch_result() {  # model batch seq_len log
     if [ -z "$python" ]; then echo "FAILED no Python with PyTorch (set PYTHON)"; return 1; fi

@@ -5,7 +5,8 @@
 #   dev/bench/step_breakdown.sh [--model M] [--batch B] [--seq-len T] [--out DIR] [--trainer PATH]
 #                               [-- extra train_gpt2cu arguments]
 #
-# Defaults: gpt2s, B=32, T=1024, bf16, dropout off, accumulation 1 (bench.sh's configuration).
+# Defaults: gpt2s, B=32, T=1024, bf16, with bench.sh's conditions (dev/bench/common.sh: tiny
+# dataset, accumulation 1, dropout off).
 # Output: the breakdown (markdown) on stdout and in DIR/breakdown_<model>_b<B>.md, the raw ncu CSV
 # beside it; DIR = --out, else $OUT, else build/bench.
 #
@@ -17,6 +18,7 @@
 # in the loaded step costs: the SM clock and power are sampled during both runs and reported.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source dev/bench/common.sh
 
 model=gpt2s batch=32 seq_len=1024 out_dir=${OUT:-build/bench} trainer=./train_gpt2cu
 die() { echo "step_breakdown.sh: $*" >&2; exit 2; }
@@ -37,8 +39,7 @@ ncu=$(command -v ncu || true)
 [ -n "$ncu" ] || die "Nsight Compute (ncu) is not on PATH; it is needed for the per-kernel times"
 mkdir -p "$out_dir" || die "cannot create $out_dir"
 tag="${model}_b${batch}_t${seq_len}"
-args=(-e "$model" --device-batch "$batch" --seq-len "$seq_len" --precision bf16 --global-batch-tokens 1
-      --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 --dataset tiny "$@")
+args=(-e "$model" --device-batch "$batch" --seq-len "$seq_len" --precision bf16 "${benchmark_trainer_args[@]}" "$@")
 
 # SM clock and power, sampled every 200 ms while a command runs. Kernels timed one by one under
 # ncu may run at a higher clock than back to back in a loaded step; the gap row absorbs that.
