@@ -1167,7 +1167,10 @@ void backward_dkdv(T* dqkv, const float* row_dot, const T* dout, const T* qkv, c
 // tiles in backward to stay within 255 registers (accumulators grow with HD); see the sweep in
 // dev/cuda/attention.cu and the notes for the measurements.
 template <int HD> struct Config {
-    static constexpr int kForwardWarps = 4, kForwardKeys = 64;
+    // Forward: 8 warps (128 queries) per block at HD 128, where the H100 tile sweep measured 211
+    // against 199 TFLOP/s at (8,16,2048,128) and 235 against 221 at (4,32,4096,128); at HD 64, 4
+    // warps (173 against 135 at (32,12,1024,64)).
+    static constexpr int kForwardWarps = HD >= 128 ? 8 : 4, kForwardKeys = 64;
     static constexpr int kDqWarps = 4, kDqKeys = HD <= 80 ? 64 : 32;
     // 32 streamed queries for every head dim: the H100 sweep measured 0.61 ms against 0.85 ms
     // with 64 at (32,12,1024,64), and 1.49 against 2.10 ms at (16,16,2048,64).
