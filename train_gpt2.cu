@@ -32,6 +32,7 @@
 #include "host/gpu_specs.h"
 #include "host/loss_scaler.h"
 #include "host/run_log.h"
+#include "host/step_timeline.h"
 #include "host/tokenizer.h"
 #include "model/gpt2.cuh"
 
@@ -296,6 +297,7 @@ template <typename T, typename R> class Trainer {
         // --profile-step: only this step's kernels reach `ncu --profile-from-start off`.
         const bool profiled = step_ == config_.profile_step;
         if (profiled) CUDA_CHECK(cudaProfilerStart());
+        timeline_.begin(step_ == config_.timeline_step && dist_.is_main(), gpu_.stream);
         const int B = config_.device_batch, seq = config_.seq_len, N = B * seq;
         const int64_t targets_per_step = (int64_t)N * config_.grad_accum * dist_.world_size;
         // The loss is a mean over the global batch; the fp16 loss scale rides on the gradient.
@@ -308,13 +310,17 @@ template <typename T, typename R> class Trainer {
         // ZeRO-2 keeps no full gradient to accumulate into: every micro-step sends every layer to
         // the ranks that own it.
         std::function<void(int)> reduce_layer;
-        if (config_.zero_stage == 2) {
+        if (config_.zero_stage == 2 || overlaps_grad_reduce()) {
             reduce_layer = [this](int layer) {
-                reduce_bucket_to_owners(layer_buckets_[layer]);
-                model_->release_layer_gradients(layer, dist_.comm_stream);
+                timeline_.mark(StepTimeline::Mark::LayerHandoff, gpu_.stream, layer);
+                if (config_.zero_stage == 2) {
+                    reduce_bucket_to_owners(layer_buckets_[layer]);
+                    model_->release_layer_gradients(layer, dist_.comm_stream);
+                } else {
+                    all_reduce_bucket(layer_buckets_[layer]);
+                }
+                timeline_.mark(StepTimeline::Mark::LayerReduced, dist_.comm_stream, layer);
             };
-        } else if (overlaps_grad_reduce()) {
-            reduce_layer = [this](int layer) { all_reduce_bucket(layer_buckets_[layer]); };
         }
         for (int micro = 0; micro < config_.grad_accum; ++micro) {
             PinnedBatch& batch = next_train_batch(micro);
@@ -323,6 +329,7 @@ template <typename T, typename R> class Trainer {
             CUDA_CHECK(cudaMemcpyAsync(losses_host_ + (size_t)micro * N, model_->losses(), sizeof(float) * N,
                                        cudaMemcpyDeviceToHost, gpu_.stream));
             const bool last_micro = micro == config_.grad_accum - 1;
+            if (last_micro) timeline_.mark(StepTimeline::Mark::BackwardStart, gpu_.stream);
             model_->backward(*gpu_.matmul, B, seq, rng, batch.inputs, gpu_.stream,
                              last_micro || config_.zero_stage == 2 ? reduce_layer : nullptr);
             if (config_.zero_stage == 2) {
@@ -330,6 +337,8 @@ template <typename T, typename R> class Trainer {
                 model_->release_non_layer_gradients(dist_.comm_stream);
             }
         }
+
+        timeline_.mark(StepTimeline::Mark::BackwardEnd, gpu_.stream);
 
         // Gradients: summed over ranks (ZeRO-0: all of them; ZeRO-1: each rank its shard; ZeRO-2:
         // summed into each rank's shard during backward).
@@ -349,6 +358,7 @@ template <typename T, typename R> class Trainer {
             }
             dist_.compute_waits_for_comm(gpu_.stream);
         }
+        timeline_.mark(StepTimeline::Mark::GradientsReduced, gpu_.stream);
         global_norm_squared(norm_device_, model_->shard_grads(), shard.end - shard.begin, norm_scratch_, gpu_.stream);
         CUDA_CHECK(cudaMemcpyAsync(norm_host_, norm_device_, sizeof(float), cudaMemcpyDeviceToHost, gpu_.stream));
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
@@ -382,7 +392,9 @@ template <typename T, typename R> class Trainer {
                 dist_.compute_waits_for_comm(gpu_.stream);
             }
         }
+        timeline_.mark(StepTimeline::Mark::StepEnd, gpu_.stream);
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
+        if (timeline_.enabled()) std::printf("%s", timeline_.report(step_).c_str());
         if (profiled) CUDA_CHECK(cudaProfilerStop());
         result.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
         return result;
@@ -393,6 +405,7 @@ template <typename T, typename R> class Trainer {
     bool overlaps_grad_reduce() const {
         return config_.overlap_grad_reduce && config_.zero_stage == 0 && dist_.is_distributed();
     }
+
 
     // ZeRO-2: the part of a slice that one rank's optimizer shard holds.
     struct OwnedPiece {
@@ -746,6 +759,7 @@ template <typename T, typename R> class Trainer {
     std::unique_ptr<Gpt2Model<T, R>> model_;
     std::vector<GradientBucket> layer_buckets_;  // [layer]; empty unless overlaps_grad_reduce() or ZeRO-2
     GradientBucket non_layer_bucket_;
+    StepTimeline timeline_;                      // --timeline-step
     std::unique_ptr<DataLoader> train_loader_;
     std::unique_ptr<DataLoader> val_loader_;
     std::unique_ptr<PinnedBatch> pinned_[2];

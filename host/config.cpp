@@ -309,6 +309,9 @@ std::vector<Option> build_options() {
         integer_option(run, "--profile-step", &C::profile_step, 0, kMaxCount,
                        "bracket this step with cudaProfilerStart/Stop, for `ncu --profile-from-start off` "
                        "(dev/bench/step_breakdown.sh; 0 = off)"),
+        integer_option(run, "--timeline-step", &C::timeline_step, 0, kMaxCount,
+                       "print where this step's time went on rank 0's GPU (forward, backward, gradient "
+                       "reduction left after it, optimizer; each layer's reduction), from CUDA events (0 = off)"),
 
         integer_option(eval, "--val-every", &C::val_every, 0, kMaxCount, "validation loss every N steps (0 = never)"),
         integer_option(eval, "--val-tokens", &C::val_tokens, 0, kMaxCount,
@@ -334,7 +337,7 @@ std::vector<Option> build_options() {
                        "to its owners during every micro-step's backward"),
         bool_option(distributed, "--overlap-grad-reduce", &C::overlap_grad_reduce,
                     "ZeRO-0: all-reduce each layer's gradients on a second stream while the backward pass "
-                    "computes the layers below (0 = one all-reduce after it); ZeRO-1 always reduce-scatters "
+                    "computes the layers below (0 = after it); ZeRO-1 always reduce-scatters "
                     "after the backward pass, ZeRO-2 always overlaps"),
         integer_option(distributed, "--nproc", &C::nproc, 1, 4096, "GPUs (processes) to launch on this node"),
         text_option(distributed, "--rendezvous", &C::rendezvous, "PATH",

@@ -100,6 +100,7 @@ struct TrainConfig {
     std::string vocab_dir;            // "" = Gpt2Tokenizer::default_vocab_dir()
     int64_t bench_steps = 0;          // > 0: benchmark mode, this many steps then a BENCH line
     int64_t profile_step = 0;         // > 0: cudaProfilerStart/Stop around this step (ncu --profile-from-start off)
+    int64_t timeline_step = 0;        // > 0: print where this step's time went (CUDA events; rank 0)
     int nproc = 1;                    // processes to launch (single-node launcher)
     std::string rendezvous;           // shared file for multi-process start-up ("" = default)
     int nccl_timeout = 300;           // seconds (host/distributed.h)

@@ -262,6 +262,8 @@ TEST(ConfigFlagTest, FlagsOverrideThePreset) {
     // The gradient all-reduce overlaps the backward pass unless turned off (scaling comparisons).
     EXPECT_TRUE(parse({"-e", "gpt2s"}).overlap_grad_reduce);
     EXPECT_FALSE(parse({"-e", "gpt2s", "--overlap-grad-reduce", "0"}).overlap_grad_reduce);
+    EXPECT_EQ(parse({"-e", "gpt2s"}).timeline_step, 0);
+    EXPECT_EQ(parse({"-e", "gpt2s", "--timeline-step", "12"}).timeline_step, 12);
 }
 
 TEST(ConfigFlagTest, GradientAccumulationRoundsUp) {
