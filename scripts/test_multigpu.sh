@@ -7,7 +7,9 @@
 #   3. ZeRO-0, ZeRO-1 and ZeRO-2 agree (ZeRO-2 also with gradient accumulation), and the memory
 #      each takes per GPU for gpt2l;
 #   4. scaling efficiency 1 -> 2 -> 4 GPUs at a fixed per-GPU batch, gpt2s (B=32) and gpt2l (B=16),
-#      overlapped (efficiency against 1 GPU) and, for gpt2s, not overlapped;
+#      overlapped and (gpt2s) not overlapped: against 1 GPU and against the slowest
+#      card, each card's speed measured with the one-GPU job running on all of them at once;
+#      and where gpt2l's step time goes (--timeline-step);
 #   5. a rank killed mid-run stops the others with an error in bounded time; the run resumes.
 # Tolerance for 1: every run computes the same per-sequence math; they differ only in how the
 # gradient sum is ordered (local accumulation vs. NCCL) and in the matmul algorithms cuBLASLt
@@ -72,24 +74,46 @@ for stage in 0 1 2; do
 done
 
 echo "== 4. scaling at a fixed per-GPU batch (bf16, no dropout, tokens/s of the whole job)"
-printf '  %-8s %5s %8s %14s %8s %10s\n' model gpus overlap tokens/s MFU% efficiency
+echo "  efficiency: against n x the one-GPU run, and against n x the slowest of the n cards when"
+echo "  each runs the one-GPU job at the same time (a synchronous step waits for the slowest card)"
+printf '  %-8s %5s %8s %14s %8s %10s %10s\n' model gpus overlap tokens/s MFU% efficiency "vs slowest"
+scale_args() {  # model batch gpus: the trainer arguments of one scaling run
+    printf '%s ' -e "$1" "${data[@]}" --precision bf16 --device-batch "$2" --nproc "$3" \
+        --global-batch-tokens $(($2 * 1024 * $3)) --bench-steps 12 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0
+}
+tokens_per_s() { sed -nE 's/^BENCH .*tokens_per_s=([0-9.]+).*/\1/p' "$@"; }
+cards=$((gpus >= 4 ? 4 : 2))
 for spec in "gpt2s 32" "gpt2l 16"; do
     set -- $spec; model=$1; b=$2; base=""
+    solo=()
+    for ((card = 0; card < cards; ++card)); do
+        CUDA_VISIBLE_DEVICES=$card ./train_gpt2cu $(scale_args "$model" "$b" 1) --out-dir "$work/solo-$model-$card" \
+            > "$work/solo-$model-$card.log" 2>&1 &
+    done
+    wait
+    for ((card = 0; card < cards; ++card)); do solo+=("$(tokens_per_s "$work/solo-$model-$card.log")"); done
+    echo "  $model, the one-GPU job on cards 0..$((cards - 1)) at once: ${solo[*]} tokens/s"
     for n in 1 2 4; do
         [ "$gpus" -ge "$n" ] || continue
         for overlap in 1 0; do  # one GPU has nothing to overlap: one run; gpt2l: overlapped only
             [ "$overlap" -eq 1 ] || { [ "$n" -gt 1 ] && [ "$model" = gpt2s ]; } || continue
             label=$([ "$n" -eq 1 ] && echo - || { [ "$overlap" -eq 1 ] && echo on || echo off; })
-            line=$(./train_gpt2cu -e "$model" "${data[@]}" --precision bf16 --device-batch "$b" --nproc "$n" \
-                     --global-batch-tokens $((b * 1024 * n)) --bench-steps 12 --dropout-embd 0 --dropout-resid 0 \
-                     --dropout-attn 0 --overlap-grad-reduce "$overlap" --out-dir "$work/scale-$model-$n-$overlap" \
-                     2>&1 | grep BENCH)
-            tps=$(sed -E 's/.*tokens_per_s=([0-9.]+).*/\1/' <<<"$line"); mfu=$(sed -E 's/.*mfu=([0-9.na\/]+).*/\1/' <<<"$line")
+            log="$work/scale-$model-$n-$overlap.log"
+            ./train_gpt2cu $(scale_args "$model" "$b" "$n") --overlap-grad-reduce "$overlap" --timeline-step 10 \
+                --out-dir "$work/scale-$model-$n-$overlap" > "$log" 2>&1
+            line=$(grep BENCH "$log")
+            tps=$(tokens_per_s <<<"$line"); mfu=$(sed -E 's/.*mfu=([0-9.na\/]+).*/\1/' <<<"$line")
+            [ -n "$tps" ] || { echo "  $model on $n GPUs (overlap $overlap) failed"; tail -5 "$log"; status=1; continue; }
             [ -n "$base" ] || base=$tps
-            printf '  %-8s %5d %8s %14s %8s %9.1f%%\n' "$model" "$n" "$label" "$tps" "$mfu" \
-                "$(python3 -c "print(100*$tps/($n*$base))")"
+            slowest=$(printf '%s\n' "${solo[@]:0:n}" | sort -g | head -n1)
+            printf '  %-8s %5d %8s %14s %8s %9.1f%% %9.1f%%\n' "$model" "$n" "$label" "$tps" "$mfu" \
+                "$(python3 -c "print(100*$tps/($n*$base))")" "$(python3 -c "print(100*$tps/($n*$slowest))")"
         done
     done
+done
+echo "  where the time goes, gpt2l on 1 and $cards GPUs (--timeline-step 10, rank 0):"
+for n in 1 "$cards"; do
+    echo "  - $n GPU(s):"; awk '/^timeline of step/ {on = 1; print "    " $0; next} on && /^  / {print "    " $0; next} {on = 0}' "$work/scale-gpt2l-$n-1.log"
 done
 
 echo "== 5. a rank killed mid-run"
