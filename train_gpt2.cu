@@ -147,6 +147,56 @@ struct SampleRng {
     std::exit(2);
 }
 
+// --timeline-step: a CUDA event at each mark of one step, summarized after the step's final
+// synchronization (host/step_timeline.h says what each mark means).
+class StepTimeline {
+  public:
+    StepTimeline() = default;
+    StepTimeline(const StepTimeline&) = delete;
+    StepTimeline& operator=(const StepTimeline&) = delete;
+    ~StepTimeline() { clear(); }
+
+    // Records this step's marks when `enabled`; until then mark() does nothing.
+    void begin(bool enabled, cudaStream_t stream) {
+        clear();
+        enabled_ = enabled;
+        mark(TimelineMark::StepStart, stream);
+    }
+    bool enabled() const { return enabled_; }
+    void mark(TimelineMark what, cudaStream_t stream, int layer = -1) {
+        if (!enabled_) return;
+        cudaEvent_t event = nullptr;
+        CUDA_CHECK(cudaEventCreate(&event));
+        CUDA_CHECK(cudaEventRecord(event, stream));
+        events_.push_back({what, layer, event});
+    }
+    // After the step's streams are synchronized.
+    std::string report(long long step) {
+        std::vector<TimedMark> marks;
+        for (const Recorded& r : events_) {
+            float ms = 0.0f;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, events_.front().event, r.event));
+            marks.push_back({r.what, r.layer, ms});
+        }
+        clear();
+        return summarize_step_timeline(step, marks);
+    }
+
+  private:
+    struct Recorded {
+        TimelineMark what;
+        int layer;
+        cudaEvent_t event;
+    };
+    void clear() {
+        for (const Recorded& r : events_) cudaEventDestroy(r.event);
+        events_.clear();
+        enabled_ = false;
+    }
+    bool enabled_ = false;
+    std::vector<Recorded> events_;
+};
+
 // ---------------------------------------------------------------------------------------------
 
 template <typename T, typename R> class Trainer {
@@ -312,14 +362,14 @@ template <typename T, typename R> class Trainer {
         std::function<void(int)> reduce_layer;
         if (config_.zero_stage == 2 || overlaps_grad_reduce()) {
             reduce_layer = [this](int layer) {
-                timeline_.mark(StepTimeline::Mark::LayerHandoff, gpu_.stream, layer);
+                timeline_.mark(TimelineMark::LayerHandoff, gpu_.stream, layer);
                 if (config_.zero_stage == 2) {
                     reduce_bucket_to_owners(layer_buckets_[layer]);
                     model_->release_layer_gradients(layer, dist_.comm_stream);
                 } else {
                     all_reduce_bucket(layer_buckets_[layer]);
                 }
-                timeline_.mark(StepTimeline::Mark::LayerReduced, dist_.comm_stream, layer);
+                timeline_.mark(TimelineMark::LayerReduced, dist_.comm_stream, layer);
             };
         }
         for (int micro = 0; micro < config_.grad_accum; ++micro) {
@@ -329,7 +379,7 @@ template <typename T, typename R> class Trainer {
             CUDA_CHECK(cudaMemcpyAsync(losses_host_ + (size_t)micro * N, model_->losses(), sizeof(float) * N,
                                        cudaMemcpyDeviceToHost, gpu_.stream));
             const bool last_micro = micro == config_.grad_accum - 1;
-            if (last_micro) timeline_.mark(StepTimeline::Mark::BackwardStart, gpu_.stream);
+            if (last_micro) timeline_.mark(TimelineMark::BackwardStart, gpu_.stream);
             model_->backward(*gpu_.matmul, B, seq, rng, batch.inputs, gpu_.stream,
                              last_micro || config_.zero_stage == 2 ? reduce_layer : nullptr);
             if (config_.zero_stage == 2) {
@@ -338,7 +388,7 @@ template <typename T, typename R> class Trainer {
             }
         }
 
-        timeline_.mark(StepTimeline::Mark::BackwardEnd, gpu_.stream);
+        timeline_.mark(TimelineMark::BackwardEnd, gpu_.stream);
 
         // Gradients: summed over ranks (ZeRO-0: all of them; ZeRO-1: each rank its shard; ZeRO-2:
         // summed into each rank's shard during backward).
@@ -358,7 +408,7 @@ template <typename T, typename R> class Trainer {
             }
             dist_.compute_waits_for_comm(gpu_.stream);
         }
-        timeline_.mark(StepTimeline::Mark::GradientsReduced, gpu_.stream);
+        timeline_.mark(TimelineMark::GradientsReduced, gpu_.stream);
         global_norm_squared(norm_device_, model_->shard_grads(), shard.end - shard.begin, norm_scratch_, gpu_.stream);
         CUDA_CHECK(cudaMemcpyAsync(norm_host_, norm_device_, sizeof(float), cudaMemcpyDeviceToHost, gpu_.stream));
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
@@ -392,7 +442,7 @@ template <typename T, typename R> class Trainer {
                 dist_.compute_waits_for_comm(gpu_.stream);
             }
         }
-        timeline_.mark(StepTimeline::Mark::StepEnd, gpu_.stream);
+        timeline_.mark(TimelineMark::StepEnd, gpu_.stream);
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
         if (timeline_.enabled()) std::printf("%s", timeline_.report(step_).c_str());
         if (profiled) CUDA_CHECK(cudaProfilerStop());
