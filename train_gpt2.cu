@@ -456,7 +456,6 @@ template <typename T, typename R> class Trainer {
         return config_.overlap_grad_reduce && config_.zero_stage == 0 && dist_.is_distributed();
     }
 
-
     // ZeRO-2: the part of a slice that one rank's optimizer shard holds.
     struct OwnedPiece {
         float* data;

@@ -23,6 +23,7 @@
 # sums every micro-step over ranks before accumulating: rounding again, so the tolerance of 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source dev/bench/common.sh
 export NCCL_NVLS_ENABLE=0
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
 work=${MULTIGPU_DIR:-build/multigpu}
@@ -35,6 +36,9 @@ small=(-e d12 --n-layer 4 --n-embd 512 --n-head 8 --seq-len 256 --max-seq-len 25
 status=0
 compare() {  # name reference/log.jsonl candidate/log.jsonl [tolerance, default 2e-3]
     python3 scripts/compare_losses.py "$1" "$2" "$3" --tolerance "${4:-2e-3}"
+}
+bench_field() {  # field log: the field's value in the log's BENCH line (empty when the run printed none)
+    sed -nE "s/^BENCH (.* )?$1=([^ ]+).*/\2/p" "$2"
 }
 echo "== 1. same global batch (8192 tokens) on 1, 2, 4 GPUs"
 ./train_gpt2cu "${small[@]}" --out-dir "$work/g1" > "$work/g1.log" 2>&1 || { echo "1-GPU run failed"; tail "$work/g1.log"; status=1; }
@@ -68,20 +72,18 @@ printf '  %-6s %14s %12s %s\n' stage tokens/s "GPU memory" "plan (parameters, gr
 for stage in 0 1 2; do
     ./train_gpt2cu -e gpt2l "${data[@]}" --precision bf16 --device-batch 8 --nproc "$n" --global-batch-tokens $((8 * 1024 * n * 2)) \
         --bench-steps 6 --zero-stage $stage --out-dir "$work/mem$stage" > "$work/mem$stage.log" 2>&1 || { echo "gpt2l ZeRO-$stage failed"; tail "$work/mem$stage.log"; status=1; }
-    line=$(grep BENCH "$work/mem$stage.log")
-    printf '  %-6s %14s %9s GB %s\n' "$stage" "$(sed -E 's/.*tokens_per_s=([0-9.]+).*/\1/' <<<"$line")" \
-        "$(sed -E 's/.*peak_mem_gb=([0-9.]+).*/\1/' <<<"$line")" "$(grep -m1 -oE 'AdamW state [0-9.]+ GB' "$work/mem$stage.log")"
+    printf '  %-6s %14s %9s GB %s\n' "$stage" "$(bench_field tokens_per_s "$work/mem$stage.log")" \
+        "$(bench_field peak_mem_gb "$work/mem$stage.log")" "$(grep -m1 -oE 'AdamW state [0-9.]+ GB' "$work/mem$stage.log")"
 done
 
 echo "== 4. scaling at a fixed per-GPU batch (bf16, no dropout, tokens/s of the whole job)"
 echo "  efficiency: against n x the one-GPU run, and against n x the slowest of the n cards when"
 echo "  each runs the one-GPU job at the same time (a synchronous step waits for the slowest card)"
 printf '  %-8s %5s %8s %14s %8s %10s %10s\n' model gpus overlap tokens/s MFU% efficiency "vs slowest"
-scale_args() {  # model batch gpus: the trainer arguments of one scaling run
-    printf '%s ' -e "$1" "${data[@]}" --precision bf16 --device-batch "$2" --nproc "$3" \
-        --global-batch-tokens $(($2 * 1024 * $3)) --bench-steps 12 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0
+scale_args() {  # model batch gpus: the trainer arguments of one scaling run (dev/bench's conditions, one micro-step)
+    printf '%s ' -e "$1" --precision bf16 --device-batch "$2" --nproc "$3" --bench-steps 12 \
+        "${benchmark_trainer_args[@]}" --global-batch-tokens $(($2 * 1024 * $3))
 }
-tokens_per_s() { sed -nE 's/^BENCH .*tokens_per_s=([0-9.]+).*/\1/p' "$@"; }
 cards=$((gpus >= 4 ? 4 : 2))
 for spec in "gpt2s 32" "gpt2l 16"; do
     set -- $spec; model=$1; b=$2; base=""
@@ -91,7 +93,7 @@ for spec in "gpt2s 32" "gpt2l 16"; do
             > "$work/solo-$model-$card.log" 2>&1 &
     done
     wait
-    for ((card = 0; card < cards; ++card)); do solo+=("$(tokens_per_s "$work/solo-$model-$card.log")"); done
+    for ((card = 0; card < cards; ++card)); do solo+=("$(bench_field tokens_per_s "$work/solo-$model-$card.log")"); done
     echo "  $model, the one-GPU job on cards 0..$((cards - 1)) at once: ${solo[*]} tokens/s"
     for n in 1 2 4; do
         [ "$gpus" -ge "$n" ] || continue
@@ -101,8 +103,7 @@ for spec in "gpt2s 32" "gpt2l 16"; do
             log="$work/scale-$model-$n-$overlap.log"
             ./train_gpt2cu $(scale_args "$model" "$b" "$n") --overlap-grad-reduce "$overlap" --timeline-step 10 \
                 --out-dir "$work/scale-$model-$n-$overlap" > "$log" 2>&1
-            line=$(grep BENCH "$log")
-            tps=$(tokens_per_s <<<"$line"); mfu=$(sed -E 's/.*mfu=([0-9.na\/]+).*/\1/' <<<"$line")
+            tps=$(bench_field tokens_per_s "$log"); mfu=$(bench_field mfu "$log")
             [ -n "$tps" ] || { echo "  $model on $n GPUs (overlap $overlap) failed"; tail -5 "$log"; status=1; continue; }
             [ -n "$base" ] || base=$tps
             slowest=$(printf '%s\n' "${solo[@]:0:n}" | sort -g | head -n1)
