@@ -71,12 +71,13 @@ DATA_LIBS := -larchive -lcurl -lzstd -llzma -lz -lpthread
 # ---------------------------------------------------------------------------------------------
 # Sources by convention, so that adding a file needs no Makefile edit:
 #   host/*.cpp           host library shared by the trainer, tests and tools (pure C++)
+#   model/*.cpp          the model's plain C++ parts (parameter layout), in the same library
 #   data_prep/src/*.cpp  data-preparation library (readers, downloads, recipes)
 #   data_prep/*.cpp      one command-line tool each: data_prep/<name>.cpp -> ./data_prep/<name>
 #   dev/cuda/*.cu        one standalone workbench each -> build/dev/cuda/<name>
 #   tests/*.cpp          GoogleTest CPU tests, one binary -> build/tests/cpu_tests
 
-HOST_SRCS := $(wildcard host/*.cpp)
+HOST_SRCS := $(wildcard host/*.cpp model/*.cpp)
 HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
 DATA_SRCS := $(wildcard data_prep/src/*.cpp)
 DATA_OBJS := $(DATA_SRCS:%.cpp=$(BUILD)/%.o)

@@ -1,5 +1,5 @@
-// Checkpoints: the model file (shape + fp32 weights), one optimizer/data state file per rank,
-// and the parameter layout that fixes the order of every weight in memory and on disk.
+// Checkpoints: the model file (shape + fp32 weights in ParamLayout order, model/param_layout.h)
+// and one optimizer/data state file per rank.
 //
 // Model file `model_SSSSSSSS.bin`: 256 little-endian int32, then every parameter as fp32 in
 // ParamLayout order.
@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "host/dataloader.h"
+#include "model/param_layout.h"
 
 constexpr int32_t kModelFileMagic = 20261127;
 constexpr int32_t kModelFileVersion = 1;
@@ -33,89 +34,9 @@ constexpr int32_t kStateFileMagic = 20261128;
 constexpr int32_t kStateFileVersion = 1;
 constexpr int kModelHeaderInts = 256;
 
-// Everything that decides the parameter layout and the function the model computes.
-struct ModelShape {
-    int n_layer = 0;
-    int n_embd = 0;
-    int n_head = 0;
-    int max_seq_len = 0;
-    int vocab_size = 0;
-    int padded_vocab_size = 0;
-    bool learned_pos_emb = true;
-    bool post_norm = false;
-    bool rotary_interleaved = false;
-    bool scale_attn_by_inverse_layer_idx = false;
-    bool fp32_residual = false;
-    int rotary_dim = 0;  // 0 = no rotary embedding
-    int rotary_base = 10000;
-
-    bool operator==(const ModelShape& other) const;
-    bool operator!=(const ModelShape& other) const { return !(*this == other); }
-};
-
 // Throws std::runtime_error naming `path` and the first field where `in_file` differs from
 // `expected`, with the flag that sets it: "checkpoint X has n_layer 12 but --n-layer 24 was given".
 void check_model_shape(const std::string& path, const ModelShape& in_file, const ModelShape& expected);
-
-// ---------------------------------------------------------------------------------------------
-// Parameter layout. Tensors in this order (L = n_layer, C = n_embd, Vp = padded_vocab_size),
-// each contiguous, per-layer tensors stacked over layers (layer l at offset + l * numel / L):
-//   wte (Vp, C)  wpe (max_seq_len, C) [only with learned_pos_emb]
-//   ln1_w (L, C)  ln1_b (L, C)  qkv_w (L, 3C, C)  qkv_b (L, 3C)  attn_proj_w (L, C, C)
-//   attn_proj_b (L, C)  ln2_w (L, C)  ln2_b (L, C)  fc_w (L, 4C, C)  fc_b (L, 4C)
-//   fc_proj_w (L, C, 4C)  fc_proj_b (L, C)
-//   lnf_w (C)  lnf_b (C) [pre-norm only]
-// Linear weights are (out_features, in_features) as in torch.nn.Linear. The LM head is wte.
-
-enum class ParamInit { normal, zeros, ones };
-
-struct ParamTensor {
-    std::string name;
-    std::vector<int64_t> shape;
-    int64_t numel = 0;
-    int64_t offset = 0;         // in elements, into the flat parameter array
-    bool per_layer = false;     // shape[0] is n_layer
-    bool weight_decay = false;  // AdamW decay: only the four linear weights
-    ParamInit init = ParamInit::zeros;
-    double init_std = 0.0;      // for ParamInit::normal
-};
-
-// The output projections (attn_proj_w, fc_proj_w) start at base_std / sqrt(2 * n_layer), so the
-// residual stream's variance does not grow with depth (GPT-2; the seed applies it under both
-// init schemes).
-double residual_projection_init_std(double base_std, int n_layer);
-
-// A run [offset, offset + count) of the flat parameter array.
-struct ParamRange {
-    int64_t offset = 0;
-    int64_t count = 0;
-    bool operator==(const ParamRange& other) const { return offset == other.offset && count == other.count; }
-};
-
-class ParamLayout {
-  public:
-    // `base_init_std`: std of wte, wpe, qkv_w and fc_w (0.02, or sqrt(2/(5C)) for small_init).
-    ParamLayout(const ModelShape& shape, double base_init_std);
-
-    const std::vector<ParamTensor>& tensors() const { return tensors_; }
-    int64_t total() const { return total_; }
-    // Throws std::out_of_range naming a tensor this model does not have.
-    const ParamTensor& get(std::string_view name) const;
-    const ParamTensor* find(std::string_view name) const;
-    // First element of layer `layer` of a per-layer tensor.
-    int64_t layer_offset(const ParamTensor& tensor, int layer) const;
-    // Where layer `layer`'s parameters lie (its slice of every per-layer tensor), and where the
-    // rest lies (wte, wpe, lnf); each in offset order with adjacent ranges merged. Together the
-    // n_layer + 1 lists tile [0, total()) once: the trainer all-reduces each layer's gradients
-    // as soon as the backward pass has finished that layer, and the rest after it.
-    std::vector<ParamRange> layer_ranges(int layer) const;
-    std::vector<ParamRange> non_layer_ranges() const;
-
-  private:
-    int n_layer_;
-    std::vector<ParamTensor> tensors_;
-    int64_t total_ = 0;
-};
 
 // ---------------------------------------------------------------------------------------------
 // A file written under "<path>.tmp": finish() flushes it to disk (fsync) and renames it into
