@@ -35,7 +35,9 @@
 #include "host/format.h"
 #include "host/loss_scaler.h"
 #include "host/tensor_bundle.h"
+#include "host/distributed.h"
 #include "model/gpt2.cuh"
+#include "train/grad_sync_all_reduce.cuh"
 
 struct Tolerances {
     double logits, loss, grads, step_losses;
@@ -110,7 +112,8 @@ static ReferenceRun read_reference_run(const tensor_bundle::Bundle& bundle) {
 }
 
 template <typename T, typename R>
-static void check_against_reference(const std::string& dir, bool recompute_gelu, Report& report) {
+static void check_against_reference(const std::string& dir, bool recompute_gelu, DistributedContext& dist,
+                                    Report& report) {
     const std::string model_path = dir + "/model.bin";
     const tensor_bundle::Bundle ref = tensor_bundle::Bundle::load(dir + "/ref.bin");
     const ModelFileHeader header = read_model_header(model_path);
@@ -131,14 +134,24 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     const ParamLayout layout(shape, 0.02);
     const OptimizerShard shard{0, layout.total(), layout.total()};
     Gpt2Model<T, R> model(options, 0.02, B, T_, shard);
+    // The trainer's one-GPU gradient path (ZeRO-0, nothing to send).
+    StepTimeline no_timeline;
+    AllReduceGradients<T> grads(dist, model.layout(), shard, /*overlap=*/false, no_timeline);
+    ModelParameters<T>& params = model.parameters();
     MatmulContext matmul;
     cudaStream_t stream;
     CUDA_CHECK(cudaStreamCreate(&stream));
 
-    std::vector<float> weights(layout.total());
-    read_model_params(model_path, shape, weights.data(), 0, layout.total());
-    CUDA_CHECK(cudaMemcpy(model.weight_staging(), weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice));
-    model.finish_weights(stream);
+    {
+        std::vector<float> weights(layout.total());
+        read_model_params(model_path, shape, weights.data(), 0, layout.total());
+        float* staging = nullptr;
+        CUDA_CHECK(cudaMalloc(&staging, weights.size() * sizeof(float)));
+        CUDA_CHECK(cudaMemcpy(staging, weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice));
+        params.load(staging, stream);
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        CUDA_CHECK(cudaFree(staging));
+    }
 
     const std::vector<int32_t>& window = ref.values<int32_t>("tokens", {B, T_ + 1});
     std::vector<int32_t> inputs(N), targets(N);
@@ -179,12 +192,13 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     report.row(string_format("loss (%.6f vs %.6f)", loss, ref_loss), std::fabs(loss - ref_loss) / ref_loss, tol.loss);
 
     // 2. Backward: every parameter gradient.
-    model.backward(matmul, B, T_, rng_for_step(1), inputs.data(), stream);
+    grads.begin_step(stream);
+    model.backward(matmul, B, T_, rng_for_step(1), inputs.data(), grads, stream);
     CUDA_CHECK(cudaStreamSynchronize(stream));
     {
-        const std::vector<float> grads = download(model.grads(), layout.total());
+        const std::vector<float> all = download(grads.shard_gradients(), layout.total());
         for (const ParamTensor& tensor : layout.tensors()) {
-            std::vector<float> ours(grads.begin() + tensor.offset, grads.begin() + tensor.offset + tensor.numel);
+            std::vector<float> ours(all.begin() + tensor.offset, all.begin() + tensor.offset + tensor.numel);
             for (float& g : ours) g = (float)(g / scaler.scale());
             report.row("grad." + tensor.name, relative_error(ours, ref.values_as_double("grad." + tensor.name, tensor.shape)),
                        tol.grads);
@@ -194,23 +208,17 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     // 3. AdamW steps on the same batch: the loss before each update, and the pre-clip norm.
     const std::vector<double> ref_losses = ref.values_as_double("losses", {run.steps});
     const std::vector<double> ref_norms = ref.values_as_double("grad_norm", {run.steps});
-    float* norm_device;
-    float* scratch;
-    CUDA_CHECK(cudaMalloc(&norm_device, sizeof(float)));
-    CUDA_CHECK(cudaMalloc(&scratch, sizeof(float) * global_norm_squared_scratch_floats()));
-    auto gradient_norm_squared = [&] {
-        global_norm_squared(norm_device, model.grads(), layout.total(), scratch, stream);
-        float norm_squared = 0.0f;
-        CUDA_CHECK(cudaMemcpy(&norm_squared, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
-        return norm_squared;
+    auto adamw = [&](double grad_scale) {
+        return AdamWSettings{(float)run.lr,  (float)run.beta1,        (float)run.beta2,
+                             (float)run.eps, (float)run.weight_decay, (float)grad_scale};
     };
     double worst_loss = 0.0, worst_norm = 0.0;
     for (int step = 1; step <= run.steps; ++step) {
-        model.zero_grads(stream);
+        grads.begin_step(stream);
         model.forward(matmul, B, T_, rng_for_step(step), true, (float)(scaler.scale() / N), stream);
         const std::vector<float> step_losses = download(model.losses(), N);
-        model.backward(matmul, B, T_, rng_for_step(step), inputs.data(), stream);
-        const float norm_squared = gradient_norm_squared();
+        model.backward(matmul, B, T_, rng_for_step(step), inputs.data(), grads, stream);
+        const double norm_squared = grads.norm_squared(stream);
         const double norm = std::sqrt((double)norm_squared) / scaler.scale();
         double step_loss = 0.0;
         for (float l : step_losses) step_loss += l;
@@ -220,8 +228,7 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
         std::printf("    step %2d  loss %.6f (ref %.6f)  grad norm %.5f (ref %.5f)\n", step, step_loss,
                     ref_losses[step - 1], norm, ref_norms[step - 1]);
         const double clip = run.grad_clip > 0 && norm > run.grad_clip ? run.grad_clip / (norm + 1e-6) : 1.0;
-        model.optimizer_step((float)run.lr, (float)run.beta1, (float)run.beta2, (float)run.eps,
-                             (float)run.weight_decay, (float)(clip / scaler.scale()), step, stream);
+        params.adamw_step(grads.shard_gradients(), adamw(clip / scaler.scale()), step, stream);
     }
     report.row(string_format("losses of %d AdamW steps", run.steps), worst_loss, tol.step_losses);
     report.row(string_format("grad norms of %d AdamW steps", run.steps), worst_norm, tol.grads);
@@ -230,29 +237,27 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     //    norm, skip the step (weights untouched) and halve the scale.
     if (std::is_same<T, __half>::value) {
         LossScaler overflowing(std::ldexp(1.0, 40), 2000, true);
-        const std::vector<float> before = download(model.params(), layout.total());
-        model.zero_grads(stream);
+        const std::vector<float> before = download(params.compute_copy(), layout.total());
+        grads.begin_step(stream);
         model.forward(matmul, B, T_, rng_for_step(run.steps + 1), true, (float)(overflowing.scale() / N), stream);
-        model.backward(matmul, B, T_, rng_for_step(run.steps + 1), inputs.data(), stream);
-        const float norm_squared = gradient_norm_squared();
+        model.backward(matmul, B, T_, rng_for_step(run.steps + 1), inputs.data(), grads, stream);
+        const double norm_squared = grads.norm_squared(stream);
         const bool applied = overflowing.update(std::isfinite(norm_squared));
         if (applied)
-            model.optimizer_step((float)run.lr, (float)run.beta1, (float)run.beta2, (float)run.eps,
-                                 (float)run.weight_decay, (float)(1.0 / overflowing.scale()), run.steps + 1, stream);
-        const std::vector<float> after = download(model.params(), layout.total());
+            params.adamw_step(grads.shard_gradients(), adamw(1.0 / overflowing.scale()), run.steps + 1, stream);
+        const std::vector<float> after = download(params.compute_copy(), layout.total());
         report.check("fp16 overflow: step skipped", !applied && before == after,
                      string_format("norm^2 %g, scale 2^40 -> 2^%g", norm_squared, std::log2(overflowing.scale())));
     }
-    CUDA_CHECK(cudaFree(norm_device));
-    CUDA_CHECK(cudaFree(scratch));
     CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
-template <typename T> static void check_precision(const std::string& dir, bool recompute_gelu, Report& report) {
+template <typename T>
+static void check_precision(const std::string& dir, bool recompute_gelu, DistributedContext& dist, Report& report) {
     if (read_model_header(dir + "/model.bin").shape.fp32_residual)
-        check_against_reference<T, float>(dir, recompute_gelu, report);
+        check_against_reference<T, float>(dir, recompute_gelu, dist, report);
     else
-        check_against_reference<T, T>(dir, recompute_gelu, report);
+        check_against_reference<T, T>(dir, recompute_gelu, dist, report);
 }
 
 int main(int argc, char** argv) {
@@ -275,6 +280,7 @@ int main(int argc, char** argv) {
                              "  (write a REF_DIR with dev/reference/gpt2_reference.py --out REF_DIR)\n", argv[0]);
         return 2;
     }
+    DistributedContext dist;  // one process: the gradient path the trainer runs on one GPU
     cudaDeviceProp props{};
     CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
     std::printf("test_gpt2cu on %s\n", props.name);
@@ -283,8 +289,8 @@ int main(int argc, char** argv) {
         // Both ways of getting the fc_proj input (stored or recomputed GELU) for every variant.
         for (const std::string& dir : dirs) {
             for (const bool recompute_gelu : {true, false}) {
-                if (precision != "fp16") check_precision<__nv_bfloat16>(dir, recompute_gelu, report);
-                if (precision != "bf16") check_precision<__half>(dir, recompute_gelu, report);
+                if (precision != "fp16") check_precision<__nv_bfloat16>(dir, recompute_gelu, dist, report);
+                if (precision != "bf16") check_precision<__half>(dir, recompute_gelu, dist, report);
             }
         }
     } catch (const std::exception& error) {

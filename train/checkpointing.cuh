@@ -1,0 +1,123 @@
+// Weights in and out of the GPU: fresh initialization or --init-from, and checkpoints. A
+// checkpoint is the model file (full fp32 weights, rank 0) and one state file per rank (its
+// master/AdamW shard, step, loss scale, sampler and data position: host/checkpoint.h); resuming
+// restores all of it, so the continued run computes exactly what an uninterrupted one would.
+#pragma once
+
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "host/checkpoint.h"
+#include "host/config.h"
+#include "host/run_log.h"
+#include "model/gpt2.cuh"
+#include "train/grad_sync.cuh"
+
+template <typename T, typename R> class Checkpointer {
+  public:
+    Checkpointer(const TrainConfig& config, DistributedContext& dist, Gpt2Model<T, R>& model, GradientSync<T>& sync)
+        : config_(config), dist_(dist), model_(model), sync_(sync) {}
+    ~Checkpointer() { cudaFree(own_staging_); }
+    Checkpointer(const Checkpointer&) = delete;
+    Checkpointer& operator=(const Checkpointer&) = delete;
+
+    // What a state file must agree with to continue the run it came from.
+    RunIdentity run_identity() const {
+        RunIdentity identity;
+        identity.shape = model_.options().shape;
+        identity.rank = dist_.rank;
+        identity.world_size = dist_.world_size;
+        identity.zero_stage = sync_.zero_stage();
+        identity.seed = config_.seed;
+        return identity;
+    }
+
+    // Fresh weights from the seed, or the weights of --init-from.
+    void initialize_weights(cudaStream_t stream) {
+        if (!config_.init_from.empty()) {
+            upload_weights(config_.init_from, stream);
+            return;
+        }
+        model_.parameters().initialize(staging(), config_.seed, stream);
+        model_.parameters().load(staging(), stream);
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+    }
+
+    // The checkpoint --resume names, if any: weights and this rank's optimizer shard on the GPU;
+    // returns its state for the caller to restore (step, loss scale, data position, ...).
+    std::optional<StateHeader> resume(cudaStream_t stream) {
+        const std::optional<CheckpointFiles> files =
+            locate_resume_checkpoint(config_.resume, config_.out_dir, dist_.world_size);
+        if (!files) return std::nullopt;
+        upload_weights(files->model_path, stream);
+        ModelParameters<T>& params = model_.parameters();
+        const int64_t owned = params.shard().owned();
+        std::vector<float> master(owned), m(owned), v(owned);
+        const StateHeader header =
+            read_state_file(files->state_paths[dist_.rank], run_identity(),
+                            {{"master", master.data(), owned}, {"adam_m", m.data(), owned}, {"adam_v", v.data(), owned}});
+        // The master shard comes from the state file: the model file's weights are the same
+        // numbers, but the state file is the one that is per rank and exact under ZeRO.
+        CUDA_CHECK(cudaMemcpy(params.master(), master.data(), owned * sizeof(float), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(params.adam_m(), m.data(), owned * sizeof(float), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(params.adam_v(), v.data(), owned * sizeof(float), cudaMemcpyHostToDevice));
+        if (dist_.is_main())
+            std::printf("resumed from %s at step %lld\n\n", files->model_path.c_str(), (long long)header.step);
+        return header;
+    }
+
+    // Every rank calls it; `header` is this rank's state (identity filled in here). `log`: rank 0's.
+    void save(StateHeader header, RunLog* log, cudaStream_t stream) {
+        ModelParameters<T>& params = model_.parameters();
+        float* full_master = staging();
+        sync_.gather_master(full_master, params.master(), stream);
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        if (dist_.is_main()) {
+            std::vector<float> weights(params.count());
+            CUDA_CHECK(cudaMemcpy(weights.data(), full_master, weights.size() * sizeof(float), cudaMemcpyDeviceToHost));
+            const std::string path = model_file_path(config_.out_dir, header.step);
+            write_model_file(path, model_.options().shape, header.step, weights.data());
+            log->checkpoint(header.step, path);
+            std::printf("step %lld | checkpoint %s\n", (long long)header.step, path.c_str());
+        }
+        const int64_t owned = params.shard().owned();
+        std::vector<float> master(owned), m(owned), v(owned);
+        CUDA_CHECK(cudaMemcpy(master.data(), params.master(), owned * sizeof(float), cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(m.data(), params.adam_m(), owned * sizeof(float), cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(v.data(), params.adam_v(), owned * sizeof(float), cudaMemcpyDeviceToHost));
+        header.identity = run_identity();
+        write_state_file(state_file_path(config_.out_dir, header.step, dist_.rank), header,
+                         {{"master", master.data(), owned}, {"adam_m", m.data(), owned}, {"adam_v", v.data(), owned}});
+        dist_.barrier();  // every rank's state file exists before anyone goes on
+    }
+
+  private:
+    // A model file's weights -> the GPU's compute copy and this rank's master shard.
+    void upload_weights(const std::string& path, cudaStream_t stream) {
+        ModelParameters<T>& params = model_.parameters();
+        std::vector<float> weights(params.count());
+        read_model_params(path, model_.options().shape, weights.data(), 0, params.count());
+        CUDA_CHECK(cudaMemcpy(staging(), weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice));
+        params.load(staging(), stream);
+        CUDA_CHECK(cudaStreamSynchronize(stream));  // before anyone writes the master shard again
+    }
+
+    // Full fp32 weights (padded_total floats) pass through the GPU between steps only, in memory
+    // that holds nothing then: the gradient arena (ZeRO-0/1), else the activation arena when it
+    // is large enough, else a buffer of its own.
+    float* staging() {
+        const size_t floats = model_.parameters().shard().padded_total;
+        if (float* idle = sync_.idle_between_steps()) return idle;
+        if (float* arena = model_.activation_arena_between_steps(floats)) return arena;
+        if (!own_staging_) CUDA_CHECK(cudaMalloc(&own_staging_, floats * sizeof(float)));
+        return own_staging_;
+    }
+
+    const TrainConfig& config_;
+    DistributedContext& dist_;
+    Gpt2Model<T, R>& model_;
+    GradientSync<T>& sync_;
+    float* own_staging_ = nullptr;
+};

@@ -1,0 +1,39 @@
+// Per-process GPU state, passed explicitly (no globals): the compute stream, the device's
+// properties and peak rate (for MFU), and the cuBLASLt context.
+#pragma once
+
+#include <memory>
+
+#include "host/gpu_specs.h"
+#include "kernels/common.cuh"
+#include "kernels/matmul.cuh"
+
+struct GpuContext {
+    cudaStream_t stream = nullptr;
+    cudaDeviceProp props{};
+    GpuPeak peak;
+    std::unique_ptr<MatmulContext> matmul;
+
+    GpuContext() {
+        int device = 0;
+        CUDA_CHECK(cudaGetDevice(&device));
+        CUDA_CHECK(cudaGetDeviceProperties(&props, device));
+        CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        peak = gpu_peak_for(props.name);
+        // Always the fused cuBLASLt epilogues (falling back only where cuBLASLt has no algorithm):
+        // a timing-based choice could differ between runs and break bit-exact reproducibility.
+        matmul = std::make_unique<MatmulContext>(MatmulTuning::kAlwaysFused);
+    }
+    ~GpuContext() {
+        matmul.reset();
+        cudaStreamDestroy(stream);
+    }
+    GpuContext(const GpuContext&) = delete;
+    GpuContext& operator=(const GpuContext&) = delete;
+
+    double memory_used_gb() const {
+        size_t free_bytes = 0, total_bytes = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+        return (total_bytes - free_bytes) / 1e9;
+    }
+};

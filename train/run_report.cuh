@@ -1,0 +1,155 @@
+// What a run tells its user: the start-up table and memory plan, one console line and one
+// log.jsonl record per step (loss, lr, norm, tokens/s, MFU, memory, ETA), validation losses,
+// samples, and the benchmark's summary line. Rank 0 speaks; the other ranks stay quiet.
+#pragma once
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "host/checkpoint.h"
+#include "host/config.h"
+#include "host/distributed.h"
+#include "host/format.h"
+#include "host/run_log.h"
+#include "train/gpu_context.cuh"
+
+[[noreturn]] inline void fail_run(const std::string& message) {
+    std::fprintf(stderr, "error: %s\n", message.c_str());
+    std::exit(2);
+}
+
+struct StepResult {
+    double loss = 0.0;
+    double grad_norm = 0.0;
+    double lr = 0.0;
+    double loss_scale = 1.0;
+    bool skipped = false;  // fp16 overflow: no update
+    double ms = 0.0;
+};
+
+// Device memory the run will take, before taking it.
+struct MemoryPlan {
+    size_t state_bytes = 0;       // parameters, gradients and AdamW state
+    size_t activation_bytes = 0;  // for one device batch
+
+    // Fails before any allocation when the plan cannot fit, saying what would.
+    void check_fits(const TrainConfig& config) const {
+        size_t free_bytes = 0, total_bytes = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+        const size_t needed = state_bytes + activation_bytes;
+        const size_t reserve = size_t(1) << 30;  // cuBLASLt workspace, NCCL buffers, allocator slack
+        if (needed + reserve <= free_bytes) return;
+        const double per_sequence = double(needed) / config.device_batch;  // rough: activations dominate
+        const int fits = std::max(0, (int)((double(free_bytes) - reserve) / per_sequence) - 1);
+        fail_run(string_format("the model and a device batch of %d x %d tokens need %.1f GB of GPU memory, but "
+                               "only %.1f GB of %.1f GB is free.\n  Try --device-batch %d (the global batch "
+                               "stays the same; gradient accumulation grows), or --zero-stage 1 on several GPUs.",
+                               config.device_batch, config.seq_len, needed / 1e9, free_bytes / 1e9,
+                               total_bytes / 1e9, std::max(1, fits)));
+    }
+};
+
+class RunReport {
+  public:
+    RunReport(const TrainConfig& config, const distributed::DistributedContext& dist, const GpuContext& gpu)
+        : config_(config), dist_(dist), gpu_(gpu) {
+        if (!dist_.is_main()) return;
+        std::error_code error;
+        std::filesystem::create_directories(config_.out_dir, error);
+        if (error)
+            fail_run(string_format("cannot create the run directory %s: %s", config_.out_dir.c_str(),
+                                   error.message().c_str()));
+        log_ = std::make_unique<RunLog>(config_.out_dir + "/log.jsonl");
+    }
+
+    RunLog* log() { return log_.get(); }  // rank 0's; nullptr elsewhere
+
+    // The resolved configuration as a table, the GPU and the memory plan; config.json beside the log.
+    void startup(const MemoryPlan& plan, const char* precision) const {
+        if (!dist_.is_main()) return;
+        std::printf("%s\n", config_.to_table().c_str());
+        std::printf("GPU: %s x %d (peak %s), %s build\n", gpu_.props.name, dist_.world_size,
+                    gpu_.peak.dense_tflops ? string_format("%.0f dense TFLOP/s", *gpu_.peak.dense_tflops).c_str()
+                                           : "unknown: MFU shown as n/a",
+                    precision);
+        std::printf("memory plan: parameters, gradients and AdamW state %.2f GB; activations for %d x %d tokens %.2f GB\n",
+                    plan.state_bytes / 1e9, config_.device_batch, config_.seq_len, plan.activation_bytes / 1e9);
+        std::printf("run directory: %s\n\n", config_.out_dir.c_str());
+        const std::string json = config_.to_json() + "\n";
+        AtomicFileWriter config_file(config_.out_dir + "/config.json");
+        config_file.write(json.data(), json.size());
+        config_file.finish();
+        std::fflush(stdout);
+    }
+
+    void step(int64_t step, const StepResult& result) {
+        step_ms_.push_back(result.ms);
+        if (!dist_.is_main()) return;
+        TrainStepRecord line;
+        line.step = step;
+        line.total_steps = config_.steps;
+        line.loss = result.loss;
+        line.lr = result.lr;
+        line.grad_norm = result.grad_norm;
+        line.ms = result.ms;
+        line.tokens_per_s = config_.tokens_per_step / (result.ms / 1000.0);
+        line.mfu = mfu(line.tokens_per_s);
+        line.mem_gb = gpu_.memory_used_gb();
+        line.loss_scale = config_.precision == Precision::fp16 ? std::optional<double>(result.loss_scale) : std::nullopt;
+        // ETA from the mean of the recent steps (the first steps include warm-up).
+        const size_t recent = std::min<size_t>(step_ms_.size(), 20);
+        const double mean_ms =
+            std::accumulate(step_ms_.end() - recent, step_ms_.end(), 0.0) / std::max<size_t>(recent, 1);
+        const double eta_s = mean_ms / 1000.0 * (config_.steps - step);
+        if (config_.log_every > 0 && (step % config_.log_every == 0 || step == config_.steps || step == 1))
+            std::printf("%s%s\n", format_step_line(line, eta_s).c_str(), result.skipped ? " | fp16 overflow: step skipped" : "");
+        log_->train(line);
+        std::fflush(stdout);
+    }
+
+    void validation(int64_t step, double loss) {
+        if (!dist_.is_main()) return;
+        std::printf("step %lld | validation loss %.4f | perplexity %.2f\n", (long long)step, loss, std::exp(loss));
+        log_->val(step, loss);
+    }
+
+    void sample(int64_t step, const std::string& text) {
+        if (!dist_.is_main()) return;
+        std::printf("step %lld | sample:\n%s\n---\n", (long long)step, text.c_str());
+        log_->sample(step, text);
+    }
+
+    // --bench-steps: the median of the timed steps gives the figures.
+    void benchmark(std::vector<double> ms) const {
+        std::sort(ms.begin(), ms.end());
+        const double median_ms = ms[ms.size() / 2];
+        const double tokens_per_s = config_.tokens_per_step / (median_ms / 1000.0);
+        const std::optional<double> utilization = mfu(tokens_per_s);
+        if (dist_.is_main())
+            std::printf("BENCH tokens_per_s=%.0f mfu=%s peak_mem_gb=%.2f step_ms=%.2f gpu=\"%s\" gpus=%d\n",
+                        tokens_per_s, utilization ? string_format("%.2f", *utilization * 100.0).c_str() : "n/a",
+                        gpu_.memory_used_gb(), median_ms, gpu_.props.name, dist_.world_size);
+    }
+
+  private:
+    // Model FLOPs utilization of the whole job (tokens/s over all ranks against all their GPUs'
+    // peak); nullopt for a GPU whose peak is unknown.
+    std::optional<double> mfu(double tokens_per_s) const {
+        if (!gpu_.peak.dense_tflops) return std::nullopt;
+        return model_flops_utilization(tokens_per_s, (double)config_.flops_per_token,
+                                       *gpu_.peak.dense_tflops * dist_.world_size);
+    }
+
+    const TrainConfig& config_;
+    const distributed::DistributedContext& dist_;
+    const GpuContext& gpu_;
+    std::unique_ptr<RunLog> log_;
+    std::vector<double> step_ms_;
+};

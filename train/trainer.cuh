@@ -1,0 +1,220 @@
+// The training loop: steps, and between them validation, samples and checkpoints. Each stage
+// lives in its own unit; this class wires them and reads as the order of a step:
+//   train/batch_feed.cuh      token windows -> pinned buffers -> the GPU
+//   model/gpt2.cuh            forward and backward
+//   train/grad_sync*.cuh      gradient storage and reduction over ranks (the ZeRO strategies)
+//   train/checkpointing.cuh   initial weights, checkpoints, resume
+//   train/evaluation.cuh      validation loss
+//   train/sampler.cuh         text samples
+//   train/run_report.cuh      console lines, log.jsonl, the benchmark line
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <vector>
+
+#include <cuda_profiler_api.h>
+
+#include "host/config.h"
+#include "host/distributed.h"
+#include "host/loss_scaler.h"
+#include "model/gpt2.cuh"
+#include "train/batch_feed.cuh"
+#include "train/checkpointing.cuh"
+#include "train/evaluation.cuh"
+#include "train/gpu_context.cuh"
+#include "train/grad_sync_choice.cuh"
+#include "train/run_report.cuh"
+#include "train/sampler.cuh"
+#include "train/step_timeline_events.cuh"
+
+template <typename T, typename R> class Trainer {
+  public:
+    Trainer(const TrainConfig& config, DistributedContext& dist)
+        : config_(config), dist_(dist), feed_(config_, dist_), report_(config_, dist_, gpu_),
+          shard_(optimizer_shard_for(config_, dist_)), sampler_(config_),
+          loss_scaler_(config_.loss_scale_init, config_.loss_scale_growth_interval,
+                       config_.precision == Precision::fp16) {
+        memory_plan().check_fits(config_);
+        model_ = std::make_unique<Gpt2Model<T, R>>(model_options(), config_.base_init_std, config_.device_batch,
+                                                   config_.seq_len, shard_);
+        grad_sync_ = make_gradient_sync<T>(config_, dist_, model_->layout(), shard_, timeline_);
+        checkpointer_ = std::make_unique<Checkpointer<T, R>>(config_, dist_, *model_, *grad_sync_);
+        CUDA_CHECK(cudaMallocHost(&losses_host_, sizeof(float) * config_.grad_accum * tokens_per_micro()));
+    }
+    ~Trainer() { cudaFreeHost(losses_host_); }
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
+
+    int run() {
+        report_.startup(memory_plan(), precision_name<T>());
+        if (const std::optional<StateHeader> state = checkpointer_->resume(gpu_.stream)) restore(*state);
+        else checkpointer_->initialize_weights(gpu_.stream);
+        if (config_.bench_steps > 0) return benchmark();
+        while (step_ < config_.steps) {
+            report_.step(step_, train_step());
+            const bool last = step_ == config_.steps;
+            if (due(config_.val_every, last))
+                report_.validation(step_, validation_loss(*model_, feed_, *gpu_.matmul, config_.device_batch,
+                                                          config_.seq_len, dist_, gpu_.stream));
+            if (due(config_.sample_every, last) && dist_.is_main())
+                report_.sample(step_, sampler_.sample(*model_, *gpu_.matmul, gpu_.stream));
+            if (due(config_.checkpoint_every, false) || last) checkpointer_->save(state_header(), report_.log(), gpu_.stream);
+        }
+        return 0;
+    }
+
+  private:
+    // One optimizer step: grad_accum micro-steps, gradient reduction, clipping, AdamW.
+    StepResult train_step() {
+        const auto start = std::chrono::steady_clock::now();
+        ++step_;
+        const bool profiled = step_ == config_.profile_step;  // only this step reaches `ncu --profile-from-start off`
+        if (profiled) CUDA_CHECK(cudaProfilerStart());
+        timeline_.begin(step_ == config_.timeline_step && dist_.is_main(), gpu_.stream);
+        // The loss is a mean over the global batch; the fp16 loss scale rides on the gradient.
+        const double loss_scale = loss_scaler_.scale();
+        const float grad_scale = (float)(loss_scale / (double)targets_per_step());
+
+        grad_sync_->begin_step(gpu_.stream);
+        for (int micro = 0; micro < config_.grad_accum; ++micro) run_micro_step(micro, grad_scale);
+        timeline_.mark(TimelineMark::BackwardEnd, gpu_.stream);
+        grad_sync_->finish_step(gpu_.stream);
+        timeline_.mark(TimelineMark::GradientsReduced, gpu_.stream);
+
+        StepResult result;
+        result.grad_norm = std::sqrt(grad_sync_->norm_squared(gpu_.stream)) / loss_scale;
+        result.lr = config_.lr_schedule().lr_at(step_ - 1);
+        result.loss_scale = loss_scale;
+        result.loss = mean_loss();
+        result.skipped = !apply_update(result);
+        timeline_.mark(TimelineMark::StepEnd, gpu_.stream);
+        CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
+        if (timeline_.enabled()) std::printf("%s", timeline_.report(step_).c_str());
+        if (profiled) CUDA_CHECK(cudaProfilerStop());
+        result.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        return result;
+    }
+
+    void run_micro_step(int micro, float grad_scale) {
+        const int B = config_.device_batch, seq = config_.seq_len, N = B * seq;
+        const int32_t* inputs = feed_.next_train_batch(micro, model_->device_tokens(), model_->device_targets(), gpu_.stream);
+        const DropoutSchedule dropout = training_dropout((step_ - 1) * config_.grad_accum + micro);
+        model_->forward(*gpu_.matmul, B, seq, dropout, true, grad_scale, gpu_.stream);
+        CUDA_CHECK(cudaMemcpyAsync(losses_host_ + (size_t)micro * N, model_->losses(), sizeof(float) * N,
+                                   cudaMemcpyDeviceToHost, gpu_.stream));
+        const bool last = micro == config_.grad_accum - 1;
+        if (last) timeline_.mark(TimelineMark::BackwardStart, gpu_.stream);
+        grad_sync_->begin_micro_step(last);
+        model_->backward(*gpu_.matmul, B, seq, dropout, inputs, *grad_sync_, gpu_.stream);
+        grad_sync_->end_micro_step(gpu_.stream);
+    }
+
+    // Clipping and AdamW, unless the step is skipped: fp16 overflow lowers the loss scale and
+    // skips (LossScaler); bf16 has fp32's range, so a non-finite norm there is a diverged run.
+    bool apply_update(const StepResult& result) {
+        const bool finite = std::isfinite(result.grad_norm);
+        if (!finite && !loss_scaler_.dynamic())
+            fail_run(string_format("step %lld: the gradient norm is not finite (loss %.4f); the run diverged. "
+                                   "Try a lower --lr or a longer --warmup-steps.", (long long)step_, result.loss));
+        if (!loss_scaler_.update(finite)) return false;
+        const double clip = config_.grad_clip > 0 && result.grad_norm > config_.grad_clip
+                                ? config_.grad_clip / (result.grad_norm + 1e-6)
+                                : 1.0;
+        ++adam_step_;
+        const AdamWSettings adamw{(float)result.lr,           (float)config_.beta1,        (float)config_.beta2,
+                                  (float)config_.adam_eps,    (float)config_.weight_decay, (float)(clip / result.loss_scale)};
+        ModelParameters<T>& params = model_->parameters();
+        params.adamw_step(grad_sync_->shard_gradients(), adamw, (int)adam_step_, gpu_.stream);
+        grad_sync_->parameters_updated(params.compute_copy(), gpu_.stream);
+        return true;
+    }
+
+    // Mean loss of the step over all ranks (the per-token losses of every micro-step are on the
+    // host once the step's stream has finished).
+    double mean_loss() {
+        const size_t count = (size_t)config_.grad_accum * tokens_per_micro();
+        const double local = std::accumulate(losses_host_, losses_host_ + count, 0.0);
+        return dist_.all_reduce_host((float)local, ReduceOp::Sum, "loss") / (double)targets_per_step();
+    }
+
+    // --bench-steps N: N steps on real data; the median after warm-up gives the figures.
+    int benchmark() {
+        const int warmup = std::min<int64_t>(5, std::max<int64_t>(1, config_.bench_steps / 4));
+        std::vector<double> ms;
+        for (int64_t i = 0; i < config_.bench_steps; ++i) {
+            const StepResult result = train_step();
+            if (i >= warmup) ms.push_back(result.ms);
+            if (dist_.is_main())
+                std::printf("bench step %lld/%lld | loss %.4f | %.1f ms\n", (long long)(i + 1),
+                            (long long)config_.bench_steps, result.loss, result.ms);
+        }
+        REQUIRE(!ms.empty(), "--bench-steps must exceed the %d warm-up steps", warmup);
+        report_.benchmark(ms);
+        return 0;
+    }
+
+    StateHeader state_header() {
+        StateHeader header;
+        header.step = step_;
+        header.adam_step = (int64_t)adam_step_;
+        header.rng_state = sampler_.rng().state;
+        header.loss_scale = loss_scaler_.scale();
+        header.clean_steps = loss_scaler_.clean_steps();
+        header.train_loader = feed_.train_loader().state();
+        return header;
+    }
+    void restore(const StateHeader& header) {
+        step_ = header.step;
+        adam_step_ = (uint64_t)header.adam_step;
+        sampler_.rng().state = header.rng_state;
+        loss_scaler_.restore(header.loss_scale, header.clean_steps);
+        feed_.train_loader().restore(header.train_loader);
+    }
+
+    ModelOptions model_options() const {
+        ModelOptions options;
+        options.shape = config_.model_shape();
+        options.layernorm_eps = (float)config_.layernorm_eps;
+        options.dropout_embd = (float)config_.dropout_embd;
+        options.dropout_resid = (float)config_.dropout_resid;
+        options.dropout_attn = (float)config_.dropout_attn;
+        options.recompute_gelu = config_.recompute_gelu;
+        return options;
+    }
+    MemoryPlan memory_plan() const {
+        const ParamLayout layout(config_.model_shape(), config_.base_init_std);
+        return {ModelParameters<T>::bytes(shard_) + gradient_bytes<T>(config_, layout, shard_),
+                Gpt2Model<T, R>::activation_bytes(model_options(), config_.device_batch, config_.seq_len)};
+    }
+    DropoutSchedule training_dropout(int64_t micro) const {
+        DropoutSchedule schedule;
+        schedule.seed = config_.seed;
+        schedule.micro = micro;
+        schedule.world_size = dist_.world_size;
+        schedule.rank = dist_.rank;
+        return schedule;
+    }
+    bool due(int64_t every, bool last) const { return every > 0 && (step_ % every == 0 || last); }
+    int tokens_per_micro() const { return config_.device_batch * config_.seq_len; }
+    int64_t targets_per_step() const { return (int64_t)tokens_per_micro() * config_.grad_accum * dist_.world_size; }
+
+    TrainConfig config_;
+    DistributedContext& dist_;
+    GpuContext gpu_;
+    BatchFeed feed_;
+    RunReport report_;
+    OptimizerShard shard_;
+    TextSampler sampler_;
+    LossScaler loss_scaler_;
+    StepTimeline timeline_;  // --timeline-step
+    std::unique_ptr<Gpt2Model<T, R>> model_;
+    std::unique_ptr<GradientSync<T>> grad_sync_;
+    std::unique_ptr<Checkpointer<T, R>> checkpointer_;
+    float* losses_host_ = nullptr;  // (grad_accum, B*T) per-token losses of the current step
+    int64_t step_ = 0;              // optimizer steps taken (skipped fp16 steps included)
+    uint64_t adam_step_ = 0;        // updates applied (AdamW bias correction)
+};
