@@ -31,9 +31,9 @@
 // MLP output projection), so dx is that layer's dout, and the column sums of dx are the gradient
 // of its bias. Summing dx here, as stored (rounded to T), the same way as dweight/dbias costs
 // one more accumulator per element (in shared memory) and one more partial row per block;
-// getting it from the projection's weight-gradient GEMM (cuBLASLt's BGRADB epilogue) slowed that
-// GEMM from 540-730 to 350-560 TFLOP/s on an H100, and a separate column-sum kernel would read
-// dx once more.
+// getting it from the projection's weight-gradient GEMM (cuBLASLt's BGRADB epilogue) slows that
+// GEMM by far more (the README's matmul section has the figures), and a separate column-sum
+// kernel would read dx once more.
 #pragma once
 
 #include <algorithm>
@@ -41,159 +41,9 @@
 #include <type_traits>
 
 #include "kernels/common.cuh"
+#include "kernels/layernorm_rows.cuh"
 
 namespace layernorm_detail {
-
-constexpr int kChunk = 8;  // elements per chunk: 16 bytes of 16-bit storage
-constexpr int kMaxC = 8192;
-constexpr int kMaxBlockThreads = 512;  // matches __launch_bounds__ below (<= 128 registers)
-constexpr int kTargetBlockThreads = 256;
-// Chunks per thread the kernels are instantiated for (and the default shapes choose from).
-constexpr int kForwardMaxChunksPerThread = 4;
-// Backward keeps dy, xhat, the incoming gradient and two accumulators per element in registers
-// (the third, the dx sums, in shared memory): two chunks per thread fit in 128 registers without
-// spilling (three spill), so two 256-thread blocks share an SM.
-constexpr int kBackwardMaxChunksPerThread = 2;
-// Parameter-gradient rows the backward reduces: dweight, dbias and (optional) d_sublayer_bias.
-constexpr int kMaxComponents = 3;
-
-// How a row is spread over threads: blockDim = (32 * warps_per_team, teams_per_block).
-struct RowTeamShape {
-    int warps_per_team = 0;
-    int chunks_per_thread = 0;
-    int teams_per_block = 0;
-    int block_threads() const { return 32 * warps_per_team * teams_per_block; }
-};
-
-// Fewest idle chunk slots; ties go to more chunks per thread (fewer warps to reduce across).
-inline RowTeamShape row_team_shape(int C, int max_chunks_per_thread) {
-    const int chunks = C / kChunk;
-    RowTeamShape best;
-    int best_waste = INT_MAX;
-    for (int per_thread = 1; per_thread <= max_chunks_per_thread; ++per_thread) {
-        const int warps = ceil_div(chunks, 32 * per_thread);
-        if (32 * warps > kMaxBlockThreads) continue;
-        const int waste = 32 * warps * per_thread - chunks;
-        if (waste <= best_waste) {
-            best_waste = waste;
-            best.warps_per_team = warps;
-            best.chunks_per_thread = per_thread;
-            best.teams_per_block = std::max(1, kTargetBlockThreads / (32 * warps));
-        }
-    }
-    return best;
-}
-
-struct BackwardPlan {
-    RowTeamShape shape;
-    int rows_per_team = 0;
-    int blocks = 0;
-    size_t scratch_floats(int C) const { return size_t(blocks) * kMaxComponents * C; }  // (blocks, components, C)
-};
-
-// Backward blocks loop over rows: about target_warps warps in all, each team taking an equal
-// share of the N rows.
-inline BackwardPlan backward_plan(int N, RowTeamShape shape, int target_warps) {
-    BackwardPlan plan;
-    plan.shape = shape;
-    const int target_teams = std::max(1, target_warps / shape.warps_per_team);
-    plan.rows_per_team = std::max(1, ceil_div(N, target_teams));
-    plan.blocks = ceil_div(N, plan.rows_per_team * shape.teams_per_block);
-    return plan;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Device helpers
-
-// 8 consecutive elements of S as stored (16-bit: one 16-byte access; fp32: two). Keeping loaded
-// rows packed until they are used halves their registers for 16-bit storage. Row data is
-// touched once per kernel, so loads stream (evict-first) to leave L2 to the weights.
-template <typename S> struct alignas(16) RawChunk {
-    S elements[kChunk];
-    __device__ void load(const S* address) {
-#pragma unroll
-        for (int part = 0; part < int(sizeof(elements) / 16); ++part)
-            reinterpret_cast<int4*>(elements)[part] = __ldcs(reinterpret_cast<const int4*>(address) + part);
-    }
-    __device__ void clear() {
-#pragma unroll
-        for (int j = 0; j < kChunk; ++j) elements[j] = from_float<S>(0.0f);
-    }
-    __device__ float get(int j) const { return to_float(elements[j]); }
-};
-template <typename S> __device__ inline void load_chunk(const S* address, float (&values)[kChunk]) {
-    RawChunk<S> raw;
-    raw.load(address);
-#pragma unroll
-    for (int j = 0; j < kChunk; ++j) values[j] = raw.get(j);
-}
-template <typename S> __device__ inline void store_chunk(S* address, const float (&values)[kChunk]) {
-    constexpr int per_vector = Vec16<S>::size;
-#pragma unroll
-    for (int part = 0; part < kChunk / per_vector; ++part) {
-        Vec16<S> vector;
-#pragma unroll
-        for (int j = 0; j < per_vector; ++j) vector.set(j, values[part * per_vector + j]);
-        store16(address + part * per_vector, vector);
-    }
-}
-template <typename S> __device__ inline float round_to(float value) { return to_float(from_float<S>(value)); }
-
-// Bit j set iff element first + j is kept (first is a multiple of 8): the same Philox words as
-// DropoutParams::keep, two generator calls per chunk instead of eight.
-__device__ inline uint32_t dropout_keep_bits(const DropoutParams& drop, uint64_t first) {
-    if (!drop.enabled()) return 0xFFu;
-    uint32_t bits = 0;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-        const uint4 words = drop.random_words((first >> 2) + half);
-        const uint32_t word[4] = {words.x, words.y, words.z, words.w};
-#pragma unroll
-        for (int j = 0; j < 4; ++j) bits |= uint32_t(uniform_from_bits(word[j]) >= drop.p) << (4 * half + j);
-    }
-    return bits;
-}
-
-// Sums each of `values` over the row team (threadIdx.y's W warps). Every thread of the team gets
-// the same bits: the xor butterfly is symmetric and the cross-warp sum has a fixed order.
-// `exchange` holds blockDim.y * W * kValues floats. One barrier per call: callers alternate
-// between two exchange buffers, so a buffer is rewritten only after the next call's barrier,
-// which every reader of the previous contents has passed. Called by every thread of the block.
-template <int kValues> __device__ inline void team_sum(float (&values)[kValues], int warps_per_team, float* exchange) {
-#pragma unroll
-    for (int i = 0; i < kValues; ++i) values[i] = warp_sum(values[i]);
-    if (warps_per_team == 1) return;
-    const int team_first_warp = threadIdx.y * warps_per_team;
-    if (threadIdx.x % 32 == 0) {
-#pragma unroll
-        for (int i = 0; i < kValues; ++i) exchange[(team_first_warp + threadIdx.x / 32) * kValues + i] = values[i];
-    }
-    __syncthreads();
-#pragma unroll
-    for (int i = 0; i < kValues; ++i) {
-        float total = 0.0f;
-        for (int warp = 0; warp < warps_per_team; ++warp) total += exchange[(team_first_warp + warp) * kValues + i];
-        values[i] = total;
-    }
-}
-
-// Backward's sums over the teams of a block, for chunk slot k: for each column k * slot_columns + i
-// (i < slot_columns, column < C), partial_row[column] = the teams' values for it, summed in team
-// order. Team 0's value for column i is at first_team_value(i), team t's t * team_stride floats
-// further on. The block's threads share the columns.
-template <typename FirstTeamValue>
-__device__ __forceinline__ void store_team_sums(float* partial_row, int k, int slot_columns, int C,
-                                                unsigned team_stride, FirstTeamValue first_team_value) {
-    const int block_threads = blockDim.x * blockDim.y;
-    for (int i = threadIdx.y * blockDim.x + threadIdx.x; i < slot_columns; i += block_threads) {
-        const int column = k * slot_columns + i;
-        if (column >= C) break;
-        const float* value = first_team_value(i);
-        float total = 0.0f;
-        for (int team = 0; team < blockDim.y; ++team) total += value[team * team_stride];
-        partial_row[column] = total;
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Forward: one row per team.
@@ -454,10 +304,9 @@ template <int kMax, typename Body> void dispatch_chunks_per_thread(int chunks_pe
 }
 
 // The default backward grid is one full wave: as many blocks as the GPU keeps resident at once.
-// A fixed warp count (2048 before) left a partial last wave for some widths, e.g. C = 1600
-// (7-warp teams, 224-thread blocks): 292 blocks ran in more than two rounds on 132 SMs, 0.53 ms
-// against 0.33 ms for another shape (H100, dev/cuda/layernorm sweep). The per-block partial
-// rows stay a few percent of the traffic.
+// A fixed block count leaves a partial last wave for some widths (block sizes follow the row
+// team shape), which idles most SMs for a whole round; the per-block partial rows of a full wave
+// stay a few percent of the traffic. (The README's LayerNorm section has the sweep.)
 template <typename T, typename R> int backward_wave_warps(const RowTeamShape& shape) {
     int device = 0, sms = 0, blocks_per_sm = 0;
     CUDA_CHECK(cudaGetDevice(&device));

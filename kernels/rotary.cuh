@@ -140,11 +140,9 @@ inline int widest_vector(int HD, int rotary_dim, bool interleaved) {
 }
 
 // The width the public launchers use: the widest, except where a head's rotated bytes
-// (rotary_dim elements) end inside a 32-byte sector and the head goes on. On an H100
-// (dev/cuda/rotary, 2026-11-28, B=16, T=2048) HD = 80 with rotary_dim = 40 (80 bytes) ran at 58%
-// of copy bandwidth with one element per access (rotate half) and 56% with one pair (interleaved),
-// against 51% and 44% with the widest; on every other shape the widest was best or within the
-// +-3 points that separate two runs, and one element per access lost up to 17 points.
+// (rotary_dim elements) end inside a 32-byte sector and the head goes on: there a wide access
+// that straddles the sector boundary costs more than narrow ones (dev/cuda/rotary measures both;
+// the README's rotary table has the figures).
 inline int launch_width(int HD, int rotary_dim, bool interleaved, size_t element_bytes) {
     const bool partial_sector = rotary_dim < HD && (static_cast<size_t>(rotary_dim) * element_bytes) % 32 != 0;
     if (partial_sector) return interleaved ? 2 : 1;
