@@ -27,14 +27,15 @@
 #include "host/checkpoint.h"
 #include "host/config.h"
 #include "host/dataloader.h"
-#include "host/distributed.h"
 #include "host/format.h"
 #include "host/gpu_specs.h"
 #include "host/loss_scaler.h"
+#include "host/rank_shard.h"
 #include "host/run_log.h"
 #include "host/step_timeline.h"
 #include "host/tokenizer.h"
 #include "model/gpt2.cuh"
+#include "train/nccl_context.cuh"
 
 using distributed::DistributedContext;
 using distributed::ReduceOp;

@@ -156,7 +156,7 @@ class DeviceArena {
 };
 
 // The range of the flat parameter arrays whose AdamW state this rank owns (ZeRO-1 and 2), within
-// arrays padded to `padded_total` so that equal shards tile them (host/distributed.h shard_of).
+// arrays padded to `padded_total` so that equal shards tile them (host/rank_shard.h shard_of).
 // Without sharding: [0, num_params) of padded_total = num_params.
 // sharded_gradients (ZeRO-2): the model keeps the accumulated gradient of its shard only; backward
 // writes each layer's gradients into one of a few rotating layer-sized buffers (and wte, wpe, lnf
