@@ -210,8 +210,17 @@ int launch_workers(const std::string& program, int nproc, const std::vector<std:
     auto stop_all = [&](int signal_number) {
         for (const auto& [pid, local] : running) kill(pid, signal_number);
     };
+    // The stop signals stay blocked from before each fork until the child has reset their
+    // handlers: one arriving in between (the launcher stops the others as soon as one rank fails)
+    // would otherwise run the launcher's handler in the child and be lost, leaving the rank to be
+    // killed only by the SIGKILL 10 s later. A blocked signal waits and then takes its default action.
+    sigset_t forwarded, unblocked;
+    sigemptyset(&forwarded);
+    for (int i = 0; i < 3; ++i) sigaddset(&forwarded, kForwardedSignals[i]);
     for (int local = 0; local < nproc; ++local) {
+        sigprocmask(SIG_BLOCK, &forwarded, &unblocked);
         const pid_t pid = fork();
+        if (pid != 0) sigprocmask(SIG_SETMASK, &unblocked, nullptr);
         if (pid < 0) {
             std::fprintf(stderr, "[launcher] fork failed for rank %d: %s\n", node_rank * nproc + local, std::strerror(errno));
             stop_all(SIGKILL);
@@ -221,7 +230,8 @@ int launch_workers(const std::string& program, int nproc, const std::vector<std:
             // A rank must not outlive its launcher (killed with SIGKILL, it cannot stop them).
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != launcher_pid) _exit(EXIT_FAILURE);
-            // The launcher's stop signals must end a rank even before its execve.
+            // The launcher's stop signals must end a rank even before its execve: default
+            // actions first, then unblocked (a signal that came meanwhile is delivered now).
             for (int i = 0; i < 3; ++i) signal(kForwardedSignals[i], SIG_DFL);
             sigset_t none;
             sigemptyset(&none);
