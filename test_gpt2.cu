@@ -35,9 +35,9 @@
 #include "host/format.h"
 #include "host/loss_scaler.h"
 #include "host/tensor_bundle.h"
-#include "host/distributed.h"
 #include "model/gpt2.cuh"
 #include "train/grad_sync_all_reduce.cuh"
+#include "train/nccl_context.cuh"
 
 struct Tolerances {
     double logits, loss, grads, step_losses;

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "host/config.h"
-#include "host/distributed.h"
+#include "train/nccl_context.cuh"
 #include "train/trainer.cuh"
 
 template <typename T> int run_with_precision(const TrainConfig& config, DistributedContext& dist) {

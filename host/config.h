@@ -103,7 +103,7 @@ struct TrainConfig {
     int64_t timeline_step = 0;        // > 0: print where this step's time went (CUDA events; rank 0)
     int nproc = 1;                    // processes to launch (single-node launcher)
     std::string rendezvous;           // shared file for multi-process start-up ("" = default)
-    int nccl_timeout = 300;           // seconds (host/distributed.h)
+    int nccl_timeout = 300;           // seconds (train/nccl_context.cuh)
 
     // Derived by resolve(); not flags.
     int world_size = 1;

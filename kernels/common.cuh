@@ -1,5 +1,6 @@
-// Shared device-side building blocks: error checking, precision traits, 16-byte vector
-// access, and the counter-based random numbers behind every dropout mask.
+// Shared device-side building blocks: precision traits, 16-byte vector access, and the
+// counter-based random numbers behind every dropout mask (error checking comes from
+// host/cuda_check.h).
 //
 // Every kernel header in kernels/ includes this file. Nothing here holds state: launchers
 // get their stream and library handles from their caller.
@@ -7,37 +8,11 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-// ---------------------------------------------------------------------------------------------
-// Error checking: every CUDA call is checked; the message names the call, file and line.
-
-inline void cuda_check_impl(cudaError_t status, const char* call, const char* file, int line) {
-    if (status != cudaSuccess) {
-        std::fprintf(stderr, "CUDA error: %s\n  in %s\n  at %s:%d\n", cudaGetErrorString(status), call, file,
-                     line);
-        std::exit(EXIT_FAILURE);
-    }
-}
-#define CUDA_CHECK(call) cuda_check_impl((call), #call, __FILE__, __LINE__)
-// After a kernel launch: catches bad launch configurations immediately (not at the next sync).
-#define CUDA_CHECK_LAUNCH() cuda_check_impl(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
-
-// A launcher's shape assumption; fails loudly instead of computing garbage.
-#define REQUIRE(condition, ...)                                                             \
-    do {                                                                                    \
-        if (!(condition)) {                                                                 \
-            std::fprintf(stderr, "%s:%d: requirement failed: %s\n  ", __FILE__, __LINE__,  \
-                         #condition);                                                       \
-            std::fprintf(stderr, __VA_ARGS__);                                              \
-            std::fprintf(stderr, "\n");                                                     \
-            std::exit(EXIT_FAILURE);                                                        \
-        }                                                                                   \
-    } while (0)
+#include "host/cuda_check.h"  // CUDA_CHECK, CUDA_CHECK_LAUNCH, REQUIRE
 
 __host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 __host__ __device__ constexpr long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }

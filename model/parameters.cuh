@@ -13,7 +13,7 @@
 
 // The range of the flat parameter arrays whose master weights and AdamW state this rank owns
 // (ZeRO-1 and 2), within arrays padded to `padded_total` so that equal shards tile them
-// (shard_of in the distributed code). Without sharding: [0, num_params) of padded_total.
+// (host/rank_shard.h shard_of). Without sharding: [0, num_params) of padded_total.
 struct OptimizerShard {
     int64_t begin = 0;
     int64_t end = 0;

@@ -1,23 +1,21 @@
 #!/usr/bin/env bash
-# CPU test of the distributed launch logic in host/distributed.h, without a GPU: the --nproc
-# launcher (start, success, failure of one rank, signals, orphans), environment discovery
-# (RANK/WORLD_SIZE, srun, mpirun variables), the shared-file rendezvous (exchange, stale file,
-# world-size mismatch, timeout), flag errors, the shard arithmetic, and the two multi-node
-# launch scripts (ssh and srun replaced by local stand-ins, mpirun checked with --dry-run).
+# CPU test of the distributed launch logic (host/launch.h, host/rendezvous.h, host/rank_shard.h),
+# without a GPU, as whole processes: the --nproc launcher (start, success, failure of one rank,
+# signals, orphans), environment discovery (RANK/WORLD_SIZE, srun, mpirun variables), the
+# shared-file rendezvous (exchange, stale file, world-size mismatch, timeout), flag errors, the
+# shard arithmetic, and the two multi-node launch scripts (ssh and srun replaced by local
+# stand-ins, mpirun checked with --dry-run). tests/test_launch.cpp tests the same functions one
+# by one.
 #
-# A small driver program includes the header and runs everything except the CUDA/NCCL part
-# (DistributedContext); that part is exercised on GPUs by dev/cuda/nccl_allreduce.cu. The header
-# is also compiled with USE_NCCL and USE_MPI where nccl.h and mpicxx exist.
+# A small driver program (plain C++) runs everything except the CUDA/NCCL part
+# (train/nccl_context.cuh); that part is exercised on GPUs by dev/cuda/nccl_allreduce.cu, and
+# compiled here with nvcc, also with USE_NCCL and USE_MPI where nccl.h and mpicxx exist.
 set -u
 cd "$(dirname "$0")/.."
 REPO=$PWD
-
+CXX=${CXX:-g++}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
-if [ ! -x "$NVCC" ]; then
-    echo "SKIPPED: no nvcc found (host/distributed.h is compiled with nvcc)"
-    echo "0 passed, 0 failed, 1 skipped"
-    exit 0
-fi
+LAUNCH_SOURCES=("$REPO/host/launch.cpp" "$REPO/host/rendezvous.cpp" "$REPO/host/rank_shard.cpp")
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -32,11 +30,17 @@ fail() {
 # ---------------------------------------------------------------------------------------------
 # The driver: each mode prints what the trainer's start-up would learn.
 
-cat >"$WORK/driver.cu" <<'EOF'
-#include "host/distributed.h"
+cat >"$WORK/driver.cpp" <<'EOF'
+#include "host/launch.h"
+#include "host/rank_shard.h"
+#include "host/rendezvous.h"
+
+#include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <string>
+#include <vector>
 
 using namespace distributed;
 
@@ -92,25 +96,74 @@ int main(int argc, char** argv) {
 }
 EOF
 
-echo "compiling the driver (host/distributed.h without NCCL/MPI)..."
-if "$NVCC" -std=c++17 -O1 -I"$REPO" -Xcompiler -Wall,-Wextra,-Werror -gencode arch=compute_80,code=sm_80 \
-    "$WORK/driver.cu" -o "$WORK/driver" >"$WORK/out" 2>&1; then
-    pass "host/distributed.h compiles warning-free without USE_NCCL/USE_MPI"
+# Compiled, never run: every collective of the NCCL context for every storage type.
+cat >"$WORK/context.cu" <<'EOF'
+#include "train/nccl_context.cuh"
+
+using distributed::DistributedContext;
+using distributed::ReduceOp;
+
+template <typename T> void use_collectives(DistributedContext& context, T* data) {
+    context.all_reduce(data, 1, ReduceOp::Sum, "all_reduce in place");
+    context.all_reduce(static_cast<const T*>(data), data, 1, ReduceOp::Max, "all_reduce");
+    context.reduce(data, data, 1, 0, ReduceOp::Sum, "reduce");
+    context.reduce_scatter(data, data, 1, ReduceOp::Average, "reduce_scatter");
+    context.all_gather(data, data, 1, "all_gather");
+}
+
+int main(int argc, char** argv) {
+    if (std::optional<int> code = distributed::launch_local_workers_if_requested(argc, argv)) return *code;
+    DistributedContext context({"", 10.0});
+    context.comm_waits_for(nullptr);
+    context.group_begin();
+    use_collectives<float>(context, nullptr);
+    use_collectives<__nv_bfloat16>(context, nullptr);
+    use_collectives<__half>(context, nullptr);
+    context.group_end();
+    context.compute_waits_for_comm(nullptr);
+    context.watch(context.comm_stream, "graph");
+    context.barrier();
+    return context.is_main() && context.is_distributed() ? 0 : 1;
+}
+EOF
+
+echo "compiling the driver (plain C++)..."
+LAUNCH_OBJECTS=()
+compile_launch_objects() {
+    local source object
+    for source in "${LAUNCH_SOURCES[@]}"; do
+        object=$WORK/$(basename "$source" .cpp).o
+        "$CXX" -std=c++17 -O1 -I"$REPO" -Wall -Wextra -Werror -c "$source" -o "$object" || return 1
+        LAUNCH_OBJECTS+=("$object")
+    done
+}
+if compile_launch_objects >"$WORK/out" 2>&1 && "$CXX" -std=c++17 -O1 -I"$REPO" -Wall -Wextra -Werror \
+    "$WORK/driver.cpp" "${LAUNCH_OBJECTS[@]}" -o "$WORK/driver" >"$WORK/out" 2>&1; then
+    pass "the launcher, rendezvous and shard sources compile warning-free as plain C++"
 else
-    fail "host/distributed.h compiles warning-free without USE_NCCL/USE_MPI"
+    fail "the launcher, rendezvous and shard sources compile warning-free as plain C++"
     echo "$passed passed, $failed failed"
     exit 1
 fi
-if echo '#include <nccl.h>' | "$NVCC" -E -x cu - >/dev/null 2>&1 && command -v mpicxx >/dev/null; then
-    if "$NVCC" -std=c++17 -O1 -I"$REPO" -Xcompiler -Wall,-Wextra,-Werror -gencode arch=compute_80,code=sm_80 \
-        -DUSE_NCCL -DUSE_MPI $(mpicxx --showme:compile) "$WORK/driver.cu" -o "$WORK/driver_full" \
-        -lnccl $(mpicxx --showme:link) >"$WORK/out" 2>&1; then
-        pass "host/distributed.h compiles warning-free with USE_NCCL and USE_MPI"
-    else
-        fail "host/distributed.h compiles warning-free with USE_NCCL and USE_MPI"
-    fi
+NVCC_FLAGS=(-std=c++17 -O1 -I"$REPO" -Xcompiler -Wall,-Wextra,-Werror -gencode arch=compute_80,code=sm_80)
+if [ ! -x "$NVCC" ]; then
+    echo "  skip  compile train/nccl_context.cuh (no nvcc found)"
 else
-    echo "  skip  compile with USE_NCCL and USE_MPI (nccl.h or mpicxx not found)"
+    if "$NVCC" "${NVCC_FLAGS[@]}" "$WORK/context.cu" "${LAUNCH_OBJECTS[@]}" -o "$WORK/context" >"$WORK/out" 2>&1; then
+        pass "train/nccl_context.cuh compiles and links warning-free without USE_NCCL/USE_MPI"
+    else
+        fail "train/nccl_context.cuh compiles and links warning-free without USE_NCCL/USE_MPI"
+    fi
+    if echo '#include <nccl.h>' | "$NVCC" -E -x cu - >/dev/null 2>&1 && command -v mpicxx >/dev/null; then
+        if "$NVCC" "${NVCC_FLAGS[@]}" -DUSE_NCCL -DUSE_MPI $(mpicxx --showme:compile) "$WORK/context.cu" \
+            "${LAUNCH_OBJECTS[@]}" -o "$WORK/context_full" -lnccl $(mpicxx --showme:link) >"$WORK/out" 2>&1; then
+            pass "train/nccl_context.cuh compiles and links warning-free with USE_NCCL and USE_MPI"
+        else
+            fail "train/nccl_context.cuh compiles and links warning-free with USE_NCCL and USE_MPI"
+        fi
+    else
+        echo "  skip  compile with USE_NCCL and USE_MPI (nccl.h or mpicxx not found)"
+    fi
 fi
 DRIVER=$WORK/driver
 

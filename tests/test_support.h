@@ -1,16 +1,19 @@
-// Small helpers the CPU test files share: a scratch directory, an exception's message, a
-// file's bytes.
+// Small helpers the CPU test files share: a scratch directory, environment variables set for one
+// test, an exception's message, a file's bytes.
 #pragma once
 
 #include <stdlib.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace test_support {
@@ -34,6 +37,39 @@ struct ScratchDir {
     ScratchDir& operator=(const ScratchDir&) = delete;
 
     std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+// Environment variables for the life of the object: the named ones start unset, set() sets
+// more; every variable it touched gets its earlier value (or absence) back at the end.
+class ScopedEnvironment {
+  public:
+    explicit ScopedEnvironment(const std::vector<std::string>& unset_names) {
+        for (const std::string& name : unset_names) {
+            remember(name);
+            unsetenv(name.c_str());
+        }
+    }
+    ~ScopedEnvironment() {
+        for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+            if (it->second) setenv(it->first.c_str(), it->second->c_str(), 1);
+            else unsetenv(it->first.c_str());
+        }
+    }
+    ScopedEnvironment(const ScopedEnvironment&) = delete;
+    ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
+
+    void set(const std::string& name, const std::string& value) {
+        remember(name);
+        setenv(name.c_str(), value.c_str(), 1);
+    }
+
+  private:
+    std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+
+    void remember(const std::string& name) {
+        const char* value = std::getenv(name.c_str());
+        saved_.emplace_back(name, value ? std::optional<std::string>(value) : std::nullopt);
+    }
 };
 
 // The message of the exception `action` throws, or "(no error)".

@@ -8,8 +8,8 @@
 
 #include "host/config.h"
 #include "host/dataloader.h"
-#include "host/distributed.h"
 #include "kernels/common.cuh"
+#include "train/nccl_context.cuh"
 
 // Host buffers one micro-step's tokens pass through on their way to the GPU.
 struct PinnedBatch {

@@ -5,9 +5,9 @@
 #include <numeric>
 #include <vector>
 
-#include "host/distributed.h"
 #include "model/gpt2.cuh"
 #include "train/batch_feed.cuh"
+#include "train/nccl_context.cuh"
 
 template <typename T, typename R>
 double validation_loss(Gpt2Model<T, R>& model, BatchFeed& feed, MatmulContext& matmul, int B, int seq,

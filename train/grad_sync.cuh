@@ -22,10 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "host/distributed.h"
 #include "kernels/adamw.cuh"
 #include "model/gradient_sink.h"
 #include "model/parameters.cuh"
+#include "train/nccl_context.cuh"
 #include "train/step_timeline_events.cuh"
 
 using distributed::DistributedContext;

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "host/config.h"
+#include "host/rank_shard.h"
 #include "train/grad_sync_all_reduce.cuh"
 #include "train/grad_sync_zero1.cuh"
 #include "train/grad_sync_zero2.cuh"

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "host/format.h"
+#include "host/rank_shard.h"
 #include "train/grad_sync.cuh"
 
 template <typename T> class ShardedGradients final : public ShardedOptimizerSync<T> {

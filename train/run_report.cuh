@@ -15,10 +15,10 @@
 
 #include "host/checkpoint.h"
 #include "host/config.h"
-#include "host/distributed.h"
 #include "host/format.h"
 #include "host/run_log.h"
 #include "train/gpu_context.cuh"
+#include "train/nccl_context.cuh"
 
 [[noreturn]] inline void fail_run(const std::string& message) {
     std::fprintf(stderr, "error: %s\n", message.c_str());

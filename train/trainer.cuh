@@ -19,7 +19,6 @@
 #include <cuda_profiler_api.h>
 
 #include "host/config.h"
-#include "host/distributed.h"
 #include "host/loss_scaler.h"
 #include "model/gpt2.cuh"
 #include "train/batch_feed.cuh"
@@ -27,6 +26,7 @@
 #include "train/evaluation.cuh"
 #include "train/gpu_context.cuh"
 #include "train/grad_sync_choice.cuh"
+#include "train/nccl_context.cuh"
 #include "train/run_report.cuh"
 #include "train/sampler.cuh"
 #include "train/step_timeline_events.cuh"

@@ -1,5 +1,5 @@
-// Workbench for host/distributed.h: the collectives the trainer uses, validated across all local
-// GPUs, then their bus bandwidth, then the failure path (a hung rank must stop the others).
+// Workbench for train/nccl_context.cuh: the collectives the trainer uses, validated across all
+// local GPUs, then their bus bandwidth, then the failure path (a hung rank must stop the others).
 //
 //   build/dev/cuda/nccl_allreduce            validation + benchmark + watchdog test
 //   build/dev/cuda/nccl_allreduce --quick    validation only, small sizes (what `make test-gpu` runs)
@@ -36,7 +36,8 @@
 #include <vector>
 
 #include "dev/cuda/workbench.cuh"
-#include "host/distributed.h"
+#include "host/rank_shard.h"
+#include "train/nccl_context.cuh"
 
 namespace {
 
