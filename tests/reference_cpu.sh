@@ -30,7 +30,7 @@ reference --check "$work/pre"
 "$python" - "$work/pre/ref.bin" <<'EOF'
 import math, sys
 sys.path.insert(0, "dev/reference")
-from gpt2_reference import read_bundle
+from reference_files import read_bundle
 bundle = read_bundle(sys.argv[1])
 losses = bundle["losses"]
 # Init std 0.02 makes the first logits nearly uniform: loss ~ ln(50257) + Var(logit)/2 ~ 10.84.
@@ -68,7 +68,7 @@ reference --out "$work/shard" --device cpu --tokens-from "$work/tokens.bin" --ba
 import sys
 import numpy as np
 sys.path.insert(0, "dev/reference")
-from gpt2_reference import read_bundle
+from reference_files import read_bundle
 expected = (np.arange(34) * 997 % 50257).reshape(2, 17)
 assert np.array_equal(read_bundle(sys.argv[1])["tokens"], expected), "tokens are not the shard's first windows"
 print("tokens = the shard's first B windows of T+1: ok")
