@@ -279,6 +279,20 @@ std::vector<Option> build_options() {
                     "AdamW decoupled weight decay, on the linear weights only (not biases, LayerNorms, embeddings)"),
         real_option(optimizer, "--grad-clip", &C::grad_clip, RealRange{0.0, 1e6, false, false},
                     "clip the global gradient norm to this (0 = no clipping)"),
+        integer_option(optimizer, "--nonfinite-limit", &C::nonfinite_limit, 1, 1000000,
+                       "a step whose loss or gradient norm is not finite is skipped (no update); the run stops "
+                       "after this many in a row"),
+        real_option(optimizer, "--skip-loss-zscore", &C::skip_loss_zscore, RealRange{0.0, 1e6, false, false},
+                    "skip the update of a step whose loss lies more than this many standard deviations above "
+                    "the mean of the last --zscore-window steps (0 = off)"),
+        real_option(optimizer, "--skip-norm-zscore", &C::skip_norm_zscore, RealRange{0.0, 1e6, false, false},
+                    "the same for the gradient norm (0 = off)"),
+        integer_option(optimizer, "--zscore-window", &C::zscore_window, 2, 1000000,
+                       "steps the loss and gradient-norm z-scores look back over"),
+        integer_option(optimizer, "--inject-nan-step", &C::inject_nan_step, 0, kMaxCount,
+                       "testing: write a NaN into the gradients at this step (0 = never)"),
+        integer_option(optimizer, "--inject-nan-count", &C::inject_nan_count, 1, kMaxCount,
+                       "testing: ... and at this many steps from it"),
 
         choice_option<Precision>(precision, "--precision", &C::precision,
                                  {{"bf16", Precision::bf16}, {"fp16", Precision::fp16}},

@@ -72,6 +72,12 @@ struct TrainConfig {
     double adam_eps = 1e-8;
     double weight_decay = 0.1;
     double grad_clip = 1.0;       // global gradient norm; 0 = no clipping
+    int nonfinite_limit = 10;     // stop after this many steps in a row with a non-finite loss or norm
+    double skip_loss_zscore = 0.0;  // skip updates whose loss z-score exceeds this (0 = off)
+    double skip_norm_zscore = 0.0;  // the same for the gradient norm (0 = off)
+    int zscore_window = 128;        // steps the z-scores look back over
+    int64_t inject_nan_step = 0;    // testing: a NaN in the gradients from this step on (0 = off)
+    int64_t inject_nan_count = 1;   // testing: for this many steps
 
     // Precision
     Precision precision = Precision::bf16;

@@ -57,6 +57,10 @@ void RunLog::train(const TrainStepRecord& record) {
     line["mfu"] = number_or_null(record.mfu);
     line["mem_gb"] = number_or_null(record.mem_gb);
     line["loss_scale"] = number_or_null(record.loss_scale);
+    line["ppl"] = number_or_null(std::exp(record.loss));
+    line["tokens"] = record.tokens_seen;
+    line["skipped"] = record.skipped.empty() ? Json(nullptr) : Json(record.skipped);
+    line["skipped_updates"] = record.skipped_updates;
     write_line(line.dump());
 }
 
@@ -87,14 +91,28 @@ std::string format_duration(double seconds) {
     return text;
 }
 
+std::string format_count(double count) {
+    static const char* const kSuffixes[] = {"", "K", "M", "B", "T"};
+    int power = 0;
+    while (std::fabs(count) >= 999.5 && power < 4) {
+        count /= 1000.0;
+        ++power;
+    }
+    char text[32];
+    if (power == 0) std::snprintf(text, sizeof(text), "%.0f", count);
+    else std::snprintf(text, sizeof(text), std::fabs(count) < 9.995 ? "%.2f%s" : std::fabs(count) < 99.95 ? "%.1f%s" : "%.0f%s",
+                       count, kSuffixes[power]);
+    return text;
+}
+
 std::string format_step_line(const TrainStepRecord& record, std::optional<double> eta_seconds) {
     const int width = static_cast<int>(std::to_string(record.total_steps).size());
     char text[256];
-    std::snprintf(text, sizeof(text), "step %*lld/%lld | loss %.4f | lr %.2e | norm %.4f | %.1f ms | ", width,
-                  static_cast<long long>(record.step), static_cast<long long>(record.total_steps), record.loss,
-                  record.lr, record.grad_norm, record.ms);
+    std::snprintf(text, sizeof(text), "step %*lld/%lld | loss %.4f | ppl %.2f | lr %.2e | norm %.4f | %.1f ms | ",
+                  width, static_cast<long long>(record.step), static_cast<long long>(record.total_steps), record.loss,
+                  std::exp(record.loss), record.lr, record.grad_norm, record.ms);
     std::string line = text;
-    line += with_thousands(record.tokens_per_s) + " tok/s | MFU ";
+    line += with_thousands(record.tokens_per_s) + " tok/s | " + format_count((double)record.tokens_seen) + " tokens | MFU ";
     if (record.mfu && std::isfinite(*record.mfu)) {
         std::snprintf(text, sizeof(text), "%.1f%%", *record.mfu * 100.0);
         line += text;
@@ -108,5 +126,6 @@ std::string format_step_line(const TrainStepRecord& record, std::optional<double
         line += text;
     }
     line += " | ETA " + (eta_seconds ? format_duration(*eta_seconds) : std::string("n/a"));
+    if (!record.skipped.empty()) line += " | update skipped: " + record.skipped;
     return line;
 }

@@ -27,6 +27,9 @@ struct TrainStepRecord {
     std::optional<double> mfu;   // fraction of the GPU's peak
     double mem_gb = 0.0;         // peak device memory
     std::optional<double> loss_scale;  // fp16 only
+    int64_t tokens_seen = 0;     // training tokens of all ranks up to this step
+    std::string skipped;         // why this step's update was skipped ("" = applied)
+    int64_t skipped_updates = 0; // updates skipped so far in this process
 };
 
 class RunLog {
@@ -50,8 +53,11 @@ class RunLog {
     std::FILE* file_ = nullptr;
 };
 
-// "step   120/400000 | loss 3.4567 | lr 6.00e-04 | norm 0.8123 | 310.2 ms | 1,690,123 tok/s |
-//  MFU 45.1% | mem 15.8 GB | ETA 34:26:40" (plus "| scale 65536" for fp16). ETA absent -> "n/a".
+// "step   120/400000 | loss 3.4567 | ppl 31.71 | lr 6.00e-04 | norm 0.8123 | 310.2 ms |
+//  1,690,123 tok/s | 62.9M tokens | MFU 45.1% | mem 15.8 GB | ETA 34:26:40" (plus "| scale 65536"
+// for fp16 before the ETA, and "| update skipped: REASON" at the end). ETA absent -> "n/a".
 std::string format_step_line(const TrainStepRecord& record, std::optional<double> eta_seconds);
+// 950, 12.3K, 62.9M, 1.50B, 2.10T (three significant digits from a thousand on).
+std::string format_count(double count);
 // h:mm:ss, hours unbounded ("123:04:05"); negative or non-finite -> "n/a".
 std::string format_duration(double seconds);

@@ -4,7 +4,8 @@
 #      test_gpt2cu against each, in bf16 and fp16;
 #   2. resume: 20 steps in one run versus the same run resumed from its step-10 checkpoint must
 #      give bit-identical losses for steps 11..20 (dropout on, gradient accumulation on);
-#   3. ZeRO-2's sharded gradient path on one GPU: the same losses as ZeRO-0, and an exact resume.
+#   3. ZeRO-2's sharded gradient path on one GPU: the same losses as ZeRO-0, and an exact resume;
+#   4. non-finite gradients skip the update (bf16 and fp16) and stop a run after too many in a row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -61,4 +62,39 @@ echo "== ZeRO-2 (sharded gradients) on one GPU vs. ZeRO-0, and its resume"
 compare_losses "ZeRO-2 vs ZeRO-0" "$work/straight/log.jsonl" "$work/zero2/log.jsonl" 1 2e-3 || status=1
 ./train_gpt2cu "${common[@]}" --zero-stage 2 --out-dir "$work/zero2-resumed" --resume "$work/zero2/model_00000010.bin"
 compare_losses "ZeRO-2 resume" "$work/zero2/log.jsonl" "$work/zero2-resumed/log.jsonl" 11 0 || status=1
+# Non-finite numbers: a NaN written into the gradients at step 5 (--inject-nan-step) must skip
+# that update, in bf16 and in fp16 (where it is an overflow that halves the loss scale), and leave
+# the weights exactly as step 4 left them; --nonfinite-limit such steps in a row stop the run.
+echo "== non-finite gradients: the update is skipped; too many in a row stop the run"
+for precision in bf16 fp16; do
+    ./train_gpt2cu "${common[@]}" --precision $precision --steps 8 --checkpoint-every 1 --inject-nan-step 5 \
+        --out-dir "$work/nan-$precision" || status=1
+    "$PYTHON" - "$work/nan-$precision" $precision <<'PY' || status=1
+import json, sys
+run, precision = sys.argv[1], sys.argv[2]
+train = {e["step"]: e for e in map(json.loads, open(f"{run}/log.jsonl")) if e["event"] == "train"}
+want = "fp16 overflow, loss scale halved" if precision == "fp16" else "non-finite loss or gradients"
+payload = lambda step: open(f"{run}/model_{step:08d}.bin", "rb").read()[1024:]  # after the 256-int header
+checks = {
+    "step 5 skipped with its reason": train[5]["skipped"] == want,
+    "the other steps applied": all(train[s]["skipped"] is None for s in (1, 2, 3, 4, 6, 7, 8)),
+    "skipped updates counted": train[8]["skipped_updates"] == 1,
+    "weights after step 5 == after step 4": payload(5) == payload(4),
+    "weights after step 6 != after step 5": payload(6) != payload(5),
+}
+if precision == "fp16":
+    checks["loss scale halved"] = train[5]["loss_scale"] == train[4]["loss_scale"] / 2
+for name, ok in checks.items():
+    print(f"  {precision} {name:40s} {'ok' if ok else 'FAIL'}")
+sys.exit(0 if all(checks.values()) else 1)
+PY
+done
+if ./train_gpt2cu "${common[@]}" --inject-nan-step 3 --inject-nan-count 100 --nonfinite-limit 4 \
+       --out-dir "$work/nan-stop" >"$work/nan-stop.log" 2>&1; then
+    echo "  a run with 4 non-finite steps in a row did not stop                 FAIL"; status=1
+elif grep -q "not finite in 4 steps in a row" "$work/nan-stop.log"; then
+    echo "  4 non-finite steps in a row stop the run with a message               ok"
+else
+    echo "  the run stopped without the expected message                           FAIL"; tail -3 "$work/nan-stop.log"; status=1
+fi
 [ "$status" -eq 0 ] || { echo "test_gpt2cu failed: see the comparisons above"; exit "$status"; }

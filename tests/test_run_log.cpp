@@ -42,6 +42,7 @@ TrainStepRecord sample_record() {
     r.mfu = 0.4512;
     r.mem_gb = 15.84;
     r.loss_scale = 65536.0;
+    r.tokens_seen = 62914560;
     return r;
 }
 
@@ -67,6 +68,10 @@ TEST_F(RunLogTest, EventsAreOneJsonObjectPerLine) {
     EXPECT_DOUBLE_EQ(train["mfu"].get<double>(), 0.4512);
     EXPECT_DOUBLE_EQ(train["mem_gb"].get<double>(), 15.84);
     EXPECT_DOUBLE_EQ(train["loss_scale"].get<double>(), 65536.0);
+    EXPECT_DOUBLE_EQ(train["ppl"].get<double>(), std::exp(3.45678));
+    EXPECT_EQ(train["tokens"], 62914560);
+    EXPECT_TRUE(train["skipped"].is_null());
+    EXPECT_EQ(train["skipped_updates"], 0);
     EXPECT_EQ(events[1]["event"], "val");
     EXPECT_DOUBLE_EQ(events[1]["loss"].get<double>(), 2.5);
     EXPECT_DOUBLE_EQ(events[1]["ppl"].get<double>(), std::exp(2.5));
@@ -130,15 +135,28 @@ TEST_F(RunLogTest, UnwritableLocationNamesTheFile) {
 
 TEST(RunLogFormatTest, StepLine) {
     EXPECT_EQ(format_step_line(sample_record(), 123999.6),
-              "step    120/400000 | loss 3.4568 | lr 6.00e-04 | norm 0.8123 | 310.2 ms | 1,690,123 tok/s | "
-              "MFU 45.1% | mem 15.8 GB | scale 65536 | ETA 34:26:40");
+              "step    120/400000 | loss 3.4568 | ppl 31.71 | lr 6.00e-04 | norm 0.8123 | 310.2 ms | 1,690,123 tok/s | "
+              "62.9M tokens | MFU 45.1% | mem 15.8 GB | scale 65536 | ETA 34:26:40");
     TrainStepRecord r = sample_record();
     r.mfu.reset();
     r.loss_scale.reset();
     r.tokens_per_s = 999;
+    r.tokens_seen = 950;
+    r.skipped = "loss spike";
     EXPECT_EQ(format_step_line(r, std::nullopt),
-              "step    120/400000 | loss 3.4568 | lr 6.00e-04 | norm 0.8123 | 310.2 ms | 999 tok/s | MFU n/a | "
-              "mem 15.8 GB | ETA n/a");
+              "step    120/400000 | loss 3.4568 | ppl 31.71 | lr 6.00e-04 | norm 0.8123 | 310.2 ms | 999 tok/s | "
+              "950 tokens | MFU n/a | mem 15.8 GB | ETA n/a | update skipped: loss spike");
+}
+
+TEST(RunLogFormatTest, Counts) {
+    EXPECT_EQ(format_count(0), "0");
+    EXPECT_EQ(format_count(999), "999");
+    EXPECT_EQ(format_count(1000), "1.00K");
+    EXPECT_EQ(format_count(12345), "12.3K");
+    EXPECT_EQ(format_count(62914560), "62.9M");
+    EXPECT_EQ(format_count(999.6e6), "1.00B");
+    EXPECT_EQ(format_count(150e9), "150B");
+    EXPECT_EQ(format_count(2.1e12), "2.10T");
 }
 
 TEST(RunLogFormatTest, Durations) {

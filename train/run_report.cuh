@@ -30,7 +30,8 @@ struct StepResult {
     double grad_norm = 0.0;
     double lr = 0.0;
     double loss_scale = 1.0;
-    bool skipped = false;  // fp16 overflow: no update
+    std::string skipped;          // why the update was skipped ("" = applied)
+    int64_t skipped_updates = 0;  // so far in this process
     double ms = 0.0;
 };
 
@@ -103,13 +104,17 @@ class RunReport {
         line.mfu = mfu(line.tokens_per_s);
         line.mem_gb = gpu_.memory_used_gb();
         line.loss_scale = config_.precision == Precision::fp16 ? std::optional<double>(result.loss_scale) : std::nullopt;
+        line.tokens_seen = step * config_.tokens_per_step;
+        line.skipped = result.skipped;
+        line.skipped_updates = result.skipped_updates;
         // ETA from the mean of the recent steps (the first steps include warm-up).
         const size_t recent = std::min<size_t>(step_ms_.size(), 20);
         const double mean_ms =
             std::accumulate(step_ms_.end() - recent, step_ms_.end(), 0.0) / std::max<size_t>(recent, 1);
         const double eta_s = mean_ms / 1000.0 * (config_.steps - step);
-        if (config_.log_every > 0 && (step % config_.log_every == 0 || step == config_.steps || step == 1))
-            std::printf("%s%s\n", format_step_line(line, eta_s).c_str(), result.skipped ? " | fp16 overflow: step skipped" : "");
+        if (config_.log_every > 0 && (step % config_.log_every == 0 || step == config_.steps || step == 1 ||
+                                      !result.skipped.empty()))
+            std::printf("%s\n", format_step_line(line, eta_s).c_str());
         log_->train(line);
         std::fflush(stdout);
     }

@@ -20,6 +20,7 @@
 
 #include "host/config.h"
 #include "host/loss_scaler.h"
+#include "host/update_guard.h"
 #include "model/gpt2.cuh"
 #include "train/batch_feed.cuh"
 #include "train/checkpointing.cuh"
@@ -37,7 +38,8 @@ template <typename T, typename R> class Trainer {
         : config_(config), dist_(dist), feed_(config_, dist_), report_(config_, dist_, gpu_),
           shard_(optimizer_shard_for(config_, dist_)), sampler_(config_),
           loss_scaler_(config_.loss_scale_init, config_.loss_scale_growth_interval,
-                       config_.precision == Precision::fp16) {
+                       config_.precision == Precision::fp16),
+          guard_({config_.nonfinite_limit, config_.skip_loss_zscore, config_.skip_norm_zscore, config_.zscore_window}) {
         memory_plan().check_fits(config_);
         model_ = std::make_unique<Gpt2Model<T, R>>(model_options(), config_.base_init_std, config_.device_batch,
                                                    config_.seq_len, shard_);
@@ -83,6 +85,7 @@ template <typename T, typename R> class Trainer {
         for (int micro = 0; micro < config_.grad_accum; ++micro) run_micro_step(micro, grad_scale);
         timeline_.mark(TimelineMark::BackwardEnd, gpu_.stream);
         grad_sync_->finish_step(gpu_.stream);
+        if (injects_nan()) CUDA_CHECK(cudaMemsetAsync(grad_sync_->shard_gradients(), 0xFF, sizeof(float), gpu_.stream));
         timeline_.mark(TimelineMark::GradientsReduced, gpu_.stream);
 
         StepResult result;
@@ -90,7 +93,7 @@ template <typename T, typename R> class Trainer {
         result.lr = config_.lr_schedule().lr_at(step_ - 1);
         result.loss_scale = loss_scale;
         result.loss = mean_loss();
-        result.skipped = !apply_update(result);
+        apply_update(result);
         timeline_.mark(TimelineMark::StepEnd, gpu_.stream);
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
         if (timeline_.enabled()) std::printf("%s", timeline_.report(step_).c_str());
@@ -113,14 +116,23 @@ template <typename T, typename R> class Trainer {
         grad_sync_->end_micro_step(gpu_.stream);
     }
 
-    // Clipping and AdamW, unless the step is skipped: fp16 overflow lowers the loss scale and
-    // skips (LossScaler); bf16 has fp32's range, so a non-finite norm there is a diverged run.
-    bool apply_update(const StepResult& result) {
-        const bool finite = std::isfinite(result.grad_norm);
-        if (!finite && !loss_scaler_.dynamic())
-            fail_run(string_format("step %lld: the gradient norm is not finite (loss %.4f); the run diverged. "
-                                   "Try a lower --lr or a longer --warmup-steps.", (long long)step_, result.loss));
-        if (!loss_scaler_.update(finite)) return false;
+    // Clipping and AdamW, unless the step is skipped: a non-finite loss or norm (fp16: an
+    // overflow, which also lowers the loss scale), or a spike (UpdateGuard); the skipped steps
+    // leave weights and optimizer state as they were.
+    void apply_update(StepResult& result) {
+        const UpdateGuard::Verdict verdict = guard_.judge(result.loss, result.grad_norm);
+        if (verdict == UpdateGuard::Verdict::stop)
+            fail_run(string_format("step %lld: the loss or the gradient norm was not finite in %d steps in a row "
+                                   "(loss %.4f, norm %.4g); the run diverged. Resume from an earlier checkpoint with "
+                                   "a lower --lr or a longer --warmup-steps (--nonfinite-limit sets how many).",
+                                   (long long)step_, guard_.nonfinite_in_a_row(), result.loss, result.grad_norm));
+        const bool finite = verdict != UpdateGuard::Verdict::skip_nonfinite;
+        const bool scale_ok = loss_scaler_.update(finite);
+        result.skipped_updates = guard_.skipped();
+        if (!scale_ok || verdict != UpdateGuard::Verdict::apply) {
+            result.skipped = loss_scaler_.dynamic() && !finite ? "fp16 overflow, loss scale halved" : verdict_name(verdict);
+            return;
+        }
         const double clip = config_.grad_clip > 0 && result.grad_norm > config_.grad_clip
                                 ? config_.grad_clip / (result.grad_norm + 1e-6)
                                 : 1.0;
@@ -130,7 +142,6 @@ template <typename T, typename R> class Trainer {
         ModelParameters<T>& params = model_->parameters();
         params.adamw_step(grad_sync_->shard_gradients(), adamw, (int)adam_step_, gpu_.stream);
         grad_sync_->parameters_updated(params.compute_copy(), gpu_.stream);
-        return true;
     }
 
     // Mean loss of the step over all ranks (the per-token losses of every micro-step are on the
@@ -198,6 +209,10 @@ template <typename T, typename R> class Trainer {
         schedule.rank = dist_.rank;
         return schedule;
     }
+    bool injects_nan() const {
+        return config_.inject_nan_step > 0 && step_ >= config_.inject_nan_step &&
+               step_ < config_.inject_nan_step + config_.inject_nan_count;
+    }
     bool due(int64_t every, bool last) const { return every > 0 && (step_ % every == 0 || last); }
     int tokens_per_micro() const { return config_.device_batch * config_.seq_len; }
     int64_t targets_per_step() const { return (int64_t)tokens_per_micro() * config_.grad_accum * dist_.world_size; }
@@ -210,6 +225,7 @@ template <typename T, typename R> class Trainer {
     OptimizerShard shard_;
     TextSampler sampler_;
     LossScaler loss_scaler_;
+    UpdateGuard guard_;      // skips non-finite and spiking steps; stops a diverged run
     StepTimeline timeline_;  // --timeline-step
     std::unique_ptr<Gpt2Model<T, R>> model_;
     std::unique_ptr<GradientSync<T>> grad_sync_;
