@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -491,6 +492,7 @@ void apply_seed_preset(const SeedPreset& preset, TrainConfig& config) {
     config.checkpoint_every = kPresetCheckpointEvery;
     config.dropout_embd = config.dropout_resid = config.dropout_attn = 0.1;
     config.scale_attn_by_inverse_layer_idx = true;
+    config.fp32_residual = true;  // residual_in_fp32 in owt/gpt2s-flash and pile/gpt3s-flash, inherited by all
     config.init_scheme = preset.init_scheme;
 }
 
@@ -877,14 +879,18 @@ ParsedArgs parse_args(const std::vector<std::string>& args, const ParseContext& 
 
     parsed.config = experiment_config(experiment, context);
     TrainConfig& config = parsed.config;
-    bool sample_tokens_given = false;
+    std::set<std::string> given;
     for (const auto& [option, value] : overrides) {
         option->set(config, value);
-        sample_tokens_given |= option->key == "sample_tokens";
+        given.insert(option->key);
     }
     // The default sample length must not be an error for a model with short positions; an
     // explicit --sample-tokens beyond --max-seq-len still is (resolve()).
-    if (!sample_tokens_given) config.sample_tokens = std::min(config.sample_tokens, config.max_seq_len);
+    if (!given.count("sample_tokens")) config.sample_tokens = std::min(config.sample_tokens, config.max_seq_len);
+    // The presets keep the residual stream in fp32, a pre-norm feature (the seed's blocks assert
+    // it): --post-norm 1 on a preset drops it, while --post-norm 1 --fp32-residual 1 stays an
+    // error (resolve()).
+    if (config.post_norm && given.count("post_norm") && !given.count("fp32_residual")) config.fp32_residual = false;
 
     if (config.out_dir.empty()) {
         if (config.resume == "auto")
@@ -920,8 +926,9 @@ std::string help_text() {
            "  FILE         a model_SSSSSSSS.bin checkpoint: its shape and weights, dN's training recipe\n"
            "\n"
            "All seed presets: dropout 0.1 (embeddings, residuals, attention), attention scaled by\n"
-           "1/(layer_index+1), AdamW (0.9, 0.999, eps 1e-8, weight decay 0.1 on linear weights), clip 1.0,\n"
-           "seed 1111; OpenWebText validates the whole holdout, The Pile the first 10,485,760 tokens.\n";
+           "1/(layer_index+1), the residual stream in fp32, AdamW (0.9, 0.999, eps 1e-8, weight decay 0.1\n"
+           "on linear weights), clip 1.0, seed 1111; OpenWebText validates the whole holdout, The Pile the\n"
+           "first 10,485,760 tokens.\n";
 
     const TrainConfig defaults = experiment_config("d12", ParseContext{});
     std::string section;

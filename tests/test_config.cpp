@@ -52,6 +52,23 @@ TEST(ConfigPresetTest, EveryPresetAndVariantResolves) {
     }
 }
 
+TEST(ConfigPresetTest, EverySeedPresetKeepsTheResidualStreamInFp32) {
+    // residual_in_fp32: True in owt/gpt2s-flash.yaml and pile/gpt3s-flash.yaml, inherited by
+    // every -flash experiment.
+    for (const std::string& name : all_experiment_names()) {
+        const Json json = Json::parse(parse({"-e", name, "--print-config"}).to_json());
+        EXPECT_EQ(json["fp32_residual"], true) << name;
+    }
+    EXPECT_FALSE(parse({"-e", "d12"}).fp32_residual) << "dN is our quick recipe, not a seed experiment";
+    // A pre-norm feature: --post-norm 1 on a preset drops it; asking for both is an error.
+    const TrainConfig post = parse({"-e", "gpt2s", "--post-norm", "1"});
+    EXPECT_TRUE(post.post_norm);
+    EXPECT_FALSE(post.fp32_residual);
+    EXPECT_NE(error_of({"-e", "gpt2s", "--post-norm", "1", "--fp32-residual", "1"}).find("needs pre-norm blocks"),
+              std::string::npos);
+    EXPECT_FALSE(parse({"-e", "gpt2s", "--fp32-residual", "0"}).fp32_residual);
+}
+
 TEST(ConfigPresetTest, ParameterCountsMatchExperimentsTable) {
     // experiments.md pads the vocabulary to a multiple of 8; its table rounds to 0.1M.
     const std::vector<std::pair<std::string, double>> millions = {
