@@ -84,7 +84,9 @@ DataLoader::DataLoader(const DataLoaderOptions& options) : options_(options) {
     int64_t all_tokens = 0;
     for (const std::string& path : paths) {
         const shard::ShardInfo info = shard::read_header(path);
-        const int64_t num_windows = info.num_tokens / window_tokens;
+        // Windows start every T tokens and hold T+1, so neighbours share one token, as the seed's
+        // LMDataset: (n - 1) / T of them; the last (n - 1) % T tokens are never read.
+        const int64_t num_windows = info.num_tokens < window_tokens ? 0 : (info.num_tokens - 1) / options.seq_len;
         if (num_windows == 0)
             throw std::runtime_error(options.role + " shard " + path + " has " + std::to_string(info.num_tokens) +
                                      " tokens, fewer than one window of seq_len+1 = " +
@@ -171,7 +173,8 @@ void DataLoader::read_window(int shard, int64_t window, int32_t* out) {
     const Shard& info = shards_[shard];
     const int64_t window_tokens = int64_t{options_.seq_len} + 1;
     const size_t bytes = static_cast<size_t>(window_tokens) * info.bytes_per_token;
-    const off_t offset = static_cast<off_t>(shard::kHeaderBytes + window * window_tokens * info.bytes_per_token);
+    const int64_t first_token = window * options_.seq_len;
+    const off_t offset = static_cast<off_t>(shard::kHeaderBytes + first_token * info.bytes_per_token);
     size_t done = 0;
     while (done < bytes) {
         const ssize_t got = ::pread(fd_, read_buffer_.data() + done, bytes - done, offset + static_cast<off_t>(done));
@@ -193,7 +196,7 @@ void DataLoader::read_window(int shard, int64_t window, int32_t* out) {
         }
         if (id >= static_cast<uint32_t>(options_.vocab_size))
             throw std::runtime_error(options_.role + " shard " + info.path + " holds token id " + std::to_string(id) +
-                                     " (token " + std::to_string(window * window_tokens + i) +
+                                     " (token " + std::to_string(first_token + i) +
                                      "), not below the vocabulary size " + std::to_string(options_.vocab_size) +
                                      "; the shard was made with another tokenizer or is corrupt");
         out[i] = static_cast<int32_t>(id);
@@ -231,10 +234,18 @@ DataLoaderState DataLoader::state() const {
     state.rank = options_.rank;
     state.world_size = options_.world_size;
     state.shuffle = options_.shuffle ? 1 : 0;
+    state.format = kDataLoaderStateFormat;
     return state;
 }
 
 void DataLoader::restore(const DataLoaderState& state) {
+    if (state.format != kDataLoaderStateFormat)
+        throw std::runtime_error(
+            "cannot continue the " + options_.role + " data position saved in the checkpoint: it counts windows in " +
+            "data-order format " + std::to_string(state.format) + " of an older train_gpt2cu, this one reads format " +
+            std::to_string(kDataLoaderStateFormat) + " (" + kDataLoaderStateFormatText +
+            "). An exact resume is impossible: start a new run (e.g. from the checkpoint's weights with -e "
+            "model_SSSSSSSS.bin), or finish this run with the build that wrote it");
     const DataLoaderState mine = this->state();
     std::string mismatch;
     auto differs = [&](const char* what, int64_t saved, int64_t current) {

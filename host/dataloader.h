@@ -1,8 +1,9 @@
 // Training and validation batches from token shards (host/shard.h).
 //
-// Windows. Each shard's token stream is cut into non-overlapping windows of T+1 tokens (its
-// last n % (T+1) tokens are never read); a window gives T inputs [0, T) and T targets [1, T+1).
-// Windows may cross document boundaries, as in the seed.
+// Windows. Each shard's token stream is cut into windows of T+1 tokens that start every T
+// tokens, so neighbouring windows share one token, as the seed's LMDataset: a shard of n tokens
+// has (n - 1) / T windows and its last (n - 1) % T tokens are never read. A window gives T inputs
+// [0, T) and T targets [1, T+1). Windows may cross document boundaries, as in the seed.
 //
 // Epochs, ranks, batches. An epoch visits the windows of every shard once: shards in an order
 // shuffled from (seed, epoch), and within each shard its windows in an order shuffled from
@@ -36,9 +37,16 @@ struct DataLoaderOptions {
     std::string role = "training";  // "training" / "validation": names the data in messages
 };
 
+// What a saved position means: which windows exist and in which order an epoch visits them.
+// Bump it whenever either changes; restore() rejects every other format. States written before
+// the field existed read as format 0 (the field's bytes were the upper half of `shuffle`).
+constexpr uint16_t kDataLoaderStateFormat = 1;
+constexpr const char* kDataLoaderStateFormatText =
+    "windows of T+1 tokens with stride T; shards in a shuffled order, each shard's windows shuffled";
+
 // A loader's position, saved in checkpoints. Trivially copyable with a fixed layout. The
 // fields after the position identify the data it belongs to; restore() refuses a state that
-// another data set, T, seed or rank layout produced.
+// another data set, T, seed, rank layout or format produced.
 struct DataLoaderState {
     int64_t epoch = 0;
     int64_t window_in_epoch = 0;   // this rank's windows already consumed in the epoch
@@ -47,7 +55,8 @@ struct DataLoaderState {
     int32_t seq_len = 0;
     int32_t rank = 0;
     int32_t world_size = 0;
-    int32_t shuffle = 0;
+    uint16_t shuffle = 0;
+    uint16_t format = 0;           // kDataLoaderStateFormat when written by state()
 };
 static_assert(std::is_trivially_copyable_v<DataLoaderState> && sizeof(DataLoaderState) == 48,
               "DataLoaderState is written raw into checkpoint files; keep its layout fixed");

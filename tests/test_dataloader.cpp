@@ -19,12 +19,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int kSeqLen = 7;  // windows of 8 tokens
+constexpr int kSeqLen = 7;  // windows of 8 tokens, one every 7
 constexpr int kWindowTokens = kSeqLen + 1;
 constexpr uint32_t kShardStride = 20000;
-// 100, 57 and 230 windows; the last shard has a 3-token tail that is never read.
+// (n - 1) / 7 = 114, 65 and 263 windows; the last shard has a 1-token tail that is never read.
 const std::vector<int64_t> kShardTokens = {800, 456, 1843};
-constexpr int64_t kTotalWindows = 387;
+constexpr int64_t kTotalWindows = 442;
 
 class DataLoaderTest : public ::testing::Test {
   protected:
@@ -52,10 +52,10 @@ class DataLoaderTest : public ::testing::Test {
 };
 
 // A window is identified by its first token; checks the window is T+1 consecutive tokens of
-// one shard starting at a multiple of T+1.
+// one shard starting at a multiple of T.
 uint32_t window_id(const int32_t* window) {
     const uint32_t first = static_cast<uint32_t>(window[0]);
-    EXPECT_EQ((first % kShardStride) % kWindowTokens, 0u) << "window not aligned: " << first;
+    EXPECT_EQ((first % kShardStride) % kSeqLen, 0u) << "window not aligned: " << first;
     for (int i = 1; i < kWindowTokens; ++i) EXPECT_EQ(static_cast<uint32_t>(window[i]), first + i);
     return first;
 }
@@ -69,8 +69,8 @@ std::vector<uint32_t> batch_ids(const std::vector<int32_t>& batch) {
 std::set<uint32_t> all_window_ids() {
     std::set<uint32_t> ids;
     for (size_t s = 0; s < kShardTokens.size(); ++s)
-        for (int64_t w = 0; w < kShardTokens[s] / kWindowTokens; ++w)
-            ids.insert(static_cast<uint32_t>(s * kShardStride + w * kWindowTokens));
+        for (int64_t w = 0; w < (kShardTokens[s] - 1) / kSeqLen; ++w)
+            ids.insert(static_cast<uint32_t>(s * kShardStride + w * kSeqLen));
     return ids;
 }
 
@@ -85,17 +85,43 @@ TEST_F(DataLoaderTest, UnshuffledReadsWindowsInFileOrder) {
     EXPECT_EQ(loader.batches_per_epoch(), kTotalWindows / 4);
     const std::vector<int32_t> first = loader.next_batch();
     ASSERT_EQ(first.size(), 4u * kWindowTokens);
-    for (int i = 0; i < 4 * kWindowTokens; ++i) EXPECT_EQ(first[static_cast<size_t>(i)], i);  // inputs and targets
-    for (int b = 1; b < 96; ++b) loader.next_batch();
-    // 387 windows make 96 batches of 4; the 3 left over are skipped, not mixed into the next epoch.
+    for (int b = 0; b < 4; ++b)  // window b: tokens [7b, 7b + 8), inputs and targets
+        for (int i = 0; i < kWindowTokens; ++i) EXPECT_EQ(first[static_cast<size_t>(b * kWindowTokens + i)], 7 * b + i);
+    for (int b = 1; b < 110; ++b) loader.next_batch();
+    // 442 windows make 110 batches of 4; the 2 left over are skipped, not mixed into the next epoch.
     EXPECT_EQ(loader.epoch(), 0);
-    EXPECT_EQ(batch_ids(loader.next_batch()), (std::vector<uint32_t>{0, 8, 16, 24}));
+    EXPECT_EQ(batch_ids(loader.next_batch()), (std::vector<uint32_t>{0, 7, 14, 21}));
     EXPECT_EQ(loader.epoch(), 1);
 
-    o.batch_size = 3;
-    DataLoader threes(o);
-    for (int b = 0; b < 33; ++b) threes.next_batch();
-    EXPECT_EQ(batch_ids(threes.next_batch()), (std::vector<uint32_t>{792, 20000, 20008}));  // spans two shards
+    o.batch_size = 5;
+    DataLoader fives(o);
+    for (int b = 0; b < 22; ++b) fives.next_batch();
+    EXPECT_EQ(batch_ids(fives.next_batch()), (std::vector<uint32_t>{770, 777, 784, 791, 20000}));  // spans two shards
+}
+
+TEST_F(DataLoaderTest, WindowsStartEveryTTokensAndShareOneWithTheNext) {
+    // The seed's LMDataset: window i is tokens [i*T, i*T + T + 1) of the stream, so its last
+    // token (the last target) is the next window's first (its first input).
+    DataLoaderOptions o = options(1);
+    o.shuffle = false;
+    DataLoader loader(o);
+    std::vector<int32_t> previous;
+    for (int64_t w = 0; w < (kShardTokens[0] - 1) / kSeqLen; ++w) {
+        const std::vector<int32_t> window = loader.next_batch();
+        ASSERT_EQ(window.size(), static_cast<size_t>(kWindowTokens));
+        EXPECT_EQ(window[0], w * kSeqLen);
+        if (!previous.empty()) {
+            EXPECT_EQ(window.front(), previous.back()) << "window " << w;
+        }
+        previous = window;
+    }
+    // Shard 0 holds 800 tokens: 114 windows end at token 798 (= 114 * 7); token 799 is never read.
+    EXPECT_EQ(previous.back(), 798);
+    EXPECT_EQ(loader.next_batch()[0], static_cast<int32_t>(kShardStride)) << "next: shard 1's first window";
+    // A shard of exactly T+1 tokens holds one window; T tokens hold none.
+    shard::write_shard(path("exact_val_000000.bin"), std::vector<uint32_t>(kWindowTokens, 3));
+    o.pattern = path("exact_val_*.bin");
+    EXPECT_EQ(DataLoader(o).total_windows(), 1);
 }
 
 TEST_F(DataLoaderTest, ShuffledEpochVisitsEveryWindowOnce) {
@@ -156,7 +182,7 @@ TEST_F(DataLoaderTest, ResumeContinuesExactly) {
     const int batch = 5;
     DataLoader continuous(options(batch, 1, 2));
     DataLoader interrupted(options(batch, 1, 2));
-    for (int i = 0; i < 45; ++i) {  // past the first epoch (193 windows per rank = 38.6 batches)
+    for (int i = 0; i < 45; ++i) {  // past the first epoch (221 windows per rank = 44.2 batches)
         continuous.next_batch();
         interrupted.next_batch();
     }
@@ -194,6 +220,21 @@ TEST_F(DataLoaderTest, RestoreChecksTheSetupButAllowsAnotherBatchSize) {
     EXPECT_NE(message.find("seq_len 7 when saved, 15 now"), std::string::npos) << message;
 }
 
+TEST_F(DataLoaderTest, RestoreRejectsAnotherDataOrderFormat) {
+    DataLoader saved(options(4));
+    saved.next_batch();
+    DataLoaderState state = saved.state();
+    EXPECT_EQ(state.format, kDataLoaderStateFormat);
+    state.format = 0;  // what a checkpoint written before the format was versioned holds
+    DataLoader resumed(options(4));
+    const std::string message = error_of([&] { resumed.restore(state); });
+    EXPECT_NE(message.find("data-order format 0 of an older train_gpt2cu, this one reads format " +
+                           std::to_string(kDataLoaderStateFormat)),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("start a new run"), std::string::npos) << message;
+}
+
 TEST_F(DataLoaderTest, ValidationModeCapsAndRepeats) {
     DataLoaderOptions o = options(3, 1, 2);
     o.shuffle = false;
@@ -204,7 +245,7 @@ TEST_F(DataLoaderTest, ValidationModeCapsAndRepeats) {
     EXPECT_EQ(loader.batches_per_epoch(), 16);
     std::vector<std::vector<int32_t>> pass;
     for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) pass.push_back(loader.next_batch());
-    EXPECT_EQ(batch_ids(pass[0]), (std::vector<uint32_t>{8, 24, 40}));  // rank 1: odd windows
+    EXPECT_EQ(batch_ids(pass[0]), (std::vector<uint32_t>{7, 21, 35}));  // rank 1: odd windows
     loader.reset();
     for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) EXPECT_EQ(loader.next_batch(), pass[static_cast<size_t>(i)]);
 }
@@ -218,8 +259,10 @@ TEST_F(DataLoaderTest, ReadsUint32Shards) {
     o.shuffle = false;
     o.vocab_size = 100000;
     DataLoader loader(o);
-    const std::vector<int32_t> batch = loader.next_batch();
-    for (size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(batch[i], static_cast<int32_t>(tokens[i]));
+    const std::vector<int32_t> batch = loader.next_batch();  // (24 - 1) / 7 = 3 windows
+    for (size_t b = 0; b < 3; ++b)
+        for (size_t i = 0; i < kWindowTokens; ++i)
+            EXPECT_EQ(batch[b * kWindowTokens + i], static_cast<int32_t>(tokens[b * kSeqLen + i]));
 }
 
 TEST_F(DataLoaderTest, ClearErrors) {
@@ -229,11 +272,11 @@ TEST_F(DataLoaderTest, ClearErrors) {
     EXPECT_NE(message.find("nothing_*.bin"), std::string::npos) << message;
     EXPECT_NE(message.find("./data_prep/prepare tiny"), std::string::npos) << message;
 
-    o = options(200);  // 387 windows, 193 per rank over 2 ranks
+    o = options(250);  // 442 windows, 221 per rank over 2 ranks
     o.world_size = 2;
     message = error_of([&] { DataLoader loader(o); });
     EXPECT_NE(message.find("too little training data for one batch"), std::string::npos) << message;
-    EXPECT_NE(message.find("193 window(s) per rank"), std::string::npos) << message;
+    EXPECT_NE(message.find("221 window(s) per rank"), std::string::npos) << message;
     EXPECT_NE(message.find("--device-batch"), std::string::npos) << message;
 
     o = options(4);
