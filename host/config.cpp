@@ -22,6 +22,8 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr int64_t kMaxCount = int64_t{1} << 40;  // bound for step and token counts
+constexpr int64_t kAutoWarmupSteps = -1;         // --warmup-steps auto: 1% of --steps
+constexpr int64_t kWarmupPercentOfSteps = 1;     // the seed's warmup_t / num_warmup_steps = 0.01 * max_steps
 
 // ---------------------------------------------------------------------------------------------
 // Value syntax
@@ -97,24 +99,35 @@ ConfigError out_of_range(const Option& option, const std::string& value) {
     return ConfigError(option.flag + " " + value + " is out of range: valid is " + option.valid);
 }
 
+// `keyword` (e.g. "auto") stands for the sentinel `keyword_value`, which is valid too.
 template <typename Int>
 Option integer_option(const std::string& section, const std::string& flag, Int TrainConfig::*member, long long lo,
-                      long long hi, const std::string& help) {
-    Option option = make_option(section, flag, "N", help);
-    option.valid = "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
-    auto in_range = [lo, hi](long long v) { return v >= lo && v <= hi; };
-    option.problem = [member, in_range, valid = option.valid](const TrainConfig& config) {
-        const long long v = static_cast<long long>(config.*member);
-        return in_range(v) ? std::string() : std::to_string(v) + " is out of range: valid is " + valid;
+                      long long hi, const std::string& help, const std::string& keyword = "",
+                      long long keyword_value = 0) {
+    Option option = make_option(section, flag, keyword.empty() ? "N" : "N|" + keyword, help);
+    option.valid = "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]" +
+                   (keyword.empty() ? "" : " or " + keyword);
+    auto valid_value = [lo, hi, keyword, keyword_value](long long v) {
+        return (v >= lo && v <= hi) || (!keyword.empty() && v == keyword_value);
     };
-    option.set = [member, in_range, option](TrainConfig& config, const std::string& text) {
+    option.problem = [member, valid_value, valid = option.valid](const TrainConfig& config) {
+        const long long v = static_cast<long long>(config.*member);
+        return valid_value(v) ? std::string() : std::to_string(v) + " is out of range: valid is " + valid;
+    };
+    option.set = [member, valid_value, option, keyword, keyword_value](TrainConfig& config, const std::string& text) {
         long long v = 0;
-        if (!parse_integer(text, &v))
+        if (!keyword.empty() && lowercase(text) == keyword) {
+            v = keyword_value;
+        } else if (!parse_integer(text, &v)) {
             throw ConfigError(option.flag + ": '" + text + "' is not an integer (valid: " + option.valid + ")");
-        if (!in_range(v)) throw out_of_range(option, text);
+        }
+        if (!valid_value(v)) throw out_of_range(option, text);
         config.*member = static_cast<Int>(v);
     };
-    option.get = [member](const TrainConfig& config) { return Json(config.*member); };
+    option.get = [member, keyword, keyword_value](const TrainConfig& config) {
+        const long long v = static_cast<long long>(config.*member);
+        return !keyword.empty() && v == keyword_value ? Json(keyword) : Json(config.*member);
+    };
     return option;
 }
 
@@ -260,7 +273,9 @@ std::vector<Option> build_options() {
 
         real_option(optimizer, "--lr", &C::lr, RealRange{0.0, 10.0, true, false}, "peak learning rate"),
         integer_option(optimizer, "--warmup-steps", &C::warmup_steps, 0, kMaxCount,
-                       "linear warmup from --warmup-init-lr to --lr over this many steps"),
+                       "linear warmup from --warmup-init-lr to --lr over this many steps (auto: 1% of --steps, "
+                       "rounded up, as the seed's 0.01 * max_steps)",
+                       "auto", kAutoWarmupSteps),
         real_option(optimizer, "--warmup-init-lr", &C::warmup_init_lr, RealRange{0.0, 10.0, false, false},
                     "learning rate at step 0"),
         choice_option<LrScheduleKind>(optimizer, "--schedule", &C::schedule,
@@ -429,7 +444,6 @@ struct SeedPreset {
     int global_batch_seqs;
     int device_batch;     // fits an 80 GB GPU
     double lr;
-    int64_t warmup_steps;
     int64_t decay_end_step;  // cosine floor reached here; 0 = the last step (linear runs)
     int64_t steps;
     int64_t val_every;
@@ -439,17 +453,17 @@ struct SeedPreset {
 };
 
 constexpr SeedPreset kSeedPresets[] = {
-    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 4000, 0, 400000, 1000, false, InitScheme::gpt2, ""},
-    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 4000, 0, 400000, 1000, false, InitScheme::gpt2, ""},
-    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 4000, 0, 400000, 1000, false, InitScheme::gpt2,
+    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, ""},
+    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, ""},
+    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 4000, 0, 400000, 1000, false, InitScheme::gpt2,
+    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 8000, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
-    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 8000, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
-    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 8000, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
-    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 4000, 300000, 400000, 1000, true, InitScheme::gpt2, ""},
-    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 4000, 300000, 400000, 1000, true, InitScheme::small_init,
+    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
+    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
+    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
+    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, ""},
+    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init,
      "32 heads of 80 (--n-head 20 for heads of 128); small_init"},
 };
 
@@ -479,7 +493,7 @@ void apply_seed_preset(const SeedPreset& preset, TrainConfig& config) {
     config.global_batch_tokens = int64_t{preset.global_batch_seqs} * preset.seq_len;
     config.device_batch = preset.device_batch;
     config.lr = preset.lr;
-    config.warmup_steps = preset.warmup_steps;
+    config.warmup_steps = kAutoWarmupSteps;
     config.warmup_init_lr = preset.pile ? 1e-6 : 0.0;
     config.schedule = preset.pile ? LrScheduleKind::cosine : LrScheduleKind::linear;
     config.decay_end_step = preset.decay_end_step;
@@ -592,7 +606,7 @@ std::string preset_summary(const SeedPreset& preset, const std::string& indent) 
         << " layers x " << preset.n_embd << ", " << preset.n_head << " heads, T " << preset.seq_len << "; "
         << (preset.pile ? "The Pile, bf16" : "OpenWebText, fp16") << "\n"
         << indent << "batch " << preset.global_batch_seqs << " x " << preset.seq_len << " (B " << preset.device_batch
-        << "), lr " << format_number(preset.lr) << ", warmup " << preset.warmup_steps
+        << "), lr " << format_number(preset.lr) << ", warmup " << config.warmup_steps << " (1% of the steps)"
         << (preset.pile ? " from 1e-06" : "");
     if (preset.pile)
         out << ", cosine to 0.1 lr at step " << preset.decay_end_step << " of " << preset.steps;
@@ -717,6 +731,7 @@ void TrainConfig::resolve(int num_processes) {
     world_size = num_processes;
     padded_vocab_size = static_cast<int>((int64_t{vocab_size} + pad_vocab_to - 1) / pad_vocab_to * pad_vocab_to);
     if (min_lr_ratio < 0.0) min_lr_ratio = schedule == LrScheduleKind::cosine ? 0.1 : 0.0;
+    if (warmup_steps == kAutoWarmupSteps) warmup_steps = (steps * kWarmupPercentOfSteps + 99) / 100;
     if (decay_end_step == 0) decay_end_step = steps;
     const int64_t micro_batch_tokens = int64_t{world_size} * device_batch * seq_len;
     grad_accum = static_cast<int>((global_batch_tokens + micro_batch_tokens - 1) / micro_batch_tokens);

@@ -306,6 +306,29 @@ TEST(ConfigFlagTest, DecayEndDefaultsToTheLastStep) {
     EXPECT_DOUBLE_EQ(schedule.lr_at(600000), 6e-5);
 }
 
+TEST(ConfigFlagTest, WarmupIsOnePercentOfTheStepsUnlessGiven) {
+    // The seed: warmup_t / num_warmup_steps = 0.01 * trainer.max_steps in every experiment.
+    const std::vector<std::pair<std::string, int64_t>> presets = {
+        {"gpt2s", 4000}, {"gpt2xl", 4000}, {"gpt3s", 8000}, {"gpt3l", 8000}, {"gpt3xl", 4000}, {"gpt3-2.7B", 4000}};
+    for (const auto& [name, warmup] : presets) EXPECT_EQ(parse({"-e", name}).warmup_steps, warmup) << name;
+    // It follows --steps: gpt3xl trained for 60,000 steps (the seed's 60B-token run) warms up 600.
+    const Json xl = Json::parse(parse({"-e", "gpt3xl", "--steps", "60000", "--print-config"}).to_json());
+    EXPECT_EQ(xl["warmup_steps"], 600);
+    EXPECT_EQ(xl["decay_end_step"], 300000) << "gpt3xl's cosine end (t_initial 300000) does not follow max_steps";
+    const TrainConfig short_run = parse({"-e", "gpt2s", "--steps", "1000"});
+    EXPECT_EQ(short_run.warmup_steps, 10);
+    EXPECT_EQ(short_run.decay_end_step, 1000) << "OpenWebText's linear decay ends at the last step";
+    EXPECT_EQ(parse({"-e", "gpt2s", "--steps", "150"}).warmup_steps, 2) << "1.5 rounds up";
+    // A given --warmup-steps wins, in any position; `auto` asks for the preset's rule.
+    EXPECT_EQ(parse({"-e", "gpt3xl", "--warmup-steps", "50", "--steps", "60000"}).warmup_steps, 50);
+    EXPECT_EQ(parse({"-e", "d12", "--steps", "3000", "--warmup-steps", "auto"}).warmup_steps, 30);
+    EXPECT_EQ(parse({"-e", "d12", "--steps", "3000"}).warmup_steps, 100) << "dN keeps its own recipe";
+    const LrSchedule schedule = parse({"-e", "gpt3xl", "--steps", "60000"}).lr_schedule();
+    EXPECT_DOUBLE_EQ(schedule.lr_at(300), 1e-6 + (2e-4 - 1e-6) * 0.5);
+    EXPECT_NE(error_of({"--warmup-steps", "-2"}).find("valid is an integer in [0, 1099511627776] or auto"),
+              std::string::npos);
+}
+
 TEST(ConfigFlagTest, DataLocation) {
     EXPECT_EQ(parse({}).train_pattern, "/datasets/tiny/*_train_*.bin");
     EXPECT_EQ(parse_args(std::vector<std::string>{}, ParseContext{"", 0}).config.data_dir, "data");
