@@ -6,9 +6,11 @@
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -449,25 +451,28 @@ struct SeedPreset {
     int64_t val_every;
     bool pile;            // The Pile (bf16, cosine, warmup from 1e-6) or OpenWebText (fp16, linear)
     InitScheme init_scheme;
+    const char* short_run;   // the seed's 60,000-step variant ("30B" / "60B" tokens), "" if none
+    int hdim128_heads;       // heads of the seed's -hdim128 variant (d_head 128), 0 if none
     const char* note;     // oddities of the seed, shown in --help
 };
 
 constexpr SeedPreset kSeedPresets[] = {
-    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, ""},
-    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, ""},
-    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2,
+    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, ""},
+    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, ""},
+    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2,
+    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
-    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
-    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
-    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, ""},
-    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init,
-     "32 heads of 80 (--n-head 20 for heads of 128); small_init"},
+    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, ""},
+    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, ""},
+    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, ""},
+    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, "60B", 0, ""},
+    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init, "", 20,
+     "32 heads of 80 (-hdim128: 20 heads of 128); small_init"},
 };
 
 constexpr int kLongContext = 8192;                 // the -8k variants
+constexpr int64_t kShortRunSteps = 60000;          // the -30B / -60B variants (trainer.max_steps)
 constexpr int64_t kPileValTokenCap = 10 * (1 << 20);  // the Pile's val split is 383M tokens
 constexpr int64_t kPresetCheckpointEvery = 5000;
 constexpr int kMaxDepthPreset = 256;               // dN: largest N
@@ -522,6 +527,62 @@ void apply_rotary_variant(TrainConfig& config) {
 void apply_8k_variant(TrainConfig& config) {
     config.device_batch = std::max(1, static_cast<int>(int64_t{config.device_batch} * config.seq_len / kLongContext));
     config.max_seq_len = config.seq_len = kLongContext;
+}
+
+// The seed's -30B / -60B runs: 60,000 steps with the cosine reaching its floor at the last step
+// (t_initial: ${trainer.max_steps}); the warmup follows the steps (1%: 600).
+void apply_short_run_variant(TrainConfig& config) {
+    config.steps = kShortRunSteps;
+    config.decay_end_step = 0;
+}
+
+// An experiment name: a seed preset and its variants, any order after the preset's name.
+struct PresetChoice {
+    const SeedPreset* preset = nullptr;
+    bool hdim128 = false, rotary = false, long_context = false, short_run = false;
+
+    std::string name() const {
+        return std::string(preset->name) + (hdim128 ? "-hdim128" : "") + (rotary ? "-rotary" : "") +
+               (long_context ? "-8k" : "") + (short_run ? std::string("-") + preset->short_run : "");
+    }
+};
+
+// nullopt when `name` is no preset name; throws ConfigError for a variant the preset lacks.
+std::optional<PresetChoice> parse_preset_name(const std::string& name) {
+    const std::string lower = lowercase(name);
+    for (const SeedPreset& preset : kSeedPresets) {
+        const std::string base = lowercase(preset.name);
+        if (lower.compare(0, base.size(), base) != 0) continue;
+        std::string rest = lower.substr(base.size());
+        const auto take = [&rest](const char* suffix, bool& seen) {
+            if (seen || rest.rfind(suffix, 0) != 0) return false;
+            seen = true;
+            rest.erase(0, std::strlen(suffix));
+            return true;
+        };
+        PresetChoice choice;
+        choice.preset = &preset;
+        bool run_30b = false, run_60b = false;
+        while (take("-rotary", choice.rotary) || take("-8k", choice.long_context) || take("-hdim128", choice.hdim128) ||
+               take("-30b", run_30b) || take("-60b", run_60b)) {
+        }
+        if (!rest.empty() || (run_30b && run_60b)) continue;
+        if (run_30b || run_60b) {
+            const std::string asked = run_30b ? "30B" : "60B";
+            if (asked != preset.short_run) {
+                std::string owners;
+                for (const SeedPreset& other : kSeedPresets)
+                    if (asked == other.short_run) owners += std::string(owners.empty() ? "" : ", ") + other.name;
+                throw ConfigError("-e " + name + ": the seed has no " + preset.name + " -" + asked + " run; -" + asked +
+                                  " (60,000 steps) is a variant of " + owners);
+            }
+            choice.short_run = true;
+        }
+        if (choice.hdim128 && preset.hdim128_heads == 0)
+            throw ConfigError("-e " + name + ": -hdim128 (heads of 128) is a variant of gpt3-2.7B only, as in the seed");
+        return choice;
+    }
+    return std::nullopt;
 }
 
 // GPT-2 family shapes with d_head 64: d12/d24/d36/d48 are GPT-2 small/medium/large/xl. Other
@@ -653,28 +714,13 @@ TrainConfig experiment_config(const std::string& name, const ParseContext& conte
         return config;
     }
 
-    const std::string lower = lowercase(name);
-    for (const SeedPreset& preset : kSeedPresets) {
-        const std::string base = lowercase(preset.name);
-        if (lower.compare(0, base.size(), base) != 0) continue;
-        std::string rest = lower.substr(base.size());
-        bool rotary = false, long_context = false, understood = true;
-        while (!rest.empty() && understood) {
-            if (rest.rfind("-rotary", 0) == 0 && !rotary) {
-                rotary = true;
-                rest.erase(0, 7);
-            } else if (rest.rfind("-8k", 0) == 0 && !long_context) {
-                long_context = true;
-                rest.erase(0, 3);
-            } else {
-                understood = false;
-            }
-        }
-        if (!understood) continue;
-        apply_seed_preset(preset, config);
-        if (rotary) apply_rotary_variant(config);
-        if (long_context) apply_8k_variant(config);
-        config.experiment = std::string(preset.name) + (rotary ? "-rotary" : "") + (long_context ? "-8k" : "");
+    if (const std::optional<PresetChoice> choice = parse_preset_name(name)) {
+        apply_seed_preset(*choice->preset, config);
+        if (choice->hdim128) config.n_head = choice->preset->hdim128_heads;
+        if (choice->rotary) apply_rotary_variant(config);
+        if (choice->long_context) apply_8k_variant(config);
+        if (choice->short_run) apply_short_run_variant(config);
+        config.experiment = choice->name();
         return config;
     }
 
@@ -687,7 +733,8 @@ TrainConfig experiment_config(const std::string& name, const ParseContext& conte
     const bool looks_like_path = name.find('/') != std::string::npos ||
                                  (name.size() > 4 && name.compare(name.size() - 4, 4, ".bin") == 0);
     throw ConfigError("-e " + name + ": " + (looks_like_path ? "no such checkpoint file. " : "unknown experiment. ") +
-                      "Expected a preset (" + names + ", each also with -rotary and/or -8k), dN (GPT-2 shape "
+                      "Expected a preset (" + names + ", each also with -rotary and/or -8k; see --help for "
+                      "-30B, -60B, -hdim128), dN (GPT-2 shape "
                       "with N layers, e.g. d12), or the path of a model checkpoint");
 }
 
@@ -936,6 +983,10 @@ std::string help_text() {
            "               GPT-NeoX halves) instead of learned positions\n"
            "  NAME-8k      any of the above (or NAME-rotary-8k) with 8192-token sequences; the global batch\n"
            "               keeps its tokens (64 sequences, 128 for gpt3xl and gpt3-2.7B)\n"
+           "  NAME-30B     gpt3s, gpt3m, gpt3l (the seed runs them -rotary-30B): 60,000 steps (31B tokens),\n"
+           "               the cosine reaching its floor at the last step, warmup 600\n"
+           "  NAME-60B     gpt3xl (the seed runs gpt3xl-rotary-60B): the same with 1M-token steps (63B tokens)\n"
+           "  gpt3-2.7B-hdim128  20 heads of 128 instead of 32 of 80, also with -rotary and -8k\n"
            "  dN           GPT-2 shape with N layers, d_head 64 (d12 124M, d24 355M, d36 774M, d48 1.6B; other\n"
            "               N interpolate the width); a quick recipe for the tiny dataset: bf16, no dropout\n"
            "  FILE         a model_SSSSSSSS.bin checkpoint: its shape and weights, dN's training recipe\n"
