@@ -224,6 +224,21 @@ Option text_option(const std::string& section, const std::string& flag, std::str
     return option;
 }
 
+// --zero-stage sets zero_stage_setting, which may be auto; what it shows is the stage resolve()
+// chose for the world size (zero_stage), so a printed configuration reads back to itself.
+Option zero_stage_option(const std::string& section) {
+    Option option = integer_option(section, "--zero-stage", &TrainConfig::zero_stage_setting, 0, 2,
+                                   "0: replicated; 1: AdamW state and master weights sharded over GPUs, gradients "
+                                   "reduce-scattered after backward; 2: also the gradients sharded, each layer's "
+                                   "reduced to its owners during every micro-step's backward; auto: 1 on more than "
+                                   "one GPU for the experiments the seed shards (gpt2l, gpt2xl, gpt3l, gpt3xl, "
+                                   "gpt3-2.7B), else 0",
+                                   "auto", kZeroStageAuto);
+    option.get = [](const TrainConfig& config) { return Json(config.zero_stage); };
+    option.default_note = "auto";
+    return option;
+}
+
 std::vector<Option> build_options() {
     using C = TrainConfig;
     const std::string model = "model", batch = "batch", optimizer = "optimizer", precision = "precision",
@@ -349,10 +364,7 @@ std::vector<Option> build_options() {
                     "run directory, or a model_SSSSSSSS.bin",
                     "none"),
 
-        integer_option(distributed, "--zero-stage", &C::zero_stage, 0, 2,
-                       "0: replicated; 1: AdamW state and master weights sharded over GPUs, gradients "
-                       "reduce-scattered after backward; 2: also the gradients sharded, each layer's reduced "
-                       "to its owners during every micro-step's backward"),
+        zero_stage_option(distributed),
         bool_option(distributed, "--overlap-grad-reduce", &C::overlap_grad_reduce,
                     "ZeRO-0: all-reduce each layer's gradients on a second stream while the backward pass "
                     "computes the layers below (0 = after it); ZeRO-1 always reduce-scatters "
@@ -453,21 +465,22 @@ struct SeedPreset {
     InitScheme init_scheme;
     const char* short_run;   // the seed's 60,000-step variant ("30B" / "60B" tokens), "" if none
     int hdim128_heads;       // heads of the seed's -hdim128 variant (d_head 128), 0 if none
+    bool zero1;              // the seed's strategy is DDPStrategyZero1 (optimizer state sharded)
     const char* note;     // oddities of the seed, shown in --help
 };
 
 constexpr SeedPreset kSeedPresets[] = {
-    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, ""},
-    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, ""},
-    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0,
+    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, false, ""},
+    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, false, ""},
+    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, true,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0,
+    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, true,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, ""},
-    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, ""},
-    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, ""},
-    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, "60B", 0, ""},
-    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init, "", 20,
+    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, false, ""},
+    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, false, ""},
+    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, true, ""},
+    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, "60B", 0, true, ""},
+    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init, "", 20, true,
      "32 heads of 80 (-hdim128: 20 heads of 128); small_init"},
 };
 
@@ -787,6 +800,10 @@ void TrainConfig::resolve(int num_processes) {
     residual_init_std = residual_projection_init_std(base_init_std, n_layer);
     num_params = ParamLayout(model_shape(), base_init_std).total();
     flops_per_token = ::flops_per_token(num_params, n_layer, n_embd, seq_len);
+    const std::optional<PresetChoice> preset = parse_preset_name(experiment);
+    zero_stage = zero_stage_setting != kZeroStageAuto ? zero_stage_setting
+                 : world_size > 1 && preset && preset->preset->zero1 ? 1
+                                                                     : 0;
     const std::string dataset_dir = join_path(data_dir, dataset);
     train_pattern = train_glob.empty() ? join_path(dataset_dir, "*_train_*.bin") : train_glob;
     val_pattern = val_glob.empty() ? join_path(dataset_dir, "*_val_*.bin") : val_glob;

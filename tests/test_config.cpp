@@ -362,6 +362,30 @@ TEST(ConfigFlagTest, GradientAccumulationRoundsUp) {
     EXPECT_EQ(again.to_json(), [&] { TrainConfig c = ranks; c.resolve(16); return c.to_json(); }());
 }
 
+TEST(ConfigFlagTest, ZeroOneByDefaultOnSeveralGpusWhereTheSeedShards) {
+    // The seed trains gpt2l, gpt2xl, gpt3l, gpt3xl and gpt3-2.7B with DDPStrategyZero1.
+    for (const char* name : {"gpt2l", "gpt2xl", "gpt3l", "gpt3xl", "gpt3-2.7B", "gpt3xl-rotary-60B",
+                             "gpt3l-rotary-30B", "gpt3-2.7B-hdim128-rotary-8k", "gpt2l-8k"}) {
+        EXPECT_EQ(Json::parse(parse({"-e", name, "--nproc", "8", "--print-config"}).to_json())["zero_stage"], 1)
+            << name;
+        EXPECT_EQ(parse({"-e", name}).zero_stage, 0) << name << " on one GPU";
+    }
+    for (const char* name : {"gpt2s", "gpt2m", "gpt3s", "gpt3m-rotary-30B", "d48"})
+        EXPECT_EQ(parse({"-e", name, "--nproc", "8"}).zero_stage, 0) << name;
+    // The world size known later (mpirun: --nproc 1 at parsing, 4 ranks at start-up) decides.
+    TrainConfig mpi = parse({"-e", "gpt2xl"});
+    mpi.resolve(4);
+    EXPECT_EQ(mpi.zero_stage, 1);
+    mpi.resolve(1);
+    EXPECT_EQ(mpi.zero_stage, 0);
+    // A given stage wins; auto asks for the default.
+    EXPECT_EQ(parse({"-e", "gpt2l", "--nproc", "8", "--zero-stage", "0"}).zero_stage, 0);
+    EXPECT_EQ(parse({"-e", "gpt2l", "--nproc", "8", "--zero-stage", "2"}).zero_stage, 2);
+    EXPECT_EQ(parse({"-e", "gpt2s", "--nproc", "8", "--zero-stage", "1"}).zero_stage, 1);
+    EXPECT_EQ(parse({"-e", "gpt2l", "--zero-stage", "2", "--zero-stage", "auto", "--nproc", "2"}).zero_stage, 1);
+    EXPECT_NE(help_text().find("--zero-stage N|auto"), std::string::npos);
+}
+
 TEST(ConfigFlagTest, DecayEndDefaultsToTheLastStep) {
     EXPECT_EQ(parse({"-e", "gpt2s", "--steps", "20"}).decay_end_step, 20);
     EXPECT_EQ(parse({"-e", "gpt3s", "--steps", "20"}).decay_end_step, 600000);  // explicit in the preset
