@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "host/gpu_specs.h"
+#include "host/kernel_support.h"
 
 namespace fs = std::filesystem;
 
@@ -754,15 +755,52 @@ TrainConfig experiment_config(const std::string& name, const ParseContext& conte
 // ---------------------------------------------------------------------------------------------
 // Resolution and rendering
 
+namespace {
+
+// The shapes the CUDA kernels run (host/kernel_support.h), so that a bad one fails here and not
+// after minutes of start-up on a GPU.
+void check_kernel_support(const TrainConfig& config) {
+    using namespace kernel_support;
+    const std::string width = "--n-embd " + std::to_string(config.n_embd);
+    if (config.n_embd % kVectorElements != 0)
+        throw ConfigError(width + " is not a multiple of " + std::to_string(kVectorElements) +
+                          ": the kernels move 16-byte vectors of " + std::to_string(kVectorElements) + " values");
+    if (config.n_embd > kLayerNormMaxWidth)
+        throw ConfigError(width + " is wider than the fused LayerNorm's " + std::to_string(kLayerNormMaxWidth));
+    if (config.n_embd % config.n_head != 0)
+        throw ConfigError(width + " is not divisible by --n-head " + std::to_string(config.n_head));
+    const int head_dim = config.n_embd / config.n_head;
+    if (!is_attention_head_dim(head_dim)) {
+        std::string supported, choices;
+        for (int dim : kAttentionHeadDims) {
+            supported += (supported.empty() ? "" : ", ") + std::to_string(dim);
+            if (config.n_embd % dim == 0)
+                choices += (choices.empty() ? "" : ", ") + std::to_string(config.n_embd / dim) + " (heads of " +
+                           std::to_string(dim) + ")";
+        }
+        throw ConfigError(width + " / --n-head " + std::to_string(config.n_head) + " gives heads of " +
+                          std::to_string(head_dim) + "; the attention kernels support " + supported + ". " +
+                          (choices.empty() ? "Choose --n-embd as a multiple of one of them"
+                                           : "For this width use --n-head " + choices));
+    }
+    const int64_t padded = (int64_t{config.vocab_size} + config.pad_vocab_to - 1) / config.pad_vocab_to *
+                           config.pad_vocab_to;
+    if (padded % kVectorElements != 0)
+        throw ConfigError("--vocab-size " + std::to_string(config.vocab_size) + " padded to a multiple of --pad-vocab-to " +
+                          std::to_string(config.pad_vocab_to) + " is " + std::to_string(padded) +
+                          ", not a multiple of " + std::to_string(kVectorElements) +
+                          " (the cross-entropy kernel's 16-byte rows): use --pad-vocab-to 64 or 128");
+}
+
+}  // namespace
+
 void TrainConfig::resolve(int num_processes) {
     if (num_processes < 1) throw ConfigError("world size " + std::to_string(num_processes) + " must be at least 1");
     for (const Option& option : options()) {
         const std::string problem = option.problem(*this);
         if (!problem.empty()) throw ConfigError(option.flag + " " + problem);
     }
-    if (n_embd % n_head != 0)
-        throw ConfigError("--n-embd " + std::to_string(n_embd) + " is not divisible by --n-head " +
-                          std::to_string(n_head));
+    check_kernel_support(*this);
     if (seq_len > max_seq_len)
         throw ConfigError("--seq-len " + std::to_string(seq_len) + " exceeds the model's --max-seq-len " +
                           std::to_string(max_seq_len) + " (the positions it has embeddings for)");

@@ -519,7 +519,19 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         {{"--precision", "fp8"}, "--precision: 'fp8' is not one of bf16|fp16"},
         {{"--post-norm", "maybe"}, "--post-norm: 'maybe' is not a boolean"},
         {{"--zero-stage", "3"}, "--zero-stage 3 is out of range: valid is an integer in [0, 2]"},
-        {{"--n-embd", "770"}, "--n-embd 770 is not divisible by --n-head 12"},
+        {{"--n-embd", "776"}, "--n-embd 776 is not divisible by --n-head 12"},
+        // Shapes the kernels do not run (issue 18): heads of 64, 80, 96 or 128 only; widths in
+        // 16-byte vectors, up to the fused LayerNorm's 8192; a padded vocabulary of 16-byte rows.
+        {{"--n-embd", "770", "--n-head", "10"}, "--n-embd 770 is not a multiple of 8"},
+        {{"--n-embd", "616", "--n-head", "8"},
+         "--n-embd 616 / --n-head 8 gives heads of 77; the attention kernels support 64, 80, 96, 128. Choose "
+         "--n-embd as a multiple of one of them"},
+        {{"--n-embd", "1024", "--n-head", "4"},
+         "gives heads of 256; the attention kernels support 64, 80, 96, 128. For this width use --n-head 16 (heads of "
+         "64), 8 (heads of 128)"},
+        {{"-e", "gpt3-2.7B", "--n-head", "10"}, "For this width use --n-head 40 (heads of 64), 32 (heads of 80), 20"},
+        {{"--n-embd", "16384", "--n-head", "128"}, "--n-embd 16384 is wider than the fused LayerNorm's 8192"},
+        {{"--pad-vocab-to", "1"}, "--vocab-size 50257 padded to a multiple of --pad-vocab-to 1 is 50257, not a multiple"},
         {{"--seq-len", "2048"}, "--seq-len 2048 exceeds the model's --max-seq-len 1024"},
         {{"--rotary-fraction", "0.3"}, "--rotary-fraction 0.3 gives rotary_dim 19.2 of d_head 64"},
         {{"--rotary-fraction", "0.015625"}, "whole, even, positive"},
