@@ -664,6 +664,17 @@ TrainConfig checkpoint_config(const std::string& path, const ParseContext& conte
     return config;
 }
 
+// A run from a checkpoint takes the file's shape; a shape flag that contradicts it is an error,
+// not a model that could not load its weights.
+void check_checkpoint_shape(const TrainConfig& config) {
+    try {
+        check_model_shape(config.init_from, read_model_header(config.init_from).shape, config.model_shape());
+    } catch (const std::exception& e) {
+        throw ConfigError("-e " + config.init_from + ": " + e.what() +
+                          "; a checkpoint's shape is fixed: drop the flag, or start a new model from a preset or dN");
+    }
+}
+
 std::string parameter_count_text(int64_t count) {
     char text[32];
     if (count >= 1000000000) std::snprintf(text, sizeof(text), "%.1fB", count / 1e9);
@@ -1016,6 +1027,7 @@ ParsedArgs parse_args(const std::vector<std::string>& args, const ParseContext& 
         config.out_dir = join_path("runs", experiment_label(config) + "-" + timestamp(context.now));
     }
     config.resolve(config.nproc);
+    if (!config.init_from.empty()) check_checkpoint_shape(config);
     return parsed;
 }
 

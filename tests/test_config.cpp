@@ -316,6 +316,25 @@ TEST(ConfigPresetTest, CheckpointFileGivesTheModelShape) {
     EXPECT_EQ(loaded.sample_tokens, 64);  // the default 128 capped to the model's positions
     EXPECT_EQ(loaded.out_dir.rfind("runs/model_00000300-", 0), 0u) << loaded.out_dir;
 
+    // Flags may change the training recipe, never the shape the weights have (--pad-vocab-to 128
+    // pads 50257 to the same 50304 rows as the file's 64).
+    EXPECT_EQ(parse({"-e", file, "--lr", "1e-4", "--steps", "5", "--pad-vocab-to", "128"}).lr, 1e-4);
+    const std::vector<std::pair<std::vector<std::string>, std::string>> contradictions = {
+        {{"--n-layer", "4"}, "has n_layer 2 but this run has 4 (--n-layer)"},
+        {{"--n-head", "1", "--n-embd", "128"}, "has n_head 2 but this run has 1 (--n-head)"},
+        {{"--post-norm", "0"}, "has post_norm on but this run has it off (--post-norm 0)"},
+        {{"--rotary-fraction", "0.5"}, "has rotary_dim 16 but this run has 32"},
+        {{"--max-seq-len", "128", "--seq-len", "128"}, "has max_seq_len 64 but this run has 128 (--max-seq-len)"},
+        {{"--pad-vocab-to", "8"}, "has padded_vocab_size 50304 but this run has 50264"},
+    };
+    for (const auto& [flags, part] : contradictions) {
+        std::vector<std::string> args = {"-e", file};
+        args.insert(args.end(), flags.begin(), flags.end());
+        const std::string message = error_of(args);
+        EXPECT_NE(message.find("-e " + file + ": checkpoint " + file + " " + part), std::string::npos) << message;
+        EXPECT_NE(message.find("a checkpoint's shape is fixed"), std::string::npos) << message;
+    }
+
     const std::string truncated = dir + "/model_00000001.bin";
     fs::copy_file(file, truncated);
     fs::resize_file(truncated, 2000);
