@@ -59,9 +59,20 @@ ModelShape decode_shape(const int32_t* ints, const std::string& path) {
     shape.fp32_residual = flags & kFp32Residual;
     shape.rotary_dim = ints[7];
     shape.rotary_base = ints[8];
-    const bool sane = shape.n_layer > 0 && shape.n_embd > 0 && shape.n_head > 0 && shape.n_embd % shape.n_head == 0 &&
-                      shape.max_seq_len > 0 && shape.vocab_size > 0 && shape.padded_vocab_size >= shape.vocab_size &&
-                      (flags & ~0x1F) == 0 && shape.rotary_dim >= 0 &&
+    const auto in_range = [&](const char* field, int64_t value, int64_t lo, int64_t hi) {
+        if (value < lo || value > hi)
+            throw std::runtime_error(path + " has a corrupt model header: " + field + " " + std::to_string(value) +
+                                     " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    };
+    using namespace model_limits;
+    in_range("n_layer", shape.n_layer, 1, kMaxLayers);
+    in_range("n_embd", shape.n_embd, 1, kMaxEmbd);
+    in_range("n_head", shape.n_head, 1, kMaxHeads);
+    in_range("max_seq_len", shape.max_seq_len, 1, kMaxSeqLen);
+    in_range("vocab_size", shape.vocab_size, 1, kMaxVocab);
+    in_range("padded_vocab_size", shape.padded_vocab_size, shape.vocab_size,
+             int64_t{shape.vocab_size} + kMaxPadMultiple - 1);
+    const bool sane = shape.n_embd % shape.n_head == 0 && (flags & ~0x1F) == 0 && shape.rotary_dim >= 0 &&
                       shape.rotary_dim <= shape.n_embd / shape.n_head && shape.rotary_base > 0;
     if (!sane) throw std::runtime_error(path + " has a corrupt model header (impossible shape values)");
     return shape;

@@ -246,13 +246,16 @@ std::vector<Option> build_options() {
                       data = "data", run = "run", eval = "evaluation and samples", output = "output",
                       distributed = "distributed";
     return {
-        integer_option(model, "--n-layer", &C::n_layer, 1, 1024, "transformer blocks"),
-        integer_option(model, "--n-embd", &C::n_embd, 1, 65536, "model width d_model, divisible by --n-head"),
-        integer_option(model, "--n-head", &C::n_head, 1, 1024, "attention heads (d_head = n_embd / n_head)"),
-        integer_option(model, "--max-seq-len", &C::max_seq_len, 1, 1 << 20,
+        integer_option(model, "--n-layer", &C::n_layer, 1, model_limits::kMaxLayers, "transformer blocks"),
+        integer_option(model, "--n-embd", &C::n_embd, 1, model_limits::kMaxEmbd,
+                       "model width d_model, divisible by --n-head"),
+        integer_option(model, "--n-head", &C::n_head, 1, model_limits::kMaxHeads,
+                       "attention heads (d_head = n_embd / n_head: 64, 80, 96 or 128)"),
+        integer_option(model, "--max-seq-len", &C::max_seq_len, 1, model_limits::kMaxSeqLen,
                        "longest sequence the model takes (rows of the position embedding)"),
-        integer_option(model, "--vocab-size", &C::vocab_size, 1, 1 << 24, "vocabulary size (GPT-2 BPE: 50257)"),
-        integer_option(model, "--pad-vocab-to", &C::pad_vocab_to, 1, 65536,
+        integer_option(model, "--vocab-size", &C::vocab_size, 1, model_limits::kMaxVocab,
+                       "vocabulary size (GPT-2 BPE: 50257)"),
+        integer_option(model, "--pad-vocab-to", &C::pad_vocab_to, 1, model_limits::kMaxPadMultiple,
                        "pad the embedding rows to a multiple of this for fast matmuls; padded logits never get "
                        "probability"),
         bool_option(model, "--learned-pos-emb", &C::learned_pos_emb, "learned absolute position embeddings (wpe)"),
@@ -843,8 +846,14 @@ void TrainConfig::resolve(int num_processes) {
     if (warmup_steps == kAutoWarmupSteps) warmup_steps = (steps * kWarmupPercentOfSteps + 99) / 100;
     if (decay_end_step == 0) decay_end_step = steps;
     const int64_t micro_batch_tokens = int64_t{world_size} * device_batch * seq_len;
-    grad_accum = static_cast<int>((global_batch_tokens + micro_batch_tokens - 1) / micro_batch_tokens);
-    tokens_per_step = grad_accum * micro_batch_tokens;
+    const int64_t micro_steps = (global_batch_tokens + micro_batch_tokens - 1) / micro_batch_tokens;
+    if (micro_steps > INT32_MAX)
+        throw ConfigError("--global-batch-tokens " + std::to_string(global_batch_tokens) + " takes " +
+                          std::to_string(micro_steps) + " micro-steps of " + std::to_string(device_batch) + " x " +
+                          std::to_string(seq_len) + " tokens on " + std::to_string(world_size) + " GPU(s), more than " +
+                          std::to_string(INT32_MAX) + ": use a larger --device-batch or --seq-len");
+    grad_accum = static_cast<int>(micro_steps);
+    tokens_per_step = micro_steps * micro_batch_tokens;
     base_init_std = init_scheme == InitScheme::small_init ? std::sqrt(2.0 / (5.0 * n_embd)) : init_std;
     residual_init_std = residual_projection_init_std(base_init_std, n_layer);
     num_params = ParamLayout(model_shape(), base_init_std).total();

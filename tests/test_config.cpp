@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -335,6 +336,23 @@ TEST(ConfigPresetTest, CheckpointFileGivesTheModelShape) {
         EXPECT_NE(message.find("a checkpoint's shape is fixed"), std::string::npos) << message;
     }
 
+    // A header whose shape no writer produces (here 2^30 layers of width 2^20, whose size
+    // overflows 64 bits) is rejected by its ranges, not described with a wrapped-around size.
+    const std::string huge = dir + "/model_00000002.bin";
+    {
+        std::vector<int32_t> header(256, 0);
+        const int32_t fields[] = {kModelFileMagic, kModelFileVersion, 1 << 30, 1 << 20, 1 << 14, 1024, 50257, 50304,
+                                  1, 0, 10000, 0, 2};
+        std::copy(std::begin(fields), std::end(fields), header.begin());
+        std::ofstream(huge, std::ios::binary).write(reinterpret_cast<const char*>(header.data()), 1024);
+    }
+    const std::string corrupt = error_of({"-e", huge, "--print-config"});
+    EXPECT_NE(corrupt.find("-e " + huge + ": " + huge + " has a corrupt model header: n_layer 1073741824 is out of "
+                           "range [1, 1024]"),
+              std::string::npos)
+        << corrupt;
+    EXPECT_EQ(corrupt.find(" -"), std::string::npos) << "no negative size: " << corrupt;
+
     const std::string truncated = dir + "/model_00000001.bin";
     fs::copy_file(file, truncated);
     fs::resize_file(truncated, 2000);
@@ -551,6 +569,9 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         {{"-e", "gpt3-2.7B", "--n-head", "10"}, "For this width use --n-head 40 (heads of 64), 32 (heads of 80), 20"},
         {{"--n-embd", "16384", "--n-head", "128"}, "--n-embd 16384 is wider than the fused LayerNorm's 8192"},
         {{"--pad-vocab-to", "1"}, "--vocab-size 50257 padded to a multiple of --pad-vocab-to 1 is 50257, not a multiple"},
+        {{"--global-batch-tokens", "1099511627776", "--device-batch", "1", "--seq-len", "1", "--max-seq-len", "1"},
+         "--global-batch-tokens 1099511627776 takes 1099511627776 micro-steps of 1 x 1 tokens on 1 GPU(s), more than "
+         "2147483647"},
         {{"--seq-len", "2048"}, "--seq-len 2048 exceeds the model's --max-seq-len 1024"},
         {{"--rotary-fraction", "0.3"}, "--rotary-fraction 0.3 gives rotary_dim 19.2 of d_head 64"},
         {{"--rotary-fraction", "0.015625"}, "whole, even, positive"},
