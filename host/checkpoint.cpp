@@ -360,6 +360,10 @@ void write_model_file(const std::string& path, const ModelShape& shape, int64_t 
     writer.commit();
 }
 
+int64_t model_file_bytes(const ModelShape& shape) {
+    return kModelHeaderInts * int64_t{sizeof(int32_t)} + ParamLayout(shape, 0.0).total() * int64_t{sizeof(float)};
+}
+
 ModelFileHeader read_model_header(const std::string& path) {
     InputFile file(path);
     int32_t header[kModelHeaderInts] = {};
@@ -380,8 +384,7 @@ ModelFileHeader read_model_header(const std::string& path) {
     ModelFileHeader result;
     result.shape = decode_shape(header + 2, path);
     result.step = header[12];
-    const int64_t expected_bytes =
-        static_cast<int64_t>(sizeof(header)) + ParamLayout(result.shape, 0.0).total() * int64_t{sizeof(float)};
+    const int64_t expected_bytes = model_file_bytes(result.shape);
     if (file.size() != expected_bytes)
         throw std::runtime_error(path + " has " + std::to_string(file.size()) + " bytes but its header (n_layer " +
                                  std::to_string(result.shape.n_layer) + ", n_embd " +
@@ -444,6 +447,12 @@ struct BufferDescriptor {
 static_assert(sizeof(BufferDescriptor) == 40, "the state file layout is fixed");
 
 }  // namespace
+
+int64_t state_file_bytes(const std::vector<int64_t>& buffer_floats) {
+    int64_t bytes = static_cast<int64_t>(sizeof(StateFileFixedPart) + buffer_floats.size() * sizeof(BufferDescriptor));
+    for (int64_t count : buffer_floats) bytes += count * int64_t{sizeof(float)};
+    return bytes;
+}
 
 void write_state_file(const std::string& path, const StateHeader& header, const std::vector<ConstFloatBuffer>& buffers) {
     StateFileFixedPart fixed{};
@@ -527,7 +536,7 @@ StateHeader read_state_file(const std::string& path, const RunIdentity& expected
 
     std::vector<BufferDescriptor> descriptors(buffers.size());
     file.read(descriptors.data(), descriptors.size() * sizeof(BufferDescriptor), "buffer list");
-    int64_t expected_bytes = static_cast<int64_t>(sizeof(fixed) + descriptors.size() * sizeof(BufferDescriptor));
+    std::vector<int64_t> buffer_floats;
     for (size_t i = 0; i < buffers.size(); ++i) {
         const std::string name(descriptors[i].name, strnlen(descriptors[i].name, kBufferNameBytes));
         if (name != buffers[i].name)
@@ -537,8 +546,9 @@ StateHeader read_state_file(const std::string& path, const RunIdentity& expected
             throw std::runtime_error(path + " holds " + std::to_string(descriptors[i].count) + " floats of '" + name +
                                      "', this run needs " + std::to_string(buffers[i].count) +
                                      " (another model, number of processes or ZeRO stage?)");
-        expected_bytes += buffers[i].count * int64_t{sizeof(float)};
+        buffer_floats.push_back(buffers[i].count);
     }
+    const int64_t expected_bytes = state_file_bytes(buffer_floats);
     if (file.size() != expected_bytes)
         throw std::runtime_error(path + " has " + std::to_string(file.size()) + " bytes, its header describes " +
                                  std::to_string(expected_bytes) +
@@ -583,20 +593,27 @@ bool all_exist(const CheckpointFiles& files) {
 
 }  // namespace
 
-std::optional<CheckpointFiles> find_latest_checkpoint(const std::string& dir, int world_size) {
+std::vector<CheckpointFiles> find_checkpoints(const std::string& dir, int world_size) {
     std::error_code error;
-    if (!fs::is_directory(dir, error)) return std::nullopt;
+    if (!fs::is_directory(dir, error)) return {};
     std::vector<int64_t> steps;
     for (const fs::directory_entry& entry : fs::directory_iterator(dir, error)) {
         const int64_t step = model_file_step(entry.path().filename().string());
         if (step >= 0) steps.push_back(step);
     }
-    std::sort(steps.rbegin(), steps.rend());
+    std::sort(steps.begin(), steps.end());
+    std::vector<CheckpointFiles> complete;
     for (int64_t step : steps) {
         CheckpointFiles files = checkpoint_files(dir, step, world_size);
-        if (all_exist(files)) return files;
+        if (all_exist(files)) complete.push_back(std::move(files));
     }
-    return std::nullopt;
+    return complete;
+}
+
+std::optional<CheckpointFiles> find_latest_checkpoint(const std::string& dir, int world_size) {
+    std::vector<CheckpointFiles> complete = find_checkpoints(dir, world_size);
+    if (complete.empty()) return std::nullopt;
+    return std::move(complete.back());
 }
 
 std::optional<CheckpointFiles> locate_resume_checkpoint(const std::string& resume, const std::string& out_dir,

@@ -363,6 +363,13 @@ std::vector<Option> build_options() {
                     "runs/<experiment>-<YYYYmmdd-HHMMSS>"),
         integer_option(output, "--checkpoint-every", &C::checkpoint_every, 0, kMaxCount,
                        "checkpoint every N steps, and at the end (0 = only at the end)"),
+        integer_option(output, "--keep-best-checkpoints", &C::keep_best_checkpoints, 0, 1000000,
+                       "delete older checkpoints except the newest, these N with the lowest validation loss, those "
+                       "at multiples of --keep-checkpoint-every and the one resumed from (all: delete none)",
+                       "all", kKeepAllCheckpoints),
+        integer_option(output, "--keep-checkpoint-every", &C::keep_checkpoint_every, 0, kMaxCount,
+                       "checkpoints at multiples of N are kept for good, also written when --checkpoint-every "
+                       "does not fall on them (the seed's progress checkpoints; 0 = none)"),
         text_option(output, "--resume", &C::resume, "auto|DIR|FILE",
                     "continue exactly from a checkpoint: auto = the newest in --out-dir (fresh start if none), a "
                     "run directory, or a model_SSSSSSSS.bin",
@@ -467,6 +474,7 @@ struct SeedPreset {
     int64_t val_every;
     bool pile;            // The Pile (bf16, cosine, warmup from 1e-6) or OpenWebText (fp16, linear)
     InitScheme init_scheme;
+    int64_t progress_checkpoint_every;  // model_checkpoint_progress.every_n_train_steps
     const char* short_run;   // the seed's 60,000-step variant ("30B" / "60B" tokens), "" if none
     int hdim128_heads;       // heads of the seed's -hdim128 variant (d_head 128), 0 if none
     bool zero1;              // the seed's strategy is DDPStrategyZero1 (optimizer state sharded)
@@ -474,24 +482,31 @@ struct SeedPreset {
 };
 
 constexpr SeedPreset kSeedPresets[] = {
-    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, false, ""},
-    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, false, ""},
-    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, true,
+    // name, L, C, heads, T, global batch, B, lr, decay end, steps, val every, pile, init,
+    // progress checkpoints, short run, hdim128 heads, ZeRO-1, note
+    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, false, ""},
+    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, false, ""},
+    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, true,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, "", 0, true,
+    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, true,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, false, ""},
-    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, false, ""},
-    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, "30B", 0, true, ""},
-    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, "60B", 0, true, ""},
-    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init, "", 20, true,
-     "32 heads of 80 (-hdim128: 20 heads of 128); small_init"},
+    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, false,
+     ""},
+    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, false,
+     ""},
+    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, true,
+     ""},
+    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, 12500, "60B", 0, true,
+     ""},
+    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init, 12500, "",
+     20, true, "32 heads of 80 (-hdim128: 20 heads of 128); small_init"},
 };
 
 constexpr int kLongContext = 8192;                 // the -8k variants
 constexpr int64_t kShortRunSteps = 60000;          // the -30B / -60B variants (trainer.max_steps)
 constexpr int64_t kPileValTokenCap = 10 * (1 << 20);  // the Pile's val split is 383M tokens
-constexpr int64_t kPresetCheckpointEvery = 5000;
+constexpr int64_t kPresetCheckpointEvery = 1000;   // model_checkpoint.every_n_train_steps
+constexpr int kPresetKeepBestCheckpoints = 3;      // model_checkpoint.save_top_k (monitor val/loss)
 constexpr int kMaxDepthPreset = 256;               // dN: largest N
 
 // dN and checkpoint-started runs: B so that B * T stays at 32 sequences of 1024 tokens for
@@ -526,6 +541,8 @@ void apply_seed_preset(const SeedPreset& preset, TrainConfig& config) {
     config.val_every = config.sample_every = preset.val_every;
     config.val_tokens = preset.pile ? kPileValTokenCap : 0;  // OpenWebText's 4.4M-token holdout in full
     config.checkpoint_every = kPresetCheckpointEvery;
+    config.keep_best_checkpoints = kPresetKeepBestCheckpoints;
+    config.keep_checkpoint_every = preset.progress_checkpoint_every;
     config.dropout_embd = config.dropout_resid = config.dropout_attn = 0.1;
     config.scale_attn_by_inverse_layer_idx = true;
     config.fp32_residual = true;  // residual_in_fp32 in owt/gpt2s-flash and pile/gpt3s-flash, inherited by all
@@ -883,6 +900,13 @@ ModelShape TrainConfig::model_shape() const {
     shape.rotary_dim = rotary_dim;
     shape.rotary_base = rotary_base;
     return shape;
+}
+
+RetentionPolicy TrainConfig::checkpoint_retention() const {
+    RetentionPolicy policy;
+    policy.keep_best = keep_best_checkpoints;
+    policy.keep_every = keep_checkpoint_every;
+    return policy;
 }
 
 LrSchedule TrainConfig::lr_schedule() const {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "host/checkpoint.h"
+#include "host/checkpoint_retention.h"
 #include "host/schedule.h"
 
 struct ConfigError : std::runtime_error {
@@ -93,6 +94,8 @@ struct TrainConfig {
     double temperature = 1.0;
     int top_k = 50;                   // 0 = sample from the whole distribution
     int64_t checkpoint_every = 1000;  // 0 = only at the end
+    int keep_best_checkpoints = kKeepAllCheckpoints;  // keep the newest and these best by val loss; -1 = all
+    int64_t keep_checkpoint_every = 0;  // checkpoints at multiples of this are never deleted; 0 = none
     std::string out_dir;              // parse_args: runs/<experiment>-<YYYYmmdd-HHMMSS> if not given
     std::string resume;               // "", "auto", a run directory or a model_*.bin
     int64_t log_every = 1;
@@ -131,6 +134,7 @@ struct TrainConfig {
 
     ModelShape model_shape() const;
     LrSchedule lr_schedule() const;
+    RetentionPolicy checkpoint_retention() const;
     // Every field, derived ones included, as one flat JSON object (keys = field names).
     std::string to_json() const;
     // The same as an aligned, sectioned table for the console.
