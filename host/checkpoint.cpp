@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "host/model_limits.h"
+
 namespace fs = std::filesystem;
 
 namespace {

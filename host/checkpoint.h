@@ -33,17 +33,6 @@ constexpr int32_t kStateFileMagic = 20261128;
 constexpr int32_t kStateFileVersion = 1;
 constexpr int kModelHeaderInts = 256;
 
-// The largest shape a model may have: the trainer's flags allow no more, and a model file whose
-// header goes beyond is corrupt. Parameter counts and byte sizes of shapes within them fit int64.
-namespace model_limits {
-constexpr int kMaxLayers = 1024;
-constexpr int kMaxEmbd = 65536;
-constexpr int kMaxHeads = 1024;
-constexpr int kMaxSeqLen = 1 << 20;
-constexpr int kMaxVocab = 1 << 24;
-constexpr int kMaxPadMultiple = 65536;  // padded_vocab_size - vocab_size < this
-}  // namespace model_limits
-
 // Everything that decides the parameter layout and the function the model computes.
 struct ModelShape {
     int n_layer = 0;

@@ -17,6 +17,7 @@
 
 #include "host/gpu_specs.h"
 #include "host/kernel_support.h"
+#include "host/model_limits.h"
 
 namespace fs = std::filesystem;
 
