@@ -29,7 +29,7 @@ const char* const kUsage =
     "\n"
     "recipes:\n"
     "  tiny         nlp-corpus from `make setup` (about 2M tokens), 2% val -> data/tiny\n"
-    "  openwebtext  OpenWebText (download or --source-dir), 0.05% val holdout, seed 2357 -> data/openwebtext\n"
+    "  openwebtext  OpenWebText (download or --source-dir), the seed's 0.05% val holdout -> data/openwebtext\n"
     "  pile         The Pile's train/val/test .jsonl.zst (download or --source-dir) -> data/the_pile\n"
     "  text         your own text: --input PATH|DIR|GLOB ... --name NAME -> data/NAME\n"
     "               (.txt, .jsonl, .json; .gz/.xz/.zst/.bz2 compressed; tar archives, nested too)\n"
@@ -89,7 +89,8 @@ int run(int argc, char** argv) {
         {"--skip-invalid-json", "", "skip (and count in manifest.json) .jsonl lines that are not valid JSON with a text field",
          [&](const std::string&) { options.skip_invalid_documents = true; }, text},
         {"--source-dir", "DIR",
-         "where the source files are or get downloaded (default: data/<dir>/downloads; tiny: the npm package)",
+         "where the source files are or get downloaded (default: data/<dir>/downloads; tiny: the npm package; "
+         "openwebtext: openwebtext.tar.xz, or its urlsf_subset*.xz archives already extracted)",
          [&](const std::string& v) { options.source_dir = v; }, sources},
         {"--url", "URL",
          "openwebtext: the archive's URL (default $OPENWEBTEXT_URL, else " + data_prep::default_url("openwebtext") +

@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "host/model_limits.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -59,9 +61,20 @@ ModelShape decode_shape(const int32_t* ints, const std::string& path) {
     shape.fp32_residual = flags & kFp32Residual;
     shape.rotary_dim = ints[7];
     shape.rotary_base = ints[8];
-    const bool sane = shape.n_layer > 0 && shape.n_embd > 0 && shape.n_head > 0 && shape.n_embd % shape.n_head == 0 &&
-                      shape.max_seq_len > 0 && shape.vocab_size > 0 && shape.padded_vocab_size >= shape.vocab_size &&
-                      (flags & ~0x1F) == 0 && shape.rotary_dim >= 0 &&
+    const auto in_range = [&](const char* field, int64_t value, int64_t lo, int64_t hi) {
+        if (value < lo || value > hi)
+            throw std::runtime_error(path + " has a corrupt model header: " + field + " " + std::to_string(value) +
+                                     " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    };
+    using namespace model_limits;
+    in_range("n_layer", shape.n_layer, 1, kMaxLayers);
+    in_range("n_embd", shape.n_embd, 1, kMaxEmbd);
+    in_range("n_head", shape.n_head, 1, kMaxHeads);
+    in_range("max_seq_len", shape.max_seq_len, 1, kMaxSeqLen);
+    in_range("vocab_size", shape.vocab_size, 1, kMaxVocab);
+    in_range("padded_vocab_size", shape.padded_vocab_size, shape.vocab_size,
+             int64_t{shape.vocab_size} + kMaxPadMultiple - 1);
+    const bool sane = shape.n_embd % shape.n_head == 0 && (flags & ~0x1F) == 0 && shape.rotary_dim >= 0 &&
                       shape.rotary_dim <= shape.n_embd / shape.n_head && shape.rotary_base > 0;
     if (!sane) throw std::runtime_error(path + " has a corrupt model header (impossible shape values)");
     return shape;
@@ -257,6 +270,10 @@ void write_model_file(const std::string& path, const ModelShape& shape, int64_t 
     writer.commit();
 }
 
+int64_t model_file_bytes(const ModelShape& shape) {
+    return kModelHeaderInts * int64_t{sizeof(int32_t)} + ParamLayout(shape, 0.0).total() * int64_t{sizeof(float)};
+}
+
 ModelFileHeader read_model_header(const std::string& path) {
     InputFile file(path);
     int32_t header[kModelHeaderInts] = {};
@@ -277,8 +294,7 @@ ModelFileHeader read_model_header(const std::string& path) {
     ModelFileHeader result;
     result.shape = decode_shape(header + 2, path);
     result.step = header[12];
-    const int64_t expected_bytes =
-        static_cast<int64_t>(sizeof(header)) + ParamLayout(result.shape, 0.0).total() * int64_t{sizeof(float)};
+    const int64_t expected_bytes = model_file_bytes(result.shape);
     if (file.size() != expected_bytes)
         throw std::runtime_error(path + " has " + std::to_string(file.size()) + " bytes but its header (n_layer " +
                                  std::to_string(result.shape.n_layer) + ", n_embd " +
@@ -341,6 +357,12 @@ struct BufferDescriptor {
 static_assert(sizeof(BufferDescriptor) == 40, "the state file layout is fixed");
 
 }  // namespace
+
+int64_t state_file_bytes(const std::vector<int64_t>& buffer_floats) {
+    int64_t bytes = static_cast<int64_t>(sizeof(StateFileFixedPart) + buffer_floats.size() * sizeof(BufferDescriptor));
+    for (int64_t count : buffer_floats) bytes += count * int64_t{sizeof(float)};
+    return bytes;
+}
 
 void write_state_file(const std::string& path, const StateHeader& header, const std::vector<ConstFloatBuffer>& buffers) {
     StateFileFixedPart fixed{};
@@ -424,7 +446,7 @@ StateHeader read_state_file(const std::string& path, const RunIdentity& expected
 
     std::vector<BufferDescriptor> descriptors(buffers.size());
     file.read(descriptors.data(), descriptors.size() * sizeof(BufferDescriptor), "buffer list");
-    int64_t expected_bytes = static_cast<int64_t>(sizeof(fixed) + descriptors.size() * sizeof(BufferDescriptor));
+    std::vector<int64_t> buffer_floats;
     for (size_t i = 0; i < buffers.size(); ++i) {
         const std::string name(descriptors[i].name, strnlen(descriptors[i].name, kBufferNameBytes));
         if (name != buffers[i].name)
@@ -434,8 +456,9 @@ StateHeader read_state_file(const std::string& path, const RunIdentity& expected
             throw std::runtime_error(path + " holds " + std::to_string(descriptors[i].count) + " floats of '" + name +
                                      "', this run needs " + std::to_string(buffers[i].count) +
                                      " (another model, number of processes or ZeRO stage?)");
-        expected_bytes += buffers[i].count * int64_t{sizeof(float)};
+        buffer_floats.push_back(buffers[i].count);
     }
+    const int64_t expected_bytes = state_file_bytes(buffer_floats);
     if (file.size() != expected_bytes)
         throw std::runtime_error(path + " has " + std::to_string(file.size()) + " bytes, its header describes " +
                                  std::to_string(expected_bytes) +
@@ -480,20 +503,27 @@ bool all_exist(const CheckpointFiles& files) {
 
 }  // namespace
 
-std::optional<CheckpointFiles> find_latest_checkpoint(const std::string& dir, int world_size) {
+std::vector<CheckpointFiles> find_checkpoints(const std::string& dir, int world_size) {
     std::error_code error;
-    if (!fs::is_directory(dir, error)) return std::nullopt;
+    if (!fs::is_directory(dir, error)) return {};
     std::vector<int64_t> steps;
     for (const fs::directory_entry& entry : fs::directory_iterator(dir, error)) {
         const int64_t step = model_file_step(entry.path().filename().string());
         if (step >= 0) steps.push_back(step);
     }
-    std::sort(steps.rbegin(), steps.rend());
+    std::sort(steps.begin(), steps.end());
+    std::vector<CheckpointFiles> complete;
     for (int64_t step : steps) {
         CheckpointFiles files = checkpoint_files(dir, step, world_size);
-        if (all_exist(files)) return files;
+        if (all_exist(files)) complete.push_back(std::move(files));
     }
-    return std::nullopt;
+    return complete;
+}
+
+std::optional<CheckpointFiles> find_latest_checkpoint(const std::string& dir, int world_size) {
+    std::vector<CheckpointFiles> complete = find_checkpoints(dir, world_size);
+    if (complete.empty()) return std::nullopt;
+    return std::move(complete.back());
 }
 
 std::optional<CheckpointFiles> locate_resume_checkpoint(const std::string& resume, const std::string& out_dir,

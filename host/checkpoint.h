@@ -89,6 +89,8 @@ void write_model_file(const std::string& path, const ModelShape& shape, int64_t 
 // Validates magic, version, dtype and the file size against the shape. Errors name the file
 // and say what it is instead when recognizable (a token shard, a state file).
 ModelFileHeader read_model_header(const std::string& path);
+// Bytes of a model file of this shape.
+int64_t model_file_bytes(const ModelShape& shape);
 // Reads params [offset, offset + count) after checking the file's shape against `expected`.
 void read_model_params(const std::string& path, const ModelShape& expected, float* dst, int64_t offset,
                        int64_t count);
@@ -127,6 +129,8 @@ struct FloatBuffer {
 };
 
 std::string state_file_path(const std::string& dir, int64_t step, int rank);
+// Bytes of a state file holding buffers of these float counts.
+int64_t state_file_bytes(const std::vector<int64_t>& buffer_floats);
 
 void write_state_file(const std::string& path, const StateHeader& header, const std::vector<ConstFloatBuffer>& buffers);
 
@@ -143,8 +147,10 @@ struct CheckpointFiles {
     std::vector<std::string> state_paths;  // [rank]
 };
 
-// The newest step in `dir` whose model file and state files of ranks 0..world_size-1 all
-// exist; nullopt when there is none (or no such directory).
+// Every step in `dir` whose model file and state files of ranks 0..world_size-1 all exist, oldest
+// first (none when there is no such directory).
+std::vector<CheckpointFiles> find_checkpoints(const std::string& dir, int world_size);
+// The newest of them; nullopt when there is none.
 std::optional<CheckpointFiles> find_latest_checkpoint(const std::string& dir, int world_size);
 
 // What --resume names: "" -> nullopt; "auto" -> the newest complete checkpoint in out_dir, or

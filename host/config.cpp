@@ -6,13 +6,18 @@
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <utility>
 
 #include "host/gpu_specs.h"
+#include "host/kernel_support.h"
+#include "host/model_limits.h"
 
 namespace fs = std::filesystem;
 
@@ -21,6 +26,8 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr int64_t kMaxCount = int64_t{1} << 40;  // bound for step and token counts
+constexpr int64_t kAutoWarmupSteps = -1;         // --warmup-steps auto: 1% of --steps
+constexpr int64_t kWarmupPercentOfSteps = 1;     // the seed's warmup_t / num_warmup_steps = 0.01 * max_steps
 
 // ---------------------------------------------------------------------------------------------
 // Value syntax
@@ -96,24 +103,35 @@ ConfigError out_of_range(const Option& option, const std::string& value) {
     return ConfigError(option.flag + " " + value + " is out of range: valid is " + option.valid);
 }
 
+// `keyword` (e.g. "auto") stands for the sentinel `keyword_value`, which is valid too.
 template <typename Int>
 Option integer_option(const std::string& section, const std::string& flag, Int TrainConfig::*member, long long lo,
-                      long long hi, const std::string& help) {
-    Option option = make_option(section, flag, "N", help);
-    option.valid = "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
-    auto in_range = [lo, hi](long long v) { return v >= lo && v <= hi; };
-    option.problem = [member, in_range, valid = option.valid](const TrainConfig& config) {
-        const long long v = static_cast<long long>(config.*member);
-        return in_range(v) ? std::string() : std::to_string(v) + " is out of range: valid is " + valid;
+                      long long hi, const std::string& help, const std::string& keyword = "",
+                      long long keyword_value = 0) {
+    Option option = make_option(section, flag, keyword.empty() ? "N" : "N|" + keyword, help);
+    option.valid = "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]" +
+                   (keyword.empty() ? "" : " or " + keyword);
+    auto valid_value = [lo, hi, keyword, keyword_value](long long v) {
+        return (v >= lo && v <= hi) || (!keyword.empty() && v == keyword_value);
     };
-    option.set = [member, in_range, option](TrainConfig& config, const std::string& text) {
+    option.problem = [member, valid_value, valid = option.valid](const TrainConfig& config) {
+        const long long v = static_cast<long long>(config.*member);
+        return valid_value(v) ? std::string() : std::to_string(v) + " is out of range: valid is " + valid;
+    };
+    option.set = [member, valid_value, option, keyword, keyword_value](TrainConfig& config, const std::string& text) {
         long long v = 0;
-        if (!parse_integer(text, &v))
+        if (!keyword.empty() && lowercase(text) == keyword) {
+            v = keyword_value;
+        } else if (!parse_integer(text, &v)) {
             throw ConfigError(option.flag + ": '" + text + "' is not an integer (valid: " + option.valid + ")");
-        if (!in_range(v)) throw out_of_range(option, text);
+        }
+        if (!valid_value(v)) throw out_of_range(option, text);
         config.*member = static_cast<Int>(v);
     };
-    option.get = [member](const TrainConfig& config) { return Json(config.*member); };
+    option.get = [member, keyword, keyword_value](const TrainConfig& config) {
+        const long long v = static_cast<long long>(config.*member);
+        return !keyword.empty() && v == keyword_value ? Json(keyword) : Json(config.*member);
+    };
     return option;
 }
 
@@ -208,19 +226,37 @@ Option text_option(const std::string& section, const std::string& flag, std::str
     return option;
 }
 
+// --zero-stage sets zero_stage_setting, which may be auto; what it shows is the stage resolve()
+// chose for the world size (zero_stage), so a printed configuration reads back to itself.
+Option zero_stage_option(const std::string& section) {
+    Option option = integer_option(section, "--zero-stage", &TrainConfig::zero_stage_setting, 0, 2,
+                                   "0: replicated; 1: AdamW state and master weights sharded over GPUs, gradients "
+                                   "reduce-scattered after backward; 2: also the gradients sharded, each layer's "
+                                   "reduced to its owners during every micro-step's backward; auto: 1 on more than "
+                                   "one GPU for the experiments the seed shards (gpt2l, gpt2xl, gpt3l, gpt3xl, "
+                                   "gpt3-2.7B), else 0",
+                                   "auto", kZeroStageAuto);
+    option.get = [](const TrainConfig& config) { return Json(config.zero_stage); };
+    option.default_note = "auto";
+    return option;
+}
+
 std::vector<Option> build_options() {
     using C = TrainConfig;
     const std::string model = "model", batch = "batch", optimizer = "optimizer", precision = "precision",
                       data = "data", run = "run", eval = "evaluation and samples", output = "output",
                       distributed = "distributed";
     return {
-        integer_option(model, "--n-layer", &C::n_layer, 1, 1024, "transformer blocks"),
-        integer_option(model, "--n-embd", &C::n_embd, 1, 65536, "model width d_model, divisible by --n-head"),
-        integer_option(model, "--n-head", &C::n_head, 1, 1024, "attention heads (d_head = n_embd / n_head)"),
-        integer_option(model, "--max-seq-len", &C::max_seq_len, 1, 1 << 20,
+        integer_option(model, "--n-layer", &C::n_layer, 1, model_limits::kMaxLayers, "transformer blocks"),
+        integer_option(model, "--n-embd", &C::n_embd, 1, model_limits::kMaxEmbd,
+                       "model width d_model, divisible by --n-head"),
+        integer_option(model, "--n-head", &C::n_head, 1, model_limits::kMaxHeads,
+                       "attention heads (d_head = n_embd / n_head: 64, 80, 96 or 128)"),
+        integer_option(model, "--max-seq-len", &C::max_seq_len, 1, model_limits::kMaxSeqLen,
                        "longest sequence the model takes (rows of the position embedding)"),
-        integer_option(model, "--vocab-size", &C::vocab_size, 1, 1 << 24, "vocabulary size (GPT-2 BPE: 50257)"),
-        integer_option(model, "--pad-vocab-to", &C::pad_vocab_to, 1, 65536,
+        integer_option(model, "--vocab-size", &C::vocab_size, 1, model_limits::kMaxVocab,
+                       "vocabulary size (GPT-2 BPE: 50257)"),
+        integer_option(model, "--pad-vocab-to", &C::pad_vocab_to, 1, model_limits::kMaxPadMultiple,
                        "pad the embedding rows to a multiple of this for fast matmuls; padded logits never get "
                        "probability"),
         bool_option(model, "--learned-pos-emb", &C::learned_pos_emb, "learned absolute position embeddings (wpe)"),
@@ -259,7 +295,9 @@ std::vector<Option> build_options() {
 
         real_option(optimizer, "--lr", &C::lr, RealRange{0.0, 10.0, true, false}, "peak learning rate"),
         integer_option(optimizer, "--warmup-steps", &C::warmup_steps, 0, kMaxCount,
-                       "linear warmup from --warmup-init-lr to --lr over this many steps"),
+                       "linear warmup from --warmup-init-lr to --lr over this many steps (auto: 1% of --steps, "
+                       "rounded up, as the seed's 0.01 * max_steps)",
+                       "auto", kAutoWarmupSteps),
         real_option(optimizer, "--warmup-init-lr", &C::warmup_init_lr, RealRange{0.0, 10.0, false, false},
                     "learning rate at step 0"),
         choice_option<LrScheduleKind>(optimizer, "--schedule", &C::schedule,
@@ -340,15 +378,19 @@ std::vector<Option> build_options() {
                     "runs/<experiment>-<YYYYmmdd-HHMMSS>"),
         integer_option(output, "--checkpoint-every", &C::checkpoint_every, 0, kMaxCount,
                        "checkpoint every N steps, and at the end (0 = only at the end)"),
+        integer_option(output, "--keep-best-checkpoints", &C::keep_best_checkpoints, 0, 1000000,
+                       "delete older checkpoints except the newest, these N with the lowest validation loss, those "
+                       "at multiples of --keep-checkpoint-every and the one resumed from (all: delete none)",
+                       "all", kKeepAllCheckpoints),
+        integer_option(output, "--keep-checkpoint-every", &C::keep_checkpoint_every, 0, kMaxCount,
+                       "checkpoints at multiples of N are kept for good, also written when --checkpoint-every "
+                       "does not fall on them (the seed's progress checkpoints; 0 = none)"),
         text_option(output, "--resume", &C::resume, "auto|DIR|FILE",
                     "continue exactly from a checkpoint: auto = the newest in --out-dir (fresh start if none), a "
                     "run directory, or a model_SSSSSSSS.bin",
                     "none"),
 
-        integer_option(distributed, "--zero-stage", &C::zero_stage, 0, 2,
-                       "0: replicated; 1: AdamW state and master weights sharded over GPUs, gradients "
-                       "reduce-scattered after backward; 2: also the gradients sharded, each layer's reduced "
-                       "to its owners during every micro-step's backward"),
+        zero_stage_option(distributed),
         bool_option(distributed, "--overlap-grad-reduce", &C::overlap_grad_reduce,
                     "ZeRO-0: all-reduce each layer's gradients on a second stream while the backward pass "
                     "computes the layers below (0 = after it); ZeRO-1 always reduce-scatters "
@@ -442,33 +484,44 @@ struct SeedPreset {
     int global_batch_seqs;
     int device_batch;     // fits an 80 GB GPU
     double lr;
-    int64_t warmup_steps;
     int64_t decay_end_step;  // cosine floor reached here; 0 = the last step (linear runs)
     int64_t steps;
     int64_t val_every;
     bool pile;            // The Pile (bf16, cosine, warmup from 1e-6) or OpenWebText (fp16, linear)
     InitScheme init_scheme;
+    int64_t progress_checkpoint_every;  // model_checkpoint_progress.every_n_train_steps
+    const char* short_run;   // the seed's 60,000-step variant ("30B" / "60B" tokens), "" if none
+    int hdim128_heads;       // heads of the seed's -hdim128 variant (d_head 128), 0 if none
+    bool zero1;              // the seed's strategy is DDPStrategyZero1 (optimizer state sharded)
     const char* note;     // oddities of the seed, shown in --help
 };
 
 constexpr SeedPreset kSeedPresets[] = {
-    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 4000, 0, 400000, 1000, false, InitScheme::gpt2, ""},
-    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 4000, 0, 400000, 1000, false, InitScheme::gpt2, ""},
-    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 4000, 0, 400000, 1000, false, InitScheme::gpt2,
+    // name, L, C, heads, T, global batch, B, lr, decay end, steps, val every, pile, init,
+    // progress checkpoints, short run, hdim128 heads, ZeRO-1, note
+    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, false, ""},
+    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, false, ""},
+    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, true,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 4000, 0, 400000, 1000, false, InitScheme::gpt2,
+    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, true,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 8000, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
-    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 8000, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
-    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 8000, 600000, 800000, 2000, true, InitScheme::gpt2, ""},
-    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 4000, 300000, 400000, 1000, true, InitScheme::gpt2, ""},
-    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 4000, 300000, 400000, 1000, true, InitScheme::small_init,
-     "32 heads of 80 (--n-head 20 for heads of 128); small_init"},
+    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, false,
+     ""},
+    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, false,
+     ""},
+    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, true,
+     ""},
+    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, 12500, "60B", 0, true,
+     ""},
+    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init, 12500, "",
+     20, true, "32 heads of 80 (-hdim128: 20 heads of 128); small_init"},
 };
 
 constexpr int kLongContext = 8192;                 // the -8k variants
+constexpr int64_t kShortRunSteps = 60000;          // the -30B / -60B variants (trainer.max_steps)
 constexpr int64_t kPileValTokenCap = 10 * (1 << 20);  // the Pile's val split is 383M tokens
-constexpr int64_t kPresetCheckpointEvery = 5000;
+constexpr int64_t kPresetCheckpointEvery = 1000;   // model_checkpoint.every_n_train_steps
+constexpr int kPresetKeepBestCheckpoints = 3;      // model_checkpoint.save_top_k (monitor val/loss)
 constexpr int kMaxDepthPreset = 256;               // dN: largest N
 
 // dN and checkpoint-started runs: B so that B * T stays at 32 sequences of 1024 tokens for
@@ -492,7 +545,7 @@ void apply_seed_preset(const SeedPreset& preset, TrainConfig& config) {
     config.global_batch_tokens = int64_t{preset.global_batch_seqs} * preset.seq_len;
     config.device_batch = preset.device_batch;
     config.lr = preset.lr;
-    config.warmup_steps = preset.warmup_steps;
+    config.warmup_steps = kAutoWarmupSteps;
     config.warmup_init_lr = preset.pile ? 1e-6 : 0.0;
     config.schedule = preset.pile ? LrScheduleKind::cosine : LrScheduleKind::linear;
     config.decay_end_step = preset.decay_end_step;
@@ -503,8 +556,11 @@ void apply_seed_preset(const SeedPreset& preset, TrainConfig& config) {
     config.val_every = config.sample_every = preset.val_every;
     config.val_tokens = preset.pile ? kPileValTokenCap : 0;  // OpenWebText's 4.4M-token holdout in full
     config.checkpoint_every = kPresetCheckpointEvery;
+    config.keep_best_checkpoints = kPresetKeepBestCheckpoints;
+    config.keep_checkpoint_every = preset.progress_checkpoint_every;
     config.dropout_embd = config.dropout_resid = config.dropout_attn = 0.1;
     config.scale_attn_by_inverse_layer_idx = true;
+    config.fp32_residual = true;  // residual_in_fp32 in owt/gpt2s-flash and pile/gpt3s-flash, inherited by all
     config.init_scheme = preset.init_scheme;
 }
 
@@ -520,6 +576,62 @@ void apply_rotary_variant(TrainConfig& config) {
 void apply_8k_variant(TrainConfig& config) {
     config.device_batch = std::max(1, static_cast<int>(int64_t{config.device_batch} * config.seq_len / kLongContext));
     config.max_seq_len = config.seq_len = kLongContext;
+}
+
+// The seed's -30B / -60B runs: 60,000 steps with the cosine reaching its floor at the last step
+// (t_initial: ${trainer.max_steps}); the warmup follows the steps (1%: 600).
+void apply_short_run_variant(TrainConfig& config) {
+    config.steps = kShortRunSteps;
+    config.decay_end_step = 0;
+}
+
+// An experiment name: a seed preset and its variants, any order after the preset's name.
+struct PresetChoice {
+    const SeedPreset* preset = nullptr;
+    bool hdim128 = false, rotary = false, long_context = false, short_run = false;
+
+    std::string name() const {
+        return std::string(preset->name) + (hdim128 ? "-hdim128" : "") + (rotary ? "-rotary" : "") +
+               (long_context ? "-8k" : "") + (short_run ? std::string("-") + preset->short_run : "");
+    }
+};
+
+// nullopt when `name` is no preset name; throws ConfigError for a variant the preset lacks.
+std::optional<PresetChoice> parse_preset_name(const std::string& name) {
+    const std::string lower = lowercase(name);
+    for (const SeedPreset& preset : kSeedPresets) {
+        const std::string base = lowercase(preset.name);
+        if (lower.compare(0, base.size(), base) != 0) continue;
+        std::string rest = lower.substr(base.size());
+        const auto take = [&rest](const char* suffix, bool& seen) {
+            if (seen || rest.rfind(suffix, 0) != 0) return false;
+            seen = true;
+            rest.erase(0, std::strlen(suffix));
+            return true;
+        };
+        PresetChoice choice;
+        choice.preset = &preset;
+        bool run_30b = false, run_60b = false;
+        while (take("-rotary", choice.rotary) || take("-8k", choice.long_context) || take("-hdim128", choice.hdim128) ||
+               take("-30b", run_30b) || take("-60b", run_60b)) {
+        }
+        if (!rest.empty() || (run_30b && run_60b)) continue;
+        if (run_30b || run_60b) {
+            const std::string asked = run_30b ? "30B" : "60B";
+            if (asked != preset.short_run) {
+                std::string owners;
+                for (const SeedPreset& other : kSeedPresets)
+                    if (asked == other.short_run) owners += std::string(owners.empty() ? "" : ", ") + other.name;
+                throw ConfigError("-e " + name + ": the seed has no " + preset.name + " -" + asked + " run; -" + asked +
+                                  " (60,000 steps) is a variant of " + owners);
+            }
+            choice.short_run = true;
+        }
+        if (choice.hdim128 && preset.hdim128_heads == 0)
+            throw ConfigError("-e " + name + ": -hdim128 (heads of 128) is a variant of gpt3-2.7B only, as in the seed");
+        return choice;
+    }
+    return std::nullopt;
 }
 
 // GPT-2 family shapes with d_head 64: d12/d24/d36/d48 are GPT-2 small/medium/large/xl. Other
@@ -587,6 +699,17 @@ TrainConfig checkpoint_config(const std::string& path, const ParseContext& conte
     return config;
 }
 
+// A run from a checkpoint takes the file's shape; a shape flag that contradicts it is an error,
+// not a model that could not load its weights.
+void check_checkpoint_shape(const TrainConfig& config) {
+    try {
+        check_model_shape(config.init_from, read_model_header(config.init_from).shape, config.model_shape());
+    } catch (const std::exception& e) {
+        throw ConfigError("-e " + config.init_from + ": " + e.what() +
+                          "; a checkpoint's shape is fixed: drop the flag, or start a new model from a preset or dN");
+    }
+}
+
 std::string parameter_count_text(int64_t count) {
     char text[32];
     if (count >= 1000000000) std::snprintf(text, sizeof(text), "%.1fB", count / 1e9);
@@ -604,7 +727,7 @@ std::string preset_summary(const SeedPreset& preset, const std::string& indent) 
         << " layers x " << preset.n_embd << ", " << preset.n_head << " heads, T " << preset.seq_len << "; "
         << (preset.pile ? "The Pile, bf16" : "OpenWebText, fp16") << "\n"
         << indent << "batch " << preset.global_batch_seqs << " x " << preset.seq_len << " (B " << preset.device_batch
-        << "), lr " << format_number(preset.lr) << ", warmup " << preset.warmup_steps
+        << "), lr " << format_number(preset.lr) << ", warmup " << config.warmup_steps << " (1% of the steps)"
         << (preset.pile ? " from 1e-06" : "");
     if (preset.pile)
         out << ", cosine to 0.1 lr at step " << preset.decay_end_step << " of " << preset.steps;
@@ -651,28 +774,13 @@ TrainConfig experiment_config(const std::string& name, const ParseContext& conte
         return config;
     }
 
-    const std::string lower = lowercase(name);
-    for (const SeedPreset& preset : kSeedPresets) {
-        const std::string base = lowercase(preset.name);
-        if (lower.compare(0, base.size(), base) != 0) continue;
-        std::string rest = lower.substr(base.size());
-        bool rotary = false, long_context = false, understood = true;
-        while (!rest.empty() && understood) {
-            if (rest.rfind("-rotary", 0) == 0 && !rotary) {
-                rotary = true;
-                rest.erase(0, 7);
-            } else if (rest.rfind("-8k", 0) == 0 && !long_context) {
-                long_context = true;
-                rest.erase(0, 3);
-            } else {
-                understood = false;
-            }
-        }
-        if (!understood) continue;
-        apply_seed_preset(preset, config);
-        if (rotary) apply_rotary_variant(config);
-        if (long_context) apply_8k_variant(config);
-        config.experiment = std::string(preset.name) + (rotary ? "-rotary" : "") + (long_context ? "-8k" : "");
+    if (const std::optional<PresetChoice> choice = parse_preset_name(name)) {
+        apply_seed_preset(*choice->preset, config);
+        if (choice->hdim128) config.n_head = choice->preset->hdim128_heads;
+        if (choice->rotary) apply_rotary_variant(config);
+        if (choice->long_context) apply_8k_variant(config);
+        if (choice->short_run) apply_short_run_variant(config);
+        config.experiment = choice->name();
         return config;
     }
 
@@ -685,12 +793,52 @@ TrainConfig experiment_config(const std::string& name, const ParseContext& conte
     const bool looks_like_path = name.find('/') != std::string::npos ||
                                  (name.size() > 4 && name.compare(name.size() - 4, 4, ".bin") == 0);
     throw ConfigError("-e " + name + ": " + (looks_like_path ? "no such checkpoint file. " : "unknown experiment. ") +
-                      "Expected a preset (" + names + ", each also with -rotary and/or -8k), dN (GPT-2 shape "
+                      "Expected a preset (" + names + ", each also with -rotary and/or -8k; see --help for "
+                      "-30B, -60B, -hdim128), dN (GPT-2 shape "
                       "with N layers, e.g. d12), or the path of a model checkpoint");
 }
 
 // ---------------------------------------------------------------------------------------------
 // Resolution and rendering
+
+namespace {
+
+// The shapes the CUDA kernels run (host/kernel_support.h), so that a bad one fails here and not
+// after minutes of start-up on a GPU.
+void check_kernel_support(const TrainConfig& config) {
+    using namespace kernel_support;
+    const std::string width = "--n-embd " + std::to_string(config.n_embd);
+    if (config.n_embd % kVectorElements != 0)
+        throw ConfigError(width + " is not a multiple of " + std::to_string(kVectorElements) +
+                          ": the kernels move 16-byte vectors of " + std::to_string(kVectorElements) + " values");
+    if (config.n_embd > kLayerNormMaxWidth)
+        throw ConfigError(width + " is wider than the fused LayerNorm's " + std::to_string(kLayerNormMaxWidth));
+    if (config.n_embd % config.n_head != 0)
+        throw ConfigError(width + " is not divisible by --n-head " + std::to_string(config.n_head));
+    const int head_dim = config.n_embd / config.n_head;
+    if (!is_attention_head_dim(head_dim)) {
+        std::string supported, choices;
+        for (int dim : kAttentionHeadDims) {
+            supported += (supported.empty() ? "" : ", ") + std::to_string(dim);
+            if (config.n_embd % dim == 0)
+                choices += (choices.empty() ? "" : ", ") + std::to_string(config.n_embd / dim) + " (heads of " +
+                           std::to_string(dim) + ")";
+        }
+        throw ConfigError(width + " / --n-head " + std::to_string(config.n_head) + " gives heads of " +
+                          std::to_string(head_dim) + "; the attention kernels support " + supported + ". " +
+                          (choices.empty() ? "Choose --n-embd as a multiple of one of them"
+                                           : "For this width use --n-head " + choices));
+    }
+    const int64_t padded = (int64_t{config.vocab_size} + config.pad_vocab_to - 1) / config.pad_vocab_to *
+                           config.pad_vocab_to;
+    if (padded % kVectorElements != 0)
+        throw ConfigError("--vocab-size " + std::to_string(config.vocab_size) + " padded to a multiple of --pad-vocab-to " +
+                          std::to_string(config.pad_vocab_to) + " is " + std::to_string(padded) +
+                          ", not a multiple of " + std::to_string(kVectorElements) +
+                          " (the cross-entropy kernel's 16-byte rows): use --pad-vocab-to 64 or 128");
+}
+
+}  // namespace
 
 void TrainConfig::resolve(int num_processes) {
     if (num_processes < 1) throw ConfigError("world size " + std::to_string(num_processes) + " must be at least 1");
@@ -698,9 +846,7 @@ void TrainConfig::resolve(int num_processes) {
         const std::string problem = option.problem(*this);
         if (!problem.empty()) throw ConfigError(option.flag + " " + problem);
     }
-    if (n_embd % n_head != 0)
-        throw ConfigError("--n-embd " + std::to_string(n_embd) + " is not divisible by --n-head " +
-                          std::to_string(n_head));
+    check_kernel_support(*this);
     if (seq_len > max_seq_len)
         throw ConfigError("--seq-len " + std::to_string(seq_len) + " exceeds the model's --max-seq-len " +
                           std::to_string(max_seq_len) + " (the positions it has embeddings for)");
@@ -729,14 +875,25 @@ void TrainConfig::resolve(int num_processes) {
     world_size = num_processes;
     padded_vocab_size = static_cast<int>((int64_t{vocab_size} + pad_vocab_to - 1) / pad_vocab_to * pad_vocab_to);
     if (min_lr_ratio < 0.0) min_lr_ratio = schedule == LrScheduleKind::cosine ? 0.1 : 0.0;
+    if (warmup_steps == kAutoWarmupSteps) warmup_steps = (steps * kWarmupPercentOfSteps + 99) / 100;
     if (decay_end_step == 0) decay_end_step = steps;
     const int64_t micro_batch_tokens = int64_t{world_size} * device_batch * seq_len;
-    grad_accum = static_cast<int>((global_batch_tokens + micro_batch_tokens - 1) / micro_batch_tokens);
-    tokens_per_step = grad_accum * micro_batch_tokens;
+    const int64_t micro_steps = (global_batch_tokens + micro_batch_tokens - 1) / micro_batch_tokens;
+    if (micro_steps > INT32_MAX)
+        throw ConfigError("--global-batch-tokens " + std::to_string(global_batch_tokens) + " takes " +
+                          std::to_string(micro_steps) + " micro-steps of " + std::to_string(device_batch) + " x " +
+                          std::to_string(seq_len) + " tokens on " + std::to_string(world_size) + " GPU(s), more than " +
+                          std::to_string(INT32_MAX) + ": use a larger --device-batch or --seq-len");
+    grad_accum = static_cast<int>(micro_steps);
+    tokens_per_step = micro_steps * micro_batch_tokens;
     base_init_std = init_scheme == InitScheme::small_init ? std::sqrt(2.0 / (5.0 * n_embd)) : init_std;
     residual_init_std = residual_projection_init_std(base_init_std, n_layer);
     num_params = ParamLayout(model_shape(), base_init_std).total();
     flops_per_token = ::flops_per_token(num_params, n_layer, n_embd, seq_len);
+    const std::optional<PresetChoice> preset = parse_preset_name(experiment);
+    zero_stage = zero_stage_setting != kZeroStageAuto ? zero_stage_setting
+                 : world_size > 1 && preset && preset->preset->zero1 ? 1
+                                                                     : 0;
     const std::string dataset_dir = join_path(data_dir, dataset);
     train_pattern = train_glob.empty() ? join_path(dataset_dir, "*_train_*.bin") : train_glob;
     val_pattern = val_glob.empty() ? join_path(dataset_dir, "*_val_*.bin") : val_glob;
@@ -758,6 +915,13 @@ ModelShape TrainConfig::model_shape() const {
     shape.rotary_dim = rotary_dim;
     shape.rotary_base = rotary_base;
     return shape;
+}
+
+RetentionPolicy TrainConfig::checkpoint_retention() const {
+    RetentionPolicy policy;
+    policy.keep_best = keep_best_checkpoints;
+    policy.keep_every = keep_checkpoint_every;
+    return policy;
 }
 
 LrSchedule TrainConfig::lr_schedule() const {
@@ -891,14 +1055,18 @@ ParsedArgs parse_args(const std::vector<std::string>& args, const ParseContext& 
 
     parsed.config = experiment_config(experiment, context);
     TrainConfig& config = parsed.config;
-    bool sample_tokens_given = false;
+    std::set<std::string> given;
     for (const auto& [option, value] : overrides) {
         option->set(config, value);
-        sample_tokens_given |= option->key == "sample_tokens";
+        given.insert(option->key);
     }
     // The default sample length must not be an error for a model with short positions; an
     // explicit --sample-tokens beyond --max-seq-len still is (resolve()).
-    if (!sample_tokens_given) config.sample_tokens = std::min(config.sample_tokens, config.max_seq_len);
+    if (!given.count("sample_tokens")) config.sample_tokens = std::min(config.sample_tokens, config.max_seq_len);
+    // The presets keep the residual stream in fp32, a pre-norm feature (the seed's blocks assert
+    // it): --post-norm 1 on a preset drops it, while --post-norm 1 --fp32-residual 1 stays an
+    // error (resolve()).
+    if (config.post_norm && given.count("post_norm") && !given.count("fp32_residual")) config.fp32_residual = false;
 
     if (config.out_dir.empty()) {
         if (config.resume == "auto")
@@ -907,6 +1075,7 @@ ParsedArgs parse_args(const std::vector<std::string>& args, const ParseContext& 
         config.out_dir = join_path("runs", experiment_label(config) + "-" + timestamp(context.now));
     }
     config.resolve(config.nproc);
+    if (!config.init_from.empty()) check_checkpoint_shape(config);
     return parsed;
 }
 
@@ -929,13 +1098,18 @@ std::string help_text() {
            "               GPT-NeoX halves) instead of learned positions\n"
            "  NAME-8k      any of the above (or NAME-rotary-8k) with 8192-token sequences; the global batch\n"
            "               keeps its tokens (64 sequences, 128 for gpt3xl and gpt3-2.7B)\n"
+           "  NAME-30B     gpt3s, gpt3m, gpt3l (the seed runs them -rotary-30B): 60,000 steps (31B tokens),\n"
+           "               the cosine reaching its floor at the last step, warmup 600\n"
+           "  NAME-60B     gpt3xl (the seed runs gpt3xl-rotary-60B): the same with 1M-token steps (63B tokens)\n"
+           "  gpt3-2.7B-hdim128  20 heads of 128 instead of 32 of 80, also with -rotary and -8k\n"
            "  dN           GPT-2 shape with N layers, d_head 64 (d12 124M, d24 355M, d36 774M, d48 1.6B; other\n"
            "               N interpolate the width); a quick recipe for the tiny dataset: bf16, no dropout\n"
            "  FILE         a model_SSSSSSSS.bin checkpoint: its shape and weights, dN's training recipe\n"
            "\n"
            "All seed presets: dropout 0.1 (embeddings, residuals, attention), attention scaled by\n"
-           "1/(layer_index+1), AdamW (0.9, 0.999, eps 1e-8, weight decay 0.1 on linear weights), clip 1.0,\n"
-           "seed 1111; OpenWebText validates the whole holdout, The Pile the first 10,485,760 tokens.\n";
+           "1/(layer_index+1), the residual stream in fp32, AdamW (0.9, 0.999, eps 1e-8, weight decay 0.1\n"
+           "on linear weights), clip 1.0, seed 1111; OpenWebText validates the whole holdout, The Pile the\n"
+           "first 10,485,760 tokens.\n";
 
     const TrainConfig defaults = experiment_config("d12", ParseContext{});
     std::string section;

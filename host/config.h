@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "host/checkpoint.h"
+#include "host/checkpoint_retention.h"
 #include "host/schedule.h"
 
 struct ConfigError : std::runtime_error {
@@ -24,6 +25,7 @@ struct ConfigError : std::runtime_error {
 };
 
 enum class Precision { bf16, fp16 };
+constexpr int kZeroStageAuto = -1;
 // gpt2: wte, wpe, qkv_w, fc_w ~ N(0, init_std). small_init (the seed's gpt3-2.7B):
 // std sqrt(2 / (5 * n_embd)) instead. Both: output projections / sqrt(2 * n_layer).
 enum class InitScheme { gpt2, small_init };
@@ -98,10 +100,12 @@ struct TrainConfig {
     double temperature = 1.0;
     int top_k = 50;                   // 0 = sample from the whole distribution
     int64_t checkpoint_every = 1000;  // 0 = only at the end
+    int keep_best_checkpoints = kKeepAllCheckpoints;  // keep the newest and these best by val loss; -1 = all
+    int64_t keep_checkpoint_every = 0;  // checkpoints at multiples of this are never deleted; 0 = none
     std::string out_dir;              // parse_args: runs/<experiment>-<YYYYmmdd-HHMMSS> if not given
     std::string resume;               // "", "auto", a run directory or a model_*.bin
     int64_t log_every = 1;
-    int zero_stage = 0;               // 0: replicated; 1: optimizer state and master weights sharded; 2: gradients too
+    int zero_stage_setting = kZeroStageAuto;  // --zero-stage: 0, 1, 2, or auto (resolve() sets zero_stage)
     bool overlap_grad_reduce = true;  // ZeRO-0: all-reduce each layer's gradients during backward
     std::string vocab_dir;            // "" = Gpt2Tokenizer::default_vocab_dir()
     int64_t bench_steps = 0;          // > 0: benchmark mode, this many steps then a BENCH line
@@ -113,6 +117,10 @@ struct TrainConfig {
 
     // Derived by resolve(); not flags.
     int world_size = 1;
+    // 0: replicated; 1: optimizer state and master weights sharded; 2: gradients too. The setting,
+    // or for auto: 1 on more than one GPU for the experiments the seed trains with ZeRO-1 (gpt2l,
+    // gpt2xl, gpt3l, gpt3xl, gpt3-2.7B and their variants), else 0. Printed as zero_stage.
+    int zero_stage = 0;
     int padded_vocab_size = 0;
     int d_head = 0;
     int rotary_dim = 0;
@@ -132,6 +140,7 @@ struct TrainConfig {
 
     ModelShape model_shape() const;
     LrSchedule lr_schedule() const;
+    RetentionPolicy checkpoint_retention() const;
     // Every field, derived ones included, as one flat JSON object (keys = field names).
     std::string to_json() const;
     // The same as an aligned, sectioned table for the console.

@@ -6,53 +6,24 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <numeric>
 #include <stdexcept>
 
 #include "host/shard.h"
 
 namespace {
 
-// Shuffles must be identical on every machine and library version (resume and multi-rank runs
-// depend on it), so neither std::shuffle nor the std distributions, whose algorithms are
-// unspecified, are used: splitmix64 streams and an unbiased Fisher-Yates.
-uint64_t splitmix64(uint64_t& state) {
-    state += 0x9E3779B97F4A7C15ull;
-    uint64_t z = state;
+// The order must be identical on every machine and library version (resume and multi-rank runs
+// depend on it), so it is built from splitmix64's mixer, not from std:: engines or
+// distributions, whose algorithms are unspecified.
+constexpr uint64_t kGoldenGamma = 0x9E3779B97F4A7C15ull;  // splitmix64's increment
+
+uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-// A stream seed from several keys; each key passes through the mixer so nearby keys give
-// unrelated streams.
-uint64_t stream_seed(uint64_t seed, uint64_t epoch, uint64_t stream) {
-    uint64_t state = seed;
-    uint64_t mixed = splitmix64(state);
-    state = mixed ^ epoch;
-    mixed = splitmix64(state);
-    state = mixed ^ stream;
-    return splitmix64(state);
-}
-
-// Uniform in [0, bound) without modulo bias: values below 2^64 mod bound are rejected.
-uint64_t uniform_below(uint64_t& state, uint64_t bound) {
-    const uint64_t threshold = (0 - bound) % bound;
-    for (;;) {
-        const uint64_t r = splitmix64(state);
-        if (r >= threshold) return r % bound;
-    }
-}
-
-template <typename Index> void shuffle_in_place(std::vector<Index>& items, uint64_t seed) {
-    uint64_t state = seed;
-    for (size_t i = items.size(); i > 1; --i) {
-        const size_t j = static_cast<size_t>(uniform_below(state, i));
-        std::swap(items[i - 1], items[j]);
-    }
-}
-
-constexpr uint64_t kShardOrderStream = ~uint64_t{0};
+constexpr size_t kMaxOpenShards = 16;
 
 std::string shard_source_hint(const DataLoaderOptions& options) {
     const bool validation = options.role == "validation";
@@ -61,6 +32,31 @@ std::string shard_source_hint(const DataLoaderOptions& options) {
 }
 
 }  // namespace
+
+WindowPermutation::WindowPermutation(int64_t size, uint64_t seed, uint64_t epoch) : size_(static_cast<uint64_t>(size)) {
+    while (half_bits_ < 31 && (uint64_t{1} << (2 * half_bits_)) < size_) ++half_bits_;
+    mask_ = (uint64_t{1} << half_bits_) - 1;
+    uint64_t key = mix64(mix64(seed + kGoldenGamma) ^ epoch);
+    for (uint64_t& round_key : round_keys_) round_key = key = mix64(key + kGoldenGamma);
+}
+
+int64_t WindowPermutation::operator()(int64_t index) const {
+    uint64_t value = static_cast<uint64_t>(index);
+    do {
+        value = encrypt(value);
+    } while (value >= size_);
+    return static_cast<int64_t>(value);
+}
+
+uint64_t WindowPermutation::encrypt(uint64_t value) const {
+    uint64_t left = value >> half_bits_, right = value & mask_;
+    for (uint64_t round_key : round_keys_) {
+        const uint64_t next = left ^ (mix64(right ^ round_key) & mask_);
+        left = right;
+        right = next;
+    }
+    return (left << half_bits_) | right;
+}
 
 DataLoader::DataLoader(const DataLoaderOptions& options) : options_(options) {
     if (options.batch_size < 1 || options.seq_len < 1)
@@ -79,23 +75,16 @@ DataLoader::DataLoader(const DataLoaderOptions& options) : options_(options) {
         throw std::runtime_error("no " + options.role + " shards match '" + options.pattern + "'\n  " +
                                  shard_source_hint(options));
 
-    const int64_t window_tokens = int64_t{options.seq_len} + 1;
-    int64_t all_windows = 0;
     int64_t all_tokens = 0;
     for (const std::string& path : paths) {
         const shard::ShardInfo info = shard::read_header(path);
-        const int64_t num_windows = info.num_tokens / window_tokens;
-        if (num_windows == 0)
-            throw std::runtime_error(options.role + " shard " + path + " has " + std::to_string(info.num_tokens) +
-                                     " tokens, fewer than one window of seq_len+1 = " +
-                                     std::to_string(window_tokens) +
-                                     " tokens; use a smaller --seq-len or leave the file out of the glob");
         const int bytes_per_token = info.version == shard::kVersionUint32 ? 4 : 2;
-        shards_.push_back(Shard{path, bytes_per_token, num_windows});
-        all_windows += num_windows;
+        shards_.push_back(Shard{path, bytes_per_token, all_tokens, info.num_tokens});
         all_tokens += info.num_tokens;
     }
 
+    const int64_t window_tokens = int64_t{options.seq_len} + 1;
+    const int64_t all_windows = all_tokens < window_tokens ? 0 : (all_tokens - 1) / options.seq_len;
     total_windows_ = all_windows;
     if (options.max_tokens > 0) total_windows_ = std::min(total_windows_, options.max_tokens / options.seq_len);
     windows_per_rank_ = total_windows_ / options.world_size;
@@ -103,7 +92,8 @@ DataLoader::DataLoader(const DataLoaderOptions& options) : options_(options) {
         std::string message = "too little " + options.role + " data for one batch: '" + options.pattern +
                               "' holds " + std::to_string(all_tokens) + " tokens in " +
                               std::to_string(shards_.size()) + " shard(s) = " + std::to_string(all_windows) +
-                              " windows of seq_len+1 = " + std::to_string(window_tokens) + " tokens";
+                              " windows of seq_len+1 = " + std::to_string(window_tokens) + " tokens (one every " +
+                              std::to_string(options.seq_len) + ")";
         if (total_windows_ < all_windows)
             message += ", capped to " + std::to_string(total_windows_) + " windows by a limit of " +
                        std::to_string(options.max_tokens) + " tokens";
@@ -119,70 +109,57 @@ DataLoader::DataLoader(const DataLoaderOptions& options) : options_(options) {
 }
 
 DataLoader::~DataLoader() {
-    if (fd_ >= 0) ::close(fd_);
+    for (const OpenShard& open : open_shards_) ::close(open.fd);
 }
 
 void DataLoader::start_epoch(int64_t epoch) {
     epoch_ = epoch;
     window_in_epoch_ = 0;
-    epoch_shard_order_.resize(shards_.size());
-    std::iota(epoch_shard_order_.begin(), epoch_shard_order_.end(), 0);
-    if (options_.shuffle)
-        shuffle_in_place(epoch_shard_order_, stream_seed(options_.seed, static_cast<uint64_t>(epoch), kShardOrderStream));
-    epoch_shard_start_.assign(1, 0);
-    for (int shard : epoch_shard_order_)
-        epoch_shard_start_.push_back(epoch_shard_start_.back() + shards_[shard].num_windows);
-    cached_perm_shard_ = -1;
+    order_ = WindowPermutation(total_windows_, options_.seed, static_cast<uint64_t>(epoch));
 }
 
-void DataLoader::locate(int64_t global_index, int* shard, int64_t* window) {
-    // Last start <= global_index: the shard (in epoch order) that holds this window.
-    const auto after = std::upper_bound(epoch_shard_start_.begin(), epoch_shard_start_.end(), global_index);
-    const size_t position = static_cast<size_t>(after - epoch_shard_start_.begin()) - 1;
-    const int chosen = epoch_shard_order_[position];
-    const int64_t index_in_shard = global_index - epoch_shard_start_[position];
-    *shard = chosen;
-    if (!options_.shuffle) {
-        *window = index_in_shard;
-        return;
-    }
-    if (cached_perm_shard_ != chosen) {
-        cached_perm_.resize(static_cast<size_t>(shards_[chosen].num_windows));
-        std::iota(cached_perm_.begin(), cached_perm_.end(), 0u);
-        shuffle_in_place(cached_perm_, stream_seed(options_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(chosen)));
-        cached_perm_shard_ = chosen;
-    }
-    *window = cached_perm_[static_cast<size_t>(index_in_shard)];
-}
+int64_t DataLoader::window_at(int64_t index) const { return options_.shuffle ? order_(index) : index; }
 
-void DataLoader::open_shard(int shard) {
-    if (open_shard_ == shard) return;
-    if (fd_ >= 0) ::close(fd_);
-    open_shard_ = -1;
-    fd_ = ::open(shards_[shard].path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0)
+int DataLoader::shard_fd(int shard) {
+    ++shard_use_clock_;
+    for (OpenShard& open : open_shards_) {
+        if (open.shard == shard) {
+            open.last_use = shard_use_clock_;
+            return open.fd;
+        }
+    }
+    const int fd = ::open(shards_[shard].path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         throw std::runtime_error("cannot open " + options_.role + " shard " + shards_[shard].path + ": " +
                                  std::strerror(errno));
-    open_shard_ = shard;
+    if (open_shards_.size() < kMaxOpenShards) {
+        open_shards_.push_back({shard, fd, shard_use_clock_});
+    } else {
+        OpenShard& oldest = *std::min_element(open_shards_.begin(), open_shards_.end(),
+                                              [](const OpenShard& a, const OpenShard& b) { return a.last_use < b.last_use; });
+        ::close(oldest.fd);
+        oldest = {shard, fd, shard_use_clock_};
+    }
+    return fd;
 }
 
-void DataLoader::read_window(int shard, int64_t window, int32_t* out) {
-    open_shard(shard);
+void DataLoader::read_tokens(int shard, int64_t first, int64_t count, int32_t* out) {
+    const int fd = shard_fd(shard);
     const Shard& info = shards_[shard];
-    const int64_t window_tokens = int64_t{options_.seq_len} + 1;
-    const size_t bytes = static_cast<size_t>(window_tokens) * info.bytes_per_token;
-    const off_t offset = static_cast<off_t>(shard::kHeaderBytes + window * window_tokens * info.bytes_per_token);
+    const size_t bytes = static_cast<size_t>(count) * info.bytes_per_token;
+    const off_t offset = static_cast<off_t>(shard::kHeaderBytes + first * info.bytes_per_token);
     size_t done = 0;
     while (done < bytes) {
-        const ssize_t got = ::pread(fd_, read_buffer_.data() + done, bytes - done, offset + static_cast<off_t>(done));
+        const ssize_t got = ::pread(fd, read_buffer_.data() + done, bytes - done, offset + static_cast<off_t>(done));
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0)
-            throw std::runtime_error("cannot read window " + std::to_string(window) + " of " + options_.role +
-                                     " shard " + info.path + ": " +
+            throw std::runtime_error("cannot read tokens " + std::to_string(first) + ".." +
+                                     std::to_string(first + count - 1) + " of " + options_.role + " shard " +
+                                     info.path + ": " +
                                      (got < 0 ? std::strerror(errno) : "the file is shorter than its header says"));
         done += static_cast<size_t>(got);
     }
-    for (int64_t i = 0; i < window_tokens; ++i) {
+    for (int64_t i = 0; i < count; ++i) {
         uint32_t id;
         if (info.bytes_per_token == 2) {
             uint16_t narrow;
@@ -193,22 +170,39 @@ void DataLoader::read_window(int shard, int64_t window, int32_t* out) {
         }
         if (id >= static_cast<uint32_t>(options_.vocab_size))
             throw std::runtime_error(options_.role + " shard " + info.path + " holds token id " + std::to_string(id) +
-                                     " (token " + std::to_string(window * window_tokens + i) +
-                                     "), not below the vocabulary size " + std::to_string(options_.vocab_size) +
+                                     " (token " + std::to_string(first + i) + "), not below the vocabulary size " +
+                                     std::to_string(options_.vocab_size) +
                                      "; the shard was made with another tokenizer or is corrupt");
         out[i] = static_cast<int32_t>(id);
     }
+}
+
+void DataLoader::read_window(int64_t window, int32_t* out) {
+    int64_t token = window * options_.seq_len;
+    int64_t remaining = int64_t{options_.seq_len} + 1;
+    // Last shard starting at or before `token`; empty shards before it are passed over.
+    auto after = std::upper_bound(shards_.begin(), shards_.end(), token,
+                                  [](int64_t position, const Shard& shard) { return position < shard.first_token; });
+    for (size_t shard = static_cast<size_t>(after - shards_.begin()) - 1; remaining > 0 && shard < shards_.size();
+         ++shard) {
+        const Shard& info = shards_[shard];
+        const int64_t first = token - info.first_token;
+        const int64_t count = std::min(remaining, info.num_tokens - first);
+        if (count <= 0) continue;
+        read_tokens(static_cast<int>(shard), first, count, out);
+        out += count;
+        token += count;
+        remaining -= count;
+    }
+    if (remaining > 0) throw std::logic_error("DataLoader: window " + std::to_string(window) + " runs past the data");
 }
 
 void DataLoader::next_batch(int32_t* tokens) {
     const int64_t window_tokens = int64_t{options_.seq_len} + 1;
     if (window_in_epoch_ + options_.batch_size > windows_per_rank_) start_epoch(epoch_ + 1);
     for (int b = 0; b < options_.batch_size; ++b) {
-        const int64_t global_index = window_in_epoch_ * options_.world_size + options_.rank;
-        int shard = 0;
-        int64_t window = 0;
-        locate(global_index, &shard, &window);
-        read_window(shard, window, tokens + b * window_tokens);
+        const int64_t index = window_in_epoch_ * options_.world_size + options_.rank;
+        read_window(window_at(index), tokens + b * window_tokens);
         ++window_in_epoch_;
     }
 }
@@ -231,10 +225,18 @@ DataLoaderState DataLoader::state() const {
     state.rank = options_.rank;
     state.world_size = options_.world_size;
     state.shuffle = options_.shuffle ? 1 : 0;
+    state.format = kDataLoaderStateFormat;
     return state;
 }
 
 void DataLoader::restore(const DataLoaderState& state) {
+    if (state.format != kDataLoaderStateFormat)
+        throw std::runtime_error(
+            "cannot continue the " + options_.role + " data position saved in the checkpoint: it counts windows in " +
+            "data-order format " + std::to_string(state.format) + " of an older train_gpt2cu, this one reads format " +
+            std::to_string(kDataLoaderStateFormat) + " (" + kDataLoaderStateFormatText +
+            "). An exact resume is impossible: start a new run (e.g. from the checkpoint's weights with -e "
+            "model_SSSSSSSS.bin), or finish this run with the build that wrote it");
     const DataLoaderState mine = this->state();
     std::string mismatch;
     auto differs = [&](const char* what, int64_t saved, int64_t current) {

@@ -42,9 +42,12 @@ for split, info in manifest["splits"].items():
 PY
 
 # Token for token what tiktoken (npm, gpt2) gives for the corpus: every file one document (its
-# sentences joined by "\n"), <|endoftext|> after each; train holds 98 of them in corpus order and
-# val the other 2, also in order.
-NODE_PATH=$PWD/node_modules node - "$out" <<'JS' || fail "shards differ from tiktoken's tokens"
+# sentences joined by "\n"), <|endoftext|> after each; val holds the 2 documents Hugging Face's
+# train_test_split(test_size=0.02, seed=2357) holds out, in permutation order (numpy gives them when
+# it is installed), train the other 98 in corpus order.
+held_out=$(/usr/bin/python3 -c 'import numpy; print(",".join(map(str, numpy.random.default_rng(2357).permutation(100)[:2])))' \
+           2>/dev/null || echo any)
+NODE_PATH=$PWD/node_modules node - "$out" "$held_out" <<'JS' || fail "shards differ from tiktoken's tokens"
 const fs = require("fs");
 const { get_encoding } = require("tiktoken");
 const out = process.argv[2], corpus = "node_modules/nlp-corpus/builds", eot = 50256;
@@ -62,15 +65,19 @@ const documents = (split) => {
 };
 const train = documents("train"), val = documents("val");
 const files = fs.readdirSync(corpus).filter((f) => /^doc-\d+\.json$/.test(f)).sort();
-let t = 0, v = 0;
-for (const f of files) {
-  const ids = Array.from(enc.encode_ordinary(JSON.parse(fs.readFileSync(`${corpus}/${f}`, "utf8")).join("\n"))).join(" ");
-  if (t < train.length && train[t] === ids) t++;
-  else if (v < val.length && val[v] === ids) v++;
-  else { console.error(`${f}: its tokens are not the next train or val document`); process.exit(1); }
+const held = process.argv[3] === "any" ? null : process.argv[3].split(",").map(Number);
+const tokens = files.map((f) =>
+  Array.from(enc.encode_ordinary(JSON.parse(fs.readFileSync(`${corpus}/${f}`, "utf8")).join("\n"))).join(" "));
+const valIndex = held || val.map((doc) => tokens.indexOf(doc));
+if (val.length !== 2 || valIndex.some((i, k) => i < 0 || tokens[i] !== val[k])) {
+  console.error(`val is not corpus documents ${valIndex} in this order`); process.exit(1);
 }
-if (t !== 98 || v !== 2) { console.error(`matched ${t} train and ${v} val documents`); process.exit(1); }
-console.log(`all ${files.length} documents equal tiktoken's tokens (${t} train, ${v} val)`);
+const trainExpected = tokens.filter((_, i) => !valIndex.includes(i));
+if (train.length !== 98 || trainExpected.some((doc, k) => train[k] !== doc)) {
+  console.error("train is not the other 98 documents in corpus order"); process.exit(1);
+}
+console.log(`all ${files.length} documents equal tiktoken's tokens (98 train, val = files ${valIndex.map((i) => files[i])}` +
+            `${held ? ", numpy's holdout" : ""})`);
 JS
 
 # The decoded text of the first document is corpus text.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -35,6 +36,9 @@ std::vector<std::string> all_experiment_names() {
     std::vector<std::string> names;
     for (const std::string& base : preset_names())
         for (const char* variant : {"", "-rotary", "-8k", "-rotary-8k"}) names.push_back(base + variant);
+    for (const char* seed_run : {"gpt3s-rotary-30B", "gpt3m-rotary-30B", "gpt3l-rotary-30B", "gpt3xl-rotary-60B",
+                                 "gpt3-2.7B-hdim128", "gpt3-2.7B-hdim128-rotary", "gpt3-2.7B-hdim128-rotary-8k"})
+        names.push_back(seed_run);
     return names;
 }
 
@@ -50,6 +54,23 @@ TEST(ConfigPresetTest, EveryPresetAndVariantResolves) {
         EXPECT_EQ(json["tokens_per_step"], json["global_batch_tokens"]) << name;  // divides exactly
         EXPECT_FALSE(parsed.config.to_table().empty());
     }
+}
+
+TEST(ConfigPresetTest, EverySeedPresetKeepsTheResidualStreamInFp32) {
+    // residual_in_fp32: True in owt/gpt2s-flash.yaml and pile/gpt3s-flash.yaml, inherited by
+    // every -flash experiment.
+    for (const std::string& name : all_experiment_names()) {
+        const Json json = Json::parse(parse({"-e", name, "--print-config"}).to_json());
+        EXPECT_EQ(json["fp32_residual"], true) << name;
+    }
+    EXPECT_FALSE(parse({"-e", "d12"}).fp32_residual) << "dN is our quick recipe, not a seed experiment";
+    // A pre-norm feature: --post-norm 1 on a preset drops it; asking for both is an error.
+    const TrainConfig post = parse({"-e", "gpt2s", "--post-norm", "1"});
+    EXPECT_TRUE(post.post_norm);
+    EXPECT_FALSE(post.fp32_residual);
+    EXPECT_NE(error_of({"-e", "gpt2s", "--post-norm", "1", "--fp32-residual", "1"}).find("needs pre-norm blocks"),
+              std::string::npos);
+    EXPECT_FALSE(parse({"-e", "gpt2s", "--fp32-residual", "0"}).fp32_residual);
 }
 
 TEST(ConfigPresetTest, ParameterCountsMatchExperimentsTable) {
@@ -197,6 +218,52 @@ TEST(ConfigPresetTest, RotaryAndLongContextVariants) {
     EXPECT_EQ(parse({"-e", "gpt3m-8k-rotary"}).experiment, "gpt3m-rotary-8k");
 }
 
+TEST(ConfigPresetTest, TheSeedsSixtyThousandStepRuns) {
+    // pile/gpt3{s,m,l}-flash-rotary-30B and gpt3xl-flash-rotary-60B: the rotary run with
+    // trainer.max_steps 60000 and t_initial ${trainer.max_steps}; warmup 0.01 * max_steps.
+    for (const char* name : {"gpt3s-rotary-30B", "gpt3m-rotary-30B", "gpt3l-rotary-30B", "gpt3xl-rotary-60B"}) {
+        const std::string rotary = std::string(name).substr(0, std::string(name).size() - 4);
+        Json expected = Json::parse(
+            parse({"-e", rotary, "--steps", "60000", "--decay-end-step", "60000", "--out-dir", "run"}).to_json());
+        expected["experiment"] = name;
+        const Json c = Json::parse(parse({"-e", name, "--out-dir", "run", "--print-config"}).to_json());
+        EXPECT_EQ(c, expected) << name;
+        EXPECT_EQ(c["steps"], 60000) << name;
+        EXPECT_EQ(c["decay_end_step"], 60000) << name;
+        EXPECT_EQ(c["warmup_steps"], 600) << name;
+        EXPECT_EQ(c["schedule"], "cosine") << name;
+        EXPECT_EQ(c["learned_pos_emb"], false) << name;
+    }
+    // 60,000 steps of 524,288 tokens is the seed's "30B", of 1,048,576 its "60B".
+    EXPECT_EQ(parse({"-e", "GPT3S-30b-ROTARY"}).experiment, "gpt3s-rotary-30B");
+    EXPECT_EQ(parse({"-e", "gpt3xl-60B"}).steps, 60000);
+    EXPECT_NE(error_of({"-e", "gpt3s-rotary-60B"}).find("-60B (60,000 steps) is a variant of gpt3xl"),
+              std::string::npos);
+    EXPECT_NE(error_of({"-e", "gpt2s-30B"}).find("the seed has no gpt2s -30B run"), std::string::npos);
+    EXPECT_NE(error_of({"-e", "gpt3s-30B-60B"}).find("unknown experiment"), std::string::npos);
+}
+
+TEST(ConfigPresetTest, Gpt3TwoPointSevenBWithHeadsOf128) {
+    // pile/gpt3-2.7B-flash-hdim128(-rotary(-8k)): gpt3xl-flash's recipe with n_embd 2560,
+    // n_head 20 ("Headdim 128 is faster than headdim 80"), n_layer 32, small init, lr 1.6e-4:
+    // gpt3-2.7B in everything but the heads.
+    for (const char* variant : {"", "-rotary", "-rotary-8k"}) {
+        const std::string name = std::string("gpt3-2.7B-hdim128") + variant;
+        Json expected = Json::parse(parse({"-e", std::string("gpt3-2.7B") + variant, "--n-head", "20",
+                                           "--out-dir", "run"}).to_json());
+        expected["experiment"] = name;
+        const Json c = Json::parse(parse({"-e", name, "--out-dir", "run", "--print-config"}).to_json());
+        EXPECT_EQ(c, expected) << name;
+        EXPECT_EQ(c["d_head"], 128) << name;
+        EXPECT_EQ(c["lr"], 1.6e-4) << name;
+        EXPECT_EQ(c["init_scheme"], "small_init") << name;
+    }
+    EXPECT_EQ(parse({"-e", "gpt3-2.7B-hdim128-rotary"}).rotary_dim, 64);
+    EXPECT_EQ(parse({"-e", "gpt3-2.7B-rotary-8k-hdim128"}).experiment, "gpt3-2.7B-hdim128-rotary-8k");
+    EXPECT_NE(error_of({"-e", "gpt2s-hdim128"}).find("-hdim128 (heads of 128) is a variant of gpt3-2.7B only"),
+              std::string::npos);
+}
+
 TEST(ConfigPresetTest, DepthPresets) {
     const std::vector<std::tuple<int, int, int>> expected = {
         {12, 768, 12}, {24, 1024, 16}, {36, 1280, 20}, {48, 1600, 25}, {6, 384, 6}, {30, 1152, 18}, {96, 3200, 50}};
@@ -233,6 +300,42 @@ TEST(ConfigPresetTest, CheckpointFileGivesTheModelShape) {
     EXPECT_EQ(loaded.seq_len, 64);
     EXPECT_EQ(loaded.sample_tokens, 64);  // the default 128 capped to the model's positions
     EXPECT_EQ(loaded.out_dir.rfind("runs/model_00000300-", 0), 0u) << loaded.out_dir;
+
+    // Flags may change the training recipe, never the shape the weights have (--pad-vocab-to 128
+    // pads 50257 to the same 50304 rows as the file's 64).
+    EXPECT_EQ(parse({"-e", file, "--lr", "1e-4", "--steps", "5", "--pad-vocab-to", "128"}).lr, 1e-4);
+    const std::vector<std::pair<std::vector<std::string>, std::string>> contradictions = {
+        {{"--n-layer", "4"}, "has n_layer 2 but this run has 4 (--n-layer)"},
+        {{"--n-head", "1", "--n-embd", "128"}, "has n_head 2 but this run has 1 (--n-head)"},
+        {{"--post-norm", "0"}, "has post_norm on but this run has it off (--post-norm 0)"},
+        {{"--rotary-fraction", "0.5"}, "has rotary_dim 16 but this run has 32"},
+        {{"--max-seq-len", "128", "--seq-len", "128"}, "has max_seq_len 64 but this run has 128 (--max-seq-len)"},
+        {{"--pad-vocab-to", "8"}, "has padded_vocab_size 50304 but this run has 50264"},
+    };
+    for (const auto& [flags, part] : contradictions) {
+        std::vector<std::string> args = {"-e", file};
+        args.insert(args.end(), flags.begin(), flags.end());
+        const std::string message = error_of(args);
+        EXPECT_NE(message.find("-e " + file + ": checkpoint " + file + " " + part), std::string::npos) << message;
+        EXPECT_NE(message.find("a checkpoint's shape is fixed"), std::string::npos) << message;
+    }
+
+    // A header whose shape no writer produces (here 2^30 layers of width 2^20, whose size
+    // overflows 64 bits) is rejected by its ranges, not described with a wrapped-around size.
+    const std::string huge = dir + "/model_00000002.bin";
+    {
+        std::vector<int32_t> header(256, 0);
+        const int32_t fields[] = {kModelFileMagic, kModelFileVersion, 1 << 30, 1 << 20, 1 << 14, 1024, 50257, 50304,
+                                  1, 0, 10000, 0, 2};
+        std::copy(std::begin(fields), std::end(fields), header.begin());
+        std::ofstream(huge, std::ios::binary).write(reinterpret_cast<const char*>(header.data()), 1024);
+    }
+    const std::string corrupt = error_of({"-e", huge, "--print-config"});
+    EXPECT_NE(corrupt.find("-e " + huge + ": " + huge + " has a corrupt model header: n_layer 1073741824 is out of "
+                           "range [1, 1024]"),
+              std::string::npos)
+        << corrupt;
+    EXPECT_EQ(corrupt.find(" -"), std::string::npos) << "no negative size: " << corrupt;
 
     const std::string truncated = dir + "/model_00000001.bin";
     fs::copy_file(file, truncated);
@@ -280,6 +383,30 @@ TEST(ConfigFlagTest, GradientAccumulationRoundsUp) {
     EXPECT_EQ(again.to_json(), [&] { TrainConfig c = ranks; c.resolve(16); return c.to_json(); }());
 }
 
+TEST(ConfigFlagTest, ZeroOneByDefaultOnSeveralGpusWhereTheSeedShards) {
+    // The seed trains gpt2l, gpt2xl, gpt3l, gpt3xl and gpt3-2.7B with DDPStrategyZero1.
+    for (const char* name : {"gpt2l", "gpt2xl", "gpt3l", "gpt3xl", "gpt3-2.7B", "gpt3xl-rotary-60B",
+                             "gpt3l-rotary-30B", "gpt3-2.7B-hdim128-rotary-8k", "gpt2l-8k"}) {
+        EXPECT_EQ(Json::parse(parse({"-e", name, "--nproc", "8", "--print-config"}).to_json())["zero_stage"], 1)
+            << name;
+        EXPECT_EQ(parse({"-e", name}).zero_stage, 0) << name << " on one GPU";
+    }
+    for (const char* name : {"gpt2s", "gpt2m", "gpt3s", "gpt3m-rotary-30B", "d48"})
+        EXPECT_EQ(parse({"-e", name, "--nproc", "8"}).zero_stage, 0) << name;
+    // The world size known later (mpirun: --nproc 1 at parsing, 4 ranks at start-up) decides.
+    TrainConfig mpi = parse({"-e", "gpt2xl"});
+    mpi.resolve(4);
+    EXPECT_EQ(mpi.zero_stage, 1);
+    mpi.resolve(1);
+    EXPECT_EQ(mpi.zero_stage, 0);
+    // A given stage wins; auto asks for the default.
+    EXPECT_EQ(parse({"-e", "gpt2l", "--nproc", "8", "--zero-stage", "0"}).zero_stage, 0);
+    EXPECT_EQ(parse({"-e", "gpt2l", "--nproc", "8", "--zero-stage", "2"}).zero_stage, 2);
+    EXPECT_EQ(parse({"-e", "gpt2s", "--nproc", "8", "--zero-stage", "1"}).zero_stage, 1);
+    EXPECT_EQ(parse({"-e", "gpt2l", "--zero-stage", "2", "--zero-stage", "auto", "--nproc", "2"}).zero_stage, 1);
+    EXPECT_NE(help_text().find("--zero-stage N|auto"), std::string::npos);
+}
+
 TEST(ConfigFlagTest, DecayEndDefaultsToTheLastStep) {
     EXPECT_EQ(parse({"-e", "gpt2s", "--steps", "20"}).decay_end_step, 20);
     EXPECT_EQ(parse({"-e", "gpt3s", "--steps", "20"}).decay_end_step, 600000);  // explicit in the preset
@@ -287,6 +414,29 @@ TEST(ConfigFlagTest, DecayEndDefaultsToTheLastStep) {
     EXPECT_EQ(schedule.kind, LrScheduleKind::cosine);
     EXPECT_EQ(schedule.lr_at(0), 1e-6);
     EXPECT_DOUBLE_EQ(schedule.lr_at(600000), 6e-5);
+}
+
+TEST(ConfigFlagTest, WarmupIsOnePercentOfTheStepsUnlessGiven) {
+    // The seed: warmup_t / num_warmup_steps = 0.01 * trainer.max_steps in every experiment.
+    const std::vector<std::pair<std::string, int64_t>> presets = {
+        {"gpt2s", 4000}, {"gpt2xl", 4000}, {"gpt3s", 8000}, {"gpt3l", 8000}, {"gpt3xl", 4000}, {"gpt3-2.7B", 4000}};
+    for (const auto& [name, warmup] : presets) EXPECT_EQ(parse({"-e", name}).warmup_steps, warmup) << name;
+    // It follows --steps: gpt3xl trained for 60,000 steps (the seed's 60B-token run) warms up 600.
+    const Json xl = Json::parse(parse({"-e", "gpt3xl", "--steps", "60000", "--print-config"}).to_json());
+    EXPECT_EQ(xl["warmup_steps"], 600);
+    EXPECT_EQ(xl["decay_end_step"], 300000) << "gpt3xl's cosine end (t_initial 300000) does not follow max_steps";
+    const TrainConfig short_run = parse({"-e", "gpt2s", "--steps", "1000"});
+    EXPECT_EQ(short_run.warmup_steps, 10);
+    EXPECT_EQ(short_run.decay_end_step, 1000) << "OpenWebText's linear decay ends at the last step";
+    EXPECT_EQ(parse({"-e", "gpt2s", "--steps", "150"}).warmup_steps, 2) << "1.5 rounds up";
+    // A given --warmup-steps wins, in any position; `auto` asks for the preset's rule.
+    EXPECT_EQ(parse({"-e", "gpt3xl", "--warmup-steps", "50", "--steps", "60000"}).warmup_steps, 50);
+    EXPECT_EQ(parse({"-e", "d12", "--steps", "3000", "--warmup-steps", "auto"}).warmup_steps, 30);
+    EXPECT_EQ(parse({"-e", "d12", "--steps", "3000"}).warmup_steps, 100) << "dN keeps its own recipe";
+    const LrSchedule schedule = parse({"-e", "gpt3xl", "--steps", "60000"}).lr_schedule();
+    EXPECT_DOUBLE_EQ(schedule.lr_at(300), 1e-6 + (2e-4 - 1e-6) * 0.5);
+    EXPECT_NE(error_of({"--warmup-steps", "-2"}).find("valid is an integer in [0, 1099511627776] or auto"),
+              std::string::npos);
 }
 
 TEST(ConfigFlagTest, DataLocation) {
@@ -390,7 +540,22 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         {{"--precision", "fp8"}, "--precision: 'fp8' is not one of bf16|fp16"},
         {{"--post-norm", "maybe"}, "--post-norm: 'maybe' is not a boolean"},
         {{"--zero-stage", "3"}, "--zero-stage 3 is out of range: valid is an integer in [0, 2]"},
-        {{"--n-embd", "770"}, "--n-embd 770 is not divisible by --n-head 12"},
+        {{"--n-embd", "776"}, "--n-embd 776 is not divisible by --n-head 12"},
+        // Shapes the kernels do not run (issue 18): heads of 64, 80, 96 or 128 only; widths in
+        // 16-byte vectors, up to the fused LayerNorm's 8192; a padded vocabulary of 16-byte rows.
+        {{"--n-embd", "770", "--n-head", "10"}, "--n-embd 770 is not a multiple of 8"},
+        {{"--n-embd", "616", "--n-head", "8"},
+         "--n-embd 616 / --n-head 8 gives heads of 77; the attention kernels support 64, 80, 96, 128. Choose "
+         "--n-embd as a multiple of one of them"},
+        {{"--n-embd", "1024", "--n-head", "4"},
+         "gives heads of 256; the attention kernels support 64, 80, 96, 128. For this width use --n-head 16 (heads of "
+         "64), 8 (heads of 128)"},
+        {{"-e", "gpt3-2.7B", "--n-head", "10"}, "For this width use --n-head 40 (heads of 64), 32 (heads of 80), 20"},
+        {{"--n-embd", "16384", "--n-head", "128"}, "--n-embd 16384 is wider than the fused LayerNorm's 8192"},
+        {{"--pad-vocab-to", "1"}, "--vocab-size 50257 padded to a multiple of --pad-vocab-to 1 is 50257, not a multiple"},
+        {{"--global-batch-tokens", "1099511627776", "--device-batch", "1", "--seq-len", "1", "--max-seq-len", "1"},
+         "--global-batch-tokens 1099511627776 takes 1099511627776 micro-steps of 1 x 1 tokens on 1 GPU(s), more than "
+         "2147483647"},
         {{"--seq-len", "2048"}, "--seq-len 2048 exceeds the model's --max-seq-len 1024"},
         {{"--rotary-fraction", "0.3"}, "--rotary-fraction 0.3 gives rotary_dim 19.2 of d_head 64"},
         {{"--rotary-fraction", "0.015625"}, "whole, even, positive"},

@@ -319,6 +319,34 @@ TEST(DataPrepInputs, OpenWebTextCleanupMatchesTheHuggingFaceLoader) {
     EXPECT_EQ(clean("x\u200b"), "x\u200b") << "U+200B is not whitespace for Python";
     EXPECT_EQ(clean("\xff x \xfe"), "\xff x \xfe") << "invalid bytes are kept for the tokenizer";
     EXPECT_EQ(clean(" \n \n"), "");
+    // Python's text mode reads "\r\n" and a lone "\r" as "\n" before the substitution.
+    EXPECT_EQ(clean("a\r\nb\r\n\r\n\r\n\r\nc\rd\r\n"), "a\nb\n\nc\nd");
+    EXPECT_EQ(clean("a\r\r\r\rb"), "a\n\nb");
+}
+
+TEST(DataPrepInputs, OpenWebTextSubsetDocumentsInNameOrder) {
+    // The builder's listing of an extracted subset: top-level members ending in "txt", sorted by
+    // name ("./" aside); the fixture's subset archives list them shuffled, with a README and a
+    // sub/nested.txt that are no documents.
+    DataPrepTempDir dir;
+    const std::vector<std::string> subsets =
+        extract_members(kFixtures + "/owt/openwebtext.tar.xz", "openwebtext", "xz", dir.file("subsets"));
+    ASSERT_EQ(subsets.size(), 2u) << "LICENSE is no subset";
+    EXPECT_EQ(fs::path(subsets[0]).filename(), "urlsf_subset00-10_data.xz") << "sorted by name, not by number";
+    EXPECT_EQ(extract_members("/nonexistent.tar.xz", "openwebtext", "xz", dir.file("subsets")), subsets)
+        << "a complete extraction is reused";
+    ReaderOptions options;
+    options.text_members_in_name_order = true;
+    const std::vector<ReadDocument> documents = read_documents({subsets[0]}, options);
+    ASSERT_EQ(documents.size(), 12u);
+    for (size_t i = 0; i < documents.size(); i++) {
+        char prefix[32];
+        std::snprintf(prefix, sizeof prefix, ":0001%03zu-", i);
+        EXPECT_CONTAINS(documents[i].location, prefix);
+    }
+    EXPECT_EQ(read_documents({subsets[1]}, options).size(), 13u);
+    EXPECT_CONTAINS(error_of([&] { extract_members(kFixtures + "/pile/val.jsonl.zst", "openwebtext", "xz", dir.file("x")); }),
+                    "val.jsonl.zst");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,7 +363,7 @@ TEST(DataPrepPipeline, DocumentsEndWithEndOfTextInInputOrder) {
     SplitWriter train(dir.path.string(), "fx", "train", 100);
     data_prep::PipelineOptions options;
     options.threads = 3;
-    data_prep::tokenize_to_splits(files, tokenizer(), options, train, nullptr, 0.0, 1);
+    data_prep::tokenize_to_splits(files, tokenizer(), options, train, nullptr, nullptr);
     train.finish();
     EXPECT_EQ(split_tokens(dir.path.string(), train), expected);
     EXPECT_EQ(train.documents(), 18);
@@ -365,11 +393,12 @@ TEST(DataPrepPipeline, OutputIsIdenticalForAnyThreadCount) {
         fs::create_directory(out);
         SplitWriter train(out, "d", "train", 5000), val(out, "d", "val", 5000);
         options.threads = threads;
-        data_prep::tokenize_to_splits({dir.file("lines.txt.zst")}, tokenizer(), options, train, &val, 0.01, 2357);
+        const data_prep::Holdout holdout(40000, 0.01, 2357);
+        data_prep::tokenize_to_splits({dir.file("lines.txt.zst")}, tokenizer(), options, train, &holdout, &val);
         train.finish();
         val.finish();
         EXPECT_EQ(train.documents() + val.documents(), 40000);
-        EXPECT_EQ(val.documents(), 400) << "exactly round(0.01 * 40000)";
+        EXPECT_EQ(val.documents(), 400) << "exactly ceil(0.01 * 40000)";
         std::vector<std::string> contents;
         for (const SplitWriter* split : {&train, &val}) {
             for (const data_prep::ShardRecord& record : split->shards()) contents.push_back(read_file(out + "/" + record.file));
@@ -382,28 +411,55 @@ TEST(DataPrepPipeline, OutputIsIdenticalForAnyThreadCount) {
     }
 }
 
-TEST(DataPrepPipeline, HoldoutIsExactSeededAndSpread) {
-    const double fraction = 0.0005;
-    int64_t before = 0, chosen_total = 0;
-    std::vector<int64_t> blocks = {16384, 16384, 16384, 977, 16384, 5};
-    for (size_t b = 0; b < blocks.size(); b++) {
-        const std::vector<bool> chosen = data_prep::choose_holdout(int64_t(b), before, blocks[b], fraction, 2357);
-        ASSERT_EQ(int64_t(chosen.size()), blocks[b]);
-        chosen_total += std::count(chosen.begin(), chosen.end(), true);
-        before += blocks[b];
-        EXPECT_EQ(chosen_total, std::llround(fraction * double(before))) << "after block " << b;
+TEST(DataPrepPipeline, HeldOutDocumentsGoToValidationInPermutationOrder) {
+    // 30 documents (a .jsonl line each; four with empty text, numbered all the same) and the
+    // holdout train_test_split(test_size=0.3, seed=3) picks: val holds the held-out non-empty
+    // documents in permutation order, train every other non-empty one in input order.
+    DataPrepTempDir dir;
+    std::string jsonl;
+    std::vector<std::string> texts;
+    for (int d = 0; d < 30; d++) {
+        texts.push_back(d % 7 == 3 ? "" : "document number " + std::to_string(d));
+        jsonl += "{\"text\": \"" + texts.back() + "\"}\n";
     }
-    const std::vector<bool> a = data_prep::choose_holdout(0, 0, 1000, 0.1, 2357);
-    EXPECT_EQ(a, data_prep::choose_holdout(0, 0, 1000, 0.1, 2357)) << "same seed, same choice";
-    EXPECT_NE(a, data_prep::choose_holdout(0, 0, 1000, 0.1, 2358)) << "another seed, another choice";
-    EXPECT_NE(a, data_prep::choose_holdout(1, 0, 1000, 0.1, 2357)) << "blocks are shuffled independently";
-    // Spread: chosen documents are not bunched at the start (a shuffle, not a prefix).
-    const int64_t first_half = std::count(a.begin(), a.begin() + 500, true);
-    EXPECT_GT(first_half, 25);
-    EXPECT_LT(first_half, 75);
-    // The tiny recipe's case: exactly 2 of 100.
-    const std::vector<bool> tiny = data_prep::choose_holdout(0, 0, 100, 0.02, 2357);
-    EXPECT_EQ(std::count(tiny.begin(), tiny.end(), true), 2);
+    write_file(dir.file("docs.jsonl"), jsonl);
+    EXPECT_EQ(data_prep::count_documents({dir.file("docs.jsonl")}, {}, 2), 30);
+    // numpy: default_rng(3).permutation(30)[:9], with the empty documents 3 and 17.
+    const data_prep::Holdout holdout(30, 0.3, 3);
+    const std::vector<int64_t>& held = holdout.validation_documents();
+    ASSERT_EQ(held, (std::vector<int64_t>{26, 20, 23, 3, 27, 12, 17, 28, 18}));
+    SplitWriter train(dir.path.string(), "h", "train", 64), val(dir.path.string(), "h", "val", 64);
+    data_prep::PipelineOptions options;
+    options.threads = 3;
+    const data_prep::PipelineResult result =
+        data_prep::tokenize_to_splits({dir.file("docs.jsonl")}, tokenizer(), options, train, &holdout, &val);
+    train.finish();
+    val.finish();
+    EXPECT_EQ(result.documents, 30);
+    EXPECT_EQ(result.empty_documents, 4);
+    const auto stream = [&](const std::vector<int64_t>& order) {
+        std::vector<uint32_t> tokens;
+        for (int64_t d : order) {
+            if (texts[static_cast<size_t>(d)].empty()) continue;
+            for (int id : tokenizer().encode(texts[static_cast<size_t>(d)])) tokens.push_back(uint32_t(id));
+            tokens.push_back(Gpt2Tokenizer::kEndOfText);
+        }
+        return tokens;
+    };
+    std::vector<int64_t> trained;
+    for (int64_t d = 0; d < 30; d++)
+        if (holdout.validation_position(d) < 0) trained.push_back(d);
+    EXPECT_EQ(split_tokens(dir.path.string(), val), stream(held));
+    EXPECT_EQ(split_tokens(dir.path.string(), train), stream(trained));
+    EXPECT_FALSE(fs::exists(dir.file("h_val_held_out.tmp"))) << "the held-out staging file is removed";
+
+    // The input must hold the documents the holdout was drawn over.
+    SplitWriter train2(dir.path.string(), "i", "train", 64), val2(dir.path.string(), "i", "val", 64);
+    const data_prep::Holdout other(31, 0.3, 3);
+    EXPECT_CONTAINS(error_of([&] {
+                        data_prep::tokenize_to_splits({dir.file("docs.jsonl")}, tokenizer(), options, train2, &other, &val2);
+                    }),
+                    "the inputs hold 30 documents, but 31 when they were counted");
 }
 
 TEST(DataPrepPipeline, InvalidUtf8IsReplacedLikeTheTokenizer) {
@@ -415,7 +471,7 @@ TEST(DataPrepPipeline, InvalidUtf8IsReplacedLikeTheTokenizer) {
     write_file(dir.file("bad.txt"), raw);
     SplitWriter train(dir.path.string(), "u", "train", 1000);
     data_prep::PipelineOptions options;
-    data_prep::tokenize_to_splits({dir.file("bad.txt")}, tokenizer(), options, train, nullptr, 0.0, 1);
+    data_prep::tokenize_to_splits({dir.file("bad.txt")}, tokenizer(), options, train, nullptr, nullptr);
     train.finish();
     std::vector<uint32_t> expected;
     for (int id : tokenizer().encode("abc\xEF\xBF\xBD\xEF\xBF\xBD def \xEF\xBF\xBD end")) expected.push_back(uint32_t(id));
@@ -436,19 +492,19 @@ TEST(DataPrepPipeline, InputErrorsStopEveryThreadAndNameTheFile) {
         SplitWriter train(dir.path.string(), "e", "train", 1000);
         const std::string error = error_of([&] {
             data_prep::tokenize_to_splits({dir.file("ok.txt.gz"), dir.file("cut.txt.gz")}, tokenizer(), options, train,
-                                          nullptr, 0.0, 1);
+                                          nullptr, nullptr);
         });
         EXPECT_CONTAINS(error, dir.file("cut.txt.gz"));
     }
     SplitWriter train(dir.path.string(), "j", "train", 1000);
     EXPECT_CONTAINS(error_of([&] {
-                        data_prep::tokenize_to_splits({dir.file("bad.jsonl")}, tokenizer(), options, train, nullptr, 0.0, 1);
+                        data_prep::tokenize_to_splits({dir.file("bad.jsonl")}, tokenizer(), options, train, nullptr, nullptr);
                     }),
                     dir.file("bad.jsonl") + ":2: invalid JSON");
     options.skip_invalid_documents = true;
     SplitWriter skipping(dir.path.string(), "k", "train", 1000);
     const data_prep::PipelineResult result =
-        data_prep::tokenize_to_splits({dir.file("bad.jsonl")}, tokenizer(), options, skipping, nullptr, 0.0, 1);
+        data_prep::tokenize_to_splits({dir.file("bad.jsonl")}, tokenizer(), options, skipping, nullptr, nullptr);
     EXPECT_EQ(result.invalid_documents, 1);
     EXPECT_EQ(skipping.documents(), 1);
 }
@@ -530,11 +586,19 @@ TEST(DataPrepRecipes, OpenWebTextAndPileFromASourceDirectory) {
     owt.val_fraction = 0.1;
     const data_prep::PrepareSummary owt_summary = data_prep::prepare_dataset(owt);
     ASSERT_EQ(owt_summary.splits.size(), 2u);
-    // 24 .txt files in two nested .xz tars; one is only whitespace, so 23 documents, 2 held out.
+    // 25 .txt documents in two nested .xz tars (tests/data_prep_openwebtext.sh checks which and in
+    // which order); ceil(0.1 * 25) = 3 held out; one document is only whitespace: 21 train.
     EXPECT_EQ(owt_summary.splits[0].documents, 21);
     EXPECT_EQ(owt_summary.splits[1].split, "val");
-    EXPECT_EQ(owt_summary.splits[1].documents, 2);
+    EXPECT_EQ(owt_summary.splits[1].documents, 3);
     EXPECT_CONTAINS(read_file(dir.file("openwebtext/manifest.json")), "\"skipped_empty_documents\": 1");
+    EXPECT_CONTAINS(read_file(dir.file("openwebtext/manifest.json")), "\"held_out_documents\": 3");
+    // A dataset from an older prepare (another holdout rule) is rebuilt, not reused.
+    std::string manifest = read_file(dir.file("openwebtext/manifest.json"));
+    manifest.replace(manifest.find("\"manifest_version\": 2"), 21, "\"manifest_version\": 1");
+    write_file(dir.file("openwebtext/manifest.json"), manifest);
+    EXPECT_FALSE(data_prep::prepare_dataset(owt).already_complete);
+    EXPECT_TRUE(data_prep::prepare_dataset(owt).already_complete);
 
     data_prep::PrepareOptions pile;
     pile.recipe = "pile";

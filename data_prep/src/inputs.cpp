@@ -7,10 +7,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
+
+#include "data_prep/src/progress.h"
 
 namespace fs = std::filesystem;
 
@@ -128,12 +131,18 @@ size_t utf8_sequence(std::string_view text, size_t pos, uint32_t& cp) {
     return length;
 }
 
-// re.sub("\n\n\n+", "\n\n", text).strip(), as the HuggingFace OpenWebText loader does.
+// re.sub("\n\n\n+", "\n\n", text).strip() on the text as Python's text mode reads it ("\r\n"
+// and a lone "\r" become "\n"), as the HuggingFace OpenWebText loader does.
 std::string collapse_newlines_and_strip(std::string_view text) {
     std::string collapsed;
     collapsed.reserve(text.size());
     size_t newline_run = 0;
-    for (char c : text) {
+    for (size_t i = 0; i < text.size(); ++i) {
+        char c = text[i];
+        if (c == '\r') {
+            if (i + 1 < text.size() && text[i + 1] == '\n') continue;
+            c = '\n';
+        }
         newline_run = c == '\n' ? newline_run + 1 : 0;
         if (newline_run <= 2) collapsed += c;
     }
@@ -175,6 +184,8 @@ class FileWalker {
   private:
     // All members of an open archive; a raw stream has exactly one, named after the stream.
     bool read_members(archive* a, const std::string& location, const std::string& stream_name) {
+        if (options_.text_members_in_name_order && archive_format(a) != ARCHIVE_FORMAT_RAW)
+            return read_text_members_in_name_order(a, location);
         for (;;) {
             archive_entry* entry = nullptr;
             const int status = archive_read_next_header(a, &entry);
@@ -193,6 +204,39 @@ class FileWalker {
                                                          : read_document_stream(a, member_location, member);
             if (!keep_going) return false;
         }
+    }
+
+    // See ReaderOptions::text_members_in_name_order.
+    bool read_text_members_in_name_order(archive* a, const std::string& location) {
+        std::vector<std::pair<std::string, std::string>> members;  // (name, bytes)
+        size_t held_bytes = 0;
+        for (;;) {
+            archive_entry* entry = nullptr;
+            const int status = archive_read_next_header(a, &entry);
+            if (status == ARCHIVE_EOF) break;
+            if (status < ARCHIVE_WARN) throw_archive_error(a, location, "cannot read archive member");
+            if (archive_entry_filetype(entry) != AE_IFREG) continue;
+            const char* pathname = archive_entry_pathname(entry);
+            std::string name = pathname ? pathname : "";
+            while (name.rfind("./", 0) == 0) name.erase(0, 2);
+            if (name.find('/') != std::string::npos || !ends_with(name, "txt")) continue;
+            std::string bytes;
+            read_chunks(a, location + ":" + name, [&](std::string_view chunk) {
+                bytes.append(chunk);
+                held_bytes += chunk.size();
+                if (held_bytes > kMaxWholeFileDocumentBytes)
+                    throw std::runtime_error(location + ": over 1 GiB of text members; an OpenWebText subset archive "
+                                             "holds a few MB (is this the outer openwebtext.tar.xz?)");
+                return true;
+            });
+            members.emplace_back(std::move(name), std::move(bytes));
+        }
+        std::sort(members.begin(), members.end());  // byte order: Python's order of the names' code points
+        for (auto& [name, bytes] : members) {
+            const auto member_location = std::make_shared<const std::string>(location + ":" + name);
+            if (!emit(RawDocument::Kind::kText, std::move(bytes), member_location, 0)) return false;
+        }
+        return true;
     }
 
     bool read_nested(archive* outer, const std::string& location, const std::string& name) {
@@ -369,6 +413,80 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
         }
     }
     return files;
+}
+
+std::vector<std::string> files_with_suffix(const std::string& directory, const std::string& suffix) {
+    std::vector<std::string> names;
+    std::error_code error;
+    for (fs::directory_iterator it(directory, error), end; !error && it != end; it.increment(error)) {
+        const std::string name = it->path().filename().string();
+        if (it->is_regular_file() && ends_with(name, suffix)) names.push_back(name);
+    }
+    if (error) throw std::runtime_error("cannot list " + directory + ": " + error.message());
+    std::sort(names.begin(), names.end());
+    std::vector<std::string> paths;
+    for (const std::string& name : names) paths.push_back((fs::path(directory) / name).string());
+    return paths;
+}
+
+std::vector<std::string> extract_members(const std::string& archive_path, const std::string& member_dir,
+                                         const std::string& suffix, const std::string& directory) {
+    const std::string marker = (fs::path(directory) / ".extracted").string();
+    if (fs::exists(marker)) return files_with_suffix(directory, suffix);
+    std::error_code error;
+    fs::remove_all(directory, error);
+    fs::create_directories(directory, error);
+    if (error) throw std::runtime_error("cannot create " + directory + ": " + error.message());
+
+    ArchivePtr reader(archive_read_new());
+    if (!reader) throw std::bad_alloc();
+    archive_read_support_filter_all(reader.get());
+    archive_read_support_format_tar(reader.get());
+    if (archive_read_open_filename(reader.get(), archive_path.c_str(), kReadBlockBytes) != ARCHIVE_OK)
+        throw_archive_error(reader.get(), archive_path, "cannot open archive");
+    const std::string prefix = member_dir + "/";
+    std::vector<char> buffer(kReadBlockBytes);
+    Progress progress("extract " + fs::path(archive_path).filename().string(), regular_file_size(archive_path, "archive"));
+    for (;;) {
+        progress.update({archive_filter_bytes(reader.get(), -1)});
+        archive_entry* entry = nullptr;
+        const int status = archive_read_next_header(reader.get(), &entry);
+        if (status == ARCHIVE_EOF) break;
+        if (status < ARCHIVE_WARN) throw_archive_error(reader.get(), archive_path, "cannot read archive member");
+        if (archive_entry_filetype(entry) != AE_IFREG) continue;
+        const char* pathname = archive_entry_pathname(entry);
+        std::string name = pathname ? pathname : "";
+        while (name.rfind("./", 0) == 0) name.erase(0, 2);
+        if (name.rfind(prefix, 0) != 0) continue;
+        name.erase(0, prefix.size());
+        if (name.empty() || name.find('/') != std::string::npos || !ends_with(name, suffix)) continue;
+        const std::string path = (fs::path(directory) / name).string(), tmp = path + ".tmp";
+        std::FILE* out = std::fopen(tmp.c_str(), "wb");
+        if (!out) throw std::runtime_error("cannot create " + tmp + ": " + std::strerror(errno));
+        for (;;) {
+            const la_ssize_t n = archive_read_data(reader.get(), buffer.data(), buffer.size());
+            if (n < 0) {
+                std::fclose(out);
+                throw_archive_error(reader.get(), archive_path + ":" + name, "cannot read");
+            }
+            if (n == 0) break;
+            if (std::fwrite(buffer.data(), 1, static_cast<size_t>(n), out) != static_cast<size_t>(n)) {
+                const int write_errno = errno;
+                std::fclose(out);
+                throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(write_errno));
+            }
+        }
+        if (std::fclose(out) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0)
+            throw std::runtime_error("cannot complete " + path + ": " + std::strerror(errno));
+    }
+    progress.finish({archive_filter_bytes(reader.get(), -1)});
+    std::vector<std::string> extracted = files_with_suffix(directory, suffix);
+    if (extracted.empty())
+        throw std::runtime_error(archive_path + " holds no " + prefix + "*" + suffix +
+                                 " members: not the archive this recipe expects");
+    std::FILE* done = std::fopen(marker.c_str(), "wb");
+    if (!done || std::fclose(done) != 0) throw std::runtime_error("cannot create " + marker + ": " + std::strerror(errno));
+    return extracted;
 }
 
 DocumentReader::DocumentReader(std::vector<std::string> files, ReaderOptions options)

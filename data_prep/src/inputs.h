@@ -28,9 +28,14 @@ enum class DocumentSplit { kWholeFile, kLine, kBlankLine };
 struct ReaderOptions {
     std::string text_field = "text";  // of each JSON object in .jsonl inputs
     DocumentSplit text_split = DocumentSplit::kWholeFile;
-    // The cleanup of the HuggingFace OpenWebText loader (runs of 3+ newlines become 2, then
-    // Unicode whitespace is stripped at both ends), which the seed's data went through.
+    // The cleanup of the HuggingFace OpenWebText loader (line ends made "\n" as Python's text
+    // mode does, runs of 3+ newlines become 2, then Unicode whitespace is stripped at both ends),
+    // which the seed's data went through.
     bool collapse_newlines_and_strip = false;
+    // The documents of an archive as the HuggingFace OpenWebText builder lists an extracted
+    // subset: its top-level members whose names end in "txt" (a leading "./" aside), in name
+    // order; other members are skipped. The archive's documents are held in memory to sort them.
+    bool text_members_in_name_order = false;
 };
 
 struct RawDocument {
@@ -46,6 +51,17 @@ struct RawDocument {
 // and unfinished downloads (*.part) inside directories are skipped. Throws, naming the
 // argument, for a path that does not exist, a glob that matches nothing, or an empty file.
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
+
+// Extracts the members `member_dir`/NAME of `archive` whose NAME ends in `suffix` (and holds no
+// further '/') into `directory`/NAME, each written under a temporary name and renamed, and returns
+// their paths sorted by NAME. A marker file written last records a complete extraction, which a
+// later call reuses without reading the archive. Throws std::runtime_error naming the archive or
+// the file at fault.
+std::vector<std::string> extract_members(const std::string& archive, const std::string& member_dir,
+                                         const std::string& suffix, const std::string& directory);
+
+// Files in `directory` (not below it) whose names end in `suffix`, sorted by name.
+std::vector<std::string> files_with_suffix(const std::string& directory, const std::string& suffix);
 
 class DocumentReader {
   public:

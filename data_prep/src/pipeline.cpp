@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <mutex>
-#include <numeric>
 #include <thread>
 #include <utility>
 
@@ -61,26 +61,6 @@ void SplitWriter::finish() {
 }
 
 namespace {
-
-// A small, fast generator with a fixed, documented algorithm (std::shuffle and the standard
-// distributions differ between library implementations; our holdout must not).
-struct SplitMix64 {
-    uint64_t state;
-    uint64_t next() {
-        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    // Uniform in [0, n) without modulo bias (rejects the few values of the incomplete last range).
-    uint64_t below(uint64_t n) {
-        const uint64_t threshold = (0 - n) % n;
-        for (;;) {
-            const uint64_t r = next();
-            if (r >= threshold) return r % n;
-        }
-    }
-};
 
 // Raw documents in flight from the reader thread to the tokenizing threads.
 class BlockQueue {
@@ -169,31 +149,107 @@ void tokenize_block(const std::vector<RawDocument>& block, const Gpt2Tokenizer& 
     if (first_error) std::rethrow_exception(first_error);
 }
 
+// Held-out documents while the input is read: their tokens in a file, in input order, and where
+// each sits, by its position in the validation order. Written to the validation split in that
+// order at the end.
+class HeldOutDocuments {
+  public:
+    HeldOutDocuments(const SplitWriter& validation, int64_t count)
+        : path_(validation.directory() + "/" + validation.name() + "_held_out.tmp"),
+          extents_(static_cast<size_t>(count), Extent{-1, 0}) {
+        file_ = std::fopen(path_.c_str(), "w+b");
+        if (!file_) throw std::runtime_error("cannot create " + path_ + ": " + std::strerror(errno));
+    }
+    ~HeldOutDocuments() {
+        if (file_) std::fclose(file_);
+        std::remove(path_.c_str());
+    }
+    HeldOutDocuments(const HeldOutDocuments&) = delete;
+    HeldOutDocuments& operator=(const HeldOutDocuments&) = delete;
+
+    void add(int64_t position, const std::vector<int>& tokens) {
+        staging_.assign(tokens.begin(), tokens.end());
+        if (std::fwrite(staging_.data(), sizeof(uint32_t), staging_.size(), file_) != staging_.size())
+            throw std::runtime_error("cannot write " + path_ + ": " + std::strerror(errno));
+        extents_[static_cast<size_t>(position)] = {written_, static_cast<int64_t>(tokens.size())};
+        written_ += static_cast<int64_t>(tokens.size());
+    }
+
+    // Appends every added document to `validation` in position order.
+    void write_in_order(SplitWriter& validation) {
+        if (std::fflush(file_) != 0) throw std::runtime_error("cannot write " + path_ + ": " + std::strerror(errno));
+        std::vector<int> tokens;
+        for (const Extent& extent : extents_) {
+            if (extent.offset < 0) continue;  // empty or skipped: the seed writes nothing for it
+            staging_.resize(static_cast<size_t>(extent.count));
+            if (fseeko(file_, static_cast<off_t>(extent.offset * sizeof(uint32_t)), SEEK_SET) != 0 ||
+                std::fread(staging_.data(), sizeof(uint32_t), staging_.size(), file_) != staging_.size())
+                throw std::runtime_error("cannot read back " + path_ + ": " + std::strerror(errno));
+            tokens.assign(staging_.begin(), staging_.end());
+            validation.append_document(tokens);
+        }
+    }
+
+  private:
+    struct Extent {
+        int64_t offset;  // in tokens; -1: not added
+        int64_t count;
+    };
+    std::string path_;
+    std::FILE* file_ = nullptr;
+    std::vector<Extent> extents_;
+    int64_t written_ = 0;
+    std::vector<uint32_t> staging_;
+};
+
 }  // namespace
 
-std::vector<bool> choose_holdout(int64_t block_index, int64_t documents_before, int64_t block_documents,
-                                 double fraction, uint64_t seed) {
-    std::vector<bool> chosen(static_cast<size_t>(block_documents), false);
-    const int64_t count = std::llround(fraction * double(documents_before + block_documents)) -
-                          std::llround(fraction * double(documents_before));
-    SplitMix64 seeding{seed};
-    SplitMix64 rng{seeding.next() ^ SplitMix64{static_cast<uint64_t>(block_index)}.next()};
-    std::vector<int64_t> order(static_cast<size_t>(block_documents));
-    std::iota(order.begin(), order.end(), 0);
-    for (int64_t i = 0; i < count; i++) {
-        const int64_t j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(block_documents - i)));
-        std::swap(order[i], order[j]);
-        chosen[order[i]] = true;
-    }
-    return chosen;
+int64_t count_documents(const std::vector<std::string>& files, const ReaderOptions& reader, int threads) {
+    int64_t total_bytes = 0;
+    for (const std::string& file : files) total_bytes += DocumentReader({file}, reader).total_bytes();
+    Progress progress("count documents", total_bytes);
+    std::atomic<size_t> next{0};
+    std::atomic<int64_t> documents{0}, bytes_done{0};
+    std::atomic<bool> failed{false};
+    std::mutex mutex;  // guards progress and first_error
+    std::exception_ptr first_error;
+    const auto work = [&] {
+        try {
+            for (size_t i; !failed.load() && (i = next.fetch_add(1)) < files.size();) {
+                DocumentReader file(std::vector<std::string>{files[i]}, reader);
+                int64_t found = 0;
+                file.read_all([&](RawDocument&&) {
+                    ++found;
+                    return true;
+                });
+                documents += found;
+                bytes_done += file.total_bytes();
+                std::lock_guard<std::mutex> lock(mutex);
+                progress.update({bytes_done.load(), documents.load()});
+            }
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (!first_error) first_error = std::current_exception();
+            failed = true;
+        }
+    };
+    std::vector<std::thread> helpers;
+    for (int t = 1; t < std::min<int>(threads, static_cast<int>(files.size())); t++) helpers.emplace_back(work);
+    work();
+    for (std::thread& helper : helpers) helper.join();
+    if (first_error) std::rethrow_exception(first_error);
+    progress.finish({bytes_done.load(), documents.load()});
+    return documents.load();
 }
 
 PipelineResult tokenize_to_splits(const std::vector<std::string>& files, const Gpt2Tokenizer& tokenizer,
-                                  const PipelineOptions& options, SplitWriter& main_split,
-                                  SplitWriter* holdout_split, double holdout_fraction, uint64_t seed) {
-    if (holdout_fraction < 0 || holdout_fraction > 1) throw std::invalid_argument("holdout fraction must be in [0, 1]");
-    if (holdout_fraction > 0 && !holdout_split) throw std::invalid_argument("a holdout fraction needs a holdout split");
+                                  const PipelineOptions& options, SplitWriter& train, const Holdout* holdout,
+                                  SplitWriter* validation) {
+    if ((holdout == nullptr) != (validation == nullptr))
+        throw std::invalid_argument("a holdout needs a validation split and the other way round");
     DocumentReader reader(files, options.reader);
+    std::unique_ptr<HeldOutDocuments> held_out;
+    if (holdout) held_out = std::make_unique<HeldOutDocuments>(*validation, holdout->validation_documents().size());
     // Two blocks read ahead keep the tokenizers busy while the reader decompresses.
     BlockQueue queue(2);
     std::exception_ptr reader_error;
@@ -216,33 +272,29 @@ PipelineResult tokenize_to_splits(const std::vector<std::string>& files, const G
     });
 
     PipelineResult result;
+    int64_t held_out_tokens = 0;
     Progress progress(options.progress_label, reader.total_bytes());
     const auto counts = [&] {
-        const int64_t documents = main_split.documents() + (holdout_split ? holdout_split->documents() : 0);
-        const int64_t tokens = main_split.tokens() + (holdout_split ? holdout_split->tokens() : 0);
-        return Progress::Counts{reader.bytes_consumed(), documents, tokens};
+        return Progress::Counts{reader.bytes_consumed(), result.documents, train.tokens() + held_out_tokens};
     };
     try {
         std::vector<RawDocument> block;
         std::vector<std::vector<int>> tokens;
         std::vector<DocumentStatus> status;
-        int64_t block_index = 0, documents_before = 0;
         while (queue.pop(block)) {
             tokenize_block(block, tokenizer, options, tokens, status);
-            std::vector<size_t> kept;
-            for (size_t i = 0; i < block.size(); i++) {
-                if (status[i] == DocumentStatus::kTokenized) kept.push_back(i);
+            for (size_t i = 0; i < block.size(); i++, result.documents++) {
                 result.empty_documents += status[i] == DocumentStatus::kEmpty;
                 result.invalid_documents += status[i] == DocumentStatus::kInvalid;
+                const bool written = status[i] == DocumentStatus::kTokenized;
+                const int64_t position = holdout ? holdout->validation_position(result.documents) : -1;
+                if (position >= 0) {
+                    if (written) held_out->add(position, tokens[i]);
+                    held_out_tokens += written ? static_cast<int64_t>(tokens[i].size()) + 1 : 0;
+                } else if (written) {
+                    train.append_document(tokens[i]);
+                }
             }
-            const int64_t kept_count = static_cast<int64_t>(kept.size());
-            std::vector<bool> held_out(kept.size(), false);
-            if (holdout_fraction > 0) held_out = choose_holdout(block_index, documents_before, kept_count, holdout_fraction, seed);
-            for (size_t j = 0; j < kept.size(); j++) {
-                (held_out[j] ? *holdout_split : main_split).append_document(tokens[kept[j]]);
-            }
-            documents_before += kept_count;
-            block_index++;
             progress.update(counts());
         }
     } catch (...) {
@@ -252,6 +304,14 @@ PipelineResult tokenize_to_splits(const std::vector<std::string>& files, const G
     }
     reader_thread.join();
     if (reader_error) std::rethrow_exception(reader_error);
+    if (holdout) {
+        if (result.documents != holdout->documents())
+            throw std::runtime_error("the inputs hold " + std::to_string(result.documents) + " documents, but " +
+                                     std::to_string(holdout->documents()) +
+                                     " when they were counted for the holdout: did they change during the run? "
+                                     "Run prepare again");
+        held_out->write_in_order(*validation);
+    }
     progress.finish(counts());
     return result;
 }

@@ -2,7 +2,7 @@
 // written in input order to the shards of one or two splits.
 //
 //   reader thread --(blocks of documents)--> worker threads (text extraction + BPE)
-//                 --> main thread: holdout choice, <|endoftext|> after each document, shards
+//                 --> main thread: train or held out, <|endoftext|> after each document, shards
 //
 // Documents travel in blocks of up to kBlockDocuments documents (fewer when their text passes
 // kBlockBytes). Block boundaries depend only on the input, never on the number of threads, and
@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "data_prep/src/holdout.h"
 #include "data_prep/src/inputs.h"
 #include "host/shard.h"
 #include "host/tokenizer.h"
@@ -43,6 +44,8 @@ class SplitWriter {
     int64_t documents() const { return documents_; }
     int64_t tokens() const { return tokens_; }
     const std::vector<ShardRecord>& shards() const { return shards_; }
+    const std::string& directory() const { return directory_; }
+    std::string name() const { return dataset_ + "_" + split_; }
 
   private:
     void append(const uint32_t* tokens, size_t count);
@@ -56,15 +59,6 @@ class SplitWriter {
     std::vector<uint32_t> staging_;
 };
 
-// Which documents of a stream go to the holdout split: in every block of n documents, the first
-// k of a seeded Fisher-Yates shuffle of the block, where k makes the running total exactly
-// round(fraction * documents so far). A whole-stream shuffle would need the document count before
-// the first pass (OpenWebText is 40 GB of xz); per-block shuffles need none and are as good
-// a random choice. For a stream of one block (any input under 16384 documents) this is exactly a
-// seeded shuffle of all documents.
-std::vector<bool> choose_holdout(int64_t block_index, int64_t documents_before, int64_t block_documents,
-                                 double fraction, uint64_t seed);
-
 struct PipelineOptions {
     int threads = 1;
     ReaderOptions reader;
@@ -73,16 +67,25 @@ struct PipelineOptions {
 };
 
 struct PipelineResult {
+    int64_t documents = 0;          // every document read, empty and skipped ones included
     int64_t empty_documents = 0;    // documents whose text was empty: skipped
     int64_t invalid_documents = 0;  // skipped under skip_invalid_documents
 };
 
-// Reads `files`, tokenizes every document and appends it to `main_split`, or to
-// `holdout_split` for the documents choose_holdout picks (holdout_split may be null when
-// holdout_fraction is 0). Throws on any input, tokenizer or output error; the reader and the
-// workers are stopped and joined before the exception leaves.
+// Documents in `files` as the pipeline numbers them (empty and invalid ones included), read by
+// `threads` threads, one file each at a time: the count a Holdout is drawn over.
+int64_t count_documents(const std::vector<std::string>& files, const ReaderOptions& reader, int threads);
+
+// Reads `files`, tokenizes every document and appends it to `train`, except the documents
+// `holdout` holds out (by their number in the input, from 0), which go to `validation` in the
+// holdout's order once the input is read; they wait in a file beside validation's shards
+// meanwhile. `holdout` and `validation` are both null or both given; the input must hold exactly
+// holdout->documents() documents. Empty documents (and invalid ones when skipped) are numbered but
+// written nowhere, as the seed appends <|endoftext|> to non-empty texts only. Throws on any
+// input, tokenizer or output error; the reader and the workers are stopped and joined before the
+// exception leaves.
 PipelineResult tokenize_to_splits(const std::vector<std::string>& files, const Gpt2Tokenizer& tokenizer,
-                                  const PipelineOptions& options, SplitWriter& main_split,
-                                  SplitWriter* holdout_split, double holdout_fraction, uint64_t seed);
+                                  const PipelineOptions& options, SplitWriter& train, const Holdout* holdout,
+                                  SplitWriter* validation);
 
 }  // namespace data_prep

@@ -12,8 +12,10 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
+#include "data_prep/src/holdout.h"
 #include "data_prep/src/pipeline.h"
 #include "data_prep/src/sha256.h"
 #include "host/tokenizer.h"
@@ -25,6 +27,9 @@ namespace data_prep {
 namespace {
 
 const char* const kManifestName = "manifest.json";
+// 2: holdouts are Hugging Face's train_test_split (data_prep/src/holdout.h). A dataset with an
+// older manifest is rebuilt rather than reused.
+constexpr int kManifestVersion = 2;
 const char* const kStagingName = ".staging";
 const char* const kOpenWebTextArchive = "openwebtext.tar.xz";
 
@@ -42,6 +47,7 @@ struct RecipePlan {
     ReaderOptions reader;
     std::vector<SplitJob> jobs;
     std::string note;  // recorded in the manifest
+    std::string extracted_dir;  // a working copy of the inputs, removed once the dataset is complete
 };
 
 std::string env_or(const char* name, const std::string& fallback) {
@@ -147,29 +153,46 @@ RecipePlan plan_tiny(const PrepareOptions& options) {
                                  "/doc-*.json files. Run `make setup` (it installs the npm package nlp-corpus), or "
                                  "pass --source-dir DIR with its builds/ directory.");
     }
-    RecipePlan plan{"tiny", "tiny", options.reader, {}, ""};
+    RecipePlan plan{"tiny", "tiny", options.reader, {}, "", ""};
     plan.jobs.push_back({files, "train", "val", val_fraction_or(options, "tiny")});
     return plan;
 }
 
+// The documents in the order the Hugging Face openwebtext builder yields them (its
+// _split_generators / _generate_examples): openwebtext.tar.xz extracted, the subset archives of
+// its openwebtext/ directory whose names end in "xz" in sorted name order, and in each subset,
+// extracted, the files whose names end in "txt" in sorted name order; every file is one document,
+// also one left empty by the cleanup. The subsets are extracted here too (a tar.xz cannot be read
+// in name order) and read in name order; their members are sorted in memory.
 RecipePlan plan_openwebtext(const PrepareOptions& options, const std::string& output_dir) {
-    RecipePlan plan{"openwebtext", "openwebtext", options.reader, {}, "the seed's test split is its val split"};
+    RecipePlan plan{"openwebtext", "openwebtext", options.reader, {},
+                    "documents in the Hugging Face openwebtext builder's order; val is the seed's holdout "
+                    "(train_test_split(test_size=0.0005, seed=2357)), also its test split", ""};
     plan.reader.collapse_newlines_and_strip = true;
-    std::vector<std::string> files;
+    plan.reader.text_members_in_name_order = true;
+    std::vector<std::string> subsets;
     const std::string archive_in_source = options.source_dir + "/" + kOpenWebTextArchive;
     if (!options.source_dir.empty() && !fs::exists(archive_in_source) && fs::is_directory(options.source_dir)) {
-        // An already extracted copy: the urlsf_subset*.xz tars (or their .txt files).
-        files = expand_inputs({options.source_dir});
+        // An already extracted copy: the subset archives, in the directory or in its openwebtext/.
+        for (const std::string& dir : {options.source_dir + "/openwebtext", options.source_dir}) {
+            if (fs::is_directory(dir) && subsets.empty()) subsets = files_with_suffix(dir, "xz");
+        }
+        if (subsets.empty())
+            throw std::runtime_error(options.source_dir + " holds neither " + kOpenWebTextArchive +
+                                     " nor its subset archives (urlsf_subset*_data.xz, directly or in openwebtext/)");
     } else {
         SourceFetcher fetcher(options, options.source_dir.empty() ? output_dir + "/downloads" : options.source_dir);
-        files.push_back(fetcher.fetch(kOpenWebTextArchive, options.url.empty() ? default_url("openwebtext") : options.url));
+        const std::string archive =
+            fetcher.fetch(kOpenWebTextArchive, options.url.empty() ? default_url("openwebtext") : options.url);
+        plan.extracted_dir = output_dir + "/downloads/openwebtext-subsets";
+        subsets = extract_members(archive, "openwebtext", "xz", plan.extracted_dir);
     }
-    plan.jobs.push_back({files, "train", "val", val_fraction_or(options, "openwebtext")});
+    plan.jobs.push_back({subsets, "train", "val", val_fraction_or(options, "openwebtext")});
     return plan;
 }
 
 RecipePlan plan_pile(const PrepareOptions& options, const std::string& output_dir) {
-    RecipePlan plan{"the_pile", "pile", options.reader, {}, ""};
+    RecipePlan plan{"the_pile", "pile", options.reader, {}, "", ""};
     SourceFetcher fetcher(options, options.source_dir.empty() ? output_dir + "/downloads" : options.source_dir);
     const std::string base = options.url.empty() ? default_url("pile") : options.url;
     const auto fetch = [&](const std::string& relative) { return fetcher.fetch(relative, base + "/" + relative); };
@@ -188,7 +211,7 @@ RecipePlan plan_pile(const PrepareOptions& options, const std::string& output_di
 
 RecipePlan plan_text(const PrepareOptions& options) {
     if (options.inputs.empty()) throw std::runtime_error("the text recipe needs at least one --input PATH|DIR|GLOB");
-    RecipePlan plan{options.name, options.name, options.reader, {}, ""};
+    RecipePlan plan{options.name, options.name, options.reader, {}, "", ""};
     plan.jobs.push_back({expand_inputs(options.inputs), "train", "val", val_fraction_or(options, "text")});
     return plan;
 }
@@ -327,9 +350,17 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
     if (fs::exists(manifest_path) && !options.force) {
         std::ifstream in(manifest_path);
         try {
-            const PrepareSummary summary = summary_from_manifest(output_dir, json::parse(in));
-            print_summary(names.prefix, summary);
-            return summary;
+            const json manifest = json::parse(in);
+            const int version = manifest.value("manifest_version", 0);
+            if (version == kManifestVersion) {
+                const PrepareSummary summary = summary_from_manifest(output_dir, manifest);
+                print_summary(names.prefix, summary);
+                return summary;
+            }
+            std::fprintf(stderr,
+                         "%s is manifest version %d, from a prepare that held out other documents (this one writes "
+                         "version %d): rebuilding the dataset\n",
+                         manifest_path.c_str(), version, kManifestVersion);
         } catch (const json::exception& e) {
             std::fprintf(stderr, "%s is unreadable (%s): rebuilding the dataset\n", manifest_path.c_str(), e.what());
         }
@@ -361,6 +392,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
         return *writer;
     };
     json sources = json::array();
+    json holdouts = json::object();
     int64_t empty_documents = 0, invalid_documents = 0;
     for (const SplitJob& job : plan.jobs) {
         PipelineOptions pipeline;
@@ -371,10 +403,26 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
         const std::string splits_fed = job.split + (has_holdout ? "+" + job.holdout_split : "");
         pipeline.progress_label = "tokenize " + splits_fed;
         SplitWriter& main_split = writer_for(job.split);
-        SplitWriter* holdout = has_holdout ? &writer_for(job.holdout_split) : nullptr;
+        std::optional<Holdout> holdout;
+        if (has_holdout) {
+            const int64_t documents = count_documents(job.files, plan.reader, options.threads);
+            try {
+                holdout.emplace(documents, job.holdout_fraction, options.seed);
+            } catch (const std::invalid_argument& e) {
+                throw std::runtime_error("the " + job.holdout_split + " holdout of the " + recipe + " recipe: " + e.what());
+            }
+            holdouts[job.holdout_split] = {
+                {"rule", "Hugging Face datasets' train_test_split(test_size=fraction, seed=seed, shuffle=True) over "
+                         "the documents in input order; the held-out documents in permutation order"},
+                {"fraction", job.holdout_fraction},
+                {"seed", options.seed},
+                {"documents", documents},
+                {"held_out_documents", holdout->validation_documents().size()},
+            };
+        }
         const PipelineResult result =
-            tokenize_to_splits(job.files, tokenizer, pipeline, main_split, holdout,
-                               has_holdout ? job.holdout_fraction : 0.0, options.seed);
+            tokenize_to_splits(job.files, tokenizer, pipeline, main_split, holdout ? &*holdout : nullptr,
+                               has_holdout ? &writer_for(job.holdout_split) : nullptr);
         empty_documents += result.empty_documents;
         invalid_documents += result.invalid_documents;
         for (const std::string& file : job.files) {
@@ -402,7 +450,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
     }
     json manifest = {
         {"format", "train_gpt2cu token shards"},
-        {"manifest_version", 1},
+        {"manifest_version", kManifestVersion},
         {"recipe", recipe},
         {"dataset", plan.dataset},
         {"tokenizer", "gpt2"},
@@ -410,15 +458,19 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
         {"end_of_text", Gpt2Tokenizer::kEndOfText},
         {"shard_version", shard::kVersionUint16},
         {"shard_tokens", shard_tokens},
-        {"seed", options.seed},
-        {"holdout_block_documents", kBlockDocuments},
         {"splits", splits},
+        {"holdouts", holdouts},
         {"skipped_empty_documents", empty_documents},
         {"skipped_invalid_documents", invalid_documents},
         {"sources", sources},
     };
     if (!plan.note.empty()) manifest["note"] = plan.note;
     write_file_atomically(manifest_path, manifest.dump(2) + "\n");
+    if (!plan.extracted_dir.empty()) {
+        fs::remove_all(plan.extracted_dir, error);
+        std::fprintf(stderr, "removed the extracted copy %s%s\n", plan.extracted_dir.c_str(),
+                     error ? (" (failed: " + error.message() + ")").c_str() : "");
+    }
     print_summary(plan.dataset, summary);
     return summary;
 }

@@ -1,22 +1,28 @@
 // Dataset recipes: where a dataset's text comes from, how it splits, and where its shards go.
 //
 //   tiny         the npm package nlp-corpus (100 files of sentences; `make setup` installs it):
-//                each file is one document; 2% of the documents (2 of 100, a seeded shuffle)
-//                form the val split. -> ${DATA_DIR}/tiny/tiny_{train,val}_NNNNNN.bin
-//   openwebtext  openwebtext.tar.xz (a tar of .xz tars of .txt files, one document each), with the
-//                HuggingFace loader's cleanup; a 0.05% document holdout (seed 2357) is the val
-//                split, which is also the seed's test split. -> ${DATA_DIR}/openwebtext/
+//                each file is one document; 2% of the documents (2 of 100) form the val split.
+//                -> ${DATA_DIR}/tiny/tiny_{train,val}_NNNNNN.bin
+//   openwebtext  openwebtext.tar.xz (a tar of .xz tars of .txt files, one document each), in the
+//                HuggingFace openwebtext builder's document order and with its cleanup; the seed's
+//                0.05% holdout (seed 2357) is the val split, which is also the seed's test split.
+//                -> ${DATA_DIR}/openwebtext/
 //   pile         The Pile's train/NN.jsonl.zst, val.jsonl.zst and test.jsonl.zst (text field) as
 //                the train, val and test splits. -> ${DATA_DIR}/the_pile/pile_*.bin
 //   text         any inputs (--input: files, directories, globs; .txt, .jsonl, .json, compressed,
 //                tar archives) with a seeded val holdout. -> ${DATA_DIR}/<name>/<name>_*.bin
 //
+// Holdouts are Hugging Face datasets' train_test_split over the documents in input order
+// (data_prep/src/holdout.h), as the seed's: a first pass counts the documents, the second
+// tokenizes, writing train as it goes and the held-out documents at the end, in their order.
+//
 // A finished dataset directory holds its shards and manifest.json (shards, token and document
-// counts, sources), which is written last: its presence means "complete". Shards are written in
-// <dir>/.staging/ and moved into place only when every split is done, so the trainer's glob never
-// sees part of a dataset. A rerun of a complete dataset does nothing (unless forced); a rerun
-// after an interruption removes what the interrupted run left and starts over. Downloads live in
-// <dir>/downloads/ and survive both (they resume where they stopped).
+// counts, holdouts, sources), which is written last: its presence means "complete". Shards are
+// written in <dir>/.staging/ and moved into place only when every split is done, so the trainer's
+// glob never sees part of a dataset. A rerun of a complete dataset does nothing (unless forced, or
+// its manifest is of an older version); a rerun after an interruption removes what the
+// interrupted run left and starts over. Downloads live in <dir>/downloads/ and survive both
+// (they resume where they stopped).
 #pragma once
 
 #include <cstdint>
@@ -28,7 +34,7 @@
 
 namespace data_prep {
 
-constexpr uint64_t kDefaultSeed = 2357;  // the seed's OpenWebText holdout seed
+constexpr uint64_t kDefaultSeed = 2357;  // the seed's OpenWebText holdout seed (val_split_seed)
 
 struct PrepareOptions {
     std::string recipe;             // tiny | openwebtext | pile | text
