@@ -24,8 +24,9 @@ template <typename T> int run_with_precision(const TrainConfig& config, Distribu
 int main(int argc, char** argv) {
     // Ranks started by --nproc share the launcher's start time, and so the default run directory.
     setenv("GPT_RUN_TIMESTAMP", std::to_string((long long)std::time(nullptr)).c_str(), /*overwrite=*/0);
-    if (const std::optional<int> launcher_exit = distributed::launch_local_workers_if_requested(argc, argv)) return *launcher_exit;
 
+    // Parsed before any rank starts: a bad flag is reported once, and --help and --print-config
+    // need no GPU and no ranks.
     ParsedArgs args;
     try {
         args = parse_args(argc, argv);
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
         std::printf("%s\n", args.config.to_json().c_str());
         return 0;
     }
+    if (const std::optional<int> launcher_exit = distributed::launch_local_workers_if_requested(argc, argv))
+        return *launcher_exit;
 
     distributed::DistributedOptions dist_options;
     dist_options.rendezvous_path = args.config.rendezvous;

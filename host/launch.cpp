@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "host/rendezvous.h"
+#include "host/stop_request.h"
 
 extern char** environ;
 
@@ -126,13 +127,21 @@ int exit_code_of(int status) {
 
 namespace {
 
-// The launcher's wait loop polls; this records a SIGINT/SIGTERM/SIGHUP sent to it so that it
-// forwards the stop to its ranks instead of leaving them orphaned. A signal handler can only
-// reach static storage.
-volatile sig_atomic_t launcher_signal = 0;
-void record_launcher_signal(int signal_number) { launcher_signal = signal_number; }
+// The launcher's wait loop polls; this records each SIGINT/SIGTERM/SIGHUP/SIGUSR1 sent to it so
+// that it forwards the stop to its ranks instead of leaving them orphaned. A signal handler can
+// only reach static storage.
+volatile sig_atomic_t launcher_signal = 0;           // the latest one
+volatile sig_atomic_t launcher_signals_received = 0;  // how many so far
+void record_launcher_signal(int signal_number) {
+    launcher_signal = signal_number;
+    launcher_signals_received = launcher_signals_received + 1;
+}
 
-constexpr int kForwardedSignals[3] = {SIGINT, SIGTERM, SIGHUP};
+constexpr int kForwardedSignals[4] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+constexpr int kNumForwarded = 4;
+// A rank asked to stop finishes its step and writes a checkpoint (host/stop_request.h), which
+// for a large model takes a while; it is killed only after this, or on the next signal.
+constexpr auto kStopGrace = std::chrono::minutes(15);
 
 // What every rank's execve needs, built before fork(): after it, the child only calls
 // async-signal-safe functions. The pointer arrays point into the strings, so it stays in place.
@@ -199,11 +208,12 @@ int launch_workers(const std::string& program, int nproc, const std::vector<std:
     const WorkerExec exec(program, nproc, node_rank, world_size, rendezvous, worker_args);
 
     launcher_signal = 0;
+    launcher_signals_received = 0;
     struct sigaction action {};
     action.sa_handler = record_launcher_signal;
     sigemptyset(&action.sa_mask);
-    struct sigaction previous[3];
-    for (int i = 0; i < 3; ++i) sigaction(kForwardedSignals[i], &action, &previous[i]);
+    struct sigaction previous[kNumForwarded];
+    for (int i = 0; i < kNumForwarded; ++i) sigaction(kForwardedSignals[i], &action, &previous[i]);
 
     const pid_t launcher_pid = getpid();
     std::map<pid_t, int> running;  // pid -> local index
@@ -213,10 +223,10 @@ int launch_workers(const std::string& program, int nproc, const std::vector<std:
     // The stop signals stay blocked from before each fork until the child has reset their
     // handlers: one arriving in between (the launcher stops the others as soon as one rank fails)
     // would otherwise run the launcher's handler in the child and be lost, leaving the rank to be
-    // killed only by the SIGKILL 10 s later. A blocked signal waits and then takes its default action.
+    // killed only by the SIGKILL later. A blocked signal waits and then takes its default action.
     sigset_t forwarded, unblocked;
     sigemptyset(&forwarded);
-    for (int i = 0; i < 3; ++i) sigaddset(&forwarded, kForwardedSignals[i]);
+    for (int i = 0; i < kNumForwarded; ++i) sigaddset(&forwarded, kForwardedSignals[i]);
     for (int local = 0; local < nproc; ++local) {
         sigprocmask(SIG_BLOCK, &forwarded, &unblocked);
         const pid_t pid = fork();
@@ -232,7 +242,7 @@ int launch_workers(const std::string& program, int nproc, const std::vector<std:
             if (getppid() != launcher_pid) _exit(EXIT_FAILURE);
             // The launcher's stop signals must end a rank even before its execve: default
             // actions first, then unblocked (a signal that came meanwhile is delivered now).
-            for (int i = 0; i < 3; ++i) signal(kForwardedSignals[i], SIG_DFL);
+            for (int i = 0; i < kNumForwarded; ++i) signal(kForwardedSignals[i], SIG_DFL);
             sigset_t none;
             sigemptyset(&none);
             sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -247,7 +257,12 @@ int launch_workers(const std::string& program, int nproc, const std::vector<std:
 
     int result = all_started ? 0 : EXIT_FAILURE;
     bool stopping = !all_started;
-    auto kill_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    // Stopping on request (a signal, or a rank that stopped on one): every rank should exit with
+    // kExitStopped after its checkpoint, and the launcher then returns it too.
+    bool stop_requested = false;
+    bool all_stopped_cleanly = true;
+    int signals_handled = 0;
+    auto kill_deadline = std::chrono::steady_clock::now() + kStopGrace;
     while (!running.empty()) {
         int status = 0;
         const pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -256,27 +271,42 @@ int launch_workers(const std::string& program, int nproc, const std::vector<std:
             if (found == running.end()) continue;
             const int rank = node_rank * nproc + found->second;
             running.erase(found);
+            const bool stopped_on_request = WIFEXITED(status) && WEXITSTATUS(status) == kExitStopped;
+            all_stopped_cleanly = all_stopped_cleanly && stopped_on_request;
+            if (stopped_on_request && !stopping) {  // a signal reached the ranks, not the launcher
+                stopping = stop_requested = true;
+                kill_deadline = std::chrono::steady_clock::now() + kStopGrace;
+                continue;
+            }
             const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-            if (failed && !stopping) {
+            if (failed && !stopped_on_request && (!stopping || stop_requested)) {
                 std::fprintf(stderr, "[launcher] rank %d (pid %d) %s; stopping the other %zu rank(s)\n", rank,
                              static_cast<int>(pid), describe_exit(status).c_str(), running.size());
                 result = exit_code_of(status);
                 if (result == 0) result = EXIT_FAILURE;
                 stopping = true;
-                kill_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-                stop_all(SIGTERM);
+                stop_requested = false;
+                // The others cannot finish a step without it (SIGTERM would only ask them to try,
+                // host/stop_request.h), so they end now.
+                stop_all(SIGKILL);
             }
             continue;
         }
         if (pid < 0 && errno != EINTR) break;  // ECHILD: nothing left to wait for
-        const int received = launcher_signal;
-        if (received != 0 && !stopping) {
-            std::fprintf(stderr, "[launcher] received signal %d (%s); stopping the %zu rank(s)\n", received,
-                         strsignal(received), running.size());
-            result = 128 + received;
-            stopping = true;
-            kill_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-            stop_all(SIGTERM);
+        const int received_count = launcher_signals_received;
+        if (received_count != signals_handled) {
+            signals_handled = received_count;
+            const int received = launcher_signal;
+            // The ranks see the same request (SIGHUP as SIGTERM); a second one makes them exit at once.
+            const int forward = received == SIGHUP ? SIGTERM : received;
+            std::fprintf(stderr, "[launcher] received signal %d (%s); %s the %zu rank(s)\n", received,
+                         strsignal(received), stop_requested ? "passing it on to" : "stopping", running.size());
+            if (!stopping) {
+                result = 128 + received;
+                stopping = stop_requested = true;
+                kill_deadline = std::chrono::steady_clock::now() + kStopGrace;
+            }
+            stop_all(forward);
         }
         if (stopping && std::chrono::steady_clock::now() > kill_deadline) {
             stop_all(SIGKILL);
@@ -284,13 +314,17 @@ int launch_workers(const std::string& program, int nproc, const std::vector<std:
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    for (int i = 0; i < 3; ++i) sigaction(kForwardedSignals[i], &previous[i], nullptr);
+    for (int i = 0; i < kNumForwarded; ++i) sigaction(kForwardedSignals[i], &previous[i], nullptr);
+    if (stop_requested && all_stopped_cleanly && all_started) result = kExitStopped;
 
     if (!rendezvous_dir.empty()) {
         std::remove(rendezvous.c_str());  // present only when a rank died before the communicator was up
         rmdir(rendezvous_dir.c_str());
     }
-    if (result != 0) std::fprintf(stderr, "[launcher] run failed (exit status %d)\n", result);
+    if (result == kExitStopped)
+        std::fprintf(stderr, "[launcher] every rank stopped on request after its checkpoint (exit status %d)\n", result);
+    else if (result != 0)
+        std::fprintf(stderr, "[launcher] run failed (exit status %d)\n", result);
     return result;
 }
 

@@ -82,9 +82,13 @@ int exit_code_of(int status);
 // with `worker_args` (argv, including argv[0]) and RANK / WORLD_SIZE / LOCAL_RANK /
 // LOCAL_WORLD_SIZE / GPT_RENDEZVOUS in their environment (nnodes and node_rank from NNODES and
 // NODE_RANK, default 1 and 0). Returns 0 when every rank exits 0. When a rank fails, prints which,
-// stops the others (SIGTERM, SIGKILL 10 s later) and returns the failed rank's exit code (128 +
-// signal for a signal). A SIGINT/SIGTERM/SIGHUP sent to the launcher is forwarded to the ranks
-// and returned as 128 + signal. A rank cannot outlive its launcher.
+// kills the others (SIGKILL: they cannot finish a step without it) and returns the failed rank's
+// exit code (128 + signal for a signal). A SIGINT/SIGTERM/SIGUSR1/SIGHUP sent to the launcher is forwarded to the
+// ranks (SIGHUP as SIGTERM), which then have 15 minutes to write their checkpoint (a second
+// signal is forwarded too and ends them at once); the launcher returns kExitStopped when every
+// rank exited with it (host/stop_request.h), else 128 + signal. A rank that exits with
+// kExitStopped on its own (it got the signal directly) is waited for in the same way. A rank
+// cannot outlive its launcher.
 int launch_workers(const std::string& program, int nproc, const std::vector<std::string>& worker_args);
 
 // launch_workers() of this program itself (/proc/self/exe), argv without --nproc.

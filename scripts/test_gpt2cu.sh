@@ -5,7 +5,8 @@
 #   2. resume: 20 steps in one run versus the same run resumed from its step-10 checkpoint must
 #      give bit-identical losses for steps 11..20 (dropout on, gradient accumulation on);
 #   3. ZeRO-2's sharded gradient path on one GPU: the same losses as ZeRO-0, and an exact resume;
-#   4. non-finite gradients skip the update (bf16 and fp16) and stop a run after too many in a row.
+#   4. non-finite gradients skip the update (bf16 and fp16) and stop a run after too many in a row;
+#   5. SIGTERM checkpoints and exits with status 3, and the resume is exact.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -96,5 +97,27 @@ elif grep -q "not finite in 4 steps in a row" "$work/nan-stop.log"; then
     echo "  4 non-finite steps in a row stop the run with a message               ok"
 else
     echo "  the run stopped without the expected message                           FAIL"; tail -3 "$work/nan-stop.log"; status=1
+fi
+# A stop signal (SIGTERM; SIGINT and SIGUSR1 alike) finishes the step, writes a checkpoint and
+# exits with status 3; --resume auto then continues exactly as a run that was never stopped.
+echo "== SIGTERM: checkpoint, exit status 3, exact resume"
+long=("${common[@]}" --steps 150 --checkpoint-every 0)
+./train_gpt2cu "${long[@]}" --out-dir "$work/unstopped" >/dev/null
+./train_gpt2cu "${long[@]}" --out-dir "$work/stopped" >"$work/stopped.log" 2>&1 &
+pid=$!
+for _ in $(seq 300); do
+    [ "$(grep -c '"train"' "$work/stopped/log.jsonl" 2>/dev/null)" -ge 5 ] && break
+    sleep 0.05
+done
+kill -TERM $pid
+stop_status=0; wait $pid || stop_status=$?
+stopped_at=$("$PYTHON" -c 'import json,sys; print(max(e["step"] for e in map(json.loads, open(sys.argv[1])) if e["event"] == "train"))' "$work/stopped/log.jsonl")
+if [ "$stop_status" -eq 3 ] && [ "$stopped_at" -lt 150 ] && [ -f "$work/stopped/model_$(printf %08d "$stopped_at").bin" ]; then
+    echo "  stopped at step $stopped_at with status 3 and its checkpoint          ok"
+    ./train_gpt2cu "${long[@]}" --out-dir "$work/stopped" --resume auto >>"$work/stopped.log" 2>&1 || status=1
+    "$PYTHON" scripts/compare_losses.py "resume after SIGTERM" "$work/unstopped/log.jsonl" "$work/stopped/log.jsonl" \
+        --first 1 --last 150 --tolerance 0 || status=1
+else
+    echo "  SIGTERM: status $stop_status at step $stopped_at                                FAIL"; tail -3 "$work/stopped.log"; status=1
 fi
 [ "$status" -eq 0 ] || { echo "test_gpt2cu failed: see the comparisons above"; exit "$status"; }

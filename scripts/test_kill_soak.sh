@@ -18,7 +18,7 @@ mkdir -p "$work"
 # Short steps, frequent checkpoints and evaluations, so that random moments land in all three.
 run=(-e d12 --dataset tiny --steps 60 --device-batch 8 --seq-len 256 --max-seq-len 256 --global-batch-tokens 4096
      --lr 1e-3 --warmup-steps 5 --dropout-embd 0.1 --dropout-resid 0.1 --dropout-attn 0.1
-     --val-every 7 --val-tokens 16384 --sample-every 0 --checkpoint-every 4)
+     --val-every 7 --val-tokens 16384 --sample-every 0 --checkpoint-every 10)
 
 echo "== reference: the same run, never interrupted"
 ./train_gpt2cu "${run[@]}" --out-dir "$work/reference" >"$work/reference.log" 2>&1 || { tail "$work/reference.log"; exit 1; }

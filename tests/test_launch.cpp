@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "host/launch.h"
+#include "host/stop_request.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -362,10 +363,10 @@ LaunchOutcome launch_and_capture(int nproc, const std::string& script, const std
 }
 
 TEST_F(LauncherTest, AFailingRankStopsTheOthersAndItsStatusIsTheLaunchersResult) {
-    // Ranks 0 and 2 would sleep for a minute: the launcher must stop them (SIGTERM), not wait.
+    // Ranks 0 and 2 would sleep for a minute: the launcher must stop them (SIGKILL), not wait.
     const LaunchOutcome run = launch_and_capture(3, "if [ \"$RANK\" = 1 ]; then exit 7; fi; exec sleep 60");
     EXPECT_EQ(run.result, 7);
-    EXPECT_LT(run.seconds, 9.0) << "SIGTERM did not stop the sleeping ranks (SIGKILL comes after 10 s)";
+    EXPECT_LT(run.seconds, 9.0) << "the sleeping ranks were not stopped";
     EXPECT_NE(run.stderr_text.find("[launcher] rank 1 (pid "), std::string::npos) << run.stderr_text;
     EXPECT_NE(run.stderr_text.find(") exited with status 7; stopping the other 2 rank(s)"), std::string::npos)
         << run.stderr_text;
@@ -387,6 +388,28 @@ TEST_F(LauncherTest, ASignalToTheLauncherStopsEveryRank) {
     EXPECT_LT(run.seconds, 9.0);
     EXPECT_NE(run.stderr_text.find("[launcher] received signal 15"), std::string::npos) << run.stderr_text;
     EXPECT_NE(run.stderr_text.find("stopping the 2 rank(s)"), std::string::npos) << run.stderr_text;
+}
+
+// Ranks that trap the stop signal, as the trainer does: they take their time (a checkpoint),
+// then exit with kExitStopped, which the launcher passes on once every rank has.
+TEST_F(LauncherTest, RanksStoppingOnASignalAreGivenTimeAndTheirStatusPassedOn) {
+    const std::string trap = "trap 'sleep 2; exit " + std::to_string(kExitStopped) + "' USR1; ";
+    const LaunchOutcome run = launch_and_capture(
+        2, trap + "if [ \"$RANK\" = 0 ]; then kill -USR1 $PPID; fi; sleep 60 & wait $!");
+    EXPECT_EQ(run.result, kExitStopped) << run.stderr_text;
+    EXPECT_GT(run.seconds, 1.5);
+    EXPECT_LT(run.seconds, 9.0);
+    EXPECT_NE(run.stderr_text.find("[launcher] received signal 10"), std::string::npos) << run.stderr_text;
+    EXPECT_EQ(run.stderr_text.find("run failed"), std::string::npos) << run.stderr_text;  // it stopped as asked
+}
+
+TEST_F(LauncherTest, ARankThatStopsOnItsOwnIsWaitedForNotCountedAsAFailure) {
+    // Rank 1 got the signal itself (srun, or kill to one process) and stops; rank 0 follows later.
+    const std::string status = std::to_string(kExitStopped);
+    const LaunchOutcome run = launch_and_capture(
+        2, "if [ \"$RANK\" = 1 ]; then exit " + status + "; fi; sleep 2; exit " + status);
+    EXPECT_EQ(run.result, kExitStopped) << run.stderr_text;
+    EXPECT_GT(run.seconds, 1.5);
 }
 
 TEST_F(LauncherTest, AProgramThatCannotBeExecutedFailsWith127) {

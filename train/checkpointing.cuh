@@ -4,12 +4,15 @@
 // restores all of it, so the continued run computes exactly what an uninterrupted one would.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "host/checkpoint.h"
+#include "host/checkpoint_retention.h"
 #include "host/config.h"
 #include "host/run_log.h"
 #include "model/gpt2.cuh"
@@ -65,22 +68,32 @@ template <typename T, typename R> class Checkpointer {
         CUDA_CHECK(cudaMemcpy(params.adam_v(), v.data(), owned * sizeof(float), cudaMemcpyHostToDevice));
         if (dist_.is_main())
             std::printf("resumed from %s at step %lld\n\n", files->model_path.c_str(), (long long)header.step);
+        resumed_from_ = header.step;
         return header;
     }
 
     // Every rank calls it; `header` is this rank's state (identity filled in here). `log`: rank 0's.
-    void save(StateHeader header, RunLog* log, cudaStream_t stream) {
+    // refuse_non_finite: write nothing if a weight is not finite (a checkpoint after an error).
+    void save(StateHeader header, RunLog* log, cudaStream_t stream, bool refuse_non_finite = false) {
         ModelParameters<T>& params = model_.parameters();
+        const int64_t bytes = checkpoint_bytes(model_.options().shape, params.shard().owned(), dist_.world_size);
+        check_disk_space(config_.out_dir, bytes);  // before anything is written, on every rank
         float* full_master = staging();
         sync_.gather_master(full_master, params.master(), stream);
         CUDA_CHECK(cudaStreamSynchronize(stream));
+        if (refuse_non_finite && !all_finite(full_master, params.count())) {
+            std::fprintf(stderr, "no checkpoint written: the weights of step %lld are not all finite\n",
+                         (long long)header.step);
+            return;
+        }
         if (dist_.is_main()) {
             std::vector<float> weights(params.count());
             CUDA_CHECK(cudaMemcpy(weights.data(), full_master, weights.size() * sizeof(float), cudaMemcpyDeviceToHost));
             const std::string path = model_file_path(config_.out_dir, header.step);
             write_model_file(path, model_.options().shape, header.step, weights.data());
             log->checkpoint(header.step, path);
-            std::printf("step %lld | checkpoint %s\n", (long long)header.step, path.c_str());
+            std::printf("step %lld | checkpoint %s (%.2f GB with the optimizer state)\n", (long long)header.step,
+                        path.c_str(), bytes / 1e9);
         }
         const int64_t owned = params.shard().owned();
         std::vector<float> master(owned), m(owned), v(owned);
@@ -91,9 +104,19 @@ template <typename T, typename R> class Checkpointer {
         write_state_file(state_file_path(config_.out_dir, header.step, dist_.rank), header,
                          {{"master", master.data(), owned}, {"adam_m", m.data(), owned}, {"adam_v", v.data(), owned}});
         dist_.barrier();  // every rank's state file exists before anyone goes on
+        if (dist_.is_main())  // the seed's retention: the newest, the best, the progress ones
+            for (int64_t step : checkpoints_to_delete(list_checkpoints(config_.out_dir, dist_.world_size),
+                                                      config_.checkpoint_retention(), resumed_from_))
+                delete_checkpoint(config_.out_dir, step, dist_.world_size);
     }
 
   private:
+    static bool all_finite(const float* device, int64_t count) {
+        std::vector<float> values(count);
+        CUDA_CHECK(cudaMemcpy(values.data(), device, count * sizeof(float), cudaMemcpyDeviceToHost));
+        return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
+    }
+
     // A model file's weights -> the GPU's compute copy and this rank's master shard.
     void upload_weights(const std::string& path, cudaStream_t stream) {
         ModelParameters<T>& params = model_.parameters();
@@ -120,4 +143,5 @@ template <typename T, typename R> class Checkpointer {
     Gpt2Model<T, R>& model_;
     GradientSync<T>& sync_;
     float* own_staging_ = nullptr;
+    std::optional<int64_t> resumed_from_;  // never deleted: a failed run falls back to it
 };

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -20,6 +21,7 @@
 
 #include "host/config.h"
 #include "host/loss_scaler.h"
+#include "host/stop_request.h"
 #include "host/update_guard.h"
 #include "model/gpt2.cuh"
 #include "train/batch_feed.cuh"
@@ -51,11 +53,23 @@ template <typename T, typename R> class Trainer {
     Trainer(const Trainer&) = delete;
     Trainer& operator=(const Trainer&) = delete;
 
+    // Returns the process's exit status: 0, or kExitStopped after a stop signal's checkpoint.
     int run() {
         report_.startup(memory_plan(), precision_name<T>());
         if (const std::optional<StateHeader> state = checkpointer_->resume(gpu_.stream)) restore(*state);
         else checkpointer_->initialize_weights(gpu_.stream);
         if (config_.bench_steps > 0) return benchmark();
+        stop_request::install();
+        try {
+            return train();
+        } catch (const std::exception& error) {
+            save_after_error(error);
+            throw;
+        }
+    }
+
+  private:
+    int train() {
         while (step_ < config_.steps) {
             report_.step(step_, train_step());
             const bool last = step_ == config_.steps;
@@ -64,15 +78,49 @@ template <typename T, typename R> class Trainer {
                                                           config_.seq_len, dist_, gpu_.stream));
             if (due(config_.sample_every, last) && dist_.is_main())
                 report_.sample(step_, sampler_.sample(*model_, *gpu_.matmul, gpu_.stream));
-            if (due(config_.checkpoint_every, false) || last) checkpointer_->save(state_header(), report_.log(), gpu_.stream);
+            const int stop_signal = agreed_stop_signal();
+            if (due(config_.checkpoint_every, false) || due(config_.keep_checkpoint_every, false) || last || stop_signal)
+                checkpointer_->save(state_header(), report_.log(), gpu_.stream);
+            if (stop_signal) {
+                if (dist_.is_main())
+                    std::printf("stopped at step %lld on signal %d (%s) after its checkpoint; --resume auto "
+                                "continues from it\n", (long long)step_, stop_signal, strsignal(stop_signal));
+                return kExitStopped;
+            }
         }
         return 0;
     }
 
-  private:
+    // A stop signal reached at least one rank: every rank stops after the same step.
+    int agreed_stop_signal() {
+        const int local = stop_request::signal_number();
+        if (!dist_.is_distributed()) return local;
+        return (int)dist_.all_reduce_host((float)local, ReduceOp::Max, "stop request");
+    }
+
+    // An error inside the training loop (a bad shard, a full disk): one process saves what it
+    // safely can, the state after the last complete step, unless its weights are not finite.
+    // With several ranks the others' state is out of reach; the last checkpoint stands.
+    void save_after_error(const std::exception& error) {
+        if (dist_.is_distributed()) {
+            std::fprintf(stderr, "rank %d: %s\n  no checkpoint written (the other ranks' state is out of reach); "
+                                 "--resume auto continues from the last one\n", dist_.rank, error.what());
+            return;
+        }
+        if (step_in_progress_) {  // the step's update never happened: back to where it began
+            --step_;
+            feed_.train_loader().restore(loader_at_step_start_);
+        }
+        std::fprintf(stderr, "error at step %lld: %s\nwriting a checkpoint of step %lld first\n",
+                     (long long)step_ + step_in_progress_, error.what(), (long long)step_);
+        checkpointer_->save(state_header(), report_.log(), gpu_.stream, /*refuse_non_finite=*/true);
+    }
+
     // One optimizer step: grad_accum micro-steps, gradient reduction, clipping, AdamW.
     StepResult train_step() {
         const auto start = std::chrono::steady_clock::now();
+        loader_at_step_start_ = feed_.train_loader().state();
+        step_in_progress_ = true;
         ++step_;
         const bool profiled = step_ == config_.profile_step;  // only this step reaches `ncu --profile-from-start off`
         if (profiled) CUDA_CHECK(cudaProfilerStart());
@@ -94,6 +142,7 @@ template <typename T, typename R> class Trainer {
         result.loss_scale = loss_scale;
         result.loss = mean_loss();
         apply_update(result);
+        step_in_progress_ = false;
         timeline_.mark(TimelineMark::StepEnd, gpu_.stream);
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
         if (timeline_.enabled()) std::printf("%s", timeline_.report(step_).c_str());
@@ -232,5 +281,7 @@ template <typename T, typename R> class Trainer {
     std::unique_ptr<Checkpointer<T, R>> checkpointer_;
     float* losses_host_ = nullptr;  // (grad_accum, B*T) per-token losses of the current step
     int64_t step_ = 0;              // optimizer steps taken (skipped fp16 steps included)
+    bool step_in_progress_ = false;       // from a step's start until its update is applied or skipped
+    DataLoaderState loader_at_step_start_;
     uint64_t adam_step_ = 0;        // updates applied (AdamW bias correction)
 };
