@@ -33,6 +33,8 @@ const char* const kUsage =
     "  pile         The Pile's train/val/test .jsonl.zst (download or --source-dir) -> data/the_pile\n"
     "  text         your own text: --input PATH|DIR|GLOB ... --name NAME -> data/NAME\n"
     "               (.txt, .jsonl, .json; .gz/.xz/.zst/.bz2 compressed; tar archives, nested too)\n"
+    "  hellaswag    HellaSwag's validation jsonl (download or --source-dir) tokenized for the evaluator\n"
+    "               -> data/hellaswag/hellaswag_val.bin\n"
     "\n";
 
 std::string format_fraction(double value) {
@@ -50,7 +52,7 @@ int run(int argc, char** argv) {
 
     const std::string common = "options (all recipes)";
     const std::string text = "text recipe (--text-field, --skip-invalid-json: pile too)";
-    const std::string sources = "sources (tiny, openwebtext, pile)";
+    const std::string sources = "sources (tiny, openwebtext, pile, hellaswag)";
     const std::vector<Option> table = {
         {"--data-dir", "DIR", "parent of the dataset directories (default: $DATA_DIR, else ./data)",
          [&](const std::string& v) { options.data_dir = v; }, common},
@@ -95,7 +97,8 @@ int run(int argc, char** argv) {
         {"--url", "URL",
          "openwebtext: the archive's URL (default $OPENWEBTEXT_URL, else " + data_prep::default_url("openwebtext") +
              "); pile: the base URL of train/NN.jsonl.zst, val.jsonl.zst, test.jsonl.zst (default $PILE_URL, else " +
-             data_prep::default_url("pile") + ")",
+             data_prep::default_url("pile") + "); hellaswag: the validation jsonl's URL (default $HELLASWAG_URL, else " +
+             data_prep::default_url("hellaswag") + ")",
          [&](const std::string& v) { options.url = v; }, sources},
         {"--checksums", "FILE", "SHA-256 list (sha256sum format) to verify downloads and provided source files",
          [&](const std::string& v) { options.checksums_file = v; }, sources},
@@ -112,10 +115,10 @@ int run(int argc, char** argv) {
         {"--text-field", {"text", "pile"}},
         {"--doc-split", {"text"}},
         {"--skip-invalid-json", {"text", "pile"}},
-        {"--source-dir", {"tiny", "openwebtext", "pile"}},
-        {"--url", {"openwebtext", "pile"}},
-        {"--checksums", {"openwebtext", "pile"}},
-        {"--retries", {"openwebtext", "pile"}},
+        {"--source-dir", {"tiny", "openwebtext", "pile", "hellaswag"}},
+        {"--url", {"openwebtext", "pile", "hellaswag"}},
+        {"--checksums", {"openwebtext", "pile", "hellaswag"}},
+        {"--retries", {"openwebtext", "pile", "hellaswag"}},
         {"--pile-train-files", {"pile"}},
     };
 
@@ -124,11 +127,11 @@ int run(int argc, char** argv) {
         std::printf("%s%s", kUsage, data_prep::options_help(table).c_str());
         return 0;
     }
-    if (parsed.positional.size() != 1) throw UsageError("name exactly one recipe (tiny, openwebtext, pile or text)");
+    if (parsed.positional.size() != 1) throw UsageError("name exactly one recipe (tiny, openwebtext, pile, text or hellaswag)");
     options.recipe = parsed.positional[0];
     const std::vector<std::string>& known = data_prep::recipe_names();
     if (std::find(known.begin(), known.end(), options.recipe) == known.end()) {
-        throw UsageError("unknown recipe '" + options.recipe + "' (known: tiny, openwebtext, pile, text)");
+        throw UsageError("unknown recipe '" + options.recipe + "' (known: tiny, openwebtext, pile, text, hellaswag)");
     }
     for (const Option* option : parsed.given) {
         const auto restricted = recipes_of.find(option->name);

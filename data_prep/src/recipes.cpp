@@ -15,9 +15,11 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "data_prep/src/hellaswag_recipe.h"
 #include "data_prep/src/holdout.h"
 #include "data_prep/src/pipeline.h"
 #include "data_prep/src/sha256.h"
+#include "data_prep/src/source_fetcher.h"
 #include "host/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -86,60 +88,6 @@ std::vector<std::string> glob_sorted(const std::string& pattern) {
     globfree(&matches);
     return files;
 }
-
-class SourceFetcher {
-  public:
-    SourceFetcher(const PrepareOptions& options, std::string source_dir)
-        : options_(options), source_dir_(std::move(source_dir)) {
-        if (!options.checksums_file.empty()) checksums_ = read_checksum_file(options.checksums_file);
-    }
-
-    // <source_dir>/<relative>: verified against the checksum list when it has one for the
-    // file, downloaded from <url> first when it is missing.
-    std::string fetch(const std::string& relative, const std::string& url) {
-        const std::string dest = source_dir_ + "/" + relative;
-        const std::string expected = expected_sha256(relative);
-        if (fs::exists(dest)) {
-            if (!expected.empty()) verify(dest, expected);
-            return dest;
-        }
-        std::error_code error;
-        fs::create_directories(fs::path(dest).parent_path(), error);
-        if (error) throw std::runtime_error("cannot create download directory for " + dest + ": " + error.message());
-        try {
-            download_file(url, dest, expected, options_.download);
-        } catch (const DownloadError& e) {
-            throw std::runtime_error(std::string(e.what()) + "\nIf this machine has no network (or the URL is gone), download " +
-                                     url + " elsewhere, put it at " + dest +
-                                     " (or in a directory passed with --source-dir DIR) and rerun; "
-                                     "--url points the recipe at a mirror.");
-        }
-        return dest;
-    }
-
-  private:
-    std::string expected_sha256(const std::string& relative) const {
-        for (const std::string& key : {relative, fs::path(relative).filename().string()}) {
-            const auto it = checksums_.find(key);
-            if (it != checksums_.end()) return it->second;
-        }
-        return "";
-    }
-
-    void verify(const std::string& path, const std::string& expected) const {
-        std::fprintf(stderr, "verifying %s against %s\n", path.c_str(), options_.checksums_file.c_str());
-        const std::string actual = sha256_file(path);
-        if (actual != expected) {
-            throw std::runtime_error(path + ": SHA-256 " + actual + " does not match " + expected + " from " +
-                                     options_.checksums_file + ": the file is corrupt or a different version; delete it "
-                                     "to download it again");
-        }
-    }
-
-    const PrepareOptions& options_;
-    std::string source_dir_;
-    std::map<std::string, std::string> checksums_;
-};
 
 double val_fraction_or(const PrepareOptions& options, const std::string& recipe) {
     return options.val_fraction >= 0 ? options.val_fraction : default_val_fraction(recipe);
@@ -310,7 +258,7 @@ void print_summary(const std::string& dataset, const PrepareSummary& summary) {
 }  // namespace
 
 const std::vector<std::string>& recipe_names() {
-    static const std::vector<std::string> names = {"tiny", "openwebtext", "pile", "text"};
+    static const std::vector<std::string> names = {"tiny", "openwebtext", "pile", "text", "hellaswag"};
     return names;
 }
 
@@ -331,10 +279,13 @@ std::string default_url(const std::string& recipe) {
     // Pile's original host, which has since taken it down: pass --url with a mirror.
     if (recipe == "openwebtext") return env_or("OPENWEBTEXT_URL", "https://zenodo.org/record/3834942/files/openwebtext.tar.xz");
     if (recipe == "pile") return env_or("PILE_URL", "https://the-eye.eu/public/AI/pile");
+    if (recipe == "hellaswag")
+        return env_or("HELLASWAG_URL", "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl");
     return "";
 }
 
 PrepareSummary prepare_dataset(const PrepareOptions& options) {
+    if (options.recipe == "hellaswag") return prepare_hellaswag(options);  // an evaluation set, not shards
     const std::string& recipe = options.recipe;
     const DatasetNames names = dataset_names(options);
     const std::string output_dir = options.data_dir + "/" + names.directory;

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Hugging Face interoperability against transformers itself (the GPU machine: transformers and
+PyTorch installed; tests/hf_interop.sh checks the same on the CPU without transformers).
+
+  python3 scripts/test_hf_interop.py [--work DIR] [--trainer ./train_gpt2cu] [--device cuda]
+
+Needs ./data_prep/hf (make data_prep); data/vocab (make setup) for the tokenizer check. Runs:
+
+1. Export. Tiny checkpoints written by the PyTorch reference (dev/reference), one per exportable
+   kind (GPT-2; GPT-2 with the 1/(layer+1) scaling folded, and as transformers' flag; rotary;
+   interleaved rotary with scaling), exported by ./data_prep/hf and loaded with
+   AutoModelForCausalLM.from_pretrained (no custom code) with transformers' default attention
+   and with eager attention; their float32 logits on the device are compared with the
+   reference's float64 logits on the checkpoint. The flag variant is loaded with eager only and
+   the default-attention result is printed for information (transformers' SDPA path ignored the
+   flag before its PR #44397: why export folds by default).
+2. Import. A randomly initialised GPT2LMHeadModel (and one with scale_attn_by_inverse_layer_idx)
+   saved by save_pretrained (safetensors), imported by ./data_prep/hf; the reference's logits on
+   the imported checkpoint are compared with transformers' on the saved model.
+3. Our trainer (when it has --logits-in/--logits-out, see below): its logits on the same
+   tokens, from each exported checkpoint and each imported one, against transformers'.
+4. The tokenizer files: AutoTokenizer on an export encodes a text as ./data_prep/tokenize does.
+
+Tolerances (relative L2 error ||a - b|| / ||b|| over all logits, as test_gpt2cu measures):
+  transformers float32 vs reference float64: 1e-4. float32 keeps 24 bits (6e-8 per rounding);
+  a logit passes through ~4 roundings per layer of C-term fp32 dot products, so errors of
+  1e-6..1e-5 are expected; a wrong layout, transpose, scaling or rotary pairing gives O(1).
+  TF32 is turned off so that the matmuls are float32.
+  our trainer vs transformers: its precision's tolerance from test_gpt2.cu: bf16 2e-2, fp16 4e-3.
+
+What the trainer must provide for check 3 (the lead adds it; until then check 3 is SKIPPED):
+  ./train_gpt2cu -e CHECKPOINT --precision bf16 --logits-in TOKENS.bin --logits-out LOGITS.bin
+  reads the tensor bundle TOKENS.bin ("tokens", int32 (B, T), T <= max_seq_len), runs one
+  forward pass without dropout on one GPU, writes the bundle LOGITS.bin ("logits", float32
+  (B, T, vocab_size), the unpadded vocabulary) and exits (no training, no data loading).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "dev", "reference"))
+from reference_files import read_bundle, read_checkpoint, write_bundle, write_checkpoint  # noqa: E402
+from reference_model import Dropout, ModelConfig, forward, parameter_shapes  # noqa: E402
+
+HF_TOOL = os.path.join(REPO, "data_prep", "hf")
+FP32_TOLERANCE = 1e-4
+TRAINER_TOLERANCE = {"bf16": 2e-2, "fp16": 4e-3}
+
+
+class Report:
+    def __init__(self):
+        self.failures = 0
+
+    def compare(self, label, ours, reference, tolerance, informative=False):
+        ours, reference = ours.double().cpu(), reference.double().cpu()
+        relative = ((ours - reference).norm() / reference.norm()).item()
+        max_abs = (ours - reference).abs().max().item()
+        agree = (ours.argmax(-1) == reference.argmax(-1)).double().mean().item()
+        passed = relative <= tolerance
+        verdict = "info" if informative else ("ok" if passed else "FAIL")
+        self.failures += verdict == "FAIL"
+        print(f"{verdict:4}  {label}: relative L2 {relative:.3e} (tolerance {tolerance:g}), max |diff| {max_abs:.3e}, "
+              f"argmax agreement {agree:.3f}")
+        return passed
+
+    def note(self, verdict, text):
+        self.failures += verdict == "FAIL"
+        print(f"{verdict:4}  {text}")
+
+
+def run(command):
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def reference_logits(checkpoint, tokens):
+    cfg, params = read_checkpoint(checkpoint)
+    params = {n: torch.tensor(v, dtype=torch.float64) for n, v in params.items()}
+    return forward(params, cfg, tokens.cpu(), Dropout(0.0, 0, 0, cfg.n_layer))
+
+
+def load_transformers(directory, attention, device):
+    from transformers import AutoModelForCausalLM
+    try:
+        model = AutoModelForCausalLM.from_pretrained(directory, attn_implementation=attention)
+    except TypeError:  # transformers without attn_implementation: eager only
+        model = AutoModelForCausalLM.from_pretrained(directory)
+    model = model.float().to(device).eval()
+    tied = model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    return model, tied
+
+
+def transformers_logits(model, tokens, device):
+    with torch.no_grad():
+        return model(tokens.to(device)).logits.float()
+
+
+def trainer_logits(trainer, checkpoint, tokens, work, precision):
+    tokens_path, logits_path = os.path.join(work, "tokens.bin"), os.path.join(work, "logits.bin")
+    write_bundle(tokens_path, [("tokens", tokens.numpy().astype(np.int32))])
+    run([trainer, "-e", checkpoint, "--precision", precision, "--logits-in", tokens_path, "--logits-out", logits_path])
+    return torch.tensor(read_bundle(logits_path)["logits"])
+
+
+def trainer_has_logits_flag(trainer):
+    if not os.access(trainer, os.X_OK):
+        return False
+    return "--logits-out" in subprocess.run([trainer, "--help"], capture_output=True, text=True).stdout
+
+
+def make_checkpoint(path, flags, rotary_dim, seed):
+    cfg = ModelConfig(n_layer=4, n_embd=128, n_head=4, max_seq_len=64, padded_vocab_size=50304, flags=flags,
+                      rotary_dim=rotary_dim)
+    rng = np.random.default_rng(seed)
+    params = {n: rng.normal(1.0 if n.startswith("ln") else 0.0, 0.1, shape).astype(np.float32)
+              for n, shape in parameter_shapes(cfg)}
+    write_checkpoint(path, cfg, params)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default=None, help="directory for the files (default: a temporary one)")
+    parser.add_argument("--trainer", default=os.path.join(REPO, "train_gpt2cu"))
+    parser.add_argument("--precision", default="bf16", choices=sorted(TRAINER_TOLERANCE))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    import transformers
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    work = args.work or tempfile.mkdtemp(prefix="hf_interop_")
+    os.makedirs(work, exist_ok=True)
+    print(f"transformers {transformers.__version__}, torch {torch.__version__}, device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "") + f", files in {work}")
+    report = Report()
+    tokens = torch.tensor(np.random.default_rng(1).integers(0, 50257, size=(2, 64)))
+    use_trainer = trainer_has_logits_flag(args.trainer)
+    trained = []  # (label, checkpoint, transformers logits) for check 3
+
+    print("== 1. export: transformers loads ./data_prep/hf's output")
+    # name, checkpoint flags (1 learned positions, 4 interleaved, 8 scaling), rotary_dim, export args
+    exports = [("gpt2", 1, 0, []), ("gpt2-scaled-folded", 9, 0, []), ("gpt2-scaled-flag", 9, 0, ["--layer-scaling", "flag"]),
+               ("rotary-scaled", 8, 16, []), ("rotary-interleaved-scaled", 12, 16, [])]
+    vocab = os.path.join(REPO, "data", "vocab")
+    for seed, (name, flags, rotary_dim, export_args) in enumerate(exports):
+        checkpoint, directory = os.path.join(work, f"{name}.bin"), os.path.join(work, name)
+        make_checkpoint(checkpoint, flags, rotary_dim, seed)
+        tokenizer_args = ["--vocab", vocab] if os.path.exists(os.path.join(vocab, "encoder.json")) else ["--no-tokenizer"]
+        run([HF_TOOL, "export", checkpoint, directory] + tokenizer_args + export_args)
+        expected = reference_logits(checkpoint, tokens)
+        flagged = "flag" in export_args
+        for attention in ("sdpa", "eager"):
+            model, tied = load_transformers(directory, attention, args.device)
+            report.note("ok" if tied else "FAIL", f"{name}: {type(model).__name__} loaded, LM head tied: {tied}")
+            logits = transformers_logits(model, tokens, args.device)
+            informative = flagged and attention == "sdpa"
+            report.compare(f"{name} ({attention} attention) vs the reference", logits, expected, FP32_TOLERANCE,
+                           informative=informative)
+            if attention == "eager":
+                trained.append((name, checkpoint, logits))
+
+    print("== 2. import: ./data_prep/hf reads a GPT2LMHeadModel saved by transformers")
+    from transformers import GPT2Config, GPT2LMHeadModel
+    for name, scaled in (("random-gpt2", False), ("random-gpt2-scaled", True)):
+        torch.manual_seed(7)
+        config = GPT2Config(n_layer=4, n_embd=128, n_head=4, n_positions=64, scale_attn_by_inverse_layer_idx=scaled)
+        model = GPT2LMHeadModel(config).eval()
+        directory, checkpoint = os.path.join(work, name), os.path.join(work, f"{name}.bin")
+        model.save_pretrained(directory, safe_serialization=True)
+        run([HF_TOOL, "import", directory, checkpoint])
+        model, _ = load_transformers(directory, "eager", args.device)
+        logits = transformers_logits(model, tokens, args.device)
+        report.compare(f"{name}: the reference on the import vs transformers (eager)", reference_logits(checkpoint, tokens),
+                       logits, FP32_TOLERANCE)
+        trained.append((name, checkpoint, logits))
+
+    print(f"== 3. our trainer's logits ({args.precision}) vs transformers")
+    if not use_trainer:
+        report.note("SKIP", f"{args.trainer} has no --logits-out (see this script's docstring for what it needs)")
+    for name, checkpoint, logits in trained if use_trainer else []:
+        ours = trainer_logits(args.trainer, checkpoint, tokens, work, args.precision)
+        report.compare(f"{name}: train_gpt2cu vs transformers", ours, logits, TRAINER_TOLERANCE[args.precision])
+
+    print("== 4. the tokenizer files")
+    if os.path.exists(os.path.join(work, "gpt2", "vocab.json")):
+        from transformers import AutoTokenizer
+        text = "Hello world! It's 2026: tokenizers, ünïcödé and   spaces.\n"
+        theirs = AutoTokenizer.from_pretrained(os.path.join(work, "gpt2")).encode(text)
+        ours = [int(t) for t in subprocess.run([os.path.join(REPO, "data_prep", "tokenize"), "encode"], input=text,
+                                               capture_output=True, text=True, check=True).stdout.split()]
+        report.note("ok" if theirs == ours else "FAIL", f"AutoTokenizer on the export encodes as ./data_prep/tokenize "
+                                                        f"({len(ours)} tokens)")
+    else:
+        report.note("SKIP", "no data/vocab (make setup): no tokenizer files were exported")
+
+    print(f"hf interop: {'FAILED' if report.failures else 'passed'} ({report.failures} failure(s))")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
