@@ -84,7 +84,8 @@ checks = {
     "weights after step 6 != after step 5": payload(6) != payload(5),
 }
 if precision == "fp16":
-    checks["loss scale halved"] = train[5]["loss_scale"] == train[4]["loss_scale"] / 2
+    # each line records the scale its step ran with: step 6 runs with half of step 5's
+    checks["loss scale halved"] = train[6]["loss_scale"] == train[5]["loss_scale"] / 2
 for name, ok in checks.items():
     print(f"  {precision} {name:40s} {'ok' if ok else 'FAIL'}")
 sys.exit(0 if all(checks.values()) else 1)
