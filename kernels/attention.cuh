@@ -35,18 +35,22 @@
 // L2. With heads fastest, the resident blocks span every head of a batch, whose qkv is several
 // times larger than L2, and the kernels become memory-bound (profile in dev/cuda/attention_notes.md).
 //
-// Two kernel families compute the same function, each in its own file:
+// Kernel families compute the same function, each in its own file:
 //   TensorCores: FlashAttention-2-style kernels on mma.sync m16n8k16 (fp32 accumulation),
 //                operands fetched with ldmatrix, tiles double-buffered with cp.async
 //                (kernels/attention_mma_sync.cuh, fragments in kernels/attention_mma_fragments.cuh).
+//                Any GPU from sm_80 on.
+//   Hopper:      FlashAttention-3-style forward on sm_90a: TMA copies, wgmma, a producer warp
+//                and two consumer warpgroups (kernels/attention_hopper.cuh), head dims 64 and
+//                128 (80 and 96 take the mma.sync forward); backward is mma.sync's.
 //   CudaCores:   the same tiling in plain fp32 on CUDA cores, 32 x 32 tiles. Several times
 //                slower; kept as the trusted fallback and as variant 1 of the dev/cuda workbench
 //                (kernels/attention_cuda_cores.cuh).
-// Pieces both use (argument checks, head-dim dispatch, D = rowsum(dO * O)) are in
+// Pieces all use (argument checks, head-dim dispatch, D = rowsum(dO * O)) are in
 // kernels/attention_common.cuh.
 //
 // kDefaultAttentionKernel selects the family that attention_forward/attention_backward use; the
-// *_using variants take it at run time (the two families can be mixed: their O and lse agree).
+// *_using variants take it at run time (the families can be mixed: their O and lse agree).
 //
 // Layouts: qkv (B, T, 3, NH, HD) packed as the QKV matmul writes it (row stride 3*NH*HD);
 // out and dout (B, T, NH, HD); lse (B, NH, T), natural log; dqkv like qkv.
@@ -54,14 +58,24 @@
 
 #include "kernels/attention_common.cuh"
 #include "kernels/attention_cuda_cores.cuh"
+#include "kernels/attention_hopper.cuh"
 #include "kernels/attention_mma_sync.cuh"
 
-enum class AttentionKernel { TensorCores, CudaCores };
+enum class AttentionKernel { TensorCores, CudaCores, Hopper };
 inline constexpr AttentionKernel kDefaultAttentionKernel = AttentionKernel::TensorCores;
 
 inline const char* attention_kernel_name(AttentionKernel kernel) {
-    return kernel == AttentionKernel::TensorCores ? "tensor cores (mma.sync)" : "CUDA cores (fp32)";
+    switch (kernel) {
+        case AttentionKernel::TensorCores: return "tensor cores (mma.sync)";
+        case AttentionKernel::Hopper: return "Hopper tensor cores (wgmma + TMA forward, mma.sync backward)";
+        case AttentionKernel::CudaCores: break;
+    }
+    return "CUDA cores (fp32)";
 }
+
+// Whether AttentionKernel::Hopper can run here: a compute capability 9.0 GPU and a binary built
+// for sm_90a (GPU_ARCH=90).
+inline bool attention_hopper_available() { return attention_detail::hopper::forward_available(); }
 
 // Floats of scratch attention_backward needs: D = rowsum(dO * O), one per (b, h, query).
 inline size_t attention_backward_scratch_floats(int B, int T, int NH, int HD) {
@@ -77,14 +91,23 @@ void attention_forward_using(AttentionKernel kernel, T* out /*(B,T,NH,HD)*/, flo
                              const T* qkv /*(B,T,3,NH,HD)*/, int B, int T_len, int NH, int HD, float softmax_scale,
                              DropoutParams drop /*element ((b*NH+h)*T+q)*T+k*/, cudaStream_t stream) {
     attention_detail::check_attention_arguments("attention_forward", qkv, out, B, T_len, NH, HD, softmax_scale, drop);
+    REQUIRE(kernel != AttentionKernel::Hopper || attention_hopper_available(),
+            "attention_forward: the Hopper kernels need a compute capability 9.0 GPU and a build for it "
+            "(make GPU_ARCH=90)");
     attention_detail::dispatch_head_dim(HD, [&](auto head_dim) {
         constexpr int D = decltype(head_dim)::value;
         using Config = attention_detail::tensor_cores::Config<D>;
-        if (kernel == AttentionKernel::TensorCores)
+        if constexpr (D == 64 || D == 128) {
+            if (kernel == AttentionKernel::Hopper) {
+                attention_detail::hopper::forward<T, D>(out, lse, qkv, B, T_len, NH, softmax_scale, drop, stream);
+                return;
+            }
+        }
+        if (kernel == AttentionKernel::CudaCores)
+            attention_detail::cuda_cores::forward<T, D>(out, lse, qkv, B, T_len, NH, softmax_scale, drop, stream);
+        else
             attention_detail::tensor_cores::forward<T, D, Config::kForwardWarps, Config::kForwardKeys>(
                 out, lse, qkv, B, T_len, NH, softmax_scale, drop, stream);
-        else
-            attention_detail::cuda_cores::forward<T, D>(out, lse, qkv, B, T_len, NH, softmax_scale, drop, stream);
     });
 }
 
@@ -103,7 +126,7 @@ void attention_backward_using(AttentionKernel kernel, T* dqkv /*(B,T,3,NH,HD) ov
         constexpr int D = decltype(head_dim)::value;
         namespace tc = attention_detail::tensor_cores;
         using Config = tc::Config<D>;
-        if (kernel == AttentionKernel::TensorCores) {
+        if (kernel != AttentionKernel::CudaCores) {  // TensorCores and Hopper
             tc::backward_dkdv<T, D, Config::kDkdvWarps, Config::kDkdvQueries>(dqkv, row_dot, dout, qkv, lse, B, T_len,
                                                                               NH, softmax_scale, drop, stream);
             tc::backward_dq<T, D, Config::kDqWarps, Config::kDqKeys>(dqkv, row_dot, dout, qkv, lse, B, T_len, NH,

@@ -1,30 +1,37 @@
-// Causal attention (FlashAttention, kernels/attention.cuh): CPU reference, kernel variants,
-// validation, benchmark against PyTorch's FlashAttention-2 and cuDNN backends.
+// Causal attention (FlashAttention, kernels/attention.cuh): kernel variants, validation against the
+// CPU reference (dev/cuda/attention_problem.cuh), benchmark against PyTorch's FlashAttention-2 and
+// cuDNN backends.
 //
 //   build/dev/cuda/attention               validate every variant, cross-check the benchmark shapes,
 //                                          benchmark (run from the repository root for PyTorch figures)
 //   build/dev/cuda/attention --quick       validation only, small shapes (what `make test-gpu` runs)
-//   build/dev/cuda/attention --variant N   only variant N;  --no-torch  skip the PyTorch baselines
+//   build/dev/cuda/attention --variant N   only variant N (or N,M: a list);  --no-torch  skip the
+//                                          PyTorch baselines;  --no-sweep  skip the tile sweep
 //
 // Variants, in the order they were written:
 //   1  fp32 CUDA cores: 32 x 32 tiles, online softmax (AttentionKernel::CudaCores, the fallback)
 //   2  FlashAttention-2 style: mma.sync m16n8k16 with ldmatrix operands and cp.async double
 //      buffering; deterministic two-kernel backward (AttentionKernel::TensorCores, production)
-// The benchmark also sweeps the tile shapes of variant 2's three kernels.
+//   3  FlashAttention-3 style forward on sm_90a: TMA tile copies on mbarriers, a producer warp,
+//      two consumer warpgroups on wgmma, setmaxnreg (AttentionKernel::Hopper); head dims 64 and
+//      128 (80 and 96 run variant 2's forward); backward is variant 2's. Only on a compute
+//      capability 9.0 GPU with a GPU_ARCH=90 build; skipped elsewhere.
+// The benchmark also sweeps the tile shapes of variant 2's three kernels and variant 3's forward.
 //
 // Exit status: 0 when every check passed, 1 otherwise.
-#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <numeric>
-#include <thread>
 
+#include "dev/cuda/attention_problem.cuh"
 #include "dev/cuda/workbench.cuh"
 #include "kernels/attention.cuh"
 
 namespace {
+
+using namespace attention_workbench;
 
 struct Variant {
     int number;
@@ -34,161 +41,15 @@ struct Variant {
 const Variant kVariants[] = {
     {1, AttentionKernel::CudaCores, "fp32 CUDA cores, 32x32 tiles"},
     {2, AttentionKernel::TensorCores, "mma.sync + ldmatrix + cp.async"},
+    {3, AttentionKernel::Hopper, "wgmma + TMA forward, warp-specialized"},
 };
-
-struct Shape {
-    int B, NH, T, HD;
-};
-
-// ---------------------------------------------------------------------------------------------
-// CPU reference in double: causal softmax attention forward and backward, the same dropout mask
-// (attention_keep, kernels/common.cuh) and scale (attention_dropout_rate: 1 / (1 - p) with p
-// rounded to a multiple of 2^-16, in fp32). Inputs are the values the GPU sees.
-
-struct Reference {
-    std::vector<double> out;   // (B, T, NH, HD)
-    std::vector<double> lse;   // (B, NH, T)
-    std::vector<double> dqkv;  // (B, T, 3, NH, HD)
-};
-
-Reference attention_reference(const std::vector<float>& qkv, const std::vector<float>& dout, const Shape& s,
-                              float softmax_scale, DropoutParams drop) {
-    const int B = s.B, T = s.T, NH = s.NH, HD = s.HD;
-    Reference ref;
-    ref.out.assign(static_cast<size_t>(B) * T * NH * HD, 0.0);
-    ref.lse.assign(static_cast<size_t>(B) * NH * T, 0.0);
-    ref.dqkv.assign(qkv.size(), 0.0);
-    const double keep_scale = drop.enabled() ? attention_dropout_rate(drop.p).scale : 1.0;
-    auto qkv_row = [&](int b, int t, int which, int h) {
-        return ((static_cast<size_t>(b) * T + t) * 3 + which) * NH * HD + static_cast<size_t>(h) * HD;
-    };
-    auto out_row = [&](int b, int t, int h) { return ((static_cast<size_t>(b) * T + t) * NH + h) * HD; };
-
-    // One (b, h) pair per task: tasks write disjoint parts of the outputs.
-    auto one_head = [&](int b, int h) {
-        std::vector<double> p(T), mask(T), dp(T);
-        for (int q = 0; q < T; ++q) {
-            const float* qv = &qkv[qkv_row(b, q, 0, h)];
-            double max_score = -INFINITY;
-            for (int k = 0; k <= q; ++k) {
-                const float* kv = &qkv[qkv_row(b, k, 1, h)];
-                double dot = 0.0;
-                for (int d = 0; d < HD; ++d) dot += static_cast<double>(qv[d]) * kv[d];
-                p[k] = dot * softmax_scale;
-                max_score = std::max(max_score, p[k]);
-            }
-            double sum = 0.0;
-            for (int k = 0; k <= q; ++k) sum += (p[k] = std::exp(p[k] - max_score));
-            ref.lse[(static_cast<size_t>(b) * NH + h) * T + q] = max_score + std::log(sum);
-            for (int k = 0; k <= q; ++k) {
-                p[k] /= sum;
-                mask[k] = !drop.enabled() ? 1.0 : attention_keep(drop, b, h, NH, T, q, k) ? keep_scale : 0.0;
-            }
-            double* o = &ref.out[out_row(b, q, h)];
-            for (int k = 0; k <= q; ++k) {
-                const float* vv = &qkv[qkv_row(b, k, 2, h)];
-                for (int d = 0; d < HD; ++d) o[d] += p[k] * mask[k] * vv[d];
-            }
-            // Backward: dP = (dO . v) * mask, D = sum P dP, dS = P (dP - D).
-            const float* g = &dout[out_row(b, q, h)];
-            double D = 0.0;
-            for (int k = 0; k <= q; ++k) {
-                const float* vv = &qkv[qkv_row(b, k, 2, h)];
-                double dot = 0.0;
-                for (int d = 0; d < HD; ++d) dot += static_cast<double>(g[d]) * vv[d];
-                dp[k] = dot * mask[k];
-                D += p[k] * dp[k];
-            }
-            double* dq = &ref.dqkv[qkv_row(b, q, 0, h)];
-            for (int k = 0; k <= q; ++k) {
-                const double ds = p[k] * (dp[k] - D) * softmax_scale;
-                const double pd = p[k] * mask[k];
-                const float* kv = &qkv[qkv_row(b, k, 1, h)];
-                double* dk = &ref.dqkv[qkv_row(b, k, 1, h)];
-                double* dv = &ref.dqkv[qkv_row(b, k, 2, h)];
-                for (int d = 0; d < HD; ++d) {
-                    dq[d] += ds * kv[d];
-                    dk[d] += ds * qv[d];
-                    dv[d] += pd * g[d];
-                }
-            }
-        }
-    };
-    std::atomic<int> next{0};
-    std::vector<std::thread> workers;
-    const int num_workers = std::max(1u, std::min(std::thread::hardware_concurrency(), 32u));
-    for (int w = 0; w < num_workers; ++w)
-        workers.emplace_back([&] {
-            for (int task = next++; task < B * NH; task = next++) one_head(task / NH, task % NH);
-        });
-    for (std::thread& worker : workers) worker.join();
-    return ref;
-}
-
-// Slice `which` (0 = q, 1 = k, 2 = v) of a packed (B, T, 3, NH, HD) tensor.
-template <typename E> std::vector<E> qkv_slice(const std::vector<E>& packed, int which, const Shape& s) {
-    const size_t row = static_cast<size_t>(s.NH) * s.HD;
-    std::vector<E> slice;
-    slice.reserve(packed.size() / 3);
-    for (size_t bt = 0; bt < static_cast<size_t>(s.B) * s.T; ++bt)
-        slice.insert(slice.end(), packed.begin() + (bt * 3 + which) * row, packed.begin() + (bt * 3 + which + 1) * row);
-    return slice;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Device buffers of one problem.
-
-template <typename T> struct Buffers {
-    Shape shape;
-    size_t qkv_count, out_count, stat_count, scratch_count;
-    T *qkv, *out, *dout, *dqkv;
-    float *lse, *scratch;
-    explicit Buffers(const Shape& s)
-        : shape(s),
-          qkv_count(static_cast<size_t>(s.B) * s.T * 3 * s.NH * s.HD),
-          out_count(static_cast<size_t>(s.B) * s.T * s.NH * s.HD),
-          stat_count(static_cast<size_t>(s.B) * s.NH * s.T),
-          scratch_count(attention_backward_scratch_floats(s.B, s.T, s.NH, s.HD)),
-          qkv(workbench::device_alloc<T>(qkv_count)),
-          out(workbench::device_alloc<T>(out_count)),
-          dout(workbench::device_alloc<T>(out_count)),
-          dqkv(workbench::device_alloc<T>(qkv_count)),
-          lse(workbench::device_alloc<float>(stat_count)),
-          scratch(workbench::device_alloc<float>(scratch_count)) {}
-    Buffers(const Buffers&) = delete;
-    Buffers& operator=(const Buffers&) = delete;
-    ~Buffers() {
-        for (void* p : {static_cast<void*>(qkv), static_cast<void*>(out), static_cast<void*>(dout),
-                        static_cast<void*>(dqkv), static_cast<void*>(lse), static_cast<void*>(scratch)})
-            CUDA_CHECK(cudaFree(p));
+const char* short_name(AttentionKernel kernel) {
+    switch (kernel) {
+        case AttentionKernel::TensorCores: return "mma.sync";
+        case AttentionKernel::Hopper: return "wgmma+TMA fwd";
+        case AttentionKernel::CudaCores: break;
     }
-    void forward(AttentionKernel kernel, float scale, DropoutParams drop) {
-        attention_forward_using(kernel, out, lse, qkv, shape.B, shape.T, shape.NH, shape.HD, scale, drop, 0);
-    }
-    void backward(AttentionKernel kernel, float scale, DropoutParams drop) {
-        attention_backward_using(kernel, dqkv, scratch, dout, qkv, out, lse, shape.B, shape.T, shape.NH, shape.HD,
-                                 scale, drop, 0);
-    }
-    void poison_outputs() {
-        workbench::poison(out, out_count);
-        workbench::poison(dqkv, qkv_count);
-        workbench::poison(lse, stat_count);
-        workbench::poison(scratch, scratch_count);
-    }
-};
-
-// Results of one variant on one problem, downloaded.
-struct Outputs {
-    std::vector<float> out, lse, dqkv;
-};
-template <typename T> Outputs download_outputs(const Buffers<T>& buf) {
-    CUDA_CHECK(cudaDeviceSynchronize());
-    Outputs o;
-    o.out = workbench::download(buf.out, buf.out_count);
-    o.lse.resize(buf.stat_count);
-    CUDA_CHECK(cudaMemcpy(o.lse.data(), buf.lse, buf.stat_count * sizeof(float), cudaMemcpyDeviceToHost));
-    o.dqkv = workbench::download(buf.dqkv, buf.qkv_count);
-    return o;
+    return "fp32 CUDA cores";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,11 +298,12 @@ template <typename T> void fill_benchmark_inputs(Buffers<T>& buf, std::mt19937_6
     workbench::fill_uniform(buf.dout, buf.out_count, rng(), std::sqrt(3.0f));
 }
 
-// Too slow to check against the CPU: variant 2 is checked against variant 1 (validated above) on
-// the benchmark shapes. Both carry about u of rounding error, so their difference is within 2u.
-void cross_check_benchmark_shapes(std::mt19937_64& rng, Tally& tally) {
+// Too slow to check against the CPU: the tensor-core variants are checked against variant 1
+// (validated above) on the benchmark shapes. Each carries about u of rounding error, so their
+// difference is within 2u.
+void cross_check_benchmark_shapes(const std::vector<Variant>& variants, std::mt19937_64& rng, Tally& tally) {
     using T = __nv_bfloat16;
-    std::printf("== Cross-check on the benchmark shapes: variant 2 against variant 1 (bf16, tolerance %.1e)\n",
+    std::printf("== Cross-check on the benchmark shapes: tensor-core variants against variant 1 (bf16, tolerance %.1e)\n",
                 output_tolerance<T>());
     for (const Shape& s : kBenchmarkShapes) {
         Buffers<T> buf(s);
@@ -449,7 +311,7 @@ void cross_check_benchmark_shapes(std::mt19937_64& rng, Tally& tally) {
         const float scale = 1.0f / std::sqrt(static_cast<float>(s.HD));
         const DropoutParams drop{s.HD == 64 ? 0.0f : 0.1f, rng(), rng() >> 16};
         Outputs trusted;
-        for (const Variant& v : kVariants) {
+        for (const Variant& v : variants) {
             buf.poison_outputs();
             buf.forward(v.kernel, scale, drop);
             buf.backward(v.kernel, scale, drop);
@@ -460,7 +322,8 @@ void cross_check_benchmark_shapes(std::mt19937_64& rng, Tally& tally) {
             const Outputs got = download_outputs(buf);
             const auto as_double = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
             char label[96];
-            std::snprintf(label, sizeof label, "v2 vs v1 (%d,%d,%d,%d) p=%.1f", s.B, s.NH, s.T, s.HD, drop.p);
+            std::snprintf(label, sizeof label, "v%d vs v1 (%d,%d,%d,%d) p=%.1f", v.number, s.B, s.NH, s.T, s.HD,
+                          drop.p);
             tally.add(compare_outputs<T>(label, got, as_double(trusted.out), as_double(trusted.lse),
                                          as_double(trusted.dqkv), s, ""));
         }
@@ -487,8 +350,9 @@ void print_timing_row(const char* shape_label, const char* name, const Timing& t
                 tflops(2.5 * f, t.bwd), t.both, tflops(3.5 * f, t.both));
 }
 
-// Tile-shape sweep of variant 2's kernels, timed one kernel at a time. Each configuration's
-// result is compared with the production configuration's, so a broken shape cannot hide here.
+// Tile-shape sweep of variant 2's kernels and variant 3's forward, timed one kernel at a time. Each
+// configuration's result is compared with variant 2's production configuration's, so a broken
+// shape cannot hide here.
 enum class SweptKernel { Forward, DkDv, Dq };
 
 template <int HD> struct Sweep {
@@ -505,26 +369,49 @@ template <int HD> struct Sweep {
         attention_detail::tensor_cores::backward_dkdv<T, HD, W, BQ>(b.dqkv, b.scratch, b.dout, b.qkv, b.lse, b.shape.B,
                                                                      b.shape.T, b.shape.NH, scale, d, 0);
     }
+    template <int STAGES, bool PIPELINED, int CONSUMERS = 2>
+    static void hopper_forward(Buffers<T>& b, float scale, DropoutParams d) {
+        using Shape = attention_detail::hopper::ForwardShape<HD, STAGES, PIPELINED, CONSUMERS>;
+        attention_detail::hopper::forward<T, HD, Shape>(b.out, b.lse, b.qkv, b.shape.B, b.shape.T, b.shape.NH, scale,
+                                                        d, 0);
+    }
     struct Entry {
         SweptKernel kernel;
         const char* config;
         void (*run)(Buffers<T>&, float, DropoutParams);
+        bool hopper = false;  // variant 3's kernels: only where attention_hopper_available()
     };
+    // Variant 3's forward shapes; the first is production (attention_detail::hopper::ForwardConfig).
+    static std::vector<Entry> hopper_entries() {
+        using K = SweptKernel;
+        std::vector<Entry> list = {{K::Forward, "wgmma 2 stages, pipelined", hopper_forward<2, true>, true},
+                                   {K::Forward, "wgmma 3 stages, pipelined", hopper_forward<3, true>, true},
+                                   {K::Forward, "wgmma 2 stages, in turn", hopper_forward<2, false>, true}};
+        if constexpr (HD == 64) {  // three consumer warpgroups (192 queries) fit the registers at HD 64 only
+            list.push_back({K::Forward, "wgmma 3 WG, 2 stages, pipelined", hopper_forward<2, true, 3>, true});
+            list.push_back({K::Forward, "wgmma 3 WG, 3 stages, pipelined", hopper_forward<3, true, 3>, true});
+        }
+        return list;
+    }
     // The first entry of each kernel is the production shape (attention_detail::tensor_cores::Config).
     static std::vector<Entry> entries() {
         using K = SweptKernel;
+        std::vector<Entry> list;
         if constexpr (HD == 64)
-            return {{K::Forward, "4 warps x 64 keys", forward<4, 64>},   {K::Forward, "8 warps x 64 keys", forward<8, 64>},
+            list = {{K::Forward, "4 warps x 64 keys", forward<4, 64>},   {K::Forward, "8 warps x 64 keys", forward<8, 64>},
                     {K::Forward, "4 warps x 128 keys", forward<4, 128>}, {K::DkDv, "4 warps x 64 queries", dkdv<4, 64>},
                     {K::DkDv, "8 warps x 32 queries", dkdv<8, 32>},      {K::DkDv, "4 warps x 32 queries", dkdv<4, 32>},
                     {K::Dq, "4 warps x 64 keys", dq<4, 64>},             {K::Dq, "8 warps x 32 keys", dq<8, 32>},
                     {K::Dq, "4 warps x 32 keys", dq<4, 32>}};
         else
-            return {{K::Forward, "4 warps x 64 keys", forward<4, 64>},   {K::Forward, "8 warps x 64 keys", forward<8, 64>},
+            list = {{K::Forward, "4 warps x 64 keys", forward<4, 64>},   {K::Forward, "8 warps x 64 keys", forward<8, 64>},
                     {K::Forward, "4 warps x 32 keys", forward<4, 32>},   {K::DkDv, "4 warps x 32 queries", dkdv<4, 32>},
                     {K::DkDv, "8 warps x 32 queries", dkdv<8, 32>},      {K::DkDv, "8 warps x 16 queries", dkdv<8, 16>},
                     {K::Dq, "4 warps x 32 keys", dq<4, 32>},             {K::Dq, "8 warps x 32 keys", dq<8, 32>},
                     {K::Dq, "8 warps x 16 keys", dq<8, 16>}};
+        const std::vector<Entry> hopper = hopper_entries();
+        list.insert(list.end(), hopper.begin(), hopper.end());
+        return list;
     }
 };
 
@@ -548,6 +435,7 @@ template <int HD> void sweep_tiles(Buffers<__nv_bfloat16>& buf, float scale, Tal
     buf.backward(AttentionKernel::TensorCores, scale, no_drop);  // also leaves D in scratch for the backward kernels
     const Outputs production = download_outputs(buf);
     for (const auto& e : Sweep<HD>::entries()) {
+        if (e.hopper && !attention_hopper_available()) continue;
         const bool is_forward = e.kernel == SweptKernel::Forward;
         if (is_forward) {
             workbench::poison(buf.out, buf.out_count);
@@ -563,13 +451,14 @@ template <int HD> void sweep_tiles(Buffers<__nv_bfloat16>& buf, float scale, Tal
         const float ms = workbench::median_ms([&] { e.run(buf, scale, no_drop); }, 10, 2);
         // Matmuls of the forward's size per kernel: forward 2 (Q K^T, P V), dK/dV 4, dQ 3.
         const double matmuls = is_forward ? 2 : e.kernel == SweptKernel::Dq ? 3 : 4;
-        std::printf("  (%d,%d,%d,%d) %-8s %-22s %8.3f ms %7.1f TFLOP/s  diff vs production %.1e  %s\n", s.B, s.NH,
+        std::printf("  (%d,%d,%d,%d) %-8s %-32s %8.3f ms %7.1f TFLOP/s  diff vs production %.1e  %s\n", s.B, s.NH,
                     s.T, s.HD, is_forward ? "forward" : e.kernel == SweptKernel::Dq ? "dQ" : "dK,dV", e.config, ms,
                     tflops(matmuls / 2 * f, ms), diff.relative_error, ok ? "ok" : "FAIL");
     }
 }
 
-void benchmark(const std::vector<Variant>& variants, bool with_torch, std::mt19937_64& rng, Tally& tally) {
+void benchmark(const std::vector<Variant>& variants, bool with_torch, bool with_sweep, std::mt19937_64& rng,
+               Tally& tally) {
     using T = __nv_bfloat16;
     const workbench::DeviceInfo device = workbench::device_info();
     std::map<std::string, double> torch_ms;
@@ -594,14 +483,13 @@ void benchmark(const std::vector<Variant>& variants, bool with_torch, std::mt199
         const float scale = 1.0f / std::sqrt(static_cast<float>(s.HD));
         for (const Variant& v : variants) {
             for (float p : {0.0f, 0.1f}) {
-                if (p > 0.0f && v.kernel != AttentionKernel::TensorCores) continue;
+                if (p > 0.0f && v.kernel == AttentionKernel::CudaCores) continue;
                 const DropoutParams drop{p, 1234, 0};
                 const int repeats = v.kernel == AttentionKernel::CudaCores ? 3 : 20;
                 const Timing t = time_pass([&] { buf.forward(v.kernel, scale, drop); },
                                            [&] { buf.backward(v.kernel, scale, drop); }, repeats);
                 char name[64];
-                std::snprintf(name, sizeof name, "%d %s%s", v.number, v.kernel == AttentionKernel::TensorCores ? "mma.sync" : "fp32 CUDA cores",
-                              p > 0 ? ", dropout 0.1" : "");
+                std::snprintf(name, sizeof name, "%d %s%s", v.number, short_name(v.kernel), p > 0 ? ", dropout 0.1" : "");
                 print_timing_row(shape_label, name, t, s);
             }
         }
@@ -615,7 +503,8 @@ void benchmark(const std::vector<Variant>& variants, bool with_torch, std::mt199
                              {fwd->second, bwd->second, both->second}, s);
         }
     }
-    std::printf("== Tile-shape sweep of variant 2 (bf16, no dropout; kernels timed alone)\n");
+    if (!with_sweep) return;
+    std::printf("== Tile-shape sweep of variants 2 and 3 (bf16, no dropout; kernels timed alone)\n");
     for (const Shape& s : kBenchmarkShapes) {
         Buffers<T> buf(s);
         fill_benchmark_inputs(buf, rng);
@@ -626,16 +515,18 @@ void benchmark(const std::vector<Variant>& variants, bool with_torch, std::mt199
 }
 
 void print_usage() {
-    std::printf("usage: attention [--quick] [--variant N] [--no-torch]\n"
+    std::printf("usage: attention [--quick] [--variant N[,M...]] [--no-torch] [--no-sweep]\n"
                 "  --quick      validation only, small shapes (for the test suite)\n"
-                "  --variant N  run only variant N (1: fp32 CUDA cores, 2: mma.sync tensor cores)\n"
-                "  --no-torch   skip the PyTorch SDPA baselines in the benchmark\n");
+                "  --variant N  run only variant N, or the listed ones (1: fp32 CUDA cores, 2: mma.sync tensor\n"
+                "               cores, 3: Hopper wgmma + TMA); the cross-check needs variant 1\n"
+                "  --no-torch   skip the PyTorch SDPA baselines in the benchmark\n"
+                "  --no-sweep   skip the tile-shape sweep in the benchmark\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool quick = false, with_torch = true;
+    bool quick = false, with_torch = true, with_sweep = true;
     std::vector<Variant> variants(std::begin(kVariants), std::end(kVariants));
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
@@ -643,13 +534,16 @@ int main(int argc, char** argv) {
             quick = true;
         } else if (arg == "--no-torch") {
             with_torch = false;
+        } else if (arg == "--no-sweep") {
+            with_sweep = false;
         } else if (arg == "--variant" && i + 1 < argc) {
-            const int n = std::atoi(argv[++i]);
+            const std::string list = argv[++i];
             variants.clear();
             for (const Variant& v : kVariants)
-                if (v.number == n) variants.push_back(v);
+                if (("," + list + ",").find("," + std::to_string(v.number) + ",") != std::string::npos)
+                    variants.push_back(v);
             if (variants.empty()) {
-                std::fprintf(stderr, "attention: --variant %s: no such variant (1 or 2)\n", argv[i]);
+                std::fprintf(stderr, "attention: --variant %s: no such variant (1, 2 or 3)\n", argv[i]);
                 return 2;
             }
         } else if (arg == "--help" || arg == "-h") {
@@ -662,6 +556,15 @@ int main(int argc, char** argv) {
         }
     }
     std::printf("attention workbench on %s\n", workbench::device_info().name.c_str());
+    if (!attention_hopper_available()) {
+        const auto hopper = std::find_if(variants.begin(), variants.end(),
+                                         [](const Variant& v) { return v.kernel == AttentionKernel::Hopper; });
+        if (hopper != variants.end()) {
+            std::printf("  variant 3 skipped: needs a compute capability 9.0 GPU and a GPU_ARCH=90 build\n");
+            variants.erase(hopper);
+        }
+        if (variants.empty()) return 2;
+    }
     for (const Variant& v : variants)
         std::printf("  variant %d: %s (%s)\n", v.number, v.description, attention_kernel_name(v.kernel));
 
@@ -670,8 +573,8 @@ int main(int argc, char** argv) {
     validate_all<__nv_bfloat16>(variants, quick, rng, tally);
     validate_all<__half>(variants, quick, rng, tally);
     if (!quick) {
-        if (variants.size() == std::size(kVariants)) cross_check_benchmark_shapes(rng, tally);
-        benchmark(variants, with_torch, rng, tally);
+        if (variants.front().kernel == AttentionKernel::CudaCores) cross_check_benchmark_shapes(variants, rng, tally);
+        benchmark(variants, with_torch, with_sweep, rng, tally);
     }
     std::printf("attention: %d checks, %d failed: %s\n", tally.checks(), tally.failed, tally.failed ? "FAIL" : "PASS");
     return tally.failed ? 1 : 0;
