@@ -1,13 +1,13 @@
 // The trainer's configuration: every setting of a run, the experiments (-e) that fill it, and
 // the command line that overrides it.
 //
-// One option table (config.cpp) drives parsing, --help, range validation, the printed table and
-// --print-config, so they cannot drift apart. Every field below is a flag named after it in
-// kebab case (n_layer -> --n-layer VALUE); `--flag=VALUE` works too. Resolution order: the
-// experiment (-e; default d12) sets every field, then each flag overrides one, left to right,
-// then resolve() validates everything and computes the derived fields. Bad input throws
-// ConfigError with a message that names the flag and the valid values; the trainer prints it
-// and exits with status 2 before touching a GPU.
+// One option table (config_options.cpp) drives parsing, --help, range validation, the printed
+// table and --print-config, so they cannot drift apart. Every field below is a flag named after
+// it in kebab case (n_layer -> --n-layer VALUE); `--flag=VALUE` works too. Resolution order: the
+// experiment (-e, config_presets.cpp; default d12) sets every field, then each flag overrides
+// one, left to right (config_command_line.cpp), then resolve() (config.cpp) validates everything
+// and computes the derived fields. Bad input throws ConfigError with a message that names the
+// flag and the valid values; the trainer prints it and exits with status 2 before touching a GPU.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // Hugging Face models both ways: a model checkpoint (host/checkpoint.h) to a directory that
 // transformers loads with no custom code, and a transformers GPT-2 directory to a checkpoint the
-// trainer starts from (-e FILE). Plain C++: no Python, no GPU.
+// trainer starts from (-e FILE). Plain C++: no Python, no GPU. (hf_export.cpp and hf_import.cpp
+// implement the two directions; hf_interop.cpp holds the tensor mapping they share.)
 //
 // Export. model.safetensors (F32) + config.json + generation_config.json, and the GPT-2
 // tokenizer (vocab.json = encoder.json, merges.txt = vocab.bpe with its "#version" line,

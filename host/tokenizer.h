@@ -1,5 +1,8 @@
 // GPT-2 byte-level BPE tokenizer, token for token identical to tiktoken's `gpt2` encoding.
-// (Contract header: the implementation lives in tokenizer.cpp.)
+// (Contract header. The implementation: tokenizer.cpp encodes and decodes, tokenizer_vocab.cpp
+// loads the vocabulary, tokenizer_pretokenizer.cpp holds the UTF-8 and pretokenizer functions
+// below; the inline internals they share are tokenizer_utf8.h, tokenizer_pretokenizer.h and
+// tokenizer_tables.h.)
 //
 // Encoding = (1) invalid UTF-8 replaced by U+FFFD, (2) pretokenization by tiktoken's pattern
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+

@@ -393,9 +393,15 @@ TEST_F(LauncherTest, ASignalToTheLauncherStopsEveryRank) {
 // Ranks that trap the stop signal, as the trainer does: they take their time (a checkpoint),
 // then exit with kExitStopped, which the launcher passes on once every rank has.
 TEST_F(LauncherTest, RanksStoppingOnASignalAreGivenTimeAndTheirStatusPassedOn) {
-    const std::string trap = "trap 'sleep 2; exit " + std::to_string(kExitStopped) + "' USR1; ";
-    const LaunchOutcome run = launch_and_capture(
-        2, trap + "if [ \"$RANK\" = 0 ]; then kill -USR1 $PPID; fi; sleep 60 & wait $!");
+    // Each rank says it has set its trap; rank 0 signals the launcher only once both have (a
+    // signal before the trap would take its default action and kill the rank).
+    // (At most 10 s of waiting, so that a broken launcher fails the test instead of hanging it.)
+    const std::string ready = "/tmp/launcher_stop_test_${PPID}_";
+    const std::string trap = "trap 'sleep 2; exit " + std::to_string(kExitStopped) + "' USR1; touch " + ready +
+                             "$RANK; ";
+    const std::string rank0 = "if [ \"$RANK\" = 0 ]; then n=0; while [ ! -e " + ready + "1 ] && [ $n -lt 1000 ]; do "
+                              "sleep 0.01; n=$((n + 1)); done; rm -f " + ready + "0 " + ready + "1; kill -USR1 $PPID; fi; ";
+    const LaunchOutcome run = launch_and_capture(2, trap + rank0 + "sleep 60 & wait $!");
     EXPECT_EQ(run.result, kExitStopped) << run.stderr_text;
     EXPECT_GT(run.seconds, 1.5);
     EXPECT_LT(run.seconds, 9.0);
