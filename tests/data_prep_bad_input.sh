@@ -58,6 +58,16 @@ for f in notes.jsonl.gz story.txt.xz more.jsonl.zst; do
     expect_no_output "$tmp/data/bad"
 done
 
+# A corrupt gzip stream: its CRC-32 (the trailer's first 4 bytes) no longer matches the data.
+python3 - tests/fixtures/text/notes.jsonl.gz "$tmp/crc.jsonl.gz" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+data[-8] ^= 0x01
+open(sys.argv[2], "wb").write(data)
+PY
+expect "gzip CRC-32 mismatch" 1 "$tmp/crc.jsonl.gz" "CRC-32" "truncated or corrupt" -- prepare_text --input "$tmp/crc.jsonl.gz"
+expect_no_output "$tmp/data/bad"
+
 # Invalid JSON lines: an error naming file and line, or skipped and counted on request.
 printf '{"text": "fine"}\n{"text": oops}\n' >"$tmp/broken.jsonl"
 expect "invalid JSON line" 1 "$tmp/broken.jsonl:2: invalid JSON" "--skip-invalid-json" -- prepare_text --input "$tmp/broken.jsonl"

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -54,6 +55,8 @@ void write_file(const std::string& path, const std::string& content) {
 void write_compressed(const std::string& path, const std::string& filter, const std::string& content) {
     archive* a = archive_write_new();
     ASSERT_EQ(archive_write_add_filter_by_name(a, filter.c_str()), ARCHIVE_OK) << archive_error_string(a);
+    // The fastest level: the tests are about reading.
+    ASSERT_EQ(archive_write_set_filter_option(a, nullptr, "compression-level", "1"), ARCHIVE_OK) << archive_error_string(a);
     ASSERT_EQ(archive_write_set_format_raw(a), ARCHIVE_OK);
     ASSERT_EQ(archive_write_open_filename(a, path.c_str()), ARCHIVE_OK);
     archive_entry* entry = archive_entry_new();
@@ -64,6 +67,19 @@ void write_compressed(const std::string& path, const std::string& filter, const 
     archive_entry_free(entry);
     archive_write_close(a);
     archive_write_free(a);
+}
+
+// `content` as one zstd frame that carries a content checksum (as the zstd tool writes it;
+// libarchive's writer leaves the checksum out).
+void write_zstd_with_checksum(const std::string& path, const std::string& content) {
+    ZSTD_CCtx* context = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1);
+    std::string compressed(ZSTD_compressBound(content.size()), '\0');
+    const size_t size = ZSTD_compress2(context, compressed.data(), compressed.size(), content.data(), content.size());
+    ZSTD_freeCCtx(context);
+    ASSERT_FALSE(ZSTD_isError(size)) << ZSTD_getErrorName(size);
+    compressed.resize(size);
+    write_file(path, compressed);
 }
 
 // Text that does not compress to nothing, so that a truncated stream is really missing data.
@@ -277,6 +293,74 @@ TEST(DataPrepInputs, RejectsTruncatedCompressedInput) {
             EXPECT_CONTAINS(error, "truncated or corrupt");
         }
     }
+}
+
+// Every codec we read must reject corrupt data, not hand garbage to the tokenizer: gzip checks
+// each member's CRC-32 and length, xz its block checks, bzip2 its block and stream CRCs, zstd
+// its frame checksum (when the frame has one). .lzma carries no checksum: its damage is caught
+// only where the decoder notices (as it does here).
+TEST(DataPrepInputs, RejectsCorruptCompressedInputNamingTheFile) {
+    DataPrepTempDir dir;
+    const auto flip_two_bytes = [&](const std::string& path, size_t offset) {
+        std::string bytes = read_file(path);
+        EXPECT_LT(offset + 1, bytes.size()) << path;
+        bytes[offset] = static_cast<char>(bytes[offset] ^ 0x5a);
+        bytes[offset + 1] = static_cast<char>(bytes[offset + 1] ^ 0xa5);
+        write_file(path, bytes);
+    };
+    const auto expect_corrupt = [&](const std::string& path, const std::string& reason) {
+        const std::string error = error_of([&] { read_documents({path}); });
+        EXPECT_CONTAINS(error, path);
+        EXPECT_CONTAINS(error, "truncated or corrupt");
+        EXPECT_CONTAINS(error, reason);
+    };
+    // The case: 2 bytes flipped at offset 1,000,000 of a 10 MB .txt.gz.
+    const std::string ten_mb = pseudo_random_text(10 << 20, 11);
+    const std::string gz = dir.file("big.txt.gz");
+    write_compressed(gz, "gzip", ten_mb);
+    ASSERT_EQ(read_documents({gz}).at(0).text, ten_mb);
+    const std::string intact_gz = read_file(gz);
+    flip_two_bytes(gz, 1000000);
+    expect_corrupt(gz, "gzip");
+    // The trailer: CRC-32 of the data, then its length mod 2^32.
+    write_file(gz, intact_gz);
+    flip_two_bytes(gz, intact_gz.size() - 8);
+    expect_corrupt(gz, "CRC-32");
+    write_file(gz, intact_gz);
+    flip_two_bytes(gz, intact_gz.size() - 3);
+    expect_corrupt(gz, "length");
+
+    const std::string text = pseudo_random_text(1 << 20, 12);
+    for (const auto& [filter, suffix] : std::vector<std::pair<std::string, std::string>>{
+             {"xz", ".xz"}, {"bzip2", ".bz2"}, {"lzma", ".lzma"}, {"zstd", ".zst"}}) {
+        SCOPED_TRACE(filter);
+        const std::string path = dir.file("mid.txt" + suffix);
+        if (filter == "zstd") {
+            write_zstd_with_checksum(path, text);
+        } else {
+            write_compressed(path, filter, text);
+        }
+        ASSERT_EQ(read_documents({path}).at(0).text, text);
+        const std::string intact = read_file(path);
+        flip_two_bytes(path, intact.size() / 2);
+        expect_corrupt(path, "");
+        write_file(path, intact);
+        flip_two_bytes(path, intact.size() - 6);  // the trailer: checksums, sizes, end marker
+        expect_corrupt(path, "");
+    }
+}
+
+TEST(DataPrepInputs, ReadsConcatenatedGzipMembersAndZeroPadding) {
+    DataPrepTempDir dir;
+    write_compressed(dir.file("a.gz"), "gzip", "first member, ");
+    write_compressed(dir.file("b.gz"), "gzip", "second member");
+    const std::string two = dir.file("two.txt.gz");
+    write_file(two, read_file(dir.file("a.gz")) + read_file(dir.file("b.gz")) + std::string(512, '\0'));
+    EXPECT_EQ(read_documents({two}).at(0).text, "first member, second member");
+    write_file(two, read_file(dir.file("a.gz")) + "junk");
+    const std::string error = error_of([&] { read_documents({two}); });
+    EXPECT_CONTAINS(error, two);
+    EXPECT_CONTAINS(error, "truncated or corrupt");
 }
 
 TEST(DataPrepInputs, ReportsInvalidJsonWithFileAndLine) {

@@ -1,5 +1,8 @@
 #include "data_prep/src/inputs.h"
 
+#include "data_prep/src/byte_sources.h"
+#include "data_prep/src/progress.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <glob.h>
@@ -9,11 +12,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
-
-#include "data_prep/src/progress.h"
 
 namespace fs = std::filesystem;
 
@@ -30,60 +32,72 @@ bool ends_with(std::string_view text, std::string_view suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Compression suffixes libarchive's filters undo, and the short tar forms.
-constexpr std::string_view kCompressionSuffixes[] = {".gz", ".xz", ".zst", ".bz2", ".lzma"};
-constexpr std::pair<std::string_view, std::string_view> kShortTarSuffixes[] = {
-    {".tgz", ".tar"}, {".txz", ".tar"}, {".tbz2", ".tar"}, {".tzst", ".tar"}};
+// Compression suffixes and the short tar forms, each with the name of the stream inside:
+// "a.jsonl.zst" holds "a.jsonl", "b.tgz" holds "b.tar".
+struct CompressionSuffix {
+    std::string_view suffix;
+    std::string_view inner_suffix;
+};
+constexpr CompressionSuffix kCompressionSuffixes[] = {
+    {".gz", ""},    {".xz", ""},    {".zst", ""},    {".bz2", ""},     {".lzma", ""},
+    {".tgz", ".tar"}, {".txz", ".tar"}, {".tzst", ".tar"}, {".tbz2", ".tar"}};
 
-bool has_compression_suffix(std::string_view name) {
-    for (std::string_view suffix : kCompressionSuffixes) {
-        if (ends_with(name, suffix)) return true;
+const CompressionSuffix* compression_suffix(std::string_view name) {
+    for (const CompressionSuffix& entry : kCompressionSuffixes) {
+        if (ends_with(name, entry.suffix)) return &entry;
     }
-    for (const auto& [short_form, unused] : kShortTarSuffixes) {
-        if (ends_with(name, short_form)) return true;
-    }
-    return false;
+    return nullptr;
 }
 
-// "a.jsonl.zst" -> "a.jsonl", "b.tgz" -> "b.tar": the name of the decompressed stream.
-std::string strip_compression_suffixes(std::string name) {
-    for (bool stripped = true; stripped;) {
-        stripped = false;
-        for (std::string_view suffix : kCompressionSuffixes) {
-            if (ends_with(name, suffix)) {
-                name.resize(name.size() - suffix.size());
-                stripped = true;
-            }
-        }
-        for (const auto& [short_form, long_form] : kShortTarSuffixes) {
-            if (ends_with(name, short_form)) {
-                name.resize(name.size() - short_form.size());
-                name += long_form;
-                stripped = true;
-            }
-        }
-    }
-    return name;
+std::string inner_name(const std::string& name, const CompressionSuffix& entry) {
+    return name.substr(0, name.size() - entry.suffix.size()) + std::string(entry.inner_suffix);
 }
 
-// A tar member that is itself an archive or a compressed stream: read it as a nested archive.
-bool is_container(std::string_view name) { return has_compression_suffix(name) || ends_with(name, ".tar"); }
+bool is_gzip(const CompressionSuffix& entry) { return entry.suffix == ".gz" || entry.suffix == ".tgz"; }
+
+// A stream that is itself an archive or compressed: read it as a nested archive.
+bool is_container(std::string_view name) { return compression_suffix(name) || ends_with(name, ".tar"); }
 
 struct ArchiveFree {
     void operator()(archive* a) const { archive_read_free(a); }
 };
 using ArchivePtr = std::unique_ptr<archive, ArchiveFree>;
 
-// Tar and raw (any single stream) behind every compression filter. Only these two formats, on
+// Tar and raw (any single stream) behind the compression filters other than gzip (GzipSource
+// decodes gzip, checking what libarchive's filter does not). Only these two formats, on
 // purpose: with all formats enabled, libarchive would take some text files for exotic formats
 // (a text file that starts with "#mtree" is an mtree archive).
 ArchivePtr new_reader() {
     ArchivePtr a(archive_read_new());
     if (!a) throw std::bad_alloc();
-    archive_read_support_filter_all(a.get());
+    archive_read_support_filter_xz(a.get());
+    archive_read_support_filter_lzma(a.get());
+    archive_read_support_filter_zstd(a.get());
+    archive_read_support_filter_bzip2(a.get());
     archive_read_support_format_tar(a.get());
     archive_read_support_format_raw(a.get());
     return a;
+}
+
+// libarchive reads a ByteSource through read_from_source(). An exception cannot cross
+// libarchive's C frames: the callback keeps it, and whoever sees libarchive fail rethrows it
+// (its message names the input already).
+struct ArchiveClient {
+    ByteSource* source;
+    std::exception_ptr error;
+};
+
+la_ssize_t read_from_source(archive* a, void* client_data, const void** block) {
+    auto* client = static_cast<ArchiveClient*>(client_data);
+    try {
+        const std::string_view data = client->source->next_block();
+        *block = data.data();
+        return static_cast<la_ssize_t>(data.size());
+    } catch (...) {
+        client->error = std::current_exception();
+        archive_set_error(a, EIO, "error in the input stream");
+        return ARCHIVE_FATAL;
+    }
 }
 
 [[noreturn]] void throw_archive_error(archive* a, const std::string& location, const char* what) {
@@ -92,23 +106,30 @@ ArchivePtr new_reader() {
                              " (the file is truncated or corrupt: download or create it again)");
 }
 
-// A nested archive reads its compressed bytes from the member of the enclosing archive.
-struct NestedSource {
-    archive* outer;
-    std::vector<char> buffer;
-};
-
-la_ssize_t read_from_outer(archive* inner, void* client, const void** block) {
-    auto* source = static_cast<NestedSource*>(client);
-    const la_ssize_t n = archive_read_data(source->outer, source->buffer.data(), source->buffer.size());
-    if (n < 0) {
-        const char* reason = archive_error_string(source->outer);
-        archive_set_error(inner, EIO, "%s", reason ? reason : "read error in the enclosing archive");
-        return ARCHIVE_FATAL;
-    }
-    *block = source->buffer.data();
-    return n;
+// The same for an archive that reads a ByteSource: the source's own error first, if it failed.
+[[noreturn]] void throw_archive_error(archive* a, const ArchiveClient& client, const std::string& location,
+                                      const char* what) {
+    if (client.error) std::rethrow_exception(client.error);
+    throw_archive_error(a, location, what);
 }
+
+// The data of the current member of an open archive.
+class MemberSource : public ByteSource {
+  public:
+    MemberSource(archive* a, const ArchiveClient& client, std::string location)
+        : archive_(a), client_(client), location_(std::move(location)), buffer_(kReadBlockBytes) {}
+    std::string_view next_block() override {
+        const la_ssize_t n = archive_read_data(archive_, buffer_.data(), buffer_.size());
+        if (n < 0) throw_archive_error(archive_, client_, location_, "cannot read");
+        return {buffer_.data(), static_cast<size_t>(n)};
+    }
+
+  private:
+    archive* archive_;
+    const ArchiveClient& client_;
+    std::string location_;
+    std::vector<char> buffer_;
+};
 
 // Unicode White_Space as Python's str.isspace() sees it (what str.strip() removes).
 bool is_python_space(uint32_t cp) {
@@ -173,63 +194,83 @@ class FileWalker {
         : options_(options), emit_(emit), bytes_consumed_(bytes_consumed), bytes_before_(bytes_before) {}
 
     bool walk(const std::string& path) {
-        ArchivePtr top = new_reader();
-        top_ = top.get();
-        if (archive_read_open_filename(top.get(), path.c_str(), kReadBlockBytes) != ARCHIVE_OK) {
-            throw_archive_error(top.get(), path, "cannot open input");
-        }
-        return read_members(top.get(), path, fs::path(path).filename().string());
+        FileSource file(path);
+        file_ = &file;
+        return read_stream(file, path, fs::path(path).filename().string());
     }
 
   private:
-    // All members of an open archive; a raw stream has exactly one, named after the stream.
-    bool read_members(archive* a, const std::string& location, const std::string& stream_name) {
-        if (options_.text_members_in_name_order && archive_format(a) != ARCHIVE_FORMAT_RAW)
-            return read_text_members_in_name_order(a, location);
+    // A stream named `name`: gzip is decoded here, the other codecs by libarchive, then it is a
+    // tar archive or a single stream.
+    bool read_stream(ByteSource& source, const std::string& location, const std::string& name) {
+        const CompressionSuffix* compression = compression_suffix(name);
+        if (compression && is_gzip(*compression)) {
+            GzipSource gzip(source, location);
+            return read_archive(gzip, location, inner_name(name, *compression));
+        }
+        return read_archive(source, location, compression ? inner_name(name, *compression) : name);
+    }
+
+    // All members of the archive in `source`; a raw stream has exactly one, named `stream_name`.
+    bool read_archive(ByteSource& source, const std::string& location, const std::string& stream_name) {
+        ArchiveClient client{&source, nullptr};
+        ArchivePtr reader = new_reader();
+        archive* a = reader.get();
+        if (archive_read_open(a, &client, nullptr, read_from_source, nullptr) != ARCHIVE_OK) {
+            throw_archive_error(a, client, location, "cannot open input");
+        }
         for (;;) {
             archive_entry* entry = nullptr;
             const int status = archive_read_next_header(a, &entry);
             if (status == ARCHIVE_EOF) return true;
-            if (status < ARCHIVE_WARN) throw_archive_error(a, location, "cannot read archive member");
+            if (status < ARCHIVE_WARN) throw_archive_error(a, client, location, "cannot read archive member");
             const bool raw = archive_format(a) == ARCHIVE_FORMAT_RAW;
             if (raw) {
-                if (!read_document_stream(a, location, strip_compression_suffixes(stream_name))) return false;
+                MemberSource data(a, client, location);
+                // A compressed stream inside a compressed stream ("a.txt.gz.xz").
+                const bool keep_going = compression_suffix(stream_name) ? read_stream(data, location, stream_name)
+                                                                        : read_document_stream(data, location, stream_name);
+                if (!keep_going) return false;
                 continue;
             }
+            if (options_.text_members_in_name_order) return read_text_members_in_name_order(a, client, entry, location);
             if (archive_entry_filetype(entry) != AE_IFREG) continue;  // directories, links
             const char* pathname = archive_entry_pathname(entry);
             const std::string member = pathname ? pathname : "(unnamed member)";
             const std::string member_location = location + ":" + member;
-            const bool keep_going = is_container(member) ? read_nested(a, member_location, member)
-                                                         : read_document_stream(a, member_location, member);
+            MemberSource data(a, client, member_location);
+            const bool keep_going = is_container(member) ? read_stream(data, member_location, member)
+                                                         : read_document_stream(data, member_location, member);
             if (!keep_going) return false;
         }
     }
 
-    // See ReaderOptions::text_members_in_name_order.
-    bool read_text_members_in_name_order(archive* a, const std::string& location) {
+    // See ReaderOptions::text_members_in_name_order. `entry` is the archive's first member, its
+    // header already read.
+    bool read_text_members_in_name_order(archive* a, const ArchiveClient& client, archive_entry* entry,
+                                         const std::string& location) {
         std::vector<std::pair<std::string, std::string>> members;  // (name, bytes)
         size_t held_bytes = 0;
         for (;;) {
-            archive_entry* entry = nullptr;
-            const int status = archive_read_next_header(a, &entry);
-            if (status == ARCHIVE_EOF) break;
-            if (status < ARCHIVE_WARN) throw_archive_error(a, location, "cannot read archive member");
-            if (archive_entry_filetype(entry) != AE_IFREG) continue;
             const char* pathname = archive_entry_pathname(entry);
             std::string name = pathname ? pathname : "";
             while (name.rfind("./", 0) == 0) name.erase(0, 2);
-            if (name.find('/') != std::string::npos || !ends_with(name, "txt")) continue;
-            std::string bytes;
-            read_chunks(a, location + ":" + name, [&](std::string_view chunk) {
-                bytes.append(chunk);
-                held_bytes += chunk.size();
-                if (held_bytes > kMaxWholeFileDocumentBytes)
-                    throw std::runtime_error(location + ": over 1 GiB of text members; an OpenWebText subset archive "
-                                             "holds a few MB (is this the outer openwebtext.tar.xz?)");
-                return true;
-            });
-            members.emplace_back(std::move(name), std::move(bytes));
+            if (archive_entry_filetype(entry) == AE_IFREG && name.find('/') == std::string::npos && ends_with(name, "txt")) {
+                MemberSource data(a, client, location + ":" + name);
+                std::string bytes;
+                read_chunks(data, [&](std::string_view chunk) {
+                    bytes.append(chunk);
+                    held_bytes += chunk.size();
+                    if (held_bytes > kMaxWholeFileDocumentBytes)
+                        throw std::runtime_error(location + ": over 1 GiB of text members; an OpenWebText subset "
+                                                 "archive holds a few MB (is this the outer openwebtext.tar.xz?)");
+                    return true;
+                });
+                members.emplace_back(std::move(name), std::move(bytes));
+            }
+            const int status = archive_read_next_header(a, &entry);
+            if (status == ARCHIVE_EOF) break;
+            if (status < ARCHIVE_WARN) throw_archive_error(a, client, location, "cannot read archive member");
         }
         std::sort(members.begin(), members.end());  // byte order: Python's order of the names' code points
         for (auto& [name, bytes] : members) {
@@ -239,36 +280,25 @@ class FileWalker {
         return true;
     }
 
-    bool read_nested(archive* outer, const std::string& location, const std::string& name) {
-        NestedSource source{outer, std::vector<char>(kReadBlockBytes)};
-        ArchivePtr inner = new_reader();
-        if (archive_read_open(inner.get(), &source, nullptr, read_from_outer, nullptr) != ARCHIVE_OK) {
-            throw_archive_error(inner.get(), location, "cannot open nested archive");
-        }
-        return read_members(inner.get(), location, name);
-    }
-
-    // Calls consume(chunk) for every decompressed block of the current member; returns false
-    // as soon as consume does (the rest of the member is left unread).
+    // Calls consume(chunk) for every block of `source`; returns false as soon as consume does
+    // (the rest is left unread).
     template <typename Consume>
-    bool read_chunks(archive* a, const std::string& location, Consume&& consume) {
-        std::vector<char> buffer(kReadBlockBytes);
+    bool read_chunks(ByteSource& source, Consume&& consume) {
         for (;;) {
-            const la_ssize_t n = archive_read_data(a, buffer.data(), buffer.size());
-            if (n < 0) throw_archive_error(a, location, "cannot read");
-            bytes_consumed_.store(bytes_before_ + archive_filter_bytes(top_, -1), std::memory_order_relaxed);
-            if (n == 0) return true;
-            if (!consume(std::string_view(buffer.data(), static_cast<size_t>(n)))) return false;
+            const std::string_view chunk = source.next_block();
+            bytes_consumed_.store(bytes_before_ + file_->bytes_read(), std::memory_order_relaxed);
+            if (chunk.empty()) return true;
+            if (!consume(chunk)) return false;
         }
     }
 
     // Calls on_line(line, number) for every line, without its "\n" or "\r\n"; false from on_line
     // stops.
     template <typename OnLine>
-    bool read_lines(archive* a, const std::string& location, OnLine&& on_line) {
+    bool read_lines(ByteSource& source, OnLine&& on_line) {
         std::string pending;
         int64_t number = 0;
-        const bool keep_going = read_chunks(a, location, [&](std::string_view chunk) {
+        const bool keep_going = read_chunks(source, [&](std::string_view chunk) {
             for (size_t newline; (newline = chunk.find('\n')) != std::string_view::npos;) {
                 pending.append(chunk.substr(0, newline));
                 chunk.remove_prefix(newline + 1);
@@ -293,17 +323,17 @@ class FileWalker {
         return emit_(std::move(document));
     }
 
-    bool read_document_stream(archive* a, const std::string& location_text, const std::string& name) {
+    bool read_document_stream(ByteSource& source, const std::string& location_text, const std::string& name) {
         const auto location = std::make_shared<const std::string>(location_text);
         if (ends_with(name, ".jsonl")) {
-            return read_lines(a, location_text, [&](std::string line, int64_t number) {
+            return read_lines(source, [&](std::string line, int64_t number) {
                 if (line.find_first_not_of(" \t") == std::string::npos) return true;  // blank line
                 return emit(RawDocument::Kind::kJsonLine, std::move(line), location, number);
             });
         }
         if (ends_with(name, ".json") || options_.text_split == DocumentSplit::kWholeFile) {
             std::string whole;
-            read_chunks(a, location_text, [&](std::string_view chunk) {
+            read_chunks(source, [&](std::string_view chunk) {
                 whole.append(chunk);
                 if (whole.size() > kMaxWholeFileDocumentBytes) {
                     throw std::runtime_error(location_text + ": over 1 GiB as a single document; pass --doc-split line "
@@ -315,7 +345,7 @@ class FileWalker {
                         std::move(whole), location, 0);
         }
         if (options_.text_split == DocumentSplit::kLine) {
-            return read_lines(a, location_text, [&](std::string line, int64_t number) {
+            return read_lines(source, [&](std::string line, int64_t number) {
                 if (line.empty()) return true;
                 return emit(RawDocument::Kind::kText, std::move(line), location, number);
             });
@@ -323,7 +353,7 @@ class FileWalker {
         // Paragraphs: runs of lines separated by empty lines, joined by "\n".
         std::string paragraph;
         int64_t first_line = 0;
-        bool keep_going = read_lines(a, location_text, [&](std::string line, int64_t number) {
+        bool keep_going = read_lines(source, [&](std::string line, int64_t number) {
             if (line.empty()) {
                 if (paragraph.empty()) return true;
                 const bool more = emit(RawDocument::Kind::kText, std::move(paragraph), location, first_line);
@@ -346,7 +376,7 @@ class FileWalker {
     const std::function<bool(RawDocument&&)>& emit_;
     std::atomic<int64_t>& bytes_consumed_;
     int64_t bytes_before_;
-    archive* top_ = nullptr;
+    const FileSource* file_ = nullptr;
 };
 
 int64_t regular_file_size(const std::string& path, const std::string& what) {
