@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "data_prep/src/download.h"
 #include "data_prep/src/inputs.h"
@@ -361,6 +362,37 @@ TEST(DataPrepInputs, ReadsConcatenatedGzipMembersAndZeroPadding) {
     const std::string error = error_of([&] { read_documents({two}); });
     EXPECT_CONTAINS(error, two);
     EXPECT_CONTAINS(error, "truncated or corrupt");
+}
+
+// A name that says compressed must hold that format: plain text named .zst, or a stream whose
+// signature was damaged, is an error, not 2.4M tokens of garbage read as raw text.
+TEST(DataPrepInputs, RejectsCompressedNamesWithoutTheirSignature) {
+    DataPrepTempDir dir;
+    const std::string text = pseudo_random_text(1 << 16, 13);
+    for (const auto& [filter, suffix, format] : std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"gzip", ".gz", "gzip"}, {"xz", ".xz", "xz"}, {"zstd", ".zst", "zstd"}, {"bzip2", ".bz2", "bzip2"},
+             {"lzma", ".lzma", "lzma"}, {"gzip", ".tgz", "gzip"}}) {
+        SCOPED_TRACE(suffix);
+        const std::string plain = dir.file("plain.txt" + suffix);
+        write_file(plain, text);
+        std::string error = error_of([&] { read_documents({plain}); });
+        EXPECT_CONTAINS(error, plain + ": not " + format + " data");
+        const std::string damaged = dir.file("damaged.txt" + suffix);
+        write_compressed(damaged, filter, text);
+        std::string bytes = read_file(damaged);
+        bytes[0] = static_cast<char>(bytes[0] ^ 0x20);
+        write_file(damaged, bytes);
+        error = error_of([&] { read_documents({damaged}); });
+        // .lzma has no signature: liblzma finds the header's properties invalid.
+        EXPECT_CONTAINS(error, damaged + (format == "lzma" ? ": cannot open input: Lzma library error: format not recognized"
+                                                           : ": not " + format + " data"));
+    }
+    // The same inside a tar archive, where the member is named.
+    const std::string member = dir.file("doc.jsonl.zst");
+    write_file(member, "{\"text\": \"not compressed\"}\n");
+    const std::string tar = dir.file("members.tar");
+    ASSERT_EQ(std::system(("tar -cf " + tar + " -C " + dir.path.string() + " doc.jsonl.zst").c_str()), 0);
+    EXPECT_CONTAINS(error_of([&] { read_documents({tar}); }), tar + ":doc.jsonl.zst: not zstd data");
 }
 
 TEST(DataPrepInputs, ReportsInvalidJsonWithFileAndLine) {

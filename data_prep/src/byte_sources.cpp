@@ -29,6 +29,14 @@ std::string hex_bytes(std::string_view bytes) {
 
 }  // namespace
 
+std::runtime_error not_in_named_format(const std::string& location, std::string_view format, std::string_view suffix,
+                                       std::string_view first_bytes, std::string_view signature) {
+    return std::runtime_error(location + ": not " + std::string(format) + " data: it starts with the bytes " +
+                              hex_bytes(first_bytes) + ", " + std::string(format) + " data with " +
+                              std::string(signature) + ". Name the file after its format (no " + std::string(suffix) +
+                              " if it is not compressed), or download or create it again");
+}
+
 // ---------------------------------------------------------------------------------------------
 // FileSource
 
@@ -68,10 +76,7 @@ void GzipSource::start_member() {
     if (members_ == 0) {
         // Checked here for a clear message; zlib would only say "incorrect header check".
         if (byte(0) != 0x1f || (input_.size() > 1 && byte(1) != 0x8b))
-            throw std::runtime_error(location_ + ": not gzip data: it starts with the bytes " +
-                                     hex_bytes(input_.substr(0, 4)) +
-                                     ", gzip data with 1f 8b. Name the file after its format (no .gz if it is "
-                                     "not compressed), or download or create it again");
+            throw not_in_named_format(location_, "gzip", ".gz", input_.substr(0, 4), "1f 8b");
     } else if (byte(0) == 0) {
         state_ = State::kZeroPadding;
         return;

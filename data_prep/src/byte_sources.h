@@ -9,11 +9,17 @@
 #include <zlib.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace data_prep {
+
+// The error for a stream whose name says `format` (by `suffix`) but whose first bytes are not
+// that format's `signature`.
+std::runtime_error not_in_named_format(const std::string& location, std::string_view format, std::string_view suffix,
+                                       std::string_view first_bytes, std::string_view signature);
 
 class ByteSource {
   public:

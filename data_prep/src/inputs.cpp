@@ -24,6 +24,7 @@ namespace data_prep {
 namespace {
 
 constexpr size_t kReadBlockBytes = 1 << 20;
+constexpr size_t kSignatureBytes = 6;  // the longest signature we name (xz)
 // A whole-file document larger than this is almost surely a corpus in one file, which would
 // be held in memory and tokenized by one thread: ask for a line or paragraph split instead.
 constexpr size_t kMaxWholeFileDocumentBytes = size_t(1) << 30;
@@ -32,15 +33,30 @@ bool ends_with(std::string_view text, std::string_view suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Compression suffixes and the short tar forms, each with the name of the stream inside:
-// "a.jsonl.zst" holds "a.jsonl", "b.tgz" holds "b.tar".
+// Compression suffixes and the short tar forms, each with the name of the stream inside
+// ("a.jsonl.zst" holds "a.jsonl", "b.tgz" holds "b.tar") and the format the data must have:
+// the name decides the codec, and a stream without that codec's signature is an error.
 struct CompressionSuffix {
     std::string_view suffix;
     std::string_view inner_suffix;
+    std::string_view format;     // for messages
+    int libarchive_filter;       // ARCHIVE_FILTER_GZIP means GzipSource
+    std::string_view signature;  // for messages
 };
+constexpr std::string_view kGzipSignature = "1f 8b", kXzSignature = "fd 37 7a 58 5a 00", kZstdSignature = "28 b5 2f fd",
+                           kBzip2Signature = "42 5a 68 (\"BZh\")",
+                           kLzmaSignature = "a valid .lzma header (most often 5d 00 00)";
 constexpr CompressionSuffix kCompressionSuffixes[] = {
-    {".gz", ""},    {".xz", ""},    {".zst", ""},    {".bz2", ""},     {".lzma", ""},
-    {".tgz", ".tar"}, {".txz", ".tar"}, {".tzst", ".tar"}, {".tbz2", ".tar"}};
+    {".gz", "", "gzip", ARCHIVE_FILTER_GZIP, kGzipSignature},
+    {".xz", "", "xz", ARCHIVE_FILTER_XZ, kXzSignature},
+    {".zst", "", "zstd", ARCHIVE_FILTER_ZSTD, kZstdSignature},
+    {".bz2", "", "bzip2", ARCHIVE_FILTER_BZIP2, kBzip2Signature},
+    {".lzma", "", "lzma", ARCHIVE_FILTER_LZMA, kLzmaSignature},
+    {".tgz", ".tar", "gzip", ARCHIVE_FILTER_GZIP, kGzipSignature},
+    {".txz", ".tar", "xz", ARCHIVE_FILTER_XZ, kXzSignature},
+    {".tzst", ".tar", "zstd", ARCHIVE_FILTER_ZSTD, kZstdSignature},
+    {".tbz2", ".tar", "bzip2", ARCHIVE_FILTER_BZIP2, kBzip2Signature},
+};
 
 const CompressionSuffix* compression_suffix(std::string_view name) {
     for (const CompressionSuffix& entry : kCompressionSuffixes) {
@@ -53,8 +69,6 @@ std::string inner_name(const std::string& name, const CompressionSuffix& entry) 
     return name.substr(0, name.size() - entry.suffix.size()) + std::string(entry.inner_suffix);
 }
 
-bool is_gzip(const CompressionSuffix& entry) { return entry.suffix == ".gz" || entry.suffix == ".tgz"; }
-
 // A stream that is itself an archive or compressed: read it as a nested archive.
 bool is_container(std::string_view name) { return compression_suffix(name) || ends_with(name, ".tar"); }
 
@@ -63,17 +77,15 @@ struct ArchiveFree {
 };
 using ArchivePtr = std::unique_ptr<archive, ArchiveFree>;
 
-// Tar and raw (any single stream) behind the compression filters other than gzip (GzipSource
-// decodes gzip, checking what libarchive's filter does not). Only these two formats, on
-// purpose: with all formats enabled, libarchive would take some text files for exotic formats
-// (a text file that starts with "#mtree" is an mtree archive).
-ArchivePtr new_reader() {
+// Tar and raw (any single stream), behind the one compression filter `filter` (or none:
+// ARCHIVE_FILTER_NONE). Only these two formats, on purpose: with all formats enabled, libarchive
+// would take some text files for exotic formats (a text file that starts with "#mtree" is an
+// mtree archive).
+ArchivePtr new_reader(int filter) {
     ArchivePtr a(archive_read_new());
     if (!a) throw std::bad_alloc();
-    archive_read_support_filter_xz(a.get());
-    archive_read_support_filter_lzma(a.get());
-    archive_read_support_filter_zstd(a.get());
-    archive_read_support_filter_bzip2(a.get());
+    if (filter != ARCHIVE_FILTER_NONE && archive_read_support_filter_by_code(a.get(), filter) != ARCHIVE_OK)
+        throw std::logic_error(std::string("libarchive lacks a filter: ") + archive_error_string(a.get()));
     archive_read_support_format_tar(a.get());
     archive_read_support_format_raw(a.get());
     return a;
@@ -85,12 +97,15 @@ ArchivePtr new_reader() {
 struct ArchiveClient {
     ByteSource* source;
     std::exception_ptr error;
+    std::string first_bytes;  // of the stream, for messages about its format
 };
 
 la_ssize_t read_from_source(archive* a, void* client_data, const void** block) {
     auto* client = static_cast<ArchiveClient*>(client_data);
     try {
         const std::string_view data = client->source->next_block();
+        if (client->first_bytes.size() < kSignatureBytes)
+            client->first_bytes.append(data.substr(0, kSignatureBytes - client->first_bytes.size()));
         *block = data.data();
         return static_cast<la_ssize_t>(data.size());
     } catch (...) {
@@ -186,6 +201,11 @@ std::string join_location(const std::string& location, int64_t line) {
     return line > 0 ? location + ":" + std::to_string(line) : location;
 }
 
+std::runtime_error wrong_format(const std::string& location, const CompressionSuffix& compression,
+                                std::string_view first_bytes) {
+    return not_in_named_format(location, compression.format, compression.suffix, first_bytes, compression.signature);
+}
+
 // Walks one input file: its archive members, nested archives, and the documents in each.
 class FileWalker {
   public:
@@ -200,25 +220,31 @@ class FileWalker {
     }
 
   private:
-    // A stream named `name`: gzip is decoded here, the other codecs by libarchive, then it is a
-    // tar archive or a single stream.
+    // A stream named `name`: decompressed as its name says (gzip here, the other codecs by
+    // libarchive), then a tar archive or a single stream.
     bool read_stream(ByteSource& source, const std::string& location, const std::string& name) {
         const CompressionSuffix* compression = compression_suffix(name);
-        if (compression && is_gzip(*compression)) {
+        if (!compression) return read_archive(source, location, name, nullptr);
+        if (compression->libarchive_filter == ARCHIVE_FILTER_GZIP) {
             GzipSource gzip(source, location);
-            return read_archive(gzip, location, inner_name(name, *compression));
+            return read_archive(gzip, location, inner_name(name, *compression), nullptr);
         }
-        return read_archive(source, location, compression ? inner_name(name, *compression) : name);
+        return read_archive(source, location, inner_name(name, *compression), compression);
     }
 
-    // All members of the archive in `source`; a raw stream has exactly one, named `stream_name`.
-    bool read_archive(ByteSource& source, const std::string& location, const std::string& stream_name) {
-        ArchiveClient client{&source, nullptr};
-        ArchivePtr reader = new_reader();
+    // All members of the archive in `source`, decompressed by libarchive as `compression` says
+    // (null: not compressed); a raw stream has exactly one member, named `stream_name`.
+    bool read_archive(ByteSource& source, const std::string& location, const std::string& stream_name,
+                      const CompressionSuffix* compression) {
+        ArchiveClient client{&source, nullptr, {}};
+        ArchivePtr reader = new_reader(compression ? compression->libarchive_filter : ARCHIVE_FILTER_NONE);
         archive* a = reader.get();
         if (archive_read_open(a, &client, nullptr, read_from_source, nullptr) != ARCHIVE_OK) {
             throw_archive_error(a, client, location, "cannot open input");
         }
+        // Without its codec's signature libarchive reads the stream as it is: refuse instead.
+        if (compression && archive_filter_code(a, 0) != compression->libarchive_filter)
+            throw wrong_format(location, *compression, client.first_bytes);
         for (;;) {
             archive_entry* entry = nullptr;
             const int status = archive_read_next_header(a, &entry);

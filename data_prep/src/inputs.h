@@ -1,8 +1,10 @@
 // Input readers: from paths, globs and directories to a stream of raw documents, through
 // compression (.gz, .xz, .zst, .bz2, .lzma) and tar archives (nested too: OpenWebText is a tar.xz
 // of .xz tars of .txt files). libarchive reads tar and the codecs other than gzip; gzip is
-// decoded with zlib (byte_sources.h) so that its CRC-32 and length are checked. Corrupt or
-// truncated compressed data is an error naming the file and archive member.
+// decoded with zlib (byte_sources.h) so that its CRC-32 and length are checked. The name decides
+// the codec: "x.zst" must start with zstd's signature, "x.txt" is not decompressed. Corrupt or
+// truncated compressed data, and data without the signature of the codec its name says, are
+// errors naming the file and archive member.
 //
 // What counts as a document, by the (decompressed) name of each file or archive entry:
 //   *.jsonl  one JSON object per line; the document is its text field ("text" by default)
