@@ -68,6 +68,23 @@ PY
 expect "gzip CRC-32 mismatch" 1 "$tmp/crc.jsonl.gz" "CRC-32" "truncated or corrupt" -- prepare_text --input "$tmp/crc.jsonl.gz"
 expect_no_output "$tmp/data/bad"
 
+# A directory holding a PNG and a token shard beside its text: only the text is tokenized, the
+# others are listed on stderr and in the manifest. Named on the command line, a PNG is an error.
+mkdir -p "$tmp/mixed"
+cp tests/fixtures/text/plain.txt "$tmp/mixed/"
+printf '\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10' >"$tmp/mixed/logo.png"
+./data_prep/prepare text --data-dir "$tmp/data" --name plain --input tests/fixtures/text/plain.txt --val-fraction 0 >/dev/null 2>&1
+cp "$tmp/data/plain/plain_train_000000.bin" "$tmp/mixed/"
+expect "directory with binaries" 0 "skipped 2 binary input(s)" "$tmp/mixed/logo.png: a PNG image" \
+    "$tmp/mixed/plain_train_000000.bin: a token shard" -- ./data_prep/prepare text --data-dir "$tmp/data" --name mixed \
+    --input "$tmp/mixed" --val-fraction 0
+cmp -s "$tmp/data/plain/plain_train_000000.bin" "$tmp/data/mixed/mixed_train_000000.bin" ||
+    fail "directory with binaries: the tokens differ from those of its text file alone"
+grep -q '"kind": "a PNG image"' "$tmp/data/mixed/manifest.json" || fail "skipped PNG not in the manifest"
+expect "binary named on the command line" 1 "$tmp/mixed/logo.png is binary (a PNG image)" -- \
+    prepare_text --input "$tmp/mixed/logo.png"
+expect_no_output "$tmp/data/bad"
+
 # Invalid JSON lines: an error naming file and line, or skipped and counted on request.
 printf '{"text": "fine"}\n{"text": oops}\n' >"$tmp/broken.jsonl"
 expect "invalid JSON line" 1 "$tmp/broken.jsonl:2: invalid JSON" "--skip-invalid-json" -- prepare_text --input "$tmp/broken.jsonl"

@@ -98,7 +98,7 @@ struct ReadDocument {
     std::string text;
 };
 
-std::vector<ReadDocument> read_documents(const std::vector<std::string>& files, const ReaderOptions& options = {}) {
+std::vector<ReadDocument> read_documents(const std::vector<InputFile>& files, const ReaderOptions& options = {}) {
     DocumentReader reader(files, options);
     std::vector<ReadDocument> documents;
     reader.read_all([&](RawDocument&& raw) {
@@ -207,7 +207,7 @@ TEST(DataPrepOptions, ParsesTheTableAndRejectsBadCommandLines) {
 // Input readers
 
 TEST(DataPrepInputs, ReadsEveryFormatInOrder) {
-    const std::vector<std::string> files = expand_inputs({kFixtures + "/text"});
+    const std::vector<InputFile> files = expand_inputs({kFixtures + "/text"});
     ASSERT_EQ(files.size(), 6u) << "tests/fixtures/text (run the tests from the repository root)";
     const std::vector<ReadDocument> documents = read_documents(files);
     std::map<std::string, int> per_location;
@@ -270,7 +270,7 @@ TEST(DataPrepInputs, RejectsMissingAndEmptyInputs) {
     EXPECT_CONTAINS(error_of([&] { expand_inputs({dir.file("nothing")}); }), "holds no files");
     // A file that vanishes between listing and reading is named too.
     write_file(dir.file("gone.txt"), "x");
-    const std::vector<std::string> files = expand_inputs({dir.file("gone.txt")});
+    const std::vector<InputFile> files = expand_inputs({dir.file("gone.txt")});
     fs::remove(dir.file("gone.txt"));
     EXPECT_CONTAINS(error_of([&] { read_documents(files); }), dir.file("gone.txt"));
 }
@@ -395,6 +395,66 @@ TEST(DataPrepInputs, RejectsCompressedNamesWithoutTheirSignature) {
     EXPECT_CONTAINS(error_of([&] { read_documents({tar}); }), tar + ":doc.jsonl.zst: not zstd data");
 }
 
+// Directories, globs and tar archives may hold files that are no text (images, token shards,
+// compressed data under a plain name): those are left out and reported; a binary file named on
+// the command line is an error.
+TEST(DataPrepInputs, ReadsOnlyTextFromDirectoriesAndArchives) {
+    DataPrepTempDir dir;
+    const std::string corpus = dir.file("corpus");
+    fs::create_directories(corpus + "/sub");
+    write_file(corpus + "/a.txt", "plain text");
+    write_file(corpus + "/logo.png", std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16));
+    shard::write_shard(corpus + "/sub/tokens_train_000000.bin", {1, 2, 3});
+    write_compressed(dir.file("hidden.gz"), "gzip", "compressed under a plain name");
+    fs::copy_file(dir.file("hidden.gz"), corpus + "/sub/notes.txt");
+    write_file(corpus + "/sub/report.pdf", "%PDF-1.7\n%text-looking header");
+    write_file(corpus + "/sub/latin1.txt", "caf\xe9 au lait");  // invalid UTF-8 is still text
+    fs::copy_file(corpus + "/logo.png", dir.file("logo.png"));
+    ASSERT_EQ(std::system(("tar -cf " + corpus + "/sub/bundle.tar -C " + dir.path.string() + " logo.png").c_str()), 0);
+
+    DocumentReader reader(expand_inputs({corpus}), {});
+    std::vector<std::string> read;
+    reader.read_all([&](RawDocument&& raw) {
+        read.push_back(*raw.location);
+        return true;
+    });
+    EXPECT_EQ(read, (std::vector<std::string>{corpus + "/a.txt", corpus + "/sub/latin1.txt"}));
+    std::map<std::string, std::string> skipped;
+    for (const SkippedInput& input : reader.skipped()) skipped[input.location] = input.kind;
+    EXPECT_EQ(skipped, (std::map<std::string, std::string>{
+                           {corpus + "/logo.png", "a PNG image"},
+                           {corpus + "/sub/bundle.tar:logo.png", "a PNG image"},
+                           {corpus + "/sub/notes.txt", "gzip data: name it .gz"},
+                           {corpus + "/sub/report.pdf", "a PDF document"},
+                           {corpus + "/sub/tokens_train_000000.bin", "a token shard"},
+                       }));
+    // Matched by a glob (corpus/* is a.txt, logo.png and sub/): skipped too. Named on the
+    // command line: an error.
+    EXPECT_EQ(read_documents(expand_inputs({corpus + "/*"})).size(), 2u);
+    const std::string error = error_of([&] { read_documents(expand_inputs({corpus + "/logo.png"})); });
+    EXPECT_CONTAINS(error, corpus + "/logo.png is binary (a PNG image), not text");
+    EXPECT_CONTAINS(error, "remove it from the inputs");
+    // An archive read as an OpenWebText subset (text members in name order) leaves them out too.
+    fs::create_directories(dir.file("subset"));
+    write_file(dir.file("subset/b.txt"), "plain text");
+    fs::copy_file(corpus + "/logo.png", dir.file("subset/a.txt"));
+    const std::string subset = dir.file("subset.tar");
+    ASSERT_EQ(std::system(("tar -cf " + subset + " -C " + dir.file("subset") + " b.txt a.txt").c_str()), 0);
+    ReaderOptions in_name_order;
+    in_name_order.text_members_in_name_order = true;
+    DocumentReader subset_reader({subset}, in_name_order);
+    read.clear();
+    subset_reader.read_all([&](RawDocument&& raw) {
+        read.push_back(*raw.location);
+        return true;
+    });
+    EXPECT_EQ(read, (std::vector<std::string>{subset + ":b.txt"}));
+    ASSERT_EQ(subset_reader.skipped().size(), 1u);
+    EXPECT_EQ(subset_reader.skipped()[0].location, subset + ":a.txt");
+    EXPECT_EQ(binary_kind(std::string("text\0more", 9)), "a NUL byte at offset 4");
+    EXPECT_EQ(binary_kind("BZh is how a text may start"), "");
+}
+
 TEST(DataPrepInputs, ReportsInvalidJsonWithFileAndLine) {
     DataPrepTempDir dir;
     write_file(dir.file("a.jsonl"), "{\"text\": \"fine\"}\n{\"text\": \"broken\n{\"body\": \"x\"}\n[1]\n");
@@ -470,7 +530,7 @@ TEST(DataPrepInputs, OpenWebTextSubsetDocumentsInNameOrder) {
 
 TEST(DataPrepPipeline, DocumentsEndWithEndOfTextInInputOrder) {
     DataPrepTempDir dir;
-    const std::vector<std::string> files = expand_inputs({kFixtures + "/text"});
+    const std::vector<InputFile> files = expand_inputs({kFixtures + "/text"});
     std::vector<uint32_t> expected;
     for (const ReadDocument& document : read_documents(files)) {
         for (int id : tokenizer().encode(document.text)) expected.push_back(static_cast<uint32_t>(id));

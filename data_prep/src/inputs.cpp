@@ -2,6 +2,9 @@
 
 #include "data_prep/src/byte_sources.h"
 #include "data_prep/src/progress.h"
+#include "host/checkpoint.h"
+#include "host/shard.h"
+#include "host/tensor_bundle.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -15,7 +18,7 @@
 #include <exception>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <set>
+#include <map>
 
 namespace fs = std::filesystem;
 
@@ -24,7 +27,8 @@ namespace data_prep {
 namespace {
 
 constexpr size_t kReadBlockBytes = 1 << 20;
-constexpr size_t kSignatureBytes = 6;  // the longest signature we name (xz)
+constexpr size_t kSignatureBytes = 6;  // the longest compression signature we name (xz)
+constexpr size_t kSniffBytes = 64 << 10;  // binary_kind() looks this far
 // A whole-file document larger than this is almost surely a corpus in one file, which would
 // be held in memory and tokenized by one thread: ask for a line or paragraph split instead.
 constexpr size_t kMaxWholeFileDocumentBytes = size_t(1) << 30;
@@ -146,6 +150,30 @@ class MemberSource : public ByteSource {
     std::vector<char> buffer_;
 };
 
+// `head`, bytes already read from `rest`, then the rest of `rest`.
+class PrefixedSource : public ByteSource {
+  public:
+    PrefixedSource(std::string head, ByteSource& rest) : head_(std::move(head)), rest_(rest) {}
+    std::string_view next_block() override {
+        if (!head_given_) {
+            head_given_ = true;
+            if (!head_.empty()) return head_;
+        }
+        return rest_.next_block();
+    }
+
+  private:
+    std::string head_;
+    ByteSource& rest_;
+    bool head_given_ = false;
+};
+
+std::string int32_signature(int32_t magic) {
+    std::string bytes(sizeof(magic), '\0');
+    std::memcpy(bytes.data(), &magic, sizeof(magic));  // little-endian, as the files are written
+    return bytes;
+}
+
 // Unicode White_Space as Python's str.isspace() sees it (what str.strip() removes).
 bool is_python_space(uint32_t cp) {
     return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
@@ -210,13 +238,15 @@ std::runtime_error wrong_format(const std::string& location, const CompressionSu
 class FileWalker {
   public:
     FileWalker(const ReaderOptions& options, const std::function<bool(RawDocument&&)>& emit,
-               std::atomic<int64_t>& bytes_consumed, int64_t bytes_before)
-        : options_(options), emit_(emit), bytes_consumed_(bytes_consumed), bytes_before_(bytes_before) {}
+               std::atomic<int64_t>& bytes_consumed, int64_t bytes_before, std::vector<SkippedInput>& skipped)
+        : options_(options), emit_(emit), bytes_consumed_(bytes_consumed), bytes_before_(bytes_before), skipped_(skipped) {}
 
-    bool walk(const std::string& path) {
-        FileSource file(path);
+    bool walk(const InputFile& input) {
+        FileSource file(input.path);
         file_ = &file;
-        return read_stream(file, path, fs::path(path).filename().string());
+        input_path_ = input.path;
+        named_ = input.named;
+        return read_stream(file, input.path, fs::path(input.path).filename().string());
     }
 
   private:
@@ -254,8 +284,9 @@ class FileWalker {
             if (raw) {
                 MemberSource data(a, client, location);
                 // A compressed stream inside a compressed stream ("a.txt.gz.xz").
-                const bool keep_going = compression_suffix(stream_name) ? read_stream(data, location, stream_name)
-                                                                        : read_document_stream(data, location, stream_name);
+                const bool keep_going = compression_suffix(stream_name)
+                                            ? read_stream(data, location, stream_name)
+                                            : read_document_stream(data, location, stream_name, location != input_path_);
                 if (!keep_going) return false;
                 continue;
             }
@@ -266,7 +297,7 @@ class FileWalker {
             const std::string member_location = location + ":" + member;
             MemberSource data(a, client, member_location);
             const bool keep_going = is_container(member) ? read_stream(data, member_location, member)
-                                                         : read_document_stream(data, member_location, member);
+                                                         : read_document_stream(data, member_location, member, true);
             if (!keep_going) return false;
         }
     }
@@ -292,7 +323,12 @@ class FileWalker {
                                                  "archive holds a few MB (is this the outer openwebtext.tar.xz?)");
                     return true;
                 });
-                members.emplace_back(std::move(name), std::move(bytes));
+                const std::string kind = binary_kind(bytes);
+                if (kind.empty()) {
+                    members.emplace_back(std::move(name), std::move(bytes));
+                } else {
+                    skipped_.push_back({location + ":" + name, kind});
+                }
             }
             const int status = archive_read_next_header(a, &entry);
             if (status == ARCHIVE_EOF) break;
@@ -349,7 +385,24 @@ class FileWalker {
         return emit_(std::move(document));
     }
 
-    bool read_document_stream(ByteSource& source, const std::string& location_text, const std::string& name) {
+    // A document stream, unless it is binary: an error for a file named on the command line,
+    // skipped (and recorded) otherwise.
+    bool read_document_stream(ByteSource& stream, const std::string& location_text, const std::string& name,
+                              bool member) {
+        std::string head;
+        for (std::string_view block; head.size() < kSniffBytes && !(block = stream.next_block()).empty();) {
+            head.append(block);
+        }
+        const std::string kind = binary_kind(head);
+        if (!kind.empty()) {
+            if (named_ && !member)
+                throw std::runtime_error(location_text + " is binary (" + kind +
+                                         "), not text: remove it from the inputs (or name a compressed file after its "
+                                         "format: .gz, .xz, .zst, .bz2, .lzma)");
+            skipped_.push_back({location_text, kind});
+            return true;
+        }
+        PrefixedSource source(std::move(head), stream);
         const auto location = std::make_shared<const std::string>(location_text);
         if (ends_with(name, ".jsonl")) {
             return read_lines(source, [&](std::string line, int64_t number) {
@@ -402,7 +455,10 @@ class FileWalker {
     const std::function<bool(RawDocument&&)>& emit_;
     std::atomic<int64_t>& bytes_consumed_;
     int64_t bytes_before_;
+    std::vector<SkippedInput>& skipped_;
     const FileSource* file_ = nullptr;
+    std::string input_path_;
+    bool named_ = true;
 };
 
 int64_t regular_file_size(const std::string& path, const std::string& what) {
@@ -439,16 +495,57 @@ std::vector<std::string> files_under(const std::string& directory) {
 
 }  // namespace
 
-std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
-    std::vector<std::string> files;
-    std::set<std::string> seen;
-    const auto add = [&](const std::string& file) {
+std::string binary_kind(std::string_view head) {
+    head = head.substr(0, kSniffBytes);
+    struct Signature {
+        std::string bytes;
+        const char* kind;
+    };
+    static const Signature kSignatures[] = {
+        {"\x89PNG\r\n\x1a\n", "a PNG image"},
+        {"\xff\xd8\xff", "a JPEG image"},
+        {"GIF87a", "a GIF image"},
+        {"GIF89a", "a GIF image"},
+        {"%PDF-", "a PDF document"},
+        {"PK\x03\x04", "a zip archive"},
+        {"\x7f" "ELF", "an executable"},
+        {"\x1f\x8b", "gzip data: name it .gz"},
+        {std::string("\xfd" "7zXZ\0", 6), "xz data: name it .xz"},
+        {"\x28\xb5\x2f\xfd", "zstd data: name it .zst"},
+        {"BZh", "bzip2 data: name it .bz2"},
+        {int32_signature(shard::kMagic), "a token shard"},
+        {int32_signature(kModelFileMagic), "a model checkpoint"},
+        {int32_signature(kStateFileMagic), "an optimizer state file"},
+        {int32_signature(tensor_bundle::kMagic), "a tensor bundle"},
+    };
+    for (const Signature& signature : kSignatures) {
+        if (head.substr(0, signature.bytes.size()) != signature.bytes) continue;
+        // "BZh" may start a text; bzip2 data goes on with a block size digit and a block magic.
+        if (signature.bytes == "BZh" && (head.size() < 10 || head[3] < '1' || head[3] > '9' || head.substr(4, 6) != "1AY&SY"))
+            continue;
+        return signature.kind;
+    }
+    const size_t nul = head.find('\0');
+    if (nul != std::string_view::npos) return "a NUL byte at offset " + std::to_string(nul);
+    return "";
+}
+
+std::vector<InputFile> expand_inputs(const std::vector<std::string>& inputs) {
+    std::vector<InputFile> files;
+    std::map<std::string, size_t> index_of;
+    const auto add = [&](const std::string& file, bool named) {
         regular_file_size(file, "input file");
-        if (seen.insert(file).second) files.push_back(file);
+        const auto [it, added] = index_of.emplace(file, files.size());
+        if (added) {
+            files.emplace_back(file, named);
+        } else {
+            files[it->second].named |= named;
+        }
     };
     for (const std::string& input : inputs) {
         std::vector<std::string> paths;
-        if (input.find_first_of("*?[") != std::string::npos) {
+        const bool pattern = input.find_first_of("*?[") != std::string::npos;
+        if (pattern) {
             glob_t matches{};
             const int status = glob(input.c_str(), 0, nullptr, &matches);
             if (status == 0) paths.assign(matches.gl_pathv, matches.gl_pathv + matches.gl_pathc);
@@ -462,9 +559,9 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
             if (fs::is_directory(path, error)) {
                 const std::vector<std::string> found = files_under(path);
                 if (found.empty()) throw std::runtime_error("input directory '" + path + "' holds no files");
-                for (const std::string& file : found) add(file);
+                for (const std::string& file : found) add(file, false);
             } else {
-                add(path);
+                add(path, !pattern);
             }
         }
     }
@@ -545,17 +642,17 @@ std::vector<std::string> extract_members(const std::string& archive_path, const 
     return extracted;
 }
 
-DocumentReader::DocumentReader(std::vector<std::string> files, ReaderOptions options)
+DocumentReader::DocumentReader(std::vector<InputFile> files, ReaderOptions options)
     : files_(std::move(files)), options_(std::move(options)) {
-    for (const std::string& file : files_) total_bytes_ += regular_file_size(file, "input file");
+    for (const InputFile& file : files_) total_bytes_ += regular_file_size(file.path, "input file");
 }
 
 bool DocumentReader::read_all(const std::function<bool(RawDocument&&)>& emit) {
     int64_t bytes_before = 0;
-    for (const std::string& file : files_) {
-        FileWalker walker(options_, emit, bytes_consumed_, bytes_before);
+    for (const InputFile& file : files_) {
+        FileWalker walker(options_, emit, bytes_consumed_, bytes_before, skipped_);
         if (!walker.walk(file)) return false;
-        bytes_before += regular_file_size(file, "input file");
+        bytes_before += regular_file_size(file.path, "input file");
         bytes_consumed_.store(bytes_before, std::memory_order_relaxed);
     }
     return true;

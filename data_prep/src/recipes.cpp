@@ -4,6 +4,7 @@
 #include <glob.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -37,7 +38,7 @@ const char* const kOpenWebTextArchive = "openwebtext.tar.xz";
 
 // One pass of the pipeline: files into a split, and optionally a holdout of them into another.
 struct SplitJob {
-    std::vector<std::string> files;
+    std::vector<InputFile> files;
     std::string split;
     std::string holdout_split;  // empty: no holdout
     double holdout_fraction = 0;
@@ -102,7 +103,7 @@ RecipePlan plan_tiny(const PrepareOptions& options) {
                                  "pass --source-dir DIR with its builds/ directory.");
     }
     RecipePlan plan{"tiny", "tiny", options.reader, {}, "", ""};
-    plan.jobs.push_back({files, "train", "val", val_fraction_or(options, "tiny")});
+    plan.jobs.push_back({{files.begin(), files.end()}, "train", "val", val_fraction_or(options, "tiny")});
     return plan;
 }
 
@@ -135,7 +136,7 @@ RecipePlan plan_openwebtext(const PrepareOptions& options, const std::string& ou
         plan.extracted_dir = output_dir + "/downloads/openwebtext-subsets";
         subsets = extract_members(archive, "openwebtext", "xz", plan.extracted_dir);
     }
-    plan.jobs.push_back({subsets, "train", "val", val_fraction_or(options, "openwebtext")});
+    plan.jobs.push_back({{subsets.begin(), subsets.end()}, "train", "val", val_fraction_or(options, "openwebtext")});
     return plan;
 }
 
@@ -147,7 +148,7 @@ RecipePlan plan_pile(const PrepareOptions& options, const std::string& output_di
     // val and test first: small, and they show early that everything works.
     plan.jobs.push_back({{fetch("val.jsonl.zst")}, "val", "", 0});
     plan.jobs.push_back({{fetch("test.jsonl.zst")}, "test", "", 0});
-    std::vector<std::string> train;
+    std::vector<InputFile> train;
     for (int i = 0; i < options.pile_train_files; i++) {
         char relative[32];
         std::snprintf(relative, sizeof relative, "train/%02d.jsonl.zst", i);
@@ -232,6 +233,17 @@ struct StagingGuard {
         if (!path.empty()) fs::remove_all(path, ignored);
     }
 };
+
+// Binary inputs found in directories or archives are left out (inputs.h); say which.
+void report_skipped_inputs(const std::vector<SkippedInput>& skipped) {
+    constexpr size_t kListed = 20;
+    if (skipped.empty()) return;
+    std::fprintf(stderr, "skipped %zu binary input(s), not text (listed in manifest.json):\n", skipped.size());
+    for (size_t i = 0; i < std::min(skipped.size(), kListed); i++) {
+        std::fprintf(stderr, "  %s: %s\n", skipped[i].location.c_str(), skipped[i].kind.c_str());
+    }
+    if (skipped.size() > kListed) std::fprintf(stderr, "  ... and %zu more\n", skipped.size() - kListed);
+}
 
 PrepareSummary summary_from_manifest(const std::string& output_dir, const json& manifest) {
     PrepareSummary summary;
@@ -344,6 +356,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
     };
     json sources = json::array();
     json holdouts = json::object();
+    json skipped_inputs = json::array();
     int64_t empty_documents = 0, invalid_documents = 0;
     for (const SplitJob& job : plan.jobs) {
         PipelineOptions pipeline;
@@ -376,14 +389,20 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
                                has_holdout ? &writer_for(job.holdout_split) : nullptr);
         empty_documents += result.empty_documents;
         invalid_documents += result.invalid_documents;
-        for (const std::string& file : job.files) {
-            sources.push_back({{"path", file}, {"bytes", fs::file_size(file)}, {"split", splits_fed}});
+        report_skipped_inputs(result.skipped_inputs);
+        for (const SkippedInput& input : result.skipped_inputs) {
+            skipped_inputs.push_back({{"input", input.location}, {"kind", input.kind}});
+        }
+        for (const InputFile& file : job.files) {
+            sources.push_back({{"path", file.path}, {"bytes", fs::file_size(file.path)}, {"split", splits_fed}});
         }
     }
     for (auto& [split, writer] : writers) writer->finish();
     if (writers.at("train")->documents() == 0) {
-        throw std::runtime_error("no documents found in the inputs of the " + recipe +
-                                 " recipe (every document was empty or skipped): nothing was written");
+        throw std::runtime_error("no documents found in the inputs of the " + recipe + " recipe (every document was empty or skipped" +
+                                 (skipped_inputs.empty() ? std::string()
+                                                         : ", " + std::to_string(skipped_inputs.size()) + " binary input(s)") +
+                                 "): nothing was written");
     }
 
     PrepareSummary summary;
@@ -413,6 +432,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
         {"holdouts", holdouts},
         {"skipped_empty_documents", empty_documents},
         {"skipped_invalid_documents", invalid_documents},
+        {"skipped_binary_inputs", skipped_inputs},
         {"sources", sources},
     };
     if (!plan.note.empty()) manifest["note"] = plan.note;
