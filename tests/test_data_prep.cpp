@@ -10,6 +10,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -724,6 +725,39 @@ TEST(DataPrepRecipes, TextRecipeCompletesOnceAndRestartsAfterAnInterruption) {
     EXPECT_FALSE(data_prep::prepare_dataset(forced).already_complete);
 }
 
+// A complete dataset is kept only while the manifest's recorded inputs (paths, sizes,
+// modification times) and settings match this run's; otherwise it is rebuilt.
+TEST(DataPrepRecipes, TextRecipeRebuildsWhenItsInputsOrSettingsChange) {
+    DataPrepTempDir dir;
+    write_file(dir.file("a.txt"), "the first corpus file");
+    write_file(dir.file("b.txt"), "a second file, added later");
+    data_prep::PrepareOptions options = text_recipe(dir.file("data"), {dir.file("a.txt")});
+    options.val_fraction = 0;
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete);
+    EXPECT_TRUE(data_prep::prepare_dataset(options).already_complete);
+    const std::string manifest = dir.file("data/fx/manifest.json");
+
+    options.inputs.push_back(dir.file("b.txt"));
+    data_prep::PrepareSummary rerun = data_prep::prepare_dataset(options);
+    EXPECT_FALSE(rerun.already_complete) << "another input: rebuilt";
+    EXPECT_EQ(rerun.splits.at(0).documents, 2);
+    EXPECT_CONTAINS(read_file(manifest), dir.file("b.txt"));
+    EXPECT_TRUE(data_prep::prepare_dataset(options).already_complete);
+
+    write_file(dir.file("b.txt"), "a second file, edited");
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete) << "another size: rebuilt";
+    const fs::file_time_type modified = fs::last_write_time(dir.file("a.txt"));
+    fs::last_write_time(dir.file("a.txt"), modified + std::chrono::seconds(5));
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete) << "same size, modified later: rebuilt";
+    EXPECT_TRUE(data_prep::prepare_dataset(options).already_complete);
+
+    options.val_fraction = 0.5;
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete) << "another --val-fraction: rebuilt";
+    options.reader.text_split = DocumentSplit::kLine;
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete) << "another --doc-split: rebuilt";
+    EXPECT_TRUE(data_prep::prepare_dataset(options).already_complete);
+}
+
 TEST(DataPrepRecipes, FailureLeavesNothingThatLooksComplete) {
     DataPrepTempDir dir;
     write_compressed(dir.file("cut.txt.xz"), "xz", pseudo_random_text(1 << 20, 5));
@@ -769,9 +803,9 @@ TEST(DataPrepRecipes, OpenWebTextAndPileFromASourceDirectory) {
     EXPECT_EQ(owt_summary.splits[1].documents, 3);
     EXPECT_CONTAINS(read_file(dir.file("openwebtext/manifest.json")), "\"skipped_empty_documents\": 1");
     EXPECT_CONTAINS(read_file(dir.file("openwebtext/manifest.json")), "\"held_out_documents\": 3");
-    // A dataset from an older prepare (another holdout rule) is rebuilt, not reused.
+    // A dataset from an older prepare (version 2: no settings recorded) is rebuilt, not reused.
     std::string manifest = read_file(dir.file("openwebtext/manifest.json"));
-    manifest.replace(manifest.find("\"manifest_version\": 2"), 21, "\"manifest_version\": 1");
+    manifest.replace(manifest.find("\"manifest_version\": 3"), 21, "\"manifest_version\": 2");
     write_file(dir.file("openwebtext/manifest.json"), manifest);
     EXPECT_FALSE(data_prep::prepare_dataset(owt).already_complete);
     EXPECT_TRUE(data_prep::prepare_dataset(owt).already_complete);
