@@ -144,9 +144,15 @@ test-gpu: train_gpt2cu test_gpt2cu dev
 	@PYTHON=$(PYTHON) HAS_GPU=1 tests/run_all.sh gpu
 
 # ---------------------------------------------------------------------------------------------
-# The main job: the default dataset, a small GPT, a few minutes on one GPU.
+# The main job: the default dataset, a small GPT, a few minutes on one GPU. Without a GPU it
+# stops at once, before minutes of compiling.
 
-quickstart: setup data_prep train_gpt2cu
+NVIDIA_SMI_SAYS = $(shell command -v nvidia-smi >/dev/null 2>&1 && { nvidia-smi 2>&1 | head -n1 | sed "s/\.$$//"; } || echo "nvidia-smi is not installed")
+quickstart:
+ifneq ($(HAS_GPU),1)
+	@echo "make quickstart: no NVIDIA GPU/driver found ($(NVIDIA_SMI_SAYS)). It trains on a GPU; on this machine \`make test\` builds everything and runs the CPU tests." >&2; exit 1
+endif
+	$(MAKE) --no-print-directory setup data_prep train_gpt2cu
 	./data_prep/prepare tiny
 	./train_gpt2cu -e d6 --dataset tiny --steps 800 --device-batch 32 --seq-len 256 --max-seq-len 256 \
 	    --global-batch-tokens 32768 --lr 1e-3 --warmup-steps 100 --val-every 100 --sample-every 400 \

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The top-level make targets as a new user meets them, on a machine made to look GPU-less by an
+# nvidia-smi that fails the way it does without a driver (first on PATH; nothing else changes):
+#   - `make quickstart` says at once that there is no NVIDIA GPU/driver, before building anything;
+#   - the builds inside `make test` and `make quickstart` run in parallel unless -j was given.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+mkdir -p "$tmp/bin"
+cat >"$tmp/bin/nvidia-smi" <<'EOF'
+#!/bin/sh
+echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver." >&2
+exit 9
+EOF
+chmod +x "$tmp/bin/nvidia-smi"
+no_gpu() { PATH="$tmp/bin:$PATH" "$@"; }
+
+# quickstart: refused within seconds, naming the cause, with nothing built or run.
+start=$(date +%s)
+no_gpu timeout 120 make --no-print-directory quickstart >"$tmp/out" 2>&1
+status=$?
+elapsed=$(($(date +%s) - start))
+if [ "$status" -eq 0 ] || [ "$status" -eq 124 ]; then
+    fail "make quickstart without a GPU: exit status $status"
+elif ! grep -q "no NVIDIA GPU/driver found" "$tmp/out"; then
+    fail "make quickstart without a GPU does not say 'no NVIDIA GPU/driver found':"; sed 's/^/    /' "$tmp/out"
+elif grep -Eq "nvcc|g\+\+|npm |prepare|train_gpt2cu -e" "$tmp/out"; then
+    fail "make quickstart without a GPU built or ran something first:"; sed 's/^/    /' "$tmp/out"
+elif [ "$elapsed" -gt 10 ]; then
+    fail "make quickstart without a GPU took $elapsed s to refuse"
+else
+    echo "ok: make quickstart without a GPU: $(head -n1 "$tmp/out")"
+fi
+
+if [ "$failures" -ne 0 ]; then echo "FAIL: make_targets ($failures failures)"; exit 1; fi
+echo "PASS: make_targets"
