@@ -12,6 +12,10 @@
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
+# The builds inside `make test`, `make test-gpu` and `make quickstart` use every core, unless
+# -j was given (then they share its job slots).
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+build_in_parallel = $(MAKE) --no-print-directory $(if $(findstring -j,$(MAKEFLAGS)),,-j$(NPROC))
 
 # ---------------------------------------------------------------------------------------------
 # Toolchain discovery: nothing distribution-specific is hard-coded.
@@ -137,10 +141,12 @@ $(VOCAB_DIR)/%: node_modules/.installed
 # when a GPU is present, otherwise they are reported as skipped. The trainer is built either way
 # (without a GPU for sm_90a and sm_80): its --help and --print-config need no GPU and are tested.
 
-test: setup $(BUILD)/tests/cpu_tests data_prep train_gpt2cu $(if $(HAS_GPU),test_gpt2cu dev)
+test:
+	+@$(build_in_parallel) setup $(BUILD)/tests/cpu_tests data_prep train_gpt2cu $(if $(HAS_GPU),test_gpt2cu dev)
 	@PYTHON=$(PYTHON) HAS_GPU=$(HAS_GPU) tests/run_all.sh cpu $(if $(HAS_GPU),gpu)
 
-test-gpu: train_gpt2cu test_gpt2cu dev
+test-gpu:
+	+@$(build_in_parallel) train_gpt2cu test_gpt2cu dev
 	@PYTHON=$(PYTHON) HAS_GPU=1 tests/run_all.sh gpu
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +158,7 @@ quickstart:
 ifneq ($(HAS_GPU),1)
 	@echo "make quickstart: no NVIDIA GPU/driver found ($(NVIDIA_SMI_SAYS)). It trains on a GPU; on this machine \`make test\` builds everything and runs the CPU tests." >&2; exit 1
 endif
-	$(MAKE) --no-print-directory setup data_prep train_gpt2cu
+	+@$(build_in_parallel) setup data_prep train_gpt2cu
 	./data_prep/prepare tiny
 	./train_gpt2cu -e d6 --dataset tiny --steps 800 --device-batch 32 --seq-len 256 --max-seq-len 256 \
 	    --global-batch-tokens 32768 --lr 1e-3 --warmup-steps 100 --val-every 100 --sample-every 400 \
