@@ -340,6 +340,40 @@ TEST_F(CheckpointTest, WrongVersionOrDtypeIsRejected) {
     }
 }
 
+// Found by fuzz/model_file_fuzzer: a header with n_embd 167772159 overflowed int64 in the
+// parameter count (undefined behaviour) before the size check could reject it. With or without
+// a header checksum (version 2 / version 1), a shape beyond the limits (host/model_limits.h) is
+// a corrupt header, named by its field.
+TEST_F(CheckpointTest, HugeShapesAreACorruptHeaderNotAnOverflow) {
+    const ModelShape shape = tiny_shape();
+    const std::vector<float> params = random_floats(ParamLayout(shape, 0.02).total(), 9);
+    const std::string file = path("m.bin");
+    struct HugeField {
+        int index;  // in the header
+        const char* name;
+        int32_t value;
+    };
+    for (int version : {1, 2}) {
+        for (const HugeField& huge : {HugeField{3, "n_embd", 167772159}, HugeField{2, "n_layer", 1 << 30},
+                                      HugeField{5, "max_seq_len", INT32_MAX}, HugeField{7, "padded_vocab_size", INT32_MAX}}) {
+            SCOPED_TRACE(std::to_string(version) + " " + huge.name);
+            write_model_file(file, shape, 1, params.data());
+            std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(4);
+            f.write(reinterpret_cast<const char*>(&version), 4);
+            f.seekp(huge.index * 4);
+            f.write(reinterpret_cast<const char*>(&huge.value), 4);
+            f.close();
+            if (version == 2) rewrite_model_header_checksum(file);
+            const std::string message = error_of([&] { read_model_header(file); });
+            EXPECT_NE(message.find(file + " has a corrupt model header: " + huge.name + " " + std::to_string(huge.value) +
+                                   " is out of range ["),
+                      std::string::npos)
+                << message;
+        }
+    }
+}
+
 TEST_F(CheckpointTest, ShapeMismatchNamesFieldAndFlag) {
     const ModelShape shape = tiny_shape();
     const std::vector<float> params = random_floats(ParamLayout(shape, 0.02).total(), 7);
