@@ -6,6 +6,8 @@
 #                         else a visible "skipped" line
 #   make test-gpu         test_gpt2cu against the PyTorch reference + every dev/cuda validation
 #   make quickstart       setup, `tiny` shards, build, train a small GPT on one GPU
+#   make test-asan        the CPU tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)
+#   make fuzz-run         every libFuzzer target for FUZZ_SECONDS each (fuzz/README.md)
 #
 # Knobs: GPU_ARCH=90 (or 80, 89, ...) overrides the architecture read from nvidia-smi;
 #        NO_MPI=1 builds without MPI even where mpicxx exists; NCCL_HOME=/path finds NCCL elsewhere.
@@ -91,7 +93,7 @@ DEV_CUDA := $(patsubst dev/cuda/%.cu,$(BUILD)/dev/cuda/%,$(wildcard dev/cuda/*.c
 TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all data_prep dev setup vocab test test-cpu test-gpu quickstart clean
+.PHONY: all data_prep dev setup vocab test test-cpu test-gpu test-asan fuzz fuzz-run quickstart clean
 all: train_gpt2cu test_gpt2cu data_prep dev $(BUILD)/tests/cpu_tests
 data_prep: $(DATA_TOOLS)
 dev: $(DEV_CUDA)
@@ -148,6 +150,47 @@ test:
 test-gpu:
 	+@$(build_in_parallel) train_gpt2cu test_gpt2cu dev
 	@PYTHON=$(PYTHON) HAS_GPU=1 tests/run_all.sh gpu
+
+# ---------------------------------------------------------------------------------------------
+# Sanitizers and fuzzing, with clang (Debian: clang libclang-rt-dev; libFuzzer ships in the
+# latter). One build of the host and data_prep libraries with AddressSanitizer and
+# UndefinedBehaviorSanitizer (any report is fatal) and libFuzzer's coverage hooks serves both:
+#   make test-asan         the CPU test suite, with sanitized cpu_tests and data_prep tools
+#   make fuzz              build/fuzz/<target> for every fuzz/*_fuzzer.cpp (fuzz/README.md)
+#   make fuzz-run          each target for FUZZ_SECONDS (60) on its corpus; fails on any crash
+
+SAN_CXX ?= clang++
+SAN := $(BUILD)/san
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+SAN_CXXFLAGS := -std=c++17 -I. -MMD -MP -Wall -Wextra $(SAN_FLAGS) -fsanitize=fuzzer-no-link
+SAN_LIBS := $(SAN)/libdataprep.a $(SAN)/libhost.a
+SAN_DATA_TOOLS := $(patsubst data_prep/%,$(SAN)/data_prep/%,$(DATA_TOOLS))
+FUZZ_TARGETS := $(patsubst fuzz/%.cpp,$(BUILD)/fuzz/%,$(wildcard fuzz/*_fuzzer.cpp))
+FUZZ_SECONDS ?= 60
+
+$(SAN)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(SAN_CXX) $(SAN_CXXFLAGS) -c $< -o $@
+$(SAN)/libhost.a: $(HOST_SRCS:%.cpp=$(SAN)/%.o)
+	ar rcs $@ $^
+$(SAN)/libdataprep.a: $(DATA_SRCS:%.cpp=$(SAN)/%.o)
+	ar rcs $@ $^
+$(SAN)/tests/cpu_tests: $(TEST_SRCS:%.cpp=$(SAN)/%.o) $(SAN_LIBS)
+	$(SAN_CXX) $(SAN_FLAGS) $(filter %.o,$^) -o $@ -L$(SAN) -ldataprep -lhost -lgtest -lgtest_main $(DATA_LIBS)
+$(SAN)/data_prep/%: data_prep/%.cpp $(SAN_LIBS)
+	@mkdir -p $(dir $@)
+	$(SAN_CXX) $(SAN_CXXFLAGS) $< -o $@ -L$(SAN) -ldataprep -lhost $(DATA_LIBS)
+$(BUILD)/fuzz/%: fuzz/%.cpp $(SAN_LIBS)
+	@mkdir -p $(dir $@)
+	$(SAN_CXX) $(SAN_CXXFLAGS) $(if $(filter %_fuzzer,$*),-fsanitize=fuzzer) $< -o $@ -L$(SAN) -ldataprep -lhost $(DATA_LIBS)
+
+test-asan:
+	+@$(build_in_parallel) setup $(SAN)/tests/cpu_tests $(SAN_DATA_TOOLS) train_gpt2cu
+	@CPU_TESTS=$(SAN)/tests/cpu_tests DATA_PREP_BIN=$(SAN)/data_prep PYTHON=$(PYTHON) tests/run_all.sh cpu
+fuzz: $(FUZZ_TARGETS) $(BUILD)/fuzz/make_seeds
+fuzz-run:
+	+@$(build_in_parallel) setup fuzz
+	@fuzz/run_fuzzers.sh $(FUZZ_SECONDS)
 
 # ---------------------------------------------------------------------------------------------
 # The main job: the default dataset, a small GPT, a few minutes on one GPU. Without a GPU it
