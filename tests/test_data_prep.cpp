@@ -456,6 +456,32 @@ TEST(DataPrepInputs, ReadsOnlyTextFromDirectoriesAndArchives) {
     EXPECT_EQ(binary_kind("BZh is how a text may start"), "");
 }
 
+// Every kind of document has the same size limit: a file without newlines read by lines (or a
+// JSONL file that is one huge line) used to grow a line in memory without end.
+TEST(DataPrepInputs, DocumentsOverTheSizeLimitAreErrorsInEveryMode) {
+    DataPrepTempDir dir;
+    ReaderOptions options;
+    options.max_document_bytes = 100;
+    const std::string long_line = std::string(150, 'x');
+    write_file(dir.file("a.jsonl"), "{\"text\": \"short\"}\n{\"text\": \"" + long_line + "\"}\n");
+    write_file(dir.file("b.txt"), "short\n\n" + long_line);
+    write_file(dir.file("c.txt"), "short\n\n" + std::string(60, 'y') + "\n" + std::string(60, 'z') + "\n");
+    write_file(dir.file("d.json"), "[\"" + long_line + "\"]");
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("a.jsonl")}, options); }),
+                    dir.file("a.jsonl") + ":2: over 100 bytes as a line");
+    options.text_split = DocumentSplit::kLine;
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("b.txt")}, options); }),
+                    dir.file("b.txt") + ":3: over 100 bytes as a line");
+    EXPECT_EQ(read_documents({dir.file("c.txt")}, options).size(), 3u);
+    options.text_split = DocumentSplit::kBlankLine;
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("c.txt")}, options); }),
+                    dir.file("c.txt") + ":3: over 100 bytes as a paragraph");
+    options.text_split = DocumentSplit::kWholeFile;
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("b.txt")}, options); }),
+                    dir.file("b.txt") + ": over 100 bytes as a single document");
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("d.json")}, options); }), "make it a .jsonl file");
+}
+
 TEST(DataPrepInputs, ReportsInvalidJsonWithFileAndLine) {
     DataPrepTempDir dir;
     write_file(dir.file("a.jsonl"), "{\"text\": \"fine\"}\n{\"text\": \"broken\n{\"body\": \"x\"}\n[1]\n");

@@ -29,9 +29,6 @@ namespace {
 constexpr size_t kReadBlockBytes = 1 << 20;
 constexpr size_t kSignatureBytes = 6;  // the longest compression signature we name (xz)
 constexpr size_t kSniffBytes = 64 << 10;  // binary_kind() looks this far
-// A whole-file document larger than this is almost surely a corpus in one file, which would
-// be held in memory and tokenized by one thread: ask for a line or paragraph split instead.
-constexpr size_t kMaxWholeFileDocumentBytes = size_t(1) << 30;
 
 bool ends_with(std::string_view text, std::string_view suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -318,9 +315,10 @@ class FileWalker {
                 read_chunks(data, [&](std::string_view chunk) {
                     bytes.append(chunk);
                     held_bytes += chunk.size();
-                    if (held_bytes > kMaxWholeFileDocumentBytes)
-                        throw std::runtime_error(location + ": over 1 GiB of text members; an OpenWebText subset "
-                                                 "archive holds a few MB (is this the outer openwebtext.tar.xz?)");
+                    if (held_bytes > options_.max_document_bytes)
+                        throw std::runtime_error(location + ": over " + document_limit_text() +
+                                                 " of text members; an OpenWebText subset archive holds a few MB "
+                                                 "(is this the outer openwebtext.tar.xz?)");
                     return true;
                 });
                 const std::string kind = binary_kind(bytes);
@@ -357,23 +355,40 @@ class FileWalker {
     // Calls on_line(line, number) for every line, without its "\n" or "\r\n"; false from on_line
     // stops.
     template <typename OnLine>
-    bool read_lines(ByteSource& source, OnLine&& on_line) {
+    bool read_lines(ByteSource& source, const std::string& location, OnLine&& on_line) {
         std::string pending;
         int64_t number = 0;
+        const auto append = [&](std::string_view part) {
+            pending.append(part);
+            if (pending.size() > options_.max_document_bytes)
+                too_long(location + ":" + std::to_string(number + 1), "line",
+                         "it is no line-oriented text, or needs cutting into lines");
+        };
         const bool keep_going = read_chunks(source, [&](std::string_view chunk) {
             for (size_t newline; (newline = chunk.find('\n')) != std::string_view::npos;) {
-                pending.append(chunk.substr(0, newline));
+                append(chunk.substr(0, newline));
                 chunk.remove_prefix(newline + 1);
                 if (!pending.empty() && pending.back() == '\r') pending.pop_back();
                 if (!on_line(std::move(pending), ++number)) return false;
                 pending.clear();
             }
-            pending.append(chunk);
+            append(chunk);
             return true;
         });
         if (!keep_going) return false;
         if (!pending.empty() && pending.back() == '\r') pending.pop_back();
         return pending.empty() || on_line(std::move(pending), ++number);
+    }
+
+    // ReaderOptions::max_document_bytes for messages: "1 GiB".
+    std::string document_limit_text() const {
+        const size_t limit = options_.max_document_bytes;
+        return limit % (size_t(1) << 30) == 0 ? std::to_string(limit >> 30) + " GiB" : std::to_string(limit) + " bytes";
+    }
+
+    [[noreturn]] void too_long(const std::string& location, const char* what, const char* what_to_do) const {
+        throw std::runtime_error(location + ": over " + document_limit_text() + " as a " + what +
+                                 ", which would be held in memory and tokenized by one thread: " + what_to_do);
     }
 
     bool emit(RawDocument::Kind kind, std::string bytes, const std::shared_ptr<const std::string>& location, int64_t line) {
@@ -405,7 +420,7 @@ class FileWalker {
         PrefixedSource source(std::move(head), stream);
         const auto location = std::make_shared<const std::string>(location_text);
         if (ends_with(name, ".jsonl")) {
-            return read_lines(source, [&](std::string line, int64_t number) {
+            return read_lines(source, location_text, [&](std::string line, int64_t number) {
                 if (line.find_first_not_of(" \t") == std::string::npos) return true;  // blank line
                 return emit(RawDocument::Kind::kJsonLine, std::move(line), location, number);
             });
@@ -414,9 +429,11 @@ class FileWalker {
             std::string whole;
             read_chunks(source, [&](std::string_view chunk) {
                 whole.append(chunk);
-                if (whole.size() > kMaxWholeFileDocumentBytes) {
-                    throw std::runtime_error(location_text + ": over 1 GiB as a single document; pass --doc-split line "
-                                             "or --doc-split paragraph to cut it into documents");
+                if (whole.size() > options_.max_document_bytes) {
+                    too_long(location_text, "single document",
+                             ends_with(name, ".json") ? "make it a .jsonl file, one document per line"
+                                                      : "pass --doc-split line or --doc-split paragraph to cut it "
+                                                        "into documents");
                 }
                 return true;
             });
@@ -424,7 +441,7 @@ class FileWalker {
                         std::move(whole), location, 0);
         }
         if (options_.text_split == DocumentSplit::kLine) {
-            return read_lines(source, [&](std::string line, int64_t number) {
+            return read_lines(source, location_text, [&](std::string line, int64_t number) {
                 if (line.empty()) return true;
                 return emit(RawDocument::Kind::kText, std::move(line), location, number);
             });
@@ -432,7 +449,7 @@ class FileWalker {
         // Paragraphs: runs of lines separated by empty lines, joined by "\n".
         std::string paragraph;
         int64_t first_line = 0;
-        bool keep_going = read_lines(source, [&](std::string line, int64_t number) {
+        bool keep_going = read_lines(source, location_text, [&](std::string line, int64_t number) {
             if (line.empty()) {
                 if (paragraph.empty()) return true;
                 const bool more = emit(RawDocument::Kind::kText, std::move(paragraph), location, first_line);
@@ -445,6 +462,9 @@ class FileWalker {
                 paragraph += '\n';
             }
             paragraph += line;
+            if (paragraph.size() > options_.max_document_bytes)
+                too_long(location_text + ":" + std::to_string(first_line), "paragraph",
+                         "pass --doc-split line to cut it into lines");
             return true;
         });
         if (keep_going && !paragraph.empty()) keep_going = emit(RawDocument::Kind::kText, std::move(paragraph), location, first_line);

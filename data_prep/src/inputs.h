@@ -45,8 +45,12 @@ struct ReaderOptions {
     // The documents of an archive as the HuggingFace OpenWebText builder lists an extracted
     // subset: its top-level members whose names end in "txt" (a leading "./" aside), in name
     // order; other members are skipped, and so are binary ones, reported as everywhere (the
-    // builder would read them as text). The archive's documents are held in memory to sort them.
+    // builder would read them as text). The archive's documents are held in memory to sort them
+    // (at most max_document_bytes in all).
     bool text_members_in_name_order = false;
+    // A longer document (a whole file, a line or a paragraph, before JSON parsing) is an error:
+    // it would be held in memory whole and tokenized by one thread.
+    size_t max_document_bytes = size_t(1) << 30;
 };
 
 struct RawDocument {
