@@ -352,6 +352,35 @@ TEST(DataPrepInputs, RejectsCorruptCompressedInputNamingTheFile) {
     }
 }
 
+// A tar reader stops at the archive's end marker; the compressed stream goes on (here with 3 MiB
+// of zeros after the marker, as tar's record padding does on a smaller scale) to the checks at
+// its end, which must still be verified.
+TEST(DataPrepInputs, ChecksAtTheEndOfACompressedTarAreVerified) {
+    DataPrepTempDir dir;
+    fs::create_directories(dir.file("in"));
+    write_file(dir.file("in/doc.txt"), "one document");
+    ASSERT_EQ(std::system(("tar -cf " + dir.file("small.tar") + " -C " + dir.file("in") + " doc.txt").c_str()), 0);
+    const std::string tar = read_file(dir.file("small.tar")) + std::string(3 << 20, '\0');
+    for (const auto& [filter, suffix, trailer_offset] : std::vector<std::tuple<std::string, std::string, size_t>>{
+             {"gzip", ".tar.gz", 8}, {"xz", ".tar.xz", 10}, {"bzip2", ".tar.bz2", 4}}) {
+        SCOPED_TRACE(filter);
+        const std::string path = dir.file("padded" + suffix);
+        write_compressed(path, filter, tar);
+        ReaderOptions in_name_order;  // as the OpenWebText recipe reads its subset archives
+        in_name_order.text_members_in_name_order = true;
+        ASSERT_EQ(read_documents({path}).size(), 1u);
+        ASSERT_EQ(read_documents({path}, in_name_order).size(), 1u);
+        std::string bytes = read_file(path);
+        bytes[bytes.size() - trailer_offset] = static_cast<char>(bytes[bytes.size() - trailer_offset] ^ 0x10);
+        write_file(path, bytes);
+        for (const ReaderOptions& options : {ReaderOptions{}, in_name_order}) {
+            const std::string error = error_of([&] { read_documents({path}, options); });
+            EXPECT_CONTAINS(error, path);
+            EXPECT_CONTAINS(error, "truncated or corrupt");
+        }
+    }
+}
+
 TEST(DataPrepInputs, ReadsConcatenatedGzipMembersAndZeroPadding) {
     DataPrepTempDir dir;
     write_compressed(dir.file("a.gz"), "gzip", "first member, ");

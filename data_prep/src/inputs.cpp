@@ -78,16 +78,16 @@ struct ArchiveFree {
 };
 using ArchivePtr = std::unique_ptr<archive, ArchiveFree>;
 
-// Tar and raw (any single stream), behind the one compression filter `filter` (or none:
-// ARCHIVE_FILTER_NONE). Only these two formats, on purpose: with all formats enabled, libarchive
-// would take some text files for exotic formats (a text file that starts with "#mtree" is an
-// mtree archive).
-ArchivePtr new_reader(int filter) {
+// A reader of tar and raw (any single stream) without compression filters, or (tar = false) of
+// raw behind the one compression filter `filter`. Only these two formats, on purpose: with all
+// formats enabled, libarchive would take some text files for exotic formats (a text file that
+// starts with "#mtree" is an mtree archive).
+ArchivePtr new_reader(int filter, bool tar) {
     ArchivePtr a(archive_read_new());
     if (!a) throw std::bad_alloc();
     if (filter != ARCHIVE_FILTER_NONE && archive_read_support_filter_by_code(a.get(), filter) != ARCHIVE_OK)
         throw std::logic_error(std::string("libarchive lacks a filter: ") + archive_error_string(a.get()));
-    archive_read_support_format_tar(a.get());
+    if (tar) archive_read_support_format_tar(a.get());
     archive_read_support_format_raw(a.get());
     return a;
 }
@@ -145,6 +145,44 @@ class MemberSource : public ByteSource {
     const ArchiveClient& client_;
     std::string location_;
     std::vector<char> buffer_;
+};
+
+// The decompressed bytes of a stream in one of the codecs libarchive decodes (xz, zstd, bzip2,
+// lzma): libarchive with that filter alone and the raw format. The codec's checks are verified
+// as the end of the stream is read.
+class FilterSource : public ByteSource {
+  public:
+    FilterSource(ByteSource& compressed, const std::string& location, const CompressionSuffix& compression)
+        : client_{&compressed, nullptr, {}},
+          reader_(new_reader(compression.libarchive_filter, false)),
+          location_(location),
+          buffer_(kReadBlockBytes) {
+        archive* a = reader_.get();
+        if (archive_read_open(a, &client_, nullptr, read_from_source, nullptr) != ARCHIVE_OK)
+            throw_archive_error(a, client_, location, "cannot open input");
+        // Without its codec's signature libarchive would pass the stream through: refuse instead.
+        if (archive_filter_code(a, 0) != compression.libarchive_filter)
+            throw not_in_named_format(location, compression.format, compression.suffix, client_.first_bytes,
+                                      compression.signature);
+        archive_entry* entry = nullptr;
+        const int status = archive_read_next_header(a, &entry);
+        if (status == ARCHIVE_EOF) ended_ = true;
+        else if (status < ARCHIVE_WARN) throw_archive_error(a, client_, location, "cannot read");
+    }
+    std::string_view next_block() override {
+        if (ended_) return {};
+        const la_ssize_t n = archive_read_data(reader_.get(), buffer_.data(), buffer_.size());
+        if (n < 0) throw_archive_error(reader_.get(), client_, location_, "cannot read");
+        ended_ = n == 0;
+        return {buffer_.data(), static_cast<size_t>(n)};
+    }
+
+  private:
+    ArchiveClient client_;
+    ArchivePtr reader_;
+    std::string location_;
+    std::vector<char> buffer_;
+    bool ended_ = false;
 };
 
 // `head`, bytes already read from `rest`, then the rest of `rest`.
@@ -226,11 +264,6 @@ std::string join_location(const std::string& location, int64_t line) {
     return line > 0 ? location + ":" + std::to_string(line) : location;
 }
 
-std::runtime_error wrong_format(const std::string& location, const CompressionSuffix& compression,
-                                std::string_view first_bytes) {
-    return not_in_named_format(location, compression.format, compression.suffix, first_bytes, compression.signature);
-}
-
 // Walks one input file: its archive members, nested archives, and the documents in each.
 class FileWalker {
   public:
@@ -247,48 +280,51 @@ class FileWalker {
     }
 
   private:
-    // A stream named `name`: decompressed as its name says (gzip here, the other codecs by
-    // libarchive), then a tar archive or a single stream.
+    // A stream named `name`: decompressed as its name says (gzip by GzipSource, the other codecs
+    // by libarchive), as often as it says ("a.txt.gz.xz"), then a tar archive or a single stream.
     bool read_stream(ByteSource& source, const std::string& location, const std::string& name) {
         const CompressionSuffix* compression = compression_suffix(name);
-        if (!compression) return read_archive(source, location, name, nullptr);
+        if (!compression) return read_archive(source, location, name);
+        const std::string inner = inner_name(name, *compression);
         if (compression->libarchive_filter == ARCHIVE_FILTER_GZIP) {
-            GzipSource gzip(source, location);
-            return read_archive(gzip, location, inner_name(name, *compression), nullptr);
+            GzipSource decompressed(source, location);
+            return read_stream(decompressed, location, inner);
         }
-        return read_archive(source, location, inner_name(name, *compression), compression);
+        FilterSource decompressed(source, location, *compression);
+        return read_stream(decompressed, location, inner);
     }
 
-    // All members of the archive in `source`, decompressed by libarchive as `compression` says
-    // (null: not compressed); a raw stream has exactly one member, named `stream_name`.
-    bool read_archive(ByteSource& source, const std::string& location, const std::string& stream_name,
-                      const CompressionSuffix* compression) {
+    // All members of the (uncompressed) tar archive in `source`; a raw stream has exactly one
+    // member, named `stream_name`. A tar reader stops at the archive's end marker: the rest of
+    // `source` is read too, so that a codec below reaches (and verifies) the checks at its end.
+    bool read_archive(ByteSource& source, const std::string& location, const std::string& stream_name) {
         ArchiveClient client{&source, nullptr, {}};
-        ArchivePtr reader = new_reader(compression ? compression->libarchive_filter : ARCHIVE_FILTER_NONE);
+        ArchivePtr reader = new_reader(ARCHIVE_FILTER_NONE, true);
         archive* a = reader.get();
         if (archive_read_open(a, &client, nullptr, read_from_source, nullptr) != ARCHIVE_OK) {
             throw_archive_error(a, client, location, "cannot open input");
         }
-        // Without its codec's signature libarchive reads the stream as it is: refuse instead.
-        if (compression && archive_filter_code(a, 0) != compression->libarchive_filter)
-            throw wrong_format(location, *compression, client.first_bytes);
+        HeldMembers held;
         for (;;) {
             archive_entry* entry = nullptr;
             const int status = archive_read_next_header(a, &entry);
-            if (status == ARCHIVE_EOF) return true;
+            if (status == ARCHIVE_EOF) {
+                while (!source.next_block().empty()) {
+                }
+                return emit_in_name_order(held, location);
+            }
             if (status < ARCHIVE_WARN) throw_archive_error(a, client, location, "cannot read archive member");
             const bool raw = archive_format(a) == ARCHIVE_FORMAT_RAW;
             if (raw) {
                 MemberSource data(a, client, location);
-                // A compressed stream inside a compressed stream ("a.txt.gz.xz").
-                const bool keep_going = compression_suffix(stream_name)
-                                            ? read_stream(data, location, stream_name)
-                                            : read_document_stream(data, location, stream_name, location != input_path_);
-                if (!keep_going) return false;
+                if (!read_document_stream(data, location, stream_name, location != input_path_)) return false;
                 continue;
             }
-            if (options_.text_members_in_name_order) return read_text_members_in_name_order(a, client, entry, location);
             if (archive_entry_filetype(entry) != AE_IFREG) continue;  // directories, links
+            if (options_.text_members_in_name_order) {
+                hold_text_member(a, client, entry, location, held);
+                continue;
+            }
             const char* pathname = archive_entry_pathname(entry);
             const std::string member = pathname ? pathname : "(unnamed member)";
             const std::string member_location = location + ":" + member;
@@ -299,41 +335,43 @@ class FileWalker {
         }
     }
 
-    // See ReaderOptions::text_members_in_name_order. `entry` is the archive's first member, its
-    // header already read.
-    bool read_text_members_in_name_order(archive* a, const ArchiveClient& client, archive_entry* entry,
-                                         const std::string& location) {
+    // The documents of an archive read under ReaderOptions::text_members_in_name_order, held
+    // until its end to be sorted.
+    struct HeldMembers {
         std::vector<std::pair<std::string, std::string>> members;  // (name, bytes)
-        size_t held_bytes = 0;
-        for (;;) {
-            const char* pathname = archive_entry_pathname(entry);
-            std::string name = pathname ? pathname : "";
-            while (name.rfind("./", 0) == 0) name.erase(0, 2);
-            if (archive_entry_filetype(entry) == AE_IFREG && name.find('/') == std::string::npos && ends_with(name, "txt")) {
-                MemberSource data(a, client, location + ":" + name);
-                std::string bytes;
-                read_chunks(data, [&](std::string_view chunk) {
-                    bytes.append(chunk);
-                    held_bytes += chunk.size();
-                    if (held_bytes > options_.max_document_bytes)
-                        throw std::runtime_error(location + ": over " + document_limit_text() +
-                                                 " of text members; an OpenWebText subset archive holds a few MB "
-                                                 "(is this the outer openwebtext.tar.xz?)");
-                    return true;
-                });
-                const std::string kind = binary_kind(bytes);
-                if (kind.empty()) {
-                    members.emplace_back(std::move(name), std::move(bytes));
-                } else {
-                    skipped_.push_back({location + ":" + name, kind});
-                }
-            }
-            const int status = archive_read_next_header(a, &entry);
-            if (status == ARCHIVE_EOF) break;
-            if (status < ARCHIVE_WARN) throw_archive_error(a, client, location, "cannot read archive member");
+        size_t bytes = 0;
+    };
+
+    // Keeps the current (regular) member in `held` if it is a document: a top-level member whose
+    // name ends in "txt" and which is text.
+    void hold_text_member(archive* a, const ArchiveClient& client, archive_entry* entry, const std::string& location,
+                          HeldMembers& held) {
+        const char* pathname = archive_entry_pathname(entry);
+        std::string name = pathname ? pathname : "";
+        while (name.rfind("./", 0) == 0) name.erase(0, 2);
+        if (name.find('/') != std::string::npos || !ends_with(name, "txt")) return;
+        MemberSource data(a, client, location + ":" + name);
+        std::string bytes;
+        read_chunks(data, [&](std::string_view chunk) {
+            bytes.append(chunk);
+            held.bytes += chunk.size();
+            if (held.bytes > options_.max_document_bytes)
+                throw std::runtime_error(location + ": over " + document_limit_text() +
+                                         " of text members; an OpenWebText subset archive holds a few MB (is this "
+                                         "the outer openwebtext.tar.xz?)");
+            return true;
+        });
+        const std::string kind = binary_kind(bytes);
+        if (kind.empty()) {
+            held.members.emplace_back(std::move(name), std::move(bytes));
+        } else {
+            skipped_.push_back({location + ":" + name, kind});
         }
-        std::sort(members.begin(), members.end());  // byte order: Python's order of the names' code points
-        for (auto& [name, bytes] : members) {
+    }
+
+    bool emit_in_name_order(HeldMembers& held, const std::string& location) {
+        std::sort(held.members.begin(), held.members.end());  // byte order: Python's order of the names' code points
+        for (auto& [name, bytes] : held.members) {
             const auto member_location = std::make_shared<const std::string>(location + ":" + name);
             if (!emit(RawDocument::Kind::kText, std::move(bytes), member_location, 0)) return false;
         }
