@@ -340,11 +340,17 @@ TEST_F(CheckpointTest, WrongVersionOrDtypeIsRejected) {
     }
 }
 
-// Found by fuzz/model_file_fuzzer: a header with n_embd 167772159 overflowed int64 in the
-// parameter count (undefined behaviour) before the size check could reject it. With or without
-// a header checksum (version 2 / version 1), a shape beyond the limits (host/model_limits.h) is
-// a corrupt header, named by its field.
+// Found by fuzz/model_file_fuzzer: a version-1 header with n_layer 167772159 and n_embd
+// 33554436 (fuzz/regressions/model_file_fuzzer/) overflowed int64 in the parameter count
+// (undefined behaviour) before the size check could reject it. With or without a header checksum
+// (version 2 / version 1), a shape beyond the limits (host/model_limits.h) is a corrupt header,
+// named by its field.
 TEST_F(CheckpointTest, HugeShapesAreACorruptHeaderNotAnOverflow) {
+    const std::string found = "fuzz/regressions/model_file_fuzzer/huge_shape_overflows_param_count";
+    ASSERT_TRUE(fs::exists(found)) << found << " (run the tests from the repository root)";
+    EXPECT_EQ(error_of([&] { read_model_header(found); }),
+              found + " has a corrupt model header: n_layer 167772159 is out of range [1, 1024]");
+
     const ModelShape shape = tiny_shape();
     const std::vector<float> params = random_floats(ParamLayout(shape, 0.02).total(), 9);
     const std::string file = path("m.bin");
