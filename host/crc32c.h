@@ -1,4 +1,5 @@
-// CRC-32C (Castagnoli): the checksum of the model and state files (host/checkpoint.h).
+// CRC-32C (Castagnoli): the checksum of the model and state files (host/checkpoint.h) and of
+// TensorBoard's record framing (host/tensorboard_writer.h).
 //
 // Chosen over a cryptographic hash because it is only there to catch damage (a flipped bit on
 // disk or in a copy: every single-bit error is detected, any other damage with probability
