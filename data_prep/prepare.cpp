@@ -24,7 +24,8 @@ const char* const kUsage =
     "\n"
     "Tokenizes a dataset with the GPT-2 tokenizer into shards of uint16 tokens,\n"
     "${DATA_DIR:-data}/<dir>/<dataset>_{train,val,test}_NNNNNN.bin, plus manifest.json (written last;\n"
-    "it means the dataset is complete). A complete dataset is not rebuilt unless --force; an\n"
+    "it means the dataset is complete). A complete dataset is not rebuilt unless --force, or unless\n"
+    "its inputs (paths, sizes, modification times) or settings differ from this run's; an\n"
     "interrupted run is restarted cleanly. Downloads resume where they stopped.\n"
     "\n"
     "recipes:\n"
@@ -32,7 +33,7 @@ const char* const kUsage =
     "  openwebtext  OpenWebText (download or --source-dir), the seed's 0.05% val holdout -> data/openwebtext\n"
     "  pile         The Pile's train/val/test .jsonl.zst (download or --source-dir) -> data/the_pile\n"
     "  text         your own text: --input PATH|DIR|GLOB ... --name NAME -> data/NAME\n"
-    "               (.txt, .jsonl, .json; .gz/.xz/.zst/.bz2 compressed; tar archives, nested too)\n"
+    "               (.txt, .jsonl, .json; .gz/.xz/.zst/.bz2/.lzma compressed; tar archives, nested too)\n"
     "  hellaswag    HellaSwag's validation jsonl (download or --source-dir) tokenized for the evaluator\n"
     "               -> data/hellaswag/hellaswag_val.bin\n"
     "\n";

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
+#include <cstddef>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +14,7 @@
 #include <type_traits>
 
 #include "host/model_limits.h"
+#include "host/crc32c.h"
 
 namespace fs = std::filesystem;
 
@@ -148,6 +151,37 @@ void require_header_step(int64_t step, const std::string& path) {
                                     " does not fit the header's int32");
 }
 
+std::string hex32(uint32_t value) {
+    char text[16];
+    std::snprintf(text, sizeof(text), "0x%08x", value);
+    return text;
+}
+
+void check_checksum(const std::string& path, const char* part, uint32_t stored, uint32_t computed) {
+    if (stored == computed) return;
+    throw std::runtime_error(path + ": the " + part + " fail their checksum (CRC-32C stored " + hex32(stored) +
+                             ", computed " + hex32(computed) +
+                             "): the file is damaged (on disk or in a copy). Use another checkpoint; --resume auto "
+                             "falls back to the newest intact one");
+}
+
+// Reads `bytes` bytes in chunks into `dst` (null: a scratch buffer, dropped), extending `crc`.
+void read_with_checksum(InputFile& file, char* dst, int64_t bytes, uint32_t& crc, const char* what) {
+    std::vector<char> scratch;
+    while (bytes > 0) {
+        const size_t chunk = static_cast<size_t>(std::min<int64_t>(bytes, kIoChunkBytes));
+        char* target = dst;
+        if (!target) {
+            scratch.resize(chunk);
+            target = scratch.data();
+        }
+        file.read(target, chunk, what);
+        crc = crc32c_extend(crc, target, chunk);
+        if (dst) dst += chunk;
+        bytes -= static_cast<int64_t>(chunk);
+    }
+}
+
 }  // namespace
 
 void check_model_shape(const std::string& path, const ModelShape& in_file, const ModelShape& expected) {
@@ -214,6 +248,14 @@ void AtomicFileWriter::write(const void* data, size_t bytes) {
     }
 }
 
+void AtomicFileWriter::overwrite(int64_t offset, const void* data, size_t bytes) {
+    if (!file_) throw std::logic_error("overwrite in " + path_ + " after finish()");
+    if (std::fseek(file_, static_cast<long>(offset), SEEK_SET) != 0)
+        throw std::runtime_error("cannot seek in " + tmp_path_ + ": " + errno_text());
+    write(data, bytes);
+    if (std::fseek(file_, 0, SEEK_END) != 0) throw std::runtime_error("cannot seek in " + tmp_path_ + ": " + errno_text());
+}
+
 void AtomicFileWriter::finish() {
     if (!file_) throw std::logic_error("finish() of " + path_ + " twice");
     bool ok = std::fflush(file_) == 0 && ::fsync(fileno(file_)) == 0;
@@ -240,27 +282,96 @@ void AtomicFileWriter::finish() {
 ModelFileWriter::ModelFileWriter(const std::string& path, const ModelShape& shape, int64_t step)
     : path_(path), file_(path), expected_(ParamLayout(shape, 0.0).total()) {
     require_header_step(step, path);
-    int32_t header[kModelHeaderInts] = {};
-    header[0] = kModelFileMagic;
-    header[1] = kModelFileVersion;
-    encode_shape(shape, header + 2);
-    header[11] = 0;  // weights stored as fp32
-    header[12] = static_cast<int32_t>(step);
-    file_.write(header, sizeof(header));
+    header_[0] = kModelFileMagic;
+    header_[1] = kModelFileVersion;
+    encode_shape(shape, header_.data() + 2);
+    header_[11] = 0;  // weights stored as fp32
+    header_[12] = static_cast<int32_t>(step);
+    file_.write(header_.data(), sizeof(header_));  // the checksums follow in commit()
 }
 
 void ModelFileWriter::write(const float* values, int64_t count) {
     if (count < 0 || written_ + count > expected_)
         throw std::logic_error("writing " + path_ + ": " + std::to_string(written_ + count) +
                                " floats exceed the model's " + std::to_string(expected_));
-    file_.write(values, static_cast<size_t>(count) * sizeof(float));
+    const size_t bytes = static_cast<size_t>(count) * sizeof(float);
+    file_.write(values, bytes);
+    weights_checksum_ = crc32c_extend(weights_checksum_, values, bytes);
     written_ += count;
 }
+
+namespace {
+
+constexpr int kWeightsChecksumInt = 13;
+constexpr int kHeaderChecksumInt = 14;
+constexpr int64_t kModelHeaderBytes = kModelHeaderInts * int64_t{sizeof(int32_t)};
+
+struct ModelFileLayout {
+    ModelFileHeader header;
+    int32_t version = 0;
+    uint32_t weights_checksum = 0;  // version 2
+    int64_t params = 0;
+};
+
+// Reads and checks the header of an open model file (magic, version, header checksum, dtype,
+// shape, size); leaves the file at the first weight.
+ModelFileLayout read_model_layout(InputFile& file, const std::string& path) {
+    int32_t header[kModelHeaderInts] = {};
+    const bool complete = file.try_read(header, sizeof(header));
+    if (file.size() < static_cast<int64_t>(sizeof(int32_t)))
+        throw std::runtime_error(path + " is empty or truncated: not a model checkpoint");
+    check_magic(path, header[0], kModelFileMagic, "a model checkpoint",
+                "Pass a model_SSSSSSSS.bin written by train_gpt2cu.");
+    if (!complete)
+        throw std::runtime_error(path + " is truncated: " + std::to_string(file.size()) +
+                                 " bytes, shorter than the model header (" + std::to_string(sizeof(header)) + ")");
+    ModelFileLayout layout;
+    layout.version = header[1];
+    if (layout.version != 1 && layout.version != kModelFileVersion)
+        throw std::runtime_error(path + " is model file version " + std::to_string(header[1]) +
+                                 "; this train_gpt2cu reads versions 1 and " + std::to_string(kModelFileVersion));
+    if (layout.version >= 2) {
+        check_checksum(path, "header's 1024 bytes", static_cast<uint32_t>(header[kHeaderChecksumInt]),
+                       model_header_checksum(header));
+        layout.weights_checksum = static_cast<uint32_t>(header[kWeightsChecksumInt]);
+    }
+    if (header[11] != 0)
+        throw std::runtime_error(path + " stores weights as dtype " + std::to_string(header[11]) +
+                                 "; this train_gpt2cu reads fp32 (dtype 0) only");
+    layout.header.shape = decode_shape(header + 2, path);
+    layout.header.step = header[12];
+    layout.params = ParamLayout(layout.header.shape, 0.0).total();
+    const int64_t expected_bytes = model_file_bytes(layout.header.shape);
+    if (file.size() != expected_bytes)
+        throw std::runtime_error(path + " has " + std::to_string(file.size()) + " bytes but its header (n_layer " +
+                                 std::to_string(layout.header.shape.n_layer) + ", n_embd " +
+                                 std::to_string(layout.header.shape.n_embd) + ") describes " +
+                                 std::to_string(expected_bytes) +
+                                 (file.size() < expected_bytes ? ": the file is truncated" : ": the file is corrupt"));
+    return layout;
+}
+
+// Reads every weight of a version-2 file, copying [offset, offset + count) to dst (null: none),
+// and checks their checksum.
+void read_verified_weights(InputFile& file, const std::string& path, const ModelFileLayout& layout, float* dst,
+                           int64_t offset, int64_t count) {
+    constexpr int64_t kFloatBytes = sizeof(float);
+    uint32_t crc = 0;
+    read_with_checksum(file, nullptr, offset * kFloatBytes, crc, "weights");
+    read_with_checksum(file, reinterpret_cast<char*>(dst), count * kFloatBytes, crc, "weights");
+    read_with_checksum(file, nullptr, (layout.params - offset - count) * kFloatBytes, crc, "weights");
+    check_checksum(path, "weights", layout.weights_checksum, crc);
+}
+
+}  // namespace
 
 void ModelFileWriter::commit() {
     if (written_ != expected_)
         throw std::logic_error("writing " + path_ + ": got " + std::to_string(written_) + " floats, the model has " +
                                std::to_string(expected_));
+    header_[kWeightsChecksumInt] = static_cast<int32_t>(weights_checksum_);
+    header_[kHeaderChecksumInt] = static_cast<int32_t>(model_header_checksum(header_.data()));
+    file_.overwrite(0, header_.data(), sizeof(header_));
     file_.finish();
 }
 
@@ -271,50 +382,41 @@ void write_model_file(const std::string& path, const ModelShape& shape, int64_t 
 }
 
 int64_t model_file_bytes(const ModelShape& shape) {
-    return kModelHeaderInts * int64_t{sizeof(int32_t)} + ParamLayout(shape, 0.0).total() * int64_t{sizeof(float)};
+    return kModelHeaderBytes + ParamLayout(shape, 0.0).total() * int64_t{sizeof(float)};
 }
 
 ModelFileHeader read_model_header(const std::string& path) {
     InputFile file(path);
-    int32_t header[kModelHeaderInts] = {};
-    const bool complete = file.try_read(header, sizeof(header));
-    if (file.size() < static_cast<int64_t>(sizeof(int32_t)))
-        throw std::runtime_error(path + " is empty or truncated: not a model checkpoint");
-    check_magic(path, header[0], kModelFileMagic, "a model checkpoint",
-                "Pass a model_SSSSSSSS.bin written by train_gpt2cu.");
-    if (!complete)
-        throw std::runtime_error(path + " is truncated: " + std::to_string(file.size()) +
-                                 " bytes, shorter than the model header (" + std::to_string(sizeof(header)) + ")");
-    if (header[1] != kModelFileVersion)
-        throw std::runtime_error(path + " is model file version " + std::to_string(header[1]) +
-                                 "; this train_gpt2cu reads version " + std::to_string(kModelFileVersion));
-    if (header[11] != 0)
-        throw std::runtime_error(path + " stores weights as dtype " + std::to_string(header[11]) +
-                                 "; this train_gpt2cu reads fp32 (dtype 0) only");
-    ModelFileHeader result;
-    result.shape = decode_shape(header + 2, path);
-    result.step = header[12];
-    const int64_t expected_bytes = model_file_bytes(result.shape);
-    if (file.size() != expected_bytes)
-        throw std::runtime_error(path + " has " + std::to_string(file.size()) + " bytes but its header (n_layer " +
-                                 std::to_string(result.shape.n_layer) + ", n_embd " +
-                                 std::to_string(result.shape.n_embd) + ") describes " +
-                                 std::to_string(expected_bytes) +
-                                 (file.size() < expected_bytes ? ": the file is truncated" : ": the file is corrupt"));
-    return result;
+    return read_model_layout(file, path).header;
 }
 
 void read_model_params(const std::string& path, const ModelShape& expected, float* dst, int64_t offset,
                        int64_t count) {
-    const ModelFileHeader header = read_model_header(path);
-    check_model_shape(path, header.shape, expected);
-    const int64_t total = ParamLayout(header.shape, 0.0).total();
-    if (offset < 0 || count < 0 || offset + count > total)
-        throw std::out_of_range("reading " + path + ": parameters [" + std::to_string(offset) + ", " +
-                                std::to_string(offset + count) + ") of " + std::to_string(total));
     InputFile file(path);
-    file.seek(kModelHeaderInts * int64_t{sizeof(int32_t)} + offset * int64_t{sizeof(float)});
+    const ModelFileLayout layout = read_model_layout(file, path);
+    check_model_shape(path, layout.header.shape, expected);
+    if (offset < 0 || count < 0 || offset + count > layout.params)
+        throw std::out_of_range("reading " + path + ": parameters [" + std::to_string(offset) + ", " +
+                                std::to_string(offset + count) + ") of " + std::to_string(layout.params));
+    if (layout.version >= 2) {
+        read_verified_weights(file, path, layout, dst, offset, count);
+        return;
+    }
+    file.seek(kModelHeaderBytes + offset * int64_t{sizeof(float)});
     file.read(dst, static_cast<size_t>(count) * sizeof(float), "weights");
+}
+
+uint32_t model_header_checksum(const int32_t* header) {
+    std::array<int32_t, kModelHeaderInts> copy;
+    std::memcpy(copy.data(), header, sizeof(copy));
+    copy[kHeaderChecksumInt] = 0;
+    return crc32c_extend(0, copy.data(), sizeof(copy));
+}
+
+void verify_model_file(const std::string& path) {
+    InputFile file(path);
+    const ModelFileLayout layout = read_model_layout(file, path);
+    if (layout.version >= 2) read_verified_weights(file, path, layout, nullptr, 0, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,7 +430,8 @@ std::string state_file_path(const std::string& dir, int64_t step, int rank) {
 
 namespace {
 
-// Everything before the buffer descriptors, in file order.
+// Everything before the buffer descriptors, in file order. Version 1 had zeros where the
+// checksums are.
 struct StateFileFixedPart {
     int32_t magic;
     int32_t version;
@@ -336,7 +439,8 @@ struct StateFileFixedPart {
     int32_t rank;
     int32_t world_size;
     int32_t zero_stage;
-    int32_t reserved0;
+    uint32_t header_checksum;  // CRC-32C of this part (both checksums as 0) and the descriptors
+    uint32_t unused;           // named so that no padding escapes the checksum
     uint64_t seed;
     int64_t step;
     int64_t adam_step;
@@ -345,9 +449,11 @@ struct StateFileFixedPart {
     int64_t clean_steps;
     DataLoaderState train_loader;
     int32_t num_buffers;
-    int32_t reserved1;
+    uint32_t data_checksum;  // CRC-32C of every buffer's values, in file order
 };
-static_assert(std::is_trivially_copyable_v<StateFileFixedPart> && sizeof(StateFileFixedPart) == 192,
+static_assert(std::is_trivially_copyable_v<StateFileFixedPart> && sizeof(StateFileFixedPart) == 192 &&
+                  offsetof(StateFileFixedPart, header_checksum) == 56 && offsetof(StateFileFixedPart, seed) == 64 &&
+                  offsetof(StateFileFixedPart, data_checksum) == 188,
               "the state file layout is fixed");
 
 struct BufferDescriptor {
@@ -355,6 +461,68 @@ struct BufferDescriptor {
     int64_t count;
 };
 static_assert(sizeof(BufferDescriptor) == 40, "the state file layout is fixed");
+
+uint32_t state_header_checksum(StateFileFixedPart fixed, const std::vector<BufferDescriptor>& descriptors) {
+    fixed.header_checksum = 0;
+    fixed.data_checksum = 0;
+    const uint32_t crc = crc32c_extend(0, &fixed, sizeof(fixed));
+    return crc32c_extend(crc, descriptors.data(), descriptors.size() * sizeof(BufferDescriptor));
+}
+
+struct StateFileLayout {
+    StateFileFixedPart fixed{};
+    std::vector<BufferDescriptor> descriptors;
+};
+
+// Reads and checks everything before the buffers' values of an open state file: magic, version,
+// the header checksum (version 2), and that the descriptors account for the file's size.
+StateFileLayout read_state_layout(InputFile& file, const std::string& path) {
+    StateFileLayout layout;
+    StateFileFixedPart& fixed = layout.fixed;
+    const bool complete = file.try_read(&fixed, sizeof(fixed));
+    if (file.size() < static_cast<int64_t>(sizeof(int32_t)))
+        throw std::runtime_error(path + " is empty or truncated: not an optimizer state file");
+    check_magic(path, fixed.magic, kStateFileMagic, "an optimizer state file",
+                "Pass the state_SSSSSSSS_rankRRRRR.bin files written by train_gpt2cu (resume with --resume).");
+    if (!complete) throw std::runtime_error(path + " is truncated: it ends inside the state header");
+    if (fixed.version != 1 && fixed.version != kStateFileVersion)
+        throw std::runtime_error(path + " is state file version " + std::to_string(fixed.version) +
+                                 "; this train_gpt2cu reads versions 1 and " + std::to_string(kStateFileVersion));
+    const int64_t header_room = file.size() - static_cast<int64_t>(sizeof(fixed));
+    if (fixed.num_buffers < 0 || fixed.num_buffers > header_room / static_cast<int64_t>(sizeof(BufferDescriptor)))
+        throw std::runtime_error(path + " has a corrupt state header: it lists " + std::to_string(fixed.num_buffers) +
+                                 " optimizer buffers, which do not fit its " + std::to_string(file.size()) + " bytes");
+    layout.descriptors.resize(static_cast<size_t>(fixed.num_buffers));
+    file.read(layout.descriptors.data(), layout.descriptors.size() * sizeof(BufferDescriptor), "buffer list");
+    if (fixed.version >= 2)
+        check_checksum(path, "header's bytes", fixed.header_checksum, state_header_checksum(fixed, layout.descriptors));
+    int64_t expected_bytes = static_cast<int64_t>(sizeof(fixed) + layout.descriptors.size() * sizeof(BufferDescriptor));
+    for (const BufferDescriptor& descriptor : layout.descriptors) {
+        if (descriptor.count < 0 || descriptor.count > file.size() / int64_t{sizeof(float)})
+            throw std::runtime_error(path + " has a corrupt state header: a buffer of " +
+                                     std::to_string(descriptor.count) + " floats in a file of " +
+                                     std::to_string(file.size()) + " bytes");
+        expected_bytes += descriptor.count * int64_t{sizeof(float)};
+        if (expected_bytes > file.size()) break;  // truncated; summing on could overflow
+    }
+    if (file.size() != expected_bytes)
+        throw std::runtime_error(path + " has " + std::to_string(file.size()) + " bytes, its header describes " +
+                                 std::to_string(expected_bytes) +
+                                 (file.size() < expected_bytes ? ": the file is truncated" : ": the file is corrupt"));
+    return layout;
+}
+
+// Reads the buffers' values (into `destinations`, or dropped where it is empty) and checks their
+// checksum (version 2).
+void read_state_values(InputFile& file, const std::string& path, const StateFileLayout& layout,
+                       const std::vector<float*>& destinations) {
+    uint32_t crc = 0;
+    for (size_t i = 0; i < layout.descriptors.size(); ++i) {
+        char* dst = destinations.empty() ? nullptr : reinterpret_cast<char*>(destinations[i]);
+        read_with_checksum(file, dst, layout.descriptors[i].count * int64_t{sizeof(float)}, crc, "optimizer buffers");
+    }
+    if (layout.fixed.version >= 2) check_checksum(path, "optimizer buffers", layout.fixed.data_checksum, crc);
+}
 
 }  // namespace
 
@@ -390,6 +558,10 @@ void write_state_file(const std::string& path, const StateHeader& header, const 
         std::memcpy(descriptors[i].name, buffers[i].name.data(), buffers[i].name.size());
         descriptors[i].count = buffers[i].count;
     }
+    for (const ConstFloatBuffer& buffer : buffers)
+        fixed.data_checksum =
+            crc32c_extend(fixed.data_checksum, buffer.data, static_cast<size_t>(buffer.count) * sizeof(float));
+    fixed.header_checksum = state_header_checksum(fixed, descriptors);
 
     AtomicFileWriter file(path);
     file.write(&fixed, sizeof(fixed));
@@ -401,16 +573,8 @@ void write_state_file(const std::string& path, const StateHeader& header, const 
 
 StateHeader read_state_file(const std::string& path, const RunIdentity& expected, const std::vector<FloatBuffer>& buffers) {
     InputFile file(path);
-    StateFileFixedPart fixed{};
-    const bool complete = file.try_read(&fixed, sizeof(fixed));
-    if (file.size() < static_cast<int64_t>(sizeof(int32_t)))
-        throw std::runtime_error(path + " is empty or truncated: not an optimizer state file");
-    check_magic(path, fixed.magic, kStateFileMagic, "an optimizer state file",
-                "Pass the state_SSSSSSSS_rankRRRRR.bin files written by train_gpt2cu (resume with --resume).");
-    if (!complete) throw std::runtime_error(path + " is truncated: it ends inside the state header");
-    if (fixed.version != kStateFileVersion)
-        throw std::runtime_error(path + " is state file version " + std::to_string(fixed.version) +
-                                 "; this train_gpt2cu reads version " + std::to_string(kStateFileVersion));
+    const StateFileLayout layout = read_state_layout(file, path);
+    const StateFileFixedPart& fixed = layout.fixed;
 
     StateHeader header;
     header.identity.shape = decode_shape(fixed.shape, path);
@@ -443,29 +607,27 @@ StateHeader read_state_file(const std::string& path, const RunIdentity& expected
     if (fixed.num_buffers != static_cast<int32_t>(buffers.size()))
         throw std::runtime_error(path + " holds " + std::to_string(fixed.num_buffers) +
                                  " optimizer buffers, this run expects " + std::to_string(buffers.size()));
-
-    std::vector<BufferDescriptor> descriptors(buffers.size());
-    file.read(descriptors.data(), descriptors.size() * sizeof(BufferDescriptor), "buffer list");
-    std::vector<int64_t> buffer_floats;
+    std::vector<float*> destinations;
     for (size_t i = 0; i < buffers.size(); ++i) {
-        const std::string name(descriptors[i].name, strnlen(descriptors[i].name, kBufferNameBytes));
+        const BufferDescriptor& descriptor = layout.descriptors[i];
+        const std::string name(descriptor.name, strnlen(descriptor.name, kBufferNameBytes));
         if (name != buffers[i].name)
             throw std::runtime_error(path + " holds buffer '" + name + "' where this run expects '" + buffers[i].name +
                                      "'");
-        if (descriptors[i].count != buffers[i].count)
-            throw std::runtime_error(path + " holds " + std::to_string(descriptors[i].count) + " floats of '" + name +
+        if (descriptor.count != buffers[i].count)
+            throw std::runtime_error(path + " holds " + std::to_string(descriptor.count) + " floats of '" + name +
                                      "', this run needs " + std::to_string(buffers[i].count) +
                                      " (another model, number of processes or ZeRO stage?)");
-        buffer_floats.push_back(buffers[i].count);
+        destinations.push_back(buffers[i].data);
     }
-    const int64_t expected_bytes = state_file_bytes(buffer_floats);
-    if (file.size() != expected_bytes)
-        throw std::runtime_error(path + " has " + std::to_string(file.size()) + " bytes, its header describes " +
-                                 std::to_string(expected_bytes) +
-                                 (file.size() < expected_bytes ? ": the file is truncated" : ": the file is corrupt"));
-    for (size_t i = 0; i < buffers.size(); ++i)
-        file.read(buffers[i].data, static_cast<size_t>(buffers[i].count) * sizeof(float), "optimizer buffers");
+    read_state_values(file, path, layout, destinations);
     return header;
+}
+
+void verify_state_file(const std::string& path) {
+    InputFile file(path);
+    const StateFileLayout layout = read_state_layout(file, path);
+    read_state_values(file, path, layout, {});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -526,13 +688,64 @@ std::optional<CheckpointFiles> find_latest_checkpoint(const std::string& dir, in
     return std::move(complete.back());
 }
 
+namespace {
+
+// What is wrong with the files of `files` this process checks (the model file, and its own or
+// every rank's state file), or "" if they are intact.
+std::string damage_of(const CheckpointFiles& files, int rank, bool every_state_file) {
+    try {
+        verify_model_file(files.model_path);
+        if (every_state_file) {
+            for (const std::string& path : files.state_paths) verify_state_file(path);
+        } else {
+            verify_state_file(files.state_paths.at(static_cast<size_t>(rank)));
+        }
+        return "";
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+}
+
+// The newest checkpoint in `dir` that every process finds intact; nullopt if `dir` holds none at
+// all. Damage is reported on stderr (by the process that finds it; without `all_ranks_intact`
+// every process checks everything, and rank 0 speaks).
+std::optional<CheckpointFiles> newest_intact_checkpoint(const std::string& resume, const std::string& dir,
+                                                        int world_size, int rank,
+                                                        const AllRanksIntact& all_ranks_intact) {
+    std::vector<CheckpointFiles> complete = find_checkpoints(dir, world_size);
+    std::vector<std::string> damaged;
+    for (auto files = complete.rbegin(); files != complete.rend(); ++files) {
+        const std::string damage = damage_of(*files, rank, !all_ranks_intact);
+        const bool intact = all_ranks_intact ? all_ranks_intact(damage.empty()) : damage.empty();
+        const std::string step = std::to_string(files->step);
+        if (intact) {
+            if (!damaged.empty() && rank == 0)
+                std::fprintf(stderr, "--resume %s: resuming from step %s, the newest intact checkpoint in %s\n",
+                             resume.c_str(), step.c_str(), dir.c_str());
+            return std::move(*files);
+        }
+        if (!damage.empty() && (all_ranks_intact || rank == 0))
+            std::fprintf(stderr, "--resume %s: skipping the damaged checkpoint of step %s: %s\n", resume.c_str(),
+                         step.c_str(), damage.c_str());
+        damaged.push_back("step " + step + ": " + (damage.empty() ? "damaged on another process" : damage));
+    }
+    if (damaged.empty()) return std::nullopt;
+    std::string list;
+    for (const std::string& entry : damaged) list += "\n  " + entry;
+    throw std::runtime_error("--resume " + resume + ": no intact checkpoint in " + dir + ", every one is damaged:" + list +
+                             "\nRestore the files from a copy, or move them away to start the run afresh");
+}
+
+}  // namespace
+
 std::optional<CheckpointFiles> locate_resume_checkpoint(const std::string& resume, const std::string& out_dir,
-                                                        int world_size) {
+                                                        int world_size, int rank,
+                                                        const AllRanksIntact& all_ranks_intact) {
     if (resume.empty()) return std::nullopt;
-    if (resume == "auto") return find_latest_checkpoint(out_dir, world_size);
+    if (resume == "auto") return newest_intact_checkpoint(resume, out_dir, world_size, rank, all_ranks_intact);
     std::error_code error;
     if (fs::is_directory(resume, error)) {
-        std::optional<CheckpointFiles> files = find_latest_checkpoint(resume, world_size);
+        std::optional<CheckpointFiles> files = newest_intact_checkpoint(resume, resume, world_size, rank, all_ranks_intact);
         if (!files)
             throw std::runtime_error("--resume " + resume + ": the directory holds no complete checkpoint (a model_SSSSSSSS.bin with state files for " +
                                      std::to_string(world_size) + " rank(s))");

@@ -1,5 +1,7 @@
 #include "host/tensorboard_writer.h"
 
+#include "host/crc32c.h"
+
 #include <unistd.h>
 
 #include <array>
@@ -13,20 +15,6 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "event files are little
 
 namespace tensorboard {
 namespace {
-
-// The reflected Castagnoli polynomial (0x1EDC6F41 bit-reversed).
-constexpr uint32_t kCastagnoli = 0x82F63B78u;
-
-constexpr std::array<uint32_t, 256> crc_table() {
-    std::array<uint32_t, 256> table{};
-    for (uint32_t byte = 0; byte < 256; byte++) {
-        uint32_t crc = byte;
-        for (int bit = 0; bit < 8; bit++) crc = (crc >> 1) ^ (crc & 1 ? kCastagnoli : 0);
-        table[byte] = crc;
-    }
-    return table;
-}
-constexpr std::array<uint32_t, 256> kCrcTable = crc_table();
 
 // Protocol buffer encoding: a field key is (number << 3) | wire type.
 enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5 };
@@ -55,15 +43,8 @@ double now_seconds() {
 
 }  // namespace
 
-uint32_t crc32c(const void* data, size_t bytes) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    uint32_t crc = 0xFFFFFFFFu;
-    for (size_t i = 0; i < bytes; i++) crc = kCrcTable[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-    return crc ^ 0xFFFFFFFFu;
-}
-
 uint32_t masked_crc32c(const void* data, size_t bytes) {
-    const uint32_t crc = crc32c(data, bytes);
+    const uint32_t crc = crc32c_extend(0, data, bytes);
     return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u;
 }
 

@@ -40,7 +40,7 @@ class TensorBoardWriter {
 };
 
 namespace tensorboard {
-uint32_t crc32c(const void* data, size_t bytes);
+// The masked CRC-32C of the framing (host/crc32c.h computes the CRC).
 uint32_t masked_crc32c(const void* data, size_t bytes);
 // One TFRecord around `data` (the framing described above).
 std::string record(const std::string& data);

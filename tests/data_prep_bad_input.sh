@@ -5,7 +5,9 @@
 # tokenized like Python's errors="replace" (each ill-formed sequence becomes U+FFFD).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[ -x data_prep/prepare ] && [ -x data_prep/dump ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
+# The data_prep tools under test (make test-asan points this at sanitized builds).
+export DATA_PREP_BIN=${DATA_PREP_BIN:-./data_prep}
+[ -x "$DATA_PREP_BIN/prepare" ] && [ -x "$DATA_PREP_BIN/dump" ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
 tmp=$(mktemp -d)
 mounts=()
 cleanup() {
@@ -40,7 +42,7 @@ expect_no_output() {
     [ ! -e "$dir/manifest.json" ] || fail "$dir has a manifest after a failure"
     [ -z "$(ls -A "$dir" 2>/dev/null | grep -E '\.bin$|\.tmp$|^\.staging$')" ] || fail "$dir has leftovers: $(ls -A "$dir")"
 }
-prepare_text() { ./data_prep/prepare text --data-dir "$tmp/data" --name bad "$@"; }
+prepare_text() { "$DATA_PREP_BIN"/prepare text --data-dir "$tmp/data" --name bad "$@"; }
 
 # Missing and empty inputs.
 expect "missing input" 1 "$tmp/absent.txt" "not found" -- prepare_text --input "$tmp/absent.txt"
@@ -58,6 +60,33 @@ for f in notes.jsonl.gz story.txt.xz more.jsonl.zst; do
     expect_no_output "$tmp/data/bad"
 done
 
+# A corrupt gzip stream: its CRC-32 (the trailer's first 4 bytes) no longer matches the data.
+python3 - tests/fixtures/text/notes.jsonl.gz "$tmp/crc.jsonl.gz" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+data[-8] ^= 0x01
+open(sys.argv[2], "wb").write(data)
+PY
+expect "gzip CRC-32 mismatch" 1 "$tmp/crc.jsonl.gz" "CRC-32" "truncated or corrupt" -- prepare_text --input "$tmp/crc.jsonl.gz"
+expect_no_output "$tmp/data/bad"
+
+# A directory holding a PNG and a token shard beside its text: only the text is tokenized, the
+# others are listed on stderr and in the manifest. Named on the command line, a PNG is an error.
+mkdir -p "$tmp/mixed"
+cp tests/fixtures/text/plain.txt "$tmp/mixed/"
+printf '\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10' >"$tmp/mixed/logo.png"
+"$DATA_PREP_BIN"/prepare text --data-dir "$tmp/data" --name plain --input tests/fixtures/text/plain.txt --val-fraction 0 >/dev/null 2>&1
+cp "$tmp/data/plain/plain_train_000000.bin" "$tmp/mixed/"
+expect "directory with binaries" 0 "skipped 2 binary input(s)" "$tmp/mixed/logo.png: a PNG image" \
+    "$tmp/mixed/plain_train_000000.bin: a token shard" -- "$DATA_PREP_BIN"/prepare text --data-dir "$tmp/data" --name mixed \
+    --input "$tmp/mixed" --val-fraction 0
+cmp -s "$tmp/data/plain/plain_train_000000.bin" "$tmp/data/mixed/mixed_train_000000.bin" ||
+    fail "directory with binaries: the tokens differ from those of its text file alone"
+grep -q '"kind": "a PNG image"' "$tmp/data/mixed/manifest.json" || fail "skipped PNG not in the manifest"
+expect "binary named on the command line" 1 "$tmp/mixed/logo.png is binary (a PNG image)" -- \
+    prepare_text --input "$tmp/mixed/logo.png"
+expect_no_output "$tmp/data/bad"
+
 # Invalid JSON lines: an error naming file and line, or skipped and counted on request.
 printf '{"text": "fine"}\n{"text": oops}\n' >"$tmp/broken.jsonl"
 expect "invalid JSON line" 1 "$tmp/broken.jsonl:2: invalid JSON" "--skip-invalid-json" -- prepare_text --input "$tmp/broken.jsonl"
@@ -67,21 +96,21 @@ grep -q '"skipped_invalid_documents": 1' "$tmp/data/bad/manifest.json" || fail "
 
 # Invalid UTF-8 is not an error: U+FFFD replacement, as the tokenizer documents.
 printf 'caf\xe9 \xff ok \xe2\x82\n' >"$tmp/latin1.txt"
-expect "invalid UTF-8 input" 0 -- ./data_prep/prepare text --data-dir "$tmp/data" --name utf8 --input "$tmp/latin1.txt" --val-fraction 0
-./data_prep/dump "$tmp/data/utf8/utf8_train_000000.bin" --text 2>/dev/null >"$tmp/decoded"
+expect "invalid UTF-8 input" 0 -- "$DATA_PREP_BIN"/prepare text --data-dir "$tmp/data" --name utf8 --input "$tmp/latin1.txt" --val-fraction 0
+"$DATA_PREP_BIN"/dump "$tmp/data/utf8/utf8_train_000000.bin" --text 2>/dev/null >"$tmp/decoded"
 printf 'caf\xef\xbf\xbd \xef\xbf\xbd ok \xef\xbf\xbd\n<|endoftext|>\n' | cmp -s - "$tmp/decoded" || fail "invalid UTF-8 not replaced by U+FFFD: $(od -c "$tmp/decoded" | head -3)"
 
 # An unwritable output directory.
 echo x >"$tmp/a_file"
-expect "output under a regular file" 1 "$tmp/a_file/tiny" "--data-dir" -- ./data_prep/prepare tiny --data-dir "$tmp/a_file"
+expect "output under a regular file" 1 "$tmp/a_file/tiny" "--data-dir" -- "$DATA_PREP_BIN"/prepare tiny --data-dir "$tmp/a_file"
 mkdir -p "$tmp/ro"
 if [ "$(id -u)" -ne 0 ]; then
     chmod 555 "$tmp/ro"
-    expect "read-only output directory" 1 "$tmp/ro/tiny" "--data-dir" -- ./data_prep/prepare tiny --data-dir "$tmp/ro"
+    expect "read-only output directory" 1 "$tmp/ro/tiny" "--data-dir" -- "$DATA_PREP_BIN"/prepare tiny --data-dir "$tmp/ro"
     chmod 755 "$tmp/ro"
 elif mount -t tmpfs -o ro,size=1m tmpfs "$tmp/ro" 2>/dev/null; then
     mounts+=("$tmp/ro")
-    expect "read-only file system" 1 "$tmp/ro/tiny" "Read-only file system" -- ./data_prep/prepare tiny --data-dir "$tmp/ro"
+    expect "read-only file system" 1 "$tmp/ro/tiny" "Read-only file system" -- "$DATA_PREP_BIN"/prepare tiny --data-dir "$tmp/ro"
 else
     echo "skip: read-only directory (root without mount permission; covered by the regular-file case)"
 fi
@@ -92,23 +121,23 @@ mkdir -p "$tmp/full"
 if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=256k tmpfs "$tmp/full" 2>/dev/null; then
     mounts+=("$tmp/full")
     expect "full disk (tmpfs)" 1 "$tmp/full/tiny/.staging/tiny_train_000000.bin.tmp" "No space left on device" -- \
-        ./data_prep/prepare tiny --data-dir "$tmp/full"
+        "$DATA_PREP_BIN"/prepare tiny --data-dir "$tmp/full"
     expect_no_output "$tmp/full/tiny"
 else
     echo "skip: tmpfs full-disk case (needs root and mount); the file-size limit case follows"
 fi
-expect "file size limit" 1 ".bin.tmp" "File too large" -- bash -c "ulimit -f 100 && exec ./data_prep/prepare tiny --data-dir '$tmp/limited'"
+expect "file size limit" 1 ".bin.tmp" "File too large" -- bash -c "ulimit -f 100 && exec $DATA_PREP_BIN/prepare tiny --data-dir '$tmp/limited'"
 expect_no_output "$tmp/limited/tiny"
 
 # Missing vocabulary.
-expect "missing vocabulary" 1 "$tmp/novocab" -- ./data_prep/prepare tiny --data-dir "$tmp/data" --vocab "$tmp/novocab"
+expect "missing vocabulary" 1 "$tmp/novocab" -- "$DATA_PREP_BIN"/prepare tiny --data-dir "$tmp/data" --vocab "$tmp/novocab"
 
 # Command-line mistakes: status 2.
-expect "unknown option" 2 "unknown option --bogus" -- ./data_prep/prepare tiny --bogus
-expect "option of another recipe" 2 "--input does not apply to the tiny recipe" -- ./data_prep/prepare tiny --input x
-expect "unknown recipe" 2 "unknown recipe 'tinny'" -- ./data_prep/prepare tinny
-expect "bad number" 2 "--val-fraction 2" -- ./data_prep/prepare tiny --val-fraction 2
-expect "text without name" 1 "--name" -- ./data_prep/prepare text --input tests/fixtures/text
+expect "unknown option" 2 "unknown option --bogus" -- "$DATA_PREP_BIN"/prepare tiny --bogus
+expect "option of another recipe" 2 "--input does not apply to the tiny recipe" -- "$DATA_PREP_BIN"/prepare tiny --input x
+expect "unknown recipe" 2 "unknown recipe 'tinny'" -- "$DATA_PREP_BIN"/prepare tinny
+expect "bad number" 2 "--val-fraction 2" -- "$DATA_PREP_BIN"/prepare tiny --val-fraction 2
+expect "text without name" 1 "--name" -- "$DATA_PREP_BIN"/prepare text --input tests/fixtures/text
 
 # Shards the readers must reject (dump validates like the trainer's reader).
 python3 - "$tmp" <<'PY'
@@ -124,12 +153,12 @@ shard("version.bin", version=7)
 shard("count.bin", count=4)
 shard("vocab.bin", tokens=(1, 50257, 3))
 PY
-expect "dump of a good shard" 0 -- ./data_prep/dump "$tmp/good.bin"
-expect "wrong magic" 1 "$tmp/magic.bin" "wrong magic number 1234" -- ./data_prep/dump "$tmp/magic.bin"
-expect "unknown version" 1 "$tmp/version.bin" "unknown token shard version 7" -- ./data_prep/dump "$tmp/version.bin"
-expect "count vs size" 1 "$tmp/count.bin" "the header says 4 tokens" -- ./data_prep/dump "$tmp/count.bin"
-expect "id outside the vocabulary" 1 "$tmp/vocab.bin" "token id 50257 at position 1" -- ./data_prep/dump "$tmp/vocab.bin"
-expect "missing shard" 1 "$tmp/none.bin" -- ./data_prep/dump "$tmp/none.bin"
+expect "dump of a good shard" 0 -- "$DATA_PREP_BIN"/dump "$tmp/good.bin"
+expect "wrong magic" 1 "$tmp/magic.bin" "wrong magic number 1234" -- "$DATA_PREP_BIN"/dump "$tmp/magic.bin"
+expect "unknown version" 1 "$tmp/version.bin" "unknown token shard version 7" -- "$DATA_PREP_BIN"/dump "$tmp/version.bin"
+expect "count vs size" 1 "$tmp/count.bin" "the header says 4 tokens" -- "$DATA_PREP_BIN"/dump "$tmp/count.bin"
+expect "id outside the vocabulary" 1 "$tmp/vocab.bin" "token id 50257 at position 1" -- "$DATA_PREP_BIN"/dump "$tmp/vocab.bin"
+expect "missing shard" 1 "$tmp/none.bin" -- "$DATA_PREP_BIN"/dump "$tmp/none.bin"
 
 if [ "$failures" -ne 0 ]; then echo "FAIL: data_prep_bad_input ($failures failures)"; exit 1; fi
 echo "PASS: data_prep_bad_input"

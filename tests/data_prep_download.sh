@@ -5,7 +5,9 @@
 # a checksum mismatch is rejected; an unreachable server says how to work offline.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[ -x data_prep/prepare ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
+# The data_prep tools under test (make test-asan points this at sanitized builds).
+export DATA_PREP_BIN=${DATA_PREP_BIN:-./data_prep}
+[ -x "$DATA_PREP_BIN/prepare" ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
 tmp=$(mktemp -d)
 server_pid=
 stop_server() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; server_pid=; }
@@ -25,7 +27,7 @@ start_server() {
     url="http://127.0.0.1:$(awk '{print $2}' "$tmp/port")"
     [ "$url" != "http://127.0.0.1:" ] || { echo "FAIL: the fixture server did not start"; exit 1; }
 }
-pile() { ./data_prep/prepare pile --pile-train-files 2 --checksums tests/fixtures/pile/SHA256SUMS "$@"; }
+pile() { "$DATA_PREP_BIN"/prepare pile --pile-train-files 2 --checksums tests/fixtures/pile/SHA256SUMS "$@"; }
 
 # 1. Every file verified; the first response of each drops after 100 bytes and is resumed.
 start_server tests/fixtures/pile --drop-after 100 --drop-count 1
@@ -65,7 +67,7 @@ fi
 # 3. Checksum mismatch: rejected, the bad download deleted.
 start_server tests/fixtures/pile
 sed 's/^[0-9a-f]\{8\}/00000000/' tests/fixtures/pile/SHA256SUMS >"$tmp/wrong_sums"
-if ./data_prep/prepare pile --data-dir "$tmp/c" --url "$url" --pile-train-files 2 --checksums "$tmp/wrong_sums" >"$tmp/out" 2>"$tmp/err"; then
+if "$DATA_PREP_BIN"/prepare pile --data-dir "$tmp/c" --url "$url" --pile-train-files 2 --checksums "$tmp/wrong_sums" >"$tmp/out" 2>"$tmp/err"; then
     fail "a checksum mismatch was accepted"
 else
     grep -q "SHA-256 mismatch" "$tmp/err" || fail "no checksum message: $(cat "$tmp/err")"
@@ -75,7 +77,7 @@ fi
 
 # 4. OpenWebText's tar.xz of .xz tars, downloaded.
 start_server tests/fixtures/owt
-if ./data_prep/prepare openwebtext --data-dir "$tmp/d" --url "$url/openwebtext.tar.xz" --val-fraction 0.1 >"$tmp/out" 2>"$tmp/err"; then
+if "$DATA_PREP_BIN"/prepare openwebtext --data-dir "$tmp/d" --url "$url/openwebtext.tar.xz" --val-fraction 0.1 >"$tmp/out" 2>"$tmp/err"; then
     grep -q "val .* 3 documents" "$tmp/out" || fail "openwebtext split: $(cat "$tmp/out")"  # ceil(0.1 * 25)
     echo "ok: openwebtext download and holdout"
 else
@@ -84,7 +86,7 @@ fi
 stop_server
 
 # 5. No server (like no network): a clear message on working offline.
-if ./data_prep/prepare pile --data-dir "$tmp/e" --url "http://127.0.0.1:1" --retries 0 >"$tmp/out" 2>"$tmp/err"; then
+if "$DATA_PREP_BIN"/prepare pile --data-dir "$tmp/e" --url "http://127.0.0.1:1" --retries 0 >"$tmp/out" 2>"$tmp/err"; then
     fail "download from a closed port succeeded"
 else
     grep -q -- "--source-dir" "$tmp/err" || fail "offline message lacks --source-dir: $(cat "$tmp/err")"

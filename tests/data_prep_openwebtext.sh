@@ -9,7 +9,9 @@
 # <|endoftext|>). Also from the extracted subset archives (--source-dir): identical shards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x data_prep/prepare ] && [ -x data_prep/tokenize ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
+# The data_prep tools under test (make test-asan points this at sanitized builds).
+export DATA_PREP_BIN=${DATA_PREP_BIN:-./data_prep}
+[ -x "$DATA_PREP_BIN/prepare" ] && [ -x "$DATA_PREP_BIN/tokenize" ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
 python=${NUMPY_PYTHON:-/usr/bin/python3}
 if ! "$python" -c 'import numpy' 2>/dev/null; then
     echo "SKIPPED: numpy is not importable by $python (install python3-numpy)"
@@ -20,7 +22,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 for fraction in 0.2 0.0005; do
-    ./data_prep/prepare openwebtext --data-dir "$tmp/$fraction" --source-dir tests/fixtures/owt \
+    "$DATA_PREP_BIN"/prepare openwebtext --data-dir "$tmp/$fraction" --source-dir tests/fixtures/owt \
         --val-fraction "$fraction" --threads 2 >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "prepare openwebtext"; }
     [ ! -e "$tmp/$fraction/openwebtext/downloads/openwebtext-subsets" ] || fail "the extracted subsets were not removed"
     "$python" - "$tmp/$fraction/openwebtext" "$fraction" "$tmp/builder" <<'PY' || fail "val fraction $fraction"
@@ -57,7 +59,7 @@ expected_val = [texts[i] for i in test if texts[i]]
 expected_train = [texts[i] for i in range(n) if i not in held_out and texts[i]]
 
 def tokens(text):
-    ids = subprocess.run(["./data_prep/tokenize", "encode"], input=text.encode(), capture_output=True,
+    ids = subprocess.run([os.environ["DATA_PREP_BIN"] + "/tokenize", "encode"], input=text.encode(), capture_output=True,
                          check=True).stdout.split()
     return [int(i) for i in ids] + [50256]
 
@@ -91,7 +93,7 @@ done
 DATA=$tmp/extracted
 mkdir -p "$tmp/subsets"
 tar -xJf tests/fixtures/owt/openwebtext.tar.xz -C "$tmp/subsets"
-./data_prep/prepare openwebtext --data-dir "$DATA" --source-dir "$tmp/subsets" --val-fraction 0.2 --threads 1 \
+"$DATA_PREP_BIN"/prepare openwebtext --data-dir "$DATA" --source-dir "$tmp/subsets" --val-fraction 0.2 --threads 1 \
     >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; fail "prepare from extracted subsets"; }
 for f in "$tmp/0.2/openwebtext"/*.bin; do
     cmp -s "$f" "$DATA/openwebtext/$(basename "$f")" || fail "$(basename "$f") differs when read from the extracted subsets"

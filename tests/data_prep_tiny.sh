@@ -4,12 +4,14 @@
 # output does not depend on --threads, and that ./data_prep/dump agrees with the manifest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x data_prep/prepare ] && [ -x data_prep/dump ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
+# The data_prep tools under test (make test-asan points this at sanitized builds).
+export DATA_PREP_BIN=${DATA_PREP_BIN:-./data_prep}
+[ -x "$DATA_PREP_BIN/prepare" ] && [ -x "$DATA_PREP_BIN/dump" ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-DATA_DIR=$tmp/a ./data_prep/prepare tiny --threads 2 >"$tmp/first.out" 2>"$tmp/first.err" || { cat "$tmp/first.err"; fail "prepare tiny"; }
+DATA_DIR=$tmp/a "$DATA_PREP_BIN"/prepare tiny --threads 2 >"$tmp/first.out" 2>"$tmp/first.err" || { cat "$tmp/first.err"; fail "prepare tiny"; }
 cat "$tmp/first.out"
 grep -q "tiny written to $tmp/a/tiny" "$tmp/first.out" || fail "no summary line"
 out=$tmp/a/tiny
@@ -21,7 +23,7 @@ train_shards=$(ls "$out"/tiny_train_*.bin | wc -l)
 
 # The manifest's counts equal what dump reads from the shards.
 python3 - "$out" <<'PY' || fail "manifest does not match the shards"
-import json, subprocess, sys
+import json, os, subprocess, sys
 out = sys.argv[1]
 manifest = json.load(open(f"{out}/manifest.json"))
 assert manifest["splits"]["val"]["documents"] == 2, "2 of the 100 corpus files are the val split"
@@ -30,7 +32,7 @@ for split, info in manifest["splits"].items():
     tokens = documents = 0
     for shard in info["shards"]:
         stats = dict(line.split(None, 1) for line in
-                     subprocess.run(["./data_prep/dump", f"{out}/{shard['file']}"], check=True, capture_output=True,
+                     subprocess.run([os.environ["DATA_PREP_BIN"] + "/dump", f"{out}/{shard['file']}"], check=True, capture_output=True,
                                     text=True).stdout.splitlines())
         assert int(stats["tokens"]) == shard["tokens"], shard
         tokens += int(stats["tokens"])
@@ -81,19 +83,19 @@ console.log(`all ${files.length} documents equal tiktoken's tokens (98 train, va
 JS
 
 # The decoded text of the first document is corpus text.
-./data_prep/dump "$out/tiny_train_000000.bin" --text --limit 200 2>/dev/null | grep -q '[a-z]' || fail "dump --text"
+"$DATA_PREP_BIN"/dump "$out/tiny_train_000000.bin" --text --limit 200 2>/dev/null | grep -q '[a-z]' || fail "dump --text"
 
 # A complete dataset is not rebuilt.
-DATA_DIR=$tmp/a ./data_prep/prepare tiny >"$tmp/second.out" 2>&1 || fail "rerun"
+DATA_DIR=$tmp/a "$DATA_PREP_BIN"/prepare tiny >"$tmp/second.out" 2>&1 || fail "rerun"
 grep -q "already complete" "$tmp/second.out" || fail "rerun did not report a complete dataset"
 
 # Same bytes with one thread.
-DATA_DIR=$tmp/b ./data_prep/prepare tiny --threads 1 >/dev/null 2>&1 || fail "prepare tiny --threads 1"
+DATA_DIR=$tmp/b "$DATA_PREP_BIN"/prepare tiny --threads 1 >/dev/null 2>&1 || fail "prepare tiny --threads 1"
 for f in "$out"/*.bin; do cmp -s "$f" "$tmp/b/tiny/$(basename "$f")" || fail "$(basename "$f") differs between 2 threads and 1"; done
 [ "$(ls "$tmp/b/tiny"/*.bin | wc -l)" -eq "$(ls "$out"/*.bin | wc -l)" ] || fail "different shard counts"
 
 # Killed at a random moment: either complete (manifest) or, on rerun, rebuilt identically.
-DATA_DIR=$tmp/c ./data_prep/prepare tiny --threads 1 >/dev/null 2>&1 &
+DATA_DIR=$tmp/c "$DATA_PREP_BIN"/prepare tiny --threads 1 >/dev/null 2>&1 &
 victim=$!
 sleep 0.$((RANDOM % 9 + 1))
 kill -9 "$victim" 2>/dev/null || true
@@ -101,7 +103,7 @@ wait "$victim" 2>/dev/null || true
 if [ ! -f "$tmp/c/tiny/manifest.json" ]; then
     echo "killed before completion; files left: $(ls -A "$tmp/c/tiny" 2>/dev/null | tr '\n' ' ')"
 fi
-DATA_DIR=$tmp/c ./data_prep/prepare tiny --threads 2 >/dev/null 2>&1 || fail "rerun after kill"
+DATA_DIR=$tmp/c "$DATA_PREP_BIN"/prepare tiny --threads 2 >/dev/null 2>&1 || fail "rerun after kill"
 for f in "$out"/*.bin; do cmp -s "$f" "$tmp/c/tiny/$(basename "$f")" || fail "rerun after kill: $(basename "$f") differs"; done
 [ -z "$(ls -A "$tmp/c/tiny" | grep -E '\.tmp$|^\.staging$' || true)" ] || fail "leftovers after rerun"
 echo "PASS: data_prep_tiny"

@@ -5,7 +5,9 @@
 # does nothing; a checksum mismatch is rejected; --source-dir works without a server. Exit 0 = pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[ -x data_prep/prepare ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
+# The data_prep tools under test (make test-asan points this at sanitized builds).
+export DATA_PREP_BIN=${DATA_PREP_BIN:-./data_prep}
+[ -x "$DATA_PREP_BIN/prepare" ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
 tmp=$(mktemp -d)
 server_pid=
 stop_server() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; server_pid=; }
@@ -19,7 +21,7 @@ server_pid=$!
 for _ in $(seq 50); do grep -q PORT "$tmp/port" && break; sleep 0.1; done
 url="http://127.0.0.1:$(awk '{print $2}' "$tmp/port")/hellaswag_val.jsonl"
 
-./data_prep/prepare hellaswag --data-dir "$tmp/a" --url "$url" --checksums "$fixtures/SHA256SUMS" >"$tmp/out" 2>"$tmp/err" \
+"$DATA_PREP_BIN"/prepare hellaswag --data-dir "$tmp/a" --url "$url" --checksums "$fixtures/SHA256SUMS" >"$tmp/out" 2>"$tmp/err" \
     || fail "hellaswag download: $(cat "$tmp/err")"
 grep -q "range=bytes=100- 206" "$tmp/requests.log" || fail "no resumed request: $(cat "$tmp/requests.log")"
 cmp -s "$fixtures/hellaswag_val.jsonl" "$tmp/a/hellaswag/downloads/hellaswag_val.jsonl" || fail "downloaded file differs"
@@ -35,12 +37,12 @@ assert len(data) == 32 + 4 * (3 * 7 + tokens), "size disagrees with the token co
 PY
 echo "ok: downloaded (resumed after a dropped connection), verified, tokenized: $(head -1 "$tmp/out")"
 
-./data_prep/prepare hellaswag --data-dir "$tmp/a" --url "$url" >"$tmp/out" 2>&1 || fail "rerun: $(cat "$tmp/out")"
+"$DATA_PREP_BIN"/prepare hellaswag --data-dir "$tmp/a" --url "$url" >"$tmp/out" 2>&1 || fail "rerun: $(cat "$tmp/out")"
 grep -q "already complete" "$tmp/out" || fail "rerun did work again: $(cat "$tmp/out")"
 echo "ok: a rerun does nothing"
 
 sed 's/^[0-9a-f]\{8\}/00000000/' "$fixtures/SHA256SUMS" >"$tmp/wrong_sums"
-if ./data_prep/prepare hellaswag --data-dir "$tmp/b" --url "$url" --checksums "$tmp/wrong_sums" >"$tmp/out" 2>"$tmp/err"; then
+if "$DATA_PREP_BIN"/prepare hellaswag --data-dir "$tmp/b" --url "$url" --checksums "$tmp/wrong_sums" >"$tmp/out" 2>"$tmp/err"; then
     fail "a checksum mismatch was accepted"
 fi
 grep -q "SHA-256 mismatch" "$tmp/err" || fail "no checksum message: $(cat "$tmp/err")"
@@ -48,7 +50,7 @@ grep -q "SHA-256 mismatch" "$tmp/err" || fail "no checksum message: $(cat "$tmp/
 echo "ok: checksum mismatch rejected"
 stop_server
 
-./data_prep/prepare hellaswag --data-dir "$tmp/c" --source-dir "$fixtures" >"$tmp/out" 2>"$tmp/err" \
+"$DATA_PREP_BIN"/prepare hellaswag --data-dir "$tmp/c" --source-dir "$fixtures" >"$tmp/out" 2>"$tmp/err" \
     || fail "--source-dir: $(cat "$tmp/err")"
 cmp -s "$tmp/a/hellaswag/hellaswag_val.bin" "$tmp/c/hellaswag/hellaswag_val.bin" || fail "--source-dir gave other items"
 echo "ok: --source-dir without a server gives the same items"

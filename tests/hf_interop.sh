@@ -9,13 +9,15 @@
 # against transformers on the GPU machine. Exit 0 = pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The data_prep tools under test (make test-asan points this at sanitized builds).
+export DATA_PREP_BIN=${DATA_PREP_BIN:-./data_prep}
 
 python=""
 for p in ${PYTHON:-} python3 /usr/bin/python3; do
     if "$p" -c 'import torch, numpy' >/dev/null 2>&1; then python=$p; break; fi
 done
 [ -n "$python" ] || { echo "FAIL: no Python with PyTorch and numpy (install python3-torch, or set PYTHON)"; exit 1; }
-[ -x data_prep/hf ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
+[ -x "$DATA_PREP_BIN/hf" ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -43,9 +45,9 @@ vocab_args=(--no-tokenizer)
 [ -f data/vocab/encoder.json ] && vocab_args=(--vocab data/vocab)
 for variant in $variants; do
     name=${variant%%:*}
-    ./data_prep/hf export "$work/$name.bin" "$work/$name" "${vocab_args[@]}" >"$work/$name.log"
+    "$DATA_PREP_BIN"/hf export "$work/$name.bin" "$work/$name" "${vocab_args[@]}" >"$work/$name.log"
 done
-./data_prep/hf export "$work/gpt2_scaled.bin" "$work/gpt2_scaled_flag" --layer-scaling flag --no-tokenizer >/dev/null
+"$DATA_PREP_BIN"/hf export "$work/gpt2_scaled.bin" "$work/gpt2_scaled_flag" --layer-scaling flag --no-tokenizer >/dev/null
 
 "$python" - "$work" <<'EOF'
 import json, os, sys
@@ -118,7 +120,7 @@ config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_layer":
           "n_positions": T, "n_ctx": T, "vocab_size": V, "activation_function": "gelu_new",
           "layer_norm_epsilon": 1e-5, "scale_attn_by_inverse_layer_idx": True}
 json.dump(config, open(f"{work}/hub/config.json", "w"))
-status = os.system(f"./data_prep/hf import {work}/hub {work}/hub.bin > {work}/import.log 2>&1")
+status = os.system(f"{os.environ['DATA_PREP_BIN']}/hf import {work}/hub {work}/hub.bin > {work}/import.log 2>&1")
 if status:
     print("FAIL: import of the hub-style directory:", open(f"{work}/import.log").read()); sys.exit(1)
 cfg, params = read_checkpoint(f"{work}/hub.bin")
@@ -140,7 +142,7 @@ cfg = ModelConfig(n_layer=1, n_embd=32, n_head=4, max_seq_len=16, padded_vocab_s
                   rotary_dim=0)
 write_checkpoint(f"{sys.argv[1]}/post_norm.bin", cfg, {n: np.zeros(s, np.float32) for n, s in parameter_shapes(cfg)})
 EOF
-if ./data_prep/hf export "$work/post_norm.bin" "$work/post_norm" --no-tokenizer >"$work/out" 2>"$work/err"; then
+if "$DATA_PREP_BIN"/hf export "$work/post_norm.bin" "$work/post_norm" --no-tokenizer >"$work/out" 2>"$work/err"; then
     echo "FAIL: a post-norm model was exported"; exit 1
 fi
 grep -q "no Hugging Face architecture computes that exactly" "$work/err" || { echo "FAIL: post-norm message: $(cat "$work/err")"; exit 1; }

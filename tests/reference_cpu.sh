@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The PyTorch reference (dev/reference) on the CPU, on a tiny model: its self-test (Philox known
 # answer, gradient checks), sane outputs in several modes, determinism through its own
-# checkpoint, bad-input errors, a bundle written by Python read back (and re-written
+# checkpoint, bad-input errors (a checkpoint with a flipped bit among them), a bundle written by Python read back (and re-written
 # byte-identically) by host/tensor_bundle.cpp, and its dropout masks equal, bit for bit, to
 # kernels/common.cuh's DropoutParams::keep and attention_keep (when nvcc is present). Exit 0 = pass.
 set -euo pipefail
@@ -87,6 +87,13 @@ expect_error "$work/garbage.bin: magic" reference --out "$work/x" --init-from "$
 head -c 2000 "$work/pre/model.bin" >"$work/short.bin"
 expect_error "$work/short.bin: 2000 bytes, but its header describes" \
     reference --out "$work/x" --init-from "$work/short.bin"
+"$python" - "$work/pre/model.bin" "$work/flipped.bin" <<'EOF'
+import sys
+blob = bytearray(open(sys.argv[1], "rb").read())
+blob[-5] ^= 0x01  # one bit of the last weight
+open(sys.argv[2], "wb").write(blob)
+EOF
+expect_error "$work/flipped.bin: the weights fail their checksum" reference --out "$work/x" --init-from "$work/flipped.bin"
 expect_error "--n-layer disagree" reference --out "$work/x" --init-from "$work/pre/model.bin" --n-layer 3
 expect_error "--n-embd 64 must be a positive multiple of --n-head 5" reference --out "$work/x" --n-head 5
 expect_error "--rotary-fraction 0.3" reference --out "$work/x" --rotary-fraction 0.3

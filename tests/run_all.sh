@@ -2,7 +2,8 @@
 # Runs the test suites named on the command line ("cpu", "gpu") and prints one summary line:
 #   tests: N passed, M failed, K skipped
 # Each GoogleTest case counts as one test; each tests/*.sh script, each dev/cuda workbench
-# validation and test_gpt2cu count as one test each.
+# validation and test_gpt2cu count as one test each. CPU_TESTS and DATA_PREP_BIN name other builds
+# of the GoogleTest binary and the data_prep tools (make test-asan: sanitized ones).
 set -u
 cd "$(dirname "$0")/.."
 
@@ -21,10 +22,10 @@ record() {  # name status(0=pass) log
 }
 
 run_cpu_suite() {
-    echo "== CPU tests"
+    echo "== CPU tests${CPU_TESTS:+ ($CPU_TESTS, data_prep tools from ${DATA_PREP_BIN:-./data_prep})}"
     local gtest_log=$log_dir/cpu_tests.log
     # The Python reference-state case runs in tests/reference_cpu.sh, which makes its input.
-    build/tests/cpu_tests --gtest_filter=-TensorBundle.ReadsAReferenceStateWrittenByPython >"$gtest_log" 2>&1
+    "${CPU_TESTS:-build/tests/cpu_tests}" --gtest_filter=-TensorBundle.ReadsAReferenceStateWrittenByPython >"$gtest_log" 2>&1
     local status=$?
     local ok bad skip
     ok=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$gtest_log" | tail -n1)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "host/checkpoint.h"
+#include "host/crc32c.h"
 #include "host/shard.h"
 #include "tests/test_support.h"
 
@@ -61,6 +62,16 @@ std::vector<float> random_floats(int64_t count, unsigned seed) {
 }
 
 void truncate_by(const std::string& path, uintmax_t bytes) { fs::resize_file(path, fs::file_size(path) - bytes); }
+
+// Makes a model file's header checksum ([14]) match its header again after an edit.
+void rewrite_model_header_checksum(const std::string& file) {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    int32_t header[256];
+    f.read(reinterpret_cast<char*>(header), sizeof(header));
+    const uint32_t checksum = model_header_checksum(header);
+    f.seekp(14 * 4);
+    f.write(reinterpret_cast<const char*>(&checksum), 4);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Layout
@@ -221,7 +232,7 @@ TEST_F(CheckpointTest, HeaderLayoutIsAsDocumented) {
     int32_t header[256];
     std::memcpy(header, bytes.data(), sizeof(header));
     EXPECT_EQ(header[0], 20261127);
-    EXPECT_EQ(header[1], 1);
+    EXPECT_EQ(header[1], 2);
     EXPECT_EQ(header[2], 2);
     EXPECT_EQ(header[3], 8);
     EXPECT_EQ(header[4], 2);
@@ -233,7 +244,11 @@ TEST_F(CheckpointTest, HeaderLayoutIsAsDocumented) {
     EXPECT_EQ(header[10], 10000);
     EXPECT_EQ(header[11], 0);
     EXPECT_EQ(header[12], 77);
-    for (int i = 13; i < 256; ++i) EXPECT_EQ(header[i], 0) << i;
+    EXPECT_EQ(static_cast<uint32_t>(header[13]), crc32c_extend(0, bytes.data() + 1024, bytes.size() - 1024));
+    const uint32_t header_checksum = static_cast<uint32_t>(header[14]);
+    header[14] = 0;
+    EXPECT_EQ(header_checksum, crc32c_extend(0, header, sizeof(header)));
+    for (int i = 15; i < 256; ++i) EXPECT_EQ(header[i], 0) << i;
     float first;
     std::memcpy(&first, bytes.data() + 1024, 4);
     EXPECT_EQ(first, params[0]);
@@ -319,8 +334,49 @@ TEST_F(CheckpointTest, WrongVersionOrDtypeIsRejected) {
         const int32_t bad = 7;
         f.write(reinterpret_cast<const char*>(&bad), 4);
         f.close();
+        rewrite_model_header_checksum(file);  // a well-formed file of an unsupported kind, not damage
         const std::string message = error_of([&] { read_model_header(file); });
         EXPECT_NE(message.find(field == 1 ? "version 7" : "dtype 7"), std::string::npos) << message;
+    }
+}
+
+// Found by fuzz/model_file_fuzzer: a version-1 header with n_layer 167772159 and n_embd
+// 33554436 (fuzz/regressions/model_file_fuzzer/) overflowed int64 in the parameter count
+// (undefined behaviour) before the size check could reject it. With or without a header checksum
+// (version 2 / version 1), a shape beyond the limits (host/model_limits.h) is a corrupt header,
+// named by its field.
+TEST_F(CheckpointTest, HugeShapesAreACorruptHeaderNotAnOverflow) {
+    const std::string found = "fuzz/regressions/model_file_fuzzer/huge_shape_overflows_param_count";
+    ASSERT_TRUE(fs::exists(found)) << found << " (run the tests from the repository root)";
+    EXPECT_EQ(error_of([&] { read_model_header(found); }),
+              found + " has a corrupt model header: n_layer 167772159 is out of range [1, 1024]");
+
+    const ModelShape shape = tiny_shape();
+    const std::vector<float> params = random_floats(ParamLayout(shape, 0.02).total(), 9);
+    const std::string file = path("m.bin");
+    struct HugeField {
+        int index;  // in the header
+        const char* name;
+        int32_t value;
+    };
+    for (int version : {1, 2}) {
+        for (const HugeField& huge : {HugeField{3, "n_embd", 167772159}, HugeField{2, "n_layer", 1 << 30},
+                                      HugeField{5, "max_seq_len", INT32_MAX}, HugeField{7, "padded_vocab_size", INT32_MAX}}) {
+            SCOPED_TRACE(std::to_string(version) + " " + huge.name);
+            write_model_file(file, shape, 1, params.data());
+            std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(4);
+            f.write(reinterpret_cast<const char*>(&version), 4);
+            f.seekp(huge.index * 4);
+            f.write(reinterpret_cast<const char*>(&huge.value), 4);
+            f.close();
+            if (version == 2) rewrite_model_header_checksum(file);
+            const std::string message = error_of([&] { read_model_header(file); });
+            EXPECT_NE(message.find(file + " has a corrupt model header: " + huge.name + " " + std::to_string(huge.value) +
+                                   " is out of range ["),
+                      std::string::npos)
+                << message;
+        }
     }
 }
 
@@ -465,14 +521,37 @@ TEST_F(CheckpointTest, LatestCompleteCheckpoint) {
     EXPECT_EQ(latest->step, 20);
 }
 
+// A real checkpoint of tiny_shape() at `step` for `world_size` ranks.
+void write_checkpoint(const std::string& dir, int64_t step, int world_size) {
+    const std::vector<float> params = random_floats(ParamLayout(tiny_shape(), 0.02).total(), static_cast<unsigned>(step));
+    write_model_file(model_file_path(dir, step), tiny_shape(), step, params.data());
+    const Buffers buffers;
+    for (int rank = 0; rank < world_size; ++rank) {
+        StateHeader header = sample_state_header();
+        header.identity.rank = rank;
+        header.identity.world_size = world_size;
+        header.step = step;
+        write_state_file(state_file_path(dir, step, rank), header, buffers.to_write());
+    }
+}
+
+// Flips one bit of a file in place.
+void flip_bit(const std::string& file, int64_t offset, int bit = 0) {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(offset);
+    char byte = 0;
+    f.read(&byte, 1);
+    byte = static_cast<char>(byte ^ (1 << bit));
+    f.seekp(offset);
+    f.write(&byte, 1);
+}
+
 TEST_F(CheckpointTest, LocateResumeCheckpoint) {
     EXPECT_FALSE(locate_resume_checkpoint("", dir_, 1));
     EXPECT_FALSE(locate_resume_checkpoint("auto", dir_, 1));  // nothing yet: a fresh start
     EXPECT_THROW(locate_resume_checkpoint(dir_, "", 1), std::runtime_error);
-    touch(model_file_path(dir_, 100));
-    touch(state_file_path(dir_, 100, 0));
-    touch(model_file_path(dir_, 200));
-    touch(state_file_path(dir_, 200, 0));
+    write_checkpoint(dir_, 100, 1);
+    write_checkpoint(dir_, 200, 1);
     EXPECT_EQ(locate_resume_checkpoint("auto", dir_, 1)->step, 200);
     EXPECT_EQ(locate_resume_checkpoint(dir_, "elsewhere", 1)->step, 200);
     const std::optional<CheckpointFiles> chosen = locate_resume_checkpoint(model_file_path(dir_, 100), "", 1);
@@ -485,6 +564,139 @@ TEST_F(CheckpointTest, LocateResumeCheckpoint) {
     EXPECT_NE(message.find("no such file"), std::string::npos) << message;
     message = error_of([&] { locate_resume_checkpoint(path("weights.pt"), "", 1); });
     EXPECT_NE(message.find("expected 'auto'"), std::string::npos) << message;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checksums
+
+TEST_F(CheckpointTest, ModelFileDamageIsAnErrorNamingFileAndPart) {
+    const ModelShape shape = tiny_shape();
+    const int64_t total = ParamLayout(shape, 0.02).total();
+    const std::vector<float> params = random_floats(total, 21);
+    const std::string file = path("model_00000010.bin");
+    std::vector<float> back(static_cast<size_t>(total));
+    const auto expect_damage = [&](int64_t offset, const char* part) {
+        SCOPED_TRACE(offset);
+        write_model_file(file, shape, 10, params.data());
+        verify_model_file(file);
+        flip_bit(file, offset, 3);
+        const std::string message = error_of([&] { read_model_params(file, shape, back.data(), 0, total); });
+        EXPECT_NE(message.find(file + ": the " + std::string(part) + " fail their checksum"), std::string::npos)
+            << message;
+        EXPECT_EQ(error_of([&] { verify_model_file(file); }), message);
+    };
+    expect_damage(1024 + 4 * (total / 2), "weights");
+    expect_damage(fs::file_size(file) - 1, "weights");
+    expect_damage(3 * 4, "header's 1024 bytes");    // n_embd
+    expect_damage(12 * 4, "header's 1024 bytes");   // step
+    expect_damage(13 * 4, "header's 1024 bytes");   // the weights' checksum itself
+    expect_damage(200 * 4, "header's 1024 bytes");  // the unused tail
+    // A slice is checked too: the checksum covers all weights.
+    write_model_file(file, shape, 10, params.data());
+    flip_bit(file, 1024 + 4 * (total - 1));
+    EXPECT_NE(error_of([&] { read_model_params(file, shape, back.data(), 0, 5); }).find("weights fail their checksum"),
+              std::string::npos);
+    // Only a header check is needed to read the header (e.g. -e FILE --print-config).
+    EXPECT_EQ(read_model_header(file).step, 10);
+}
+
+TEST_F(CheckpointTest, StateFileDamageIsAnErrorNamingFileAndPart) {
+    const StateHeader header = sample_state_header();
+    const Buffers buffers;
+    const std::string file = path("state.bin");
+    std::vector<float> a(100), b(100), c(100);
+    const std::vector<FloatBuffer> targets = {{"master", a.data(), 100}, {"adam_m", b.data(), 100}, {"adam_v", c.data(), 100}};
+    const auto expect_damage = [&](int64_t offset, const char* part) {
+        SCOPED_TRACE(offset);
+        write_state_file(file, header, buffers.to_write());
+        verify_state_file(file);
+        flip_bit(file, offset, 6);
+        const std::string message = error_of([&] { read_state_file(file, header.identity, targets); });
+        EXPECT_NE(message.find(file + ": the " + std::string(part) + " fail their checksum"), std::string::npos)
+            << message;
+        EXPECT_EQ(error_of([&] { verify_state_file(file); }), message);
+    };
+    const int64_t values = 192 + 3 * 40;
+    expect_damage(values + 4 * 150, "optimizer buffers");  // adam_m
+    expect_damage(values + 4 * 299, "optimizer buffers");  // the last value
+    expect_damage(64, "header's bytes");                   // the seed: not "written with --seed ..."
+    expect_damage(192 + 40 + 2, "header's bytes");         // a buffer's name
+    expect_damage(192 + 40 + 32, "header's bytes");        // a buffer's length
+}
+
+TEST_F(CheckpointTest, Version1FilesWithoutChecksumsAreStillRead) {
+    const ModelShape shape = tiny_shape();
+    const int64_t total = ParamLayout(shape, 0.02).total();
+    const std::vector<float> params = random_floats(total, 22);
+    const std::string model = path("model_v1.bin");
+    write_model_file(model, shape, 3, params.data());
+    std::vector<char> bytes = read_bytes(model);
+    const int32_t v1_header[3] = {1, 0, 0};  // version 1 had zeros where the checksums are
+    std::memcpy(bytes.data() + 4, &v1_header[0], 4);
+    std::memcpy(bytes.data() + 13 * 4, &v1_header[1], 8);
+    std::ofstream(model, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::vector<float> back(static_cast<size_t>(total));
+    read_model_params(model, shape, back.data(), 0, total);
+    EXPECT_EQ(back, params);
+    verify_model_file(model);
+
+    const StateHeader header = sample_state_header();
+    const Buffers buffers;
+    const std::string state = path("state_v1.bin");
+    write_state_file(state, header, buffers.to_write());
+    bytes = read_bytes(state);
+    std::memcpy(bytes.data() + 4, &v1_header[0], 4);
+    std::memcpy(bytes.data() + 56, &v1_header[1], 4);   // header checksum
+    std::memcpy(bytes.data() + 188, &v1_header[1], 4);  // data checksum
+    std::ofstream(state, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::vector<float> a(100), b(100), c(100);
+    EXPECT_EQ(read_state_file(state, header.identity, {{"master", a.data(), 100}, {"adam_m", b.data(), 100}, {"adam_v", c.data(), 100}})
+                  .step,
+              42);
+    EXPECT_EQ(c, buffers.v);
+    verify_state_file(state);
+}
+
+TEST_F(CheckpointTest, ResumeAutoFallsBackToTheNewestIntactCheckpoint) {
+    write_checkpoint(dir_, 100, 2);
+    write_checkpoint(dir_, 200, 2);
+    write_checkpoint(dir_, 300, 2);
+    flip_bit(model_file_path(dir_, 300), 2000);          // step 300: a weight
+    flip_bit(state_file_path(dir_, 200, 1), 192 + 150);  // step 200: rank 1's state
+    testing::internal::CaptureStderr();
+    std::optional<CheckpointFiles> chosen = locate_resume_checkpoint("auto", dir_, 2);
+    std::string said = testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(chosen);
+    EXPECT_EQ(chosen->step, 100);
+    EXPECT_NE(said.find("skipping the damaged checkpoint of step 300: " + model_file_path(dir_, 300) +
+                        ": the weights fail their checksum"),
+              std::string::npos)
+        << said;
+    EXPECT_NE(said.find("skipping the damaged checkpoint of step 200: " + state_file_path(dir_, 200, 1)), std::string::npos)
+        << said;
+    EXPECT_NE(said.find("resuming from step 100, the newest intact checkpoint in " + dir_), std::string::npos) << said;
+    EXPECT_EQ(locate_resume_checkpoint(dir_, "", 2)->step, 100) << "--resume DIR falls back too";
+
+    // With a verdict per process: rank 0 checks only its own state file, which is intact at
+    // step 200; the callback (an all-reduce in the trainer) brings in rank 1's damage.
+    std::vector<bool> rank0_verdicts;
+    const AllRanksIntact rank1_sees_step_200_damaged = [&](bool rank0_intact) {
+        rank0_verdicts.push_back(rank0_intact);
+        return rank0_intact && rank0_verdicts.size() != 2;
+    };
+    testing::internal::CaptureStderr();
+    chosen = locate_resume_checkpoint("auto", dir_, 2, 0, rank1_sees_step_200_damaged);
+    testing::internal::GetCapturedStderr();
+    EXPECT_EQ(chosen->step, 100);
+    EXPECT_EQ(rank0_verdicts, (std::vector<bool>{false, true, true}));
+
+    // Checkpoints that are all damaged: an error, not a fresh start over the run.
+    flip_bit(model_file_path(dir_, 100), 1024 + 8);
+    testing::internal::CaptureStderr();
+    const std::string message = error_of([&] { locate_resume_checkpoint("auto", dir_, 2); });
+    testing::internal::GetCapturedStderr();
+    EXPECT_NE(message.find("--resume auto: no intact checkpoint in " + dir_), std::string::npos) << message;
+    EXPECT_NE(message.find("step 100: " + model_file_path(dir_, 100)), std::string::npos) << message;
 }
 
 }  // namespace

@@ -321,13 +321,15 @@ TEST(ConfigPresetTest, CheckpointFileGivesTheModelShape) {
     }
 
     // A header whose shape no writer produces (here 2^30 layers of width 2^20, whose size
-    // overflows 64 bits) is rejected by its ranges, not described with a wrapped-around size.
+    // overflows 64 bits), with a checksum that fits it, is rejected by its ranges, not described
+    // with a wrapped-around size.
     const std::string huge = dir + "/model_00000002.bin";
     {
         std::vector<int32_t> header(256, 0);
         const int32_t fields[] = {kModelFileMagic, kModelFileVersion, 1 << 30, 1 << 20, 1 << 14, 1024, 50257, 50304,
                                   1, 0, 10000, 0, 2};
         std::copy(std::begin(fields), std::end(fields), header.begin());
+        header[14] = static_cast<int32_t>(model_header_checksum(header.data()));
         std::ofstream(huge, std::ios::binary).write(reinterpret_cast<const char*>(header.data()), 1024);
     }
     const std::string corrupt = error_of({"-e", huge, "--print-config"});

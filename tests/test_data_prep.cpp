@@ -7,13 +7,16 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "data_prep/src/download.h"
 #include "data_prep/src/inputs.h"
@@ -54,6 +57,8 @@ void write_file(const std::string& path, const std::string& content) {
 void write_compressed(const std::string& path, const std::string& filter, const std::string& content) {
     archive* a = archive_write_new();
     ASSERT_EQ(archive_write_add_filter_by_name(a, filter.c_str()), ARCHIVE_OK) << archive_error_string(a);
+    // The fastest level: the tests are about reading.
+    ASSERT_EQ(archive_write_set_filter_option(a, nullptr, "compression-level", "1"), ARCHIVE_OK) << archive_error_string(a);
     ASSERT_EQ(archive_write_set_format_raw(a), ARCHIVE_OK);
     ASSERT_EQ(archive_write_open_filename(a, path.c_str()), ARCHIVE_OK);
     archive_entry* entry = archive_entry_new();
@@ -64,6 +69,19 @@ void write_compressed(const std::string& path, const std::string& filter, const 
     archive_entry_free(entry);
     archive_write_close(a);
     archive_write_free(a);
+}
+
+// `content` as one zstd frame that carries a content checksum (as the zstd tool writes it;
+// libarchive's writer leaves the checksum out).
+void write_zstd_with_checksum(const std::string& path, const std::string& content) {
+    ZSTD_CCtx* context = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1);
+    std::string compressed(ZSTD_compressBound(content.size()), '\0');
+    const size_t size = ZSTD_compress2(context, compressed.data(), compressed.size(), content.data(), content.size());
+    ZSTD_freeCCtx(context);
+    ASSERT_FALSE(ZSTD_isError(size)) << ZSTD_getErrorName(size);
+    compressed.resize(size);
+    write_file(path, compressed);
 }
 
 // Text that does not compress to nothing, so that a truncated stream is really missing data.
@@ -81,7 +99,7 @@ struct ReadDocument {
     std::string text;
 };
 
-std::vector<ReadDocument> read_documents(const std::vector<std::string>& files, const ReaderOptions& options = {}) {
+std::vector<ReadDocument> read_documents(const std::vector<InputFile>& files, const ReaderOptions& options = {}) {
     DocumentReader reader(files, options);
     std::vector<ReadDocument> documents;
     reader.read_all([&](RawDocument&& raw) {
@@ -190,7 +208,7 @@ TEST(DataPrepOptions, ParsesTheTableAndRejectsBadCommandLines) {
 // Input readers
 
 TEST(DataPrepInputs, ReadsEveryFormatInOrder) {
-    const std::vector<std::string> files = expand_inputs({kFixtures + "/text"});
+    const std::vector<InputFile> files = expand_inputs({kFixtures + "/text"});
     ASSERT_EQ(files.size(), 6u) << "tests/fixtures/text (run the tests from the repository root)";
     const std::vector<ReadDocument> documents = read_documents(files);
     std::map<std::string, int> per_location;
@@ -253,7 +271,7 @@ TEST(DataPrepInputs, RejectsMissingAndEmptyInputs) {
     EXPECT_CONTAINS(error_of([&] { expand_inputs({dir.file("nothing")}); }), "holds no files");
     // A file that vanishes between listing and reading is named too.
     write_file(dir.file("gone.txt"), "x");
-    const std::vector<std::string> files = expand_inputs({dir.file("gone.txt")});
+    const std::vector<InputFile> files = expand_inputs({dir.file("gone.txt")});
     fs::remove(dir.file("gone.txt"));
     EXPECT_CONTAINS(error_of([&] { read_documents(files); }), dir.file("gone.txt"));
 }
@@ -277,6 +295,220 @@ TEST(DataPrepInputs, RejectsTruncatedCompressedInput) {
             EXPECT_CONTAINS(error, "truncated or corrupt");
         }
     }
+}
+
+// Every codec we read must reject corrupt data, not hand garbage to the tokenizer: gzip checks
+// each member's CRC-32 and length, xz its block checks, bzip2 its block and stream CRCs, zstd
+// its frame checksum (when the frame has one). .lzma carries no checksum: its damage is caught
+// only where the decoder notices (as it does here).
+TEST(DataPrepInputs, RejectsCorruptCompressedInputNamingTheFile) {
+    DataPrepTempDir dir;
+    const auto flip_two_bytes = [&](const std::string& path, size_t offset) {
+        std::string bytes = read_file(path);
+        EXPECT_LT(offset + 1, bytes.size()) << path;
+        bytes[offset] = static_cast<char>(bytes[offset] ^ 0x5a);
+        bytes[offset + 1] = static_cast<char>(bytes[offset + 1] ^ 0xa5);
+        write_file(path, bytes);
+    };
+    const auto expect_corrupt = [&](const std::string& path, const std::string& reason) {
+        const std::string error = error_of([&] { read_documents({path}); });
+        EXPECT_CONTAINS(error, path);
+        EXPECT_CONTAINS(error, "truncated or corrupt");
+        EXPECT_CONTAINS(error, reason);
+    };
+    // The issue's case: 2 bytes flipped at offset 1,000,000 of a 10 MB .txt.gz.
+    const std::string ten_mb = pseudo_random_text(10 << 20, 11);
+    const std::string gz = dir.file("big.txt.gz");
+    write_compressed(gz, "gzip", ten_mb);
+    ASSERT_EQ(read_documents({gz}).at(0).text, ten_mb);
+    const std::string intact_gz = read_file(gz);
+    flip_two_bytes(gz, 1000000);
+    expect_corrupt(gz, "gzip");
+    // The trailer: CRC-32 of the data, then its length mod 2^32.
+    write_file(gz, intact_gz);
+    flip_two_bytes(gz, intact_gz.size() - 8);
+    expect_corrupt(gz, "CRC-32");
+    write_file(gz, intact_gz);
+    flip_two_bytes(gz, intact_gz.size() - 3);
+    expect_corrupt(gz, "length");
+
+    const std::string text = pseudo_random_text(1 << 20, 12);
+    for (const auto& [filter, suffix] : std::vector<std::pair<std::string, std::string>>{
+             {"xz", ".xz"}, {"bzip2", ".bz2"}, {"lzma", ".lzma"}, {"zstd", ".zst"}}) {
+        SCOPED_TRACE(filter);
+        const std::string path = dir.file("mid.txt" + suffix);
+        if (filter == "zstd") {
+            write_zstd_with_checksum(path, text);
+        } else {
+            write_compressed(path, filter, text);
+        }
+        ASSERT_EQ(read_documents({path}).at(0).text, text);
+        const std::string intact = read_file(path);
+        flip_two_bytes(path, intact.size() / 2);
+        expect_corrupt(path, "");
+        write_file(path, intact);
+        flip_two_bytes(path, intact.size() - 6);  // the trailer: checksums, sizes, end marker
+        expect_corrupt(path, "");
+    }
+}
+
+// A tar reader stops at the archive's end marker; the compressed stream goes on (here with 3 MiB
+// of zeros after the marker, as tar's record padding does on a smaller scale) to the checks at
+// its end, which must still be verified.
+TEST(DataPrepInputs, ChecksAtTheEndOfACompressedTarAreVerified) {
+    DataPrepTempDir dir;
+    fs::create_directories(dir.file("in"));
+    write_file(dir.file("in/doc.txt"), "one document");
+    ASSERT_EQ(std::system(("tar -cf " + dir.file("small.tar") + " -C " + dir.file("in") + " doc.txt").c_str()), 0);
+    const std::string tar = read_file(dir.file("small.tar")) + std::string(3 << 20, '\0');
+    for (const auto& [filter, suffix, trailer_offset] : std::vector<std::tuple<std::string, std::string, size_t>>{
+             {"gzip", ".tar.gz", 8}, {"xz", ".tar.xz", 10}, {"bzip2", ".tar.bz2", 4}}) {
+        SCOPED_TRACE(filter);
+        const std::string path = dir.file("padded" + suffix);
+        write_compressed(path, filter, tar);
+        ReaderOptions in_name_order;  // as the OpenWebText recipe reads its subset archives
+        in_name_order.text_members_in_name_order = true;
+        ASSERT_EQ(read_documents({path}).size(), 1u);
+        ASSERT_EQ(read_documents({path}, in_name_order).size(), 1u);
+        std::string bytes = read_file(path);
+        bytes[bytes.size() - trailer_offset] = static_cast<char>(bytes[bytes.size() - trailer_offset] ^ 0x10);
+        write_file(path, bytes);
+        for (const ReaderOptions& options : {ReaderOptions{}, in_name_order}) {
+            const std::string error = error_of([&] { read_documents({path}, options); });
+            EXPECT_CONTAINS(error, path);
+            EXPECT_CONTAINS(error, "truncated or corrupt");
+        }
+    }
+}
+
+TEST(DataPrepInputs, ReadsConcatenatedGzipMembersAndZeroPadding) {
+    DataPrepTempDir dir;
+    write_compressed(dir.file("a.gz"), "gzip", "first member, ");
+    write_compressed(dir.file("b.gz"), "gzip", "second member");
+    const std::string two = dir.file("two.txt.gz");
+    write_file(two, read_file(dir.file("a.gz")) + read_file(dir.file("b.gz")) + std::string(512, '\0'));
+    EXPECT_EQ(read_documents({two}).at(0).text, "first member, second member");
+    write_file(two, read_file(dir.file("a.gz")) + "junk");
+    const std::string error = error_of([&] { read_documents({two}); });
+    EXPECT_CONTAINS(error, two);
+    EXPECT_CONTAINS(error, "truncated or corrupt");
+}
+
+// A name that says compressed must hold that format: plain text named .zst, or a stream whose
+// signature was damaged, is an error, not 2.4M tokens of garbage read as raw text.
+TEST(DataPrepInputs, RejectsCompressedNamesWithoutTheirSignature) {
+    DataPrepTempDir dir;
+    const std::string text = pseudo_random_text(1 << 16, 13);
+    for (const auto& [filter, suffix, format] : std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"gzip", ".gz", "gzip"}, {"xz", ".xz", "xz"}, {"zstd", ".zst", "zstd"}, {"bzip2", ".bz2", "bzip2"},
+             {"lzma", ".lzma", "lzma"}, {"gzip", ".tgz", "gzip"}}) {
+        SCOPED_TRACE(suffix);
+        const std::string plain = dir.file("plain.txt" + suffix);
+        write_file(plain, text);
+        std::string error = error_of([&] { read_documents({plain}); });
+        EXPECT_CONTAINS(error, plain + ": not " + format + " data");
+        const std::string damaged = dir.file("damaged.txt" + suffix);
+        write_compressed(damaged, filter, text);
+        std::string bytes = read_file(damaged);
+        bytes[0] = static_cast<char>(bytes[0] ^ 0x20);
+        write_file(damaged, bytes);
+        error = error_of([&] { read_documents({damaged}); });
+        // .lzma has no signature: liblzma finds the header's properties invalid.
+        EXPECT_CONTAINS(error, damaged + (format == "lzma" ? ": cannot open input: Lzma library error: format not recognized"
+                                                           : ": not " + format + " data"));
+    }
+    // The same inside a tar archive, where the member is named.
+    const std::string member = dir.file("doc.jsonl.zst");
+    write_file(member, "{\"text\": \"not compressed\"}\n");
+    const std::string tar = dir.file("members.tar");
+    ASSERT_EQ(std::system(("tar -cf " + tar + " -C " + dir.path.string() + " doc.jsonl.zst").c_str()), 0);
+    EXPECT_CONTAINS(error_of([&] { read_documents({tar}); }), tar + ":doc.jsonl.zst: not zstd data");
+}
+
+// Directories, globs and tar archives may hold files that are no text (images, token shards,
+// compressed data under a plain name): those are left out and reported; a binary file named on
+// the command line is an error.
+TEST(DataPrepInputs, ReadsOnlyTextFromDirectoriesAndArchives) {
+    DataPrepTempDir dir;
+    const std::string corpus = dir.file("corpus");
+    fs::create_directories(corpus + "/sub");
+    write_file(corpus + "/a.txt", "plain text");
+    write_file(corpus + "/logo.png", std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16));
+    shard::write_shard(corpus + "/sub/tokens_train_000000.bin", {1, 2, 3});
+    write_compressed(dir.file("hidden.gz"), "gzip", "compressed under a plain name");
+    fs::copy_file(dir.file("hidden.gz"), corpus + "/sub/notes.txt");
+    write_file(corpus + "/sub/report.pdf", "%PDF-1.7\n%text-looking header");
+    write_file(corpus + "/sub/latin1.txt", "caf\xe9 au lait");  // invalid UTF-8 is still text
+    fs::copy_file(corpus + "/logo.png", dir.file("logo.png"));
+    ASSERT_EQ(std::system(("tar -cf " + corpus + "/sub/bundle.tar -C " + dir.path.string() + " logo.png").c_str()), 0);
+
+    DocumentReader reader(expand_inputs({corpus}), {});
+    std::vector<std::string> read;
+    reader.read_all([&](RawDocument&& raw) {
+        read.push_back(*raw.location);
+        return true;
+    });
+    EXPECT_EQ(read, (std::vector<std::string>{corpus + "/a.txt", corpus + "/sub/latin1.txt"}));
+    std::map<std::string, std::string> skipped;
+    for (const SkippedInput& input : reader.skipped()) skipped[input.location] = input.kind;
+    EXPECT_EQ(skipped, (std::map<std::string, std::string>{
+                           {corpus + "/logo.png", "a PNG image"},
+                           {corpus + "/sub/bundle.tar:logo.png", "a PNG image"},
+                           {corpus + "/sub/notes.txt", "gzip data: name it .gz"},
+                           {corpus + "/sub/report.pdf", "a PDF document"},
+                           {corpus + "/sub/tokens_train_000000.bin", "a token shard"},
+                       }));
+    // Matched by a glob (corpus/* is a.txt, logo.png and sub/): skipped too. Named on the
+    // command line: an error.
+    EXPECT_EQ(read_documents(expand_inputs({corpus + "/*"})).size(), 2u);
+    const std::string error = error_of([&] { read_documents(expand_inputs({corpus + "/logo.png"})); });
+    EXPECT_CONTAINS(error, corpus + "/logo.png is binary (a PNG image), not text");
+    EXPECT_CONTAINS(error, "remove it from the inputs");
+    // An archive read as an OpenWebText subset (text members in name order) leaves them out too.
+    fs::create_directories(dir.file("subset"));
+    write_file(dir.file("subset/b.txt"), "plain text");
+    fs::copy_file(corpus + "/logo.png", dir.file("subset/a.txt"));
+    const std::string subset = dir.file("subset.tar");
+    ASSERT_EQ(std::system(("tar -cf " + subset + " -C " + dir.file("subset") + " b.txt a.txt").c_str()), 0);
+    ReaderOptions in_name_order;
+    in_name_order.text_members_in_name_order = true;
+    DocumentReader subset_reader({subset}, in_name_order);
+    read.clear();
+    subset_reader.read_all([&](RawDocument&& raw) {
+        read.push_back(*raw.location);
+        return true;
+    });
+    EXPECT_EQ(read, (std::vector<std::string>{subset + ":b.txt"}));
+    ASSERT_EQ(subset_reader.skipped().size(), 1u);
+    EXPECT_EQ(subset_reader.skipped()[0].location, subset + ":a.txt");
+    EXPECT_EQ(binary_kind(std::string("text\0more", 9)), "a NUL byte at offset 4");
+    EXPECT_EQ(binary_kind("BZh is how a text may start"), "");
+}
+
+// Every kind of document has the same size limit: a file without newlines read by lines (or a
+// JSONL file that is one huge line) used to grow a line in memory without end.
+TEST(DataPrepInputs, DocumentsOverTheSizeLimitAreErrorsInEveryMode) {
+    DataPrepTempDir dir;
+    ReaderOptions options;
+    options.max_document_bytes = 100;
+    const std::string long_line = std::string(150, 'x');
+    write_file(dir.file("a.jsonl"), "{\"text\": \"short\"}\n{\"text\": \"" + long_line + "\"}\n");
+    write_file(dir.file("b.txt"), "short\n\n" + long_line);
+    write_file(dir.file("c.txt"), "short\n\n" + std::string(60, 'y') + "\n" + std::string(60, 'z') + "\n");
+    write_file(dir.file("d.json"), "[\"" + long_line + "\"]");
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("a.jsonl")}, options); }),
+                    dir.file("a.jsonl") + ":2: over 100 bytes as a line");
+    options.text_split = DocumentSplit::kLine;
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("b.txt")}, options); }),
+                    dir.file("b.txt") + ":3: over 100 bytes as a line");
+    EXPECT_EQ(read_documents({dir.file("c.txt")}, options).size(), 3u);
+    options.text_split = DocumentSplit::kBlankLine;
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("c.txt")}, options); }),
+                    dir.file("c.txt") + ":3: over 100 bytes as a paragraph");
+    options.text_split = DocumentSplit::kWholeFile;
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("b.txt")}, options); }),
+                    dir.file("b.txt") + ": over 100 bytes as a single document");
+    EXPECT_CONTAINS(error_of([&] { read_documents({dir.file("d.json")}, options); }), "make it a .jsonl file");
 }
 
 TEST(DataPrepInputs, ReportsInvalidJsonWithFileAndLine) {
@@ -354,7 +586,7 @@ TEST(DataPrepInputs, OpenWebTextSubsetDocumentsInNameOrder) {
 
 TEST(DataPrepPipeline, DocumentsEndWithEndOfTextInInputOrder) {
     DataPrepTempDir dir;
-    const std::vector<std::string> files = expand_inputs({kFixtures + "/text"});
+    const std::vector<InputFile> files = expand_inputs({kFixtures + "/text"});
     std::vector<uint32_t> expected;
     for (const ReadDocument& document : read_documents(files)) {
         for (int id : tokenizer().encode(document.text)) expected.push_back(static_cast<uint32_t>(id));
@@ -548,6 +780,39 @@ TEST(DataPrepRecipes, TextRecipeCompletesOnceAndRestartsAfterAnInterruption) {
     EXPECT_FALSE(data_prep::prepare_dataset(forced).already_complete);
 }
 
+// A complete dataset is kept only while the manifest's recorded inputs (paths, sizes,
+// modification times) and settings match this run's; otherwise it is rebuilt.
+TEST(DataPrepRecipes, TextRecipeRebuildsWhenItsInputsOrSettingsChange) {
+    DataPrepTempDir dir;
+    write_file(dir.file("a.txt"), "the first corpus file");
+    write_file(dir.file("b.txt"), "a second file, added later");
+    data_prep::PrepareOptions options = text_recipe(dir.file("data"), {dir.file("a.txt")});
+    options.val_fraction = 0;
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete);
+    EXPECT_TRUE(data_prep::prepare_dataset(options).already_complete);
+    const std::string manifest = dir.file("data/fx/manifest.json");
+
+    options.inputs.push_back(dir.file("b.txt"));
+    data_prep::PrepareSummary rerun = data_prep::prepare_dataset(options);
+    EXPECT_FALSE(rerun.already_complete) << "another input: rebuilt";
+    EXPECT_EQ(rerun.splits.at(0).documents, 2);
+    EXPECT_CONTAINS(read_file(manifest), dir.file("b.txt"));
+    EXPECT_TRUE(data_prep::prepare_dataset(options).already_complete);
+
+    write_file(dir.file("b.txt"), "a second file, edited");
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete) << "another size: rebuilt";
+    const fs::file_time_type modified = fs::last_write_time(dir.file("a.txt"));
+    fs::last_write_time(dir.file("a.txt"), modified + std::chrono::seconds(5));
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete) << "same size, modified later: rebuilt";
+    EXPECT_TRUE(data_prep::prepare_dataset(options).already_complete);
+
+    options.val_fraction = 0.5;
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete) << "another --val-fraction: rebuilt";
+    options.reader.text_split = DocumentSplit::kLine;
+    EXPECT_FALSE(data_prep::prepare_dataset(options).already_complete) << "another --doc-split: rebuilt";
+    EXPECT_TRUE(data_prep::prepare_dataset(options).already_complete);
+}
+
 TEST(DataPrepRecipes, FailureLeavesNothingThatLooksComplete) {
     DataPrepTempDir dir;
     write_compressed(dir.file("cut.txt.xz"), "xz", pseudo_random_text(1 << 20, 5));
@@ -593,9 +858,9 @@ TEST(DataPrepRecipes, OpenWebTextAndPileFromASourceDirectory) {
     EXPECT_EQ(owt_summary.splits[1].documents, 3);
     EXPECT_CONTAINS(read_file(dir.file("openwebtext/manifest.json")), "\"skipped_empty_documents\": 1");
     EXPECT_CONTAINS(read_file(dir.file("openwebtext/manifest.json")), "\"held_out_documents\": 3");
-    // A dataset from an older prepare (another holdout rule) is rebuilt, not reused.
+    // A dataset from an older prepare (version 2: no settings recorded) is rebuilt, not reused.
     std::string manifest = read_file(dir.file("openwebtext/manifest.json"));
-    manifest.replace(manifest.find("\"manifest_version\": 2"), 21, "\"manifest_version\": 1");
+    manifest.replace(manifest.find("\"manifest_version\": 3"), 21, "\"manifest_version\": 2");
     write_file(dir.file("openwebtext/manifest.json"), manifest);
     EXPECT_FALSE(data_prep::prepare_dataset(owt).already_complete);
     EXPECT_TRUE(data_prep::prepare_dataset(owt).already_complete);

@@ -5,7 +5,9 @@
 # Exit status 0 = everything passed. Needs `make setup data_prep`.
 set -u
 cd "$(dirname "$0")/.."
-tokenize=./data_prep/tokenize
+# The data_prep tools under test (make test-asan points this at sanitized builds).
+export DATA_PREP_BIN=${DATA_PREP_BIN:-./data_prep}
+tokenize="$DATA_PREP_BIN"/tokenize
 [ -x "$tokenize" ] || { echo "$tokenize is not built: run make data_prep"; exit 1; }
 [ -d node_modules/tiktoken ] || { echo "node_modules/tiktoken is missing: run make setup"; exit 1; }
 

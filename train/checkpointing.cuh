@@ -49,10 +49,16 @@ template <typename T, typename R> class Checkpointer {
     }
 
     // The checkpoint --resume names, if any: weights and this rank's optimizer shard on the GPU;
-    // returns its state for the caller to restore (step, loss scale, data position, ...).
+    // returns its state for the caller to restore (step, loss scale, data position, ...). With
+    // "auto" or a directory, a damaged checkpoint is skipped for the newest one that every rank
+    // finds intact: each rank verifies the model file and its own state file, and the verdicts
+    // meet in an all-reduce so that all ranks resume from the same step.
     std::optional<StateHeader> resume(cudaStream_t stream) {
-        const std::optional<CheckpointFiles> files =
-            locate_resume_checkpoint(config_.resume, config_.out_dir, dist_.world_size);
+        const std::optional<CheckpointFiles> files = locate_resume_checkpoint(
+            config_.resume, config_.out_dir, dist_.world_size, dist_.rank, [&](bool intact) {
+                return dist_.all_reduce_host(intact ? 0.0f : 1.0f, ReduceOp::Max,
+                                             "checkpoint verification") == 0.0f;
+            });
         if (!files) return std::nullopt;
         upload_weights(files->model_path, stream);
         ModelParameters<T>& params = model_.parameters();

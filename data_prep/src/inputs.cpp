@@ -1,5 +1,11 @@
 #include "data_prep/src/inputs.h"
 
+#include "data_prep/src/byte_sources.h"
+#include "data_prep/src/progress.h"
+#include "host/checkpoint.h"
+#include "host/shard.h"
+#include "host/tensor_bundle.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <glob.h>
@@ -9,11 +15,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <set>
-
-#include "data_prep/src/progress.h"
+#include <map>
 
 namespace fs = std::filesystem;
 
@@ -22,68 +27,93 @@ namespace data_prep {
 namespace {
 
 constexpr size_t kReadBlockBytes = 1 << 20;
-// A whole-file document larger than this is almost surely a corpus in one file, which would
-// be held in memory and tokenized by one thread: ask for a line or paragraph split instead.
-constexpr size_t kMaxWholeFileDocumentBytes = size_t(1) << 30;
+constexpr size_t kSignatureBytes = 6;  // the longest compression signature we name (xz)
+constexpr size_t kSniffBytes = 64 << 10;  // binary_kind() looks this far
 
 bool ends_with(std::string_view text, std::string_view suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Compression suffixes libarchive's filters undo, and the short tar forms.
-constexpr std::string_view kCompressionSuffixes[] = {".gz", ".xz", ".zst", ".bz2", ".lzma"};
-constexpr std::pair<std::string_view, std::string_view> kShortTarSuffixes[] = {
-    {".tgz", ".tar"}, {".txz", ".tar"}, {".tbz2", ".tar"}, {".tzst", ".tar"}};
+// Compression suffixes and the short tar forms, each with the name of the stream inside
+// ("a.jsonl.zst" holds "a.jsonl", "b.tgz" holds "b.tar") and the format the data must have:
+// the name decides the codec, and a stream without that codec's signature is an error.
+struct CompressionSuffix {
+    std::string_view suffix;
+    std::string_view inner_suffix;
+    std::string_view format;     // for messages
+    int libarchive_filter;       // ARCHIVE_FILTER_GZIP means GzipSource
+    std::string_view signature;  // for messages
+};
+constexpr std::string_view kGzipSignature = "1f 8b", kXzSignature = "fd 37 7a 58 5a 00", kZstdSignature = "28 b5 2f fd",
+                           kBzip2Signature = "42 5a 68 (\"BZh\")",
+                           kLzmaSignature = "a valid .lzma header (most often 5d 00 00)";
+constexpr CompressionSuffix kCompressionSuffixes[] = {
+    {".gz", "", "gzip", ARCHIVE_FILTER_GZIP, kGzipSignature},
+    {".xz", "", "xz", ARCHIVE_FILTER_XZ, kXzSignature},
+    {".zst", "", "zstd", ARCHIVE_FILTER_ZSTD, kZstdSignature},
+    {".bz2", "", "bzip2", ARCHIVE_FILTER_BZIP2, kBzip2Signature},
+    {".lzma", "", "lzma", ARCHIVE_FILTER_LZMA, kLzmaSignature},
+    {".tgz", ".tar", "gzip", ARCHIVE_FILTER_GZIP, kGzipSignature},
+    {".txz", ".tar", "xz", ARCHIVE_FILTER_XZ, kXzSignature},
+    {".tzst", ".tar", "zstd", ARCHIVE_FILTER_ZSTD, kZstdSignature},
+    {".tbz2", ".tar", "bzip2", ARCHIVE_FILTER_BZIP2, kBzip2Signature},
+};
 
-bool has_compression_suffix(std::string_view name) {
-    for (std::string_view suffix : kCompressionSuffixes) {
-        if (ends_with(name, suffix)) return true;
+const CompressionSuffix* compression_suffix(std::string_view name) {
+    for (const CompressionSuffix& entry : kCompressionSuffixes) {
+        if (ends_with(name, entry.suffix)) return &entry;
     }
-    for (const auto& [short_form, unused] : kShortTarSuffixes) {
-        if (ends_with(name, short_form)) return true;
-    }
-    return false;
+    return nullptr;
 }
 
-// "a.jsonl.zst" -> "a.jsonl", "b.tgz" -> "b.tar": the name of the decompressed stream.
-std::string strip_compression_suffixes(std::string name) {
-    for (bool stripped = true; stripped;) {
-        stripped = false;
-        for (std::string_view suffix : kCompressionSuffixes) {
-            if (ends_with(name, suffix)) {
-                name.resize(name.size() - suffix.size());
-                stripped = true;
-            }
-        }
-        for (const auto& [short_form, long_form] : kShortTarSuffixes) {
-            if (ends_with(name, short_form)) {
-                name.resize(name.size() - short_form.size());
-                name += long_form;
-                stripped = true;
-            }
-        }
-    }
-    return name;
+std::string inner_name(const std::string& name, const CompressionSuffix& entry) {
+    return name.substr(0, name.size() - entry.suffix.size()) + std::string(entry.inner_suffix);
 }
 
-// A tar member that is itself an archive or a compressed stream: read it as a nested archive.
-bool is_container(std::string_view name) { return has_compression_suffix(name) || ends_with(name, ".tar"); }
+// A stream that is itself an archive or compressed: read it as a nested archive.
+bool is_container(std::string_view name) { return compression_suffix(name) || ends_with(name, ".tar"); }
 
 struct ArchiveFree {
     void operator()(archive* a) const { archive_read_free(a); }
 };
 using ArchivePtr = std::unique_ptr<archive, ArchiveFree>;
 
-// Tar and raw (any single stream) behind every compression filter. Only these two formats, on
-// purpose: with all formats enabled, libarchive would take some text files for exotic formats
-// (a text file that starts with "#mtree" is an mtree archive).
-ArchivePtr new_reader() {
+// A reader of tar and raw (any single stream) without compression filters, or (tar = false) of
+// raw behind the one compression filter `filter`. Only these two formats, on purpose: with all
+// formats enabled, libarchive would take some text files for exotic formats (a text file that
+// starts with "#mtree" is an mtree archive).
+ArchivePtr new_reader(int filter, bool tar) {
     ArchivePtr a(archive_read_new());
     if (!a) throw std::bad_alloc();
-    archive_read_support_filter_all(a.get());
-    archive_read_support_format_tar(a.get());
+    if (filter != ARCHIVE_FILTER_NONE && archive_read_support_filter_by_code(a.get(), filter) != ARCHIVE_OK)
+        throw std::logic_error(std::string("libarchive lacks a filter: ") + archive_error_string(a.get()));
+    if (tar) archive_read_support_format_tar(a.get());
     archive_read_support_format_raw(a.get());
     return a;
+}
+
+// libarchive reads a ByteSource through read_from_source(). An exception cannot cross
+// libarchive's C frames: the callback keeps it, and whoever sees libarchive fail rethrows it
+// (its message names the input already).
+struct ArchiveClient {
+    ByteSource* source;
+    std::exception_ptr error;
+    std::string first_bytes;  // of the stream, for messages about its format
+};
+
+la_ssize_t read_from_source(archive* a, void* client_data, const void** block) {
+    auto* client = static_cast<ArchiveClient*>(client_data);
+    try {
+        const std::string_view data = client->source->next_block();
+        if (client->first_bytes.size() < kSignatureBytes)
+            client->first_bytes.append(data.substr(0, kSignatureBytes - client->first_bytes.size()));
+        *block = data.data();
+        return static_cast<la_ssize_t>(data.size());
+    } catch (...) {
+        client->error = std::current_exception();
+        archive_set_error(a, EIO, "error in the input stream");
+        return ARCHIVE_FATAL;
+    }
 }
 
 [[noreturn]] void throw_archive_error(archive* a, const std::string& location, const char* what) {
@@ -92,22 +122,91 @@ ArchivePtr new_reader() {
                              " (the file is truncated or corrupt: download or create it again)");
 }
 
-// A nested archive reads its compressed bytes from the member of the enclosing archive.
-struct NestedSource {
-    archive* outer;
-    std::vector<char> buffer;
+// The same for an archive that reads a ByteSource: the source's own error first, if it failed.
+[[noreturn]] void throw_archive_error(archive* a, const ArchiveClient& client, const std::string& location,
+                                      const char* what) {
+    if (client.error) std::rethrow_exception(client.error);
+    throw_archive_error(a, location, what);
+}
+
+// The data of the current member of an open archive.
+class MemberSource : public ByteSource {
+  public:
+    MemberSource(archive* a, const ArchiveClient& client, std::string location)
+        : archive_(a), client_(client), location_(std::move(location)), buffer_(kReadBlockBytes) {}
+    std::string_view next_block() override {
+        const la_ssize_t n = archive_read_data(archive_, buffer_.data(), buffer_.size());
+        if (n < 0) throw_archive_error(archive_, client_, location_, "cannot read");
+        return {buffer_.data(), static_cast<size_t>(n)};
+    }
+
+  private:
+    archive* archive_;
+    const ArchiveClient& client_;
+    std::string location_;
+    std::vector<char> buffer_;
 };
 
-la_ssize_t read_from_outer(archive* inner, void* client, const void** block) {
-    auto* source = static_cast<NestedSource*>(client);
-    const la_ssize_t n = archive_read_data(source->outer, source->buffer.data(), source->buffer.size());
-    if (n < 0) {
-        const char* reason = archive_error_string(source->outer);
-        archive_set_error(inner, EIO, "%s", reason ? reason : "read error in the enclosing archive");
-        return ARCHIVE_FATAL;
+// The decompressed bytes of a stream in one of the codecs libarchive decodes (xz, zstd, bzip2,
+// lzma): libarchive with that filter alone and the raw format. The codec's checks are verified
+// as the end of the stream is read.
+class FilterSource : public ByteSource {
+  public:
+    FilterSource(ByteSource& compressed, const std::string& location, const CompressionSuffix& compression)
+        : client_{&compressed, nullptr, {}},
+          reader_(new_reader(compression.libarchive_filter, false)),
+          location_(location),
+          buffer_(kReadBlockBytes) {
+        archive* a = reader_.get();
+        if (archive_read_open(a, &client_, nullptr, read_from_source, nullptr) != ARCHIVE_OK)
+            throw_archive_error(a, client_, location, "cannot open input");
+        // Without its codec's signature libarchive would pass the stream through: refuse instead.
+        if (archive_filter_code(a, 0) != compression.libarchive_filter)
+            throw not_in_named_format(location, compression.format, compression.suffix, client_.first_bytes,
+                                      compression.signature);
+        archive_entry* entry = nullptr;
+        const int status = archive_read_next_header(a, &entry);
+        if (status == ARCHIVE_EOF) ended_ = true;
+        else if (status < ARCHIVE_WARN) throw_archive_error(a, client_, location, "cannot read");
     }
-    *block = source->buffer.data();
-    return n;
+    std::string_view next_block() override {
+        if (ended_) return {};
+        const la_ssize_t n = archive_read_data(reader_.get(), buffer_.data(), buffer_.size());
+        if (n < 0) throw_archive_error(reader_.get(), client_, location_, "cannot read");
+        ended_ = n == 0;
+        return {buffer_.data(), static_cast<size_t>(n)};
+    }
+
+  private:
+    ArchiveClient client_;
+    ArchivePtr reader_;
+    std::string location_;
+    std::vector<char> buffer_;
+    bool ended_ = false;
+};
+
+// `head`, bytes already read from `rest`, then the rest of `rest`.
+class PrefixedSource : public ByteSource {
+  public:
+    PrefixedSource(std::string head, ByteSource& rest) : head_(std::move(head)), rest_(rest) {}
+    std::string_view next_block() override {
+        if (!head_given_) {
+            head_given_ = true;
+            if (!head_.empty()) return head_;
+        }
+        return rest_.next_block();
+    }
+
+  private:
+    std::string head_;
+    ByteSource& rest_;
+    bool head_given_ = false;
+};
+
+std::string int32_signature(int32_t magic) {
+    std::string bytes(sizeof(magic), '\0');
+    std::memcpy(bytes.data(), &magic, sizeof(magic));  // little-endian, as the files are written
+    return bytes;
 }
 
 // Unicode White_Space as Python's str.isspace() sees it (what str.strip() removes).
@@ -169,119 +268,165 @@ std::string join_location(const std::string& location, int64_t line) {
 class FileWalker {
   public:
     FileWalker(const ReaderOptions& options, const std::function<bool(RawDocument&&)>& emit,
-               std::atomic<int64_t>& bytes_consumed, int64_t bytes_before)
-        : options_(options), emit_(emit), bytes_consumed_(bytes_consumed), bytes_before_(bytes_before) {}
+               std::atomic<int64_t>& bytes_consumed, int64_t bytes_before, std::vector<SkippedInput>& skipped)
+        : options_(options), emit_(emit), bytes_consumed_(bytes_consumed), bytes_before_(bytes_before), skipped_(skipped) {}
 
-    bool walk(const std::string& path) {
-        ArchivePtr top = new_reader();
-        top_ = top.get();
-        if (archive_read_open_filename(top.get(), path.c_str(), kReadBlockBytes) != ARCHIVE_OK) {
-            throw_archive_error(top.get(), path, "cannot open input");
-        }
-        return read_members(top.get(), path, fs::path(path).filename().string());
+    bool walk(const InputFile& input) {
+        FileSource file(input.path);
+        file_ = &file;
+        input_path_ = input.path;
+        named_ = input.named;
+        return read_stream(file, input.path, fs::path(input.path).filename().string());
     }
 
   private:
-    // All members of an open archive; a raw stream has exactly one, named after the stream.
-    bool read_members(archive* a, const std::string& location, const std::string& stream_name) {
-        if (options_.text_members_in_name_order && archive_format(a) != ARCHIVE_FORMAT_RAW)
-            return read_text_members_in_name_order(a, location);
+    // A stream named `name`: decompressed as its name says (gzip by GzipSource, the other codecs
+    // by libarchive), as often as it says ("a.txt.gz.xz"), then a tar archive or a single stream.
+    bool read_stream(ByteSource& source, const std::string& location, const std::string& name) {
+        const CompressionSuffix* compression = compression_suffix(name);
+        if (!compression) return read_archive(source, location, name);
+        const std::string inner = inner_name(name, *compression);
+        if (compression->libarchive_filter == ARCHIVE_FILTER_GZIP) {
+            GzipSource decompressed(source, location);
+            return read_stream(decompressed, location, inner);
+        }
+        FilterSource decompressed(source, location, *compression);
+        return read_stream(decompressed, location, inner);
+    }
+
+    // All members of the (uncompressed) tar archive in `source`; a raw stream has exactly one
+    // member, named `stream_name`. A tar reader stops at the archive's end marker: the rest of
+    // `source` is read too, so that a codec below reaches (and verifies) the checks at its end.
+    bool read_archive(ByteSource& source, const std::string& location, const std::string& stream_name) {
+        ArchiveClient client{&source, nullptr, {}};
+        ArchivePtr reader = new_reader(ARCHIVE_FILTER_NONE, true);
+        archive* a = reader.get();
+        if (archive_read_open(a, &client, nullptr, read_from_source, nullptr) != ARCHIVE_OK) {
+            throw_archive_error(a, client, location, "cannot open input");
+        }
+        HeldMembers held;
         for (;;) {
             archive_entry* entry = nullptr;
             const int status = archive_read_next_header(a, &entry);
-            if (status == ARCHIVE_EOF) return true;
-            if (status < ARCHIVE_WARN) throw_archive_error(a, location, "cannot read archive member");
+            if (status == ARCHIVE_EOF) {
+                while (!source.next_block().empty()) {
+                }
+                return emit_in_name_order(held, location);
+            }
+            if (status < ARCHIVE_WARN) throw_archive_error(a, client, location, "cannot read archive member");
             const bool raw = archive_format(a) == ARCHIVE_FORMAT_RAW;
             if (raw) {
-                if (!read_document_stream(a, location, strip_compression_suffixes(stream_name))) return false;
+                MemberSource data(a, client, location);
+                if (!read_document_stream(data, location, stream_name, location != input_path_)) return false;
                 continue;
             }
             if (archive_entry_filetype(entry) != AE_IFREG) continue;  // directories, links
+            if (options_.text_members_in_name_order) {
+                hold_text_member(a, client, entry, location, held);
+                continue;
+            }
             const char* pathname = archive_entry_pathname(entry);
             const std::string member = pathname ? pathname : "(unnamed member)";
             const std::string member_location = location + ":" + member;
-            const bool keep_going = is_container(member) ? read_nested(a, member_location, member)
-                                                         : read_document_stream(a, member_location, member);
+            MemberSource data(a, client, member_location);
+            const bool keep_going = is_container(member) ? read_stream(data, member_location, member)
+                                                         : read_document_stream(data, member_location, member, true);
             if (!keep_going) return false;
         }
     }
 
-    // See ReaderOptions::text_members_in_name_order.
-    bool read_text_members_in_name_order(archive* a, const std::string& location) {
+    // The documents of an archive read under ReaderOptions::text_members_in_name_order, held
+    // until its end to be sorted.
+    struct HeldMembers {
         std::vector<std::pair<std::string, std::string>> members;  // (name, bytes)
-        size_t held_bytes = 0;
-        for (;;) {
-            archive_entry* entry = nullptr;
-            const int status = archive_read_next_header(a, &entry);
-            if (status == ARCHIVE_EOF) break;
-            if (status < ARCHIVE_WARN) throw_archive_error(a, location, "cannot read archive member");
-            if (archive_entry_filetype(entry) != AE_IFREG) continue;
-            const char* pathname = archive_entry_pathname(entry);
-            std::string name = pathname ? pathname : "";
-            while (name.rfind("./", 0) == 0) name.erase(0, 2);
-            if (name.find('/') != std::string::npos || !ends_with(name, "txt")) continue;
-            std::string bytes;
-            read_chunks(a, location + ":" + name, [&](std::string_view chunk) {
-                bytes.append(chunk);
-                held_bytes += chunk.size();
-                if (held_bytes > kMaxWholeFileDocumentBytes)
-                    throw std::runtime_error(location + ": over 1 GiB of text members; an OpenWebText subset archive "
-                                             "holds a few MB (is this the outer openwebtext.tar.xz?)");
-                return true;
-            });
-            members.emplace_back(std::move(name), std::move(bytes));
+        size_t bytes = 0;
+    };
+
+    // Keeps the current (regular) member in `held` if it is a document: a top-level member whose
+    // name ends in "txt" and which is text.
+    void hold_text_member(archive* a, const ArchiveClient& client, archive_entry* entry, const std::string& location,
+                          HeldMembers& held) {
+        const char* pathname = archive_entry_pathname(entry);
+        std::string name = pathname ? pathname : "";
+        while (name.rfind("./", 0) == 0) name.erase(0, 2);
+        if (name.find('/') != std::string::npos || !ends_with(name, "txt")) return;
+        MemberSource data(a, client, location + ":" + name);
+        std::string bytes;
+        read_chunks(data, [&](std::string_view chunk) {
+            bytes.append(chunk);
+            held.bytes += chunk.size();
+            if (held.bytes > options_.max_document_bytes)
+                throw std::runtime_error(location + ": over " + document_limit_text() +
+                                         " of text members; an OpenWebText subset archive holds a few MB (is this "
+                                         "the outer openwebtext.tar.xz?)");
+            return true;
+        });
+        const std::string kind = binary_kind(bytes);
+        if (kind.empty()) {
+            held.members.emplace_back(std::move(name), std::move(bytes));
+        } else {
+            skipped_.push_back({location + ":" + name, kind});
         }
-        std::sort(members.begin(), members.end());  // byte order: Python's order of the names' code points
-        for (auto& [name, bytes] : members) {
+    }
+
+    bool emit_in_name_order(HeldMembers& held, const std::string& location) {
+        std::sort(held.members.begin(), held.members.end());  // byte order: Python's order of the names' code points
+        for (auto& [name, bytes] : held.members) {
             const auto member_location = std::make_shared<const std::string>(location + ":" + name);
             if (!emit(RawDocument::Kind::kText, std::move(bytes), member_location, 0)) return false;
         }
         return true;
     }
 
-    bool read_nested(archive* outer, const std::string& location, const std::string& name) {
-        NestedSource source{outer, std::vector<char>(kReadBlockBytes)};
-        ArchivePtr inner = new_reader();
-        if (archive_read_open(inner.get(), &source, nullptr, read_from_outer, nullptr) != ARCHIVE_OK) {
-            throw_archive_error(inner.get(), location, "cannot open nested archive");
-        }
-        return read_members(inner.get(), location, name);
-    }
-
-    // Calls consume(chunk) for every decompressed block of the current member; returns false
-    // as soon as consume does (the rest of the member is left unread).
+    // Calls consume(chunk) for every block of `source`; returns false as soon as consume does
+    // (the rest is left unread).
     template <typename Consume>
-    bool read_chunks(archive* a, const std::string& location, Consume&& consume) {
-        std::vector<char> buffer(kReadBlockBytes);
+    bool read_chunks(ByteSource& source, Consume&& consume) {
         for (;;) {
-            const la_ssize_t n = archive_read_data(a, buffer.data(), buffer.size());
-            if (n < 0) throw_archive_error(a, location, "cannot read");
-            bytes_consumed_.store(bytes_before_ + archive_filter_bytes(top_, -1), std::memory_order_relaxed);
-            if (n == 0) return true;
-            if (!consume(std::string_view(buffer.data(), static_cast<size_t>(n)))) return false;
+            const std::string_view chunk = source.next_block();
+            bytes_consumed_.store(bytes_before_ + file_->bytes_read(), std::memory_order_relaxed);
+            if (chunk.empty()) return true;
+            if (!consume(chunk)) return false;
         }
     }
 
     // Calls on_line(line, number) for every line, without its "\n" or "\r\n"; false from on_line
     // stops.
     template <typename OnLine>
-    bool read_lines(archive* a, const std::string& location, OnLine&& on_line) {
+    bool read_lines(ByteSource& source, const std::string& location, OnLine&& on_line) {
         std::string pending;
         int64_t number = 0;
-        const bool keep_going = read_chunks(a, location, [&](std::string_view chunk) {
+        const auto append = [&](std::string_view part) {
+            pending.append(part);
+            if (pending.size() > options_.max_document_bytes)
+                too_long(location + ":" + std::to_string(number + 1), "line",
+                         "it is no line-oriented text, or needs cutting into lines");
+        };
+        const bool keep_going = read_chunks(source, [&](std::string_view chunk) {
             for (size_t newline; (newline = chunk.find('\n')) != std::string_view::npos;) {
-                pending.append(chunk.substr(0, newline));
+                append(chunk.substr(0, newline));
                 chunk.remove_prefix(newline + 1);
                 if (!pending.empty() && pending.back() == '\r') pending.pop_back();
                 if (!on_line(std::move(pending), ++number)) return false;
                 pending.clear();
             }
-            pending.append(chunk);
+            append(chunk);
             return true;
         });
         if (!keep_going) return false;
         if (!pending.empty() && pending.back() == '\r') pending.pop_back();
         return pending.empty() || on_line(std::move(pending), ++number);
+    }
+
+    // ReaderOptions::max_document_bytes for messages: "1 GiB".
+    std::string document_limit_text() const {
+        const size_t limit = options_.max_document_bytes;
+        return limit % (size_t(1) << 30) == 0 ? std::to_string(limit >> 30) + " GiB" : std::to_string(limit) + " bytes";
+    }
+
+    [[noreturn]] void too_long(const std::string& location, const char* what, const char* what_to_do) const {
+        throw std::runtime_error(location + ": over " + document_limit_text() + " as a " + what +
+                                 ", which would be held in memory and tokenized by one thread: " + what_to_do);
     }
 
     bool emit(RawDocument::Kind kind, std::string bytes, const std::shared_ptr<const std::string>& location, int64_t line) {
@@ -293,21 +438,40 @@ class FileWalker {
         return emit_(std::move(document));
     }
 
-    bool read_document_stream(archive* a, const std::string& location_text, const std::string& name) {
+    // A document stream, unless it is binary: an error for a file named on the command line,
+    // skipped (and recorded) otherwise.
+    bool read_document_stream(ByteSource& stream, const std::string& location_text, const std::string& name,
+                              bool member) {
+        std::string head;
+        for (std::string_view block; head.size() < kSniffBytes && !(block = stream.next_block()).empty();) {
+            head.append(block);
+        }
+        const std::string kind = binary_kind(head);
+        if (!kind.empty()) {
+            if (named_ && !member)
+                throw std::runtime_error(location_text + " is binary (" + kind +
+                                         "), not text: remove it from the inputs (or name a compressed file after its "
+                                         "format: .gz, .xz, .zst, .bz2, .lzma)");
+            skipped_.push_back({location_text, kind});
+            return true;
+        }
+        PrefixedSource source(std::move(head), stream);
         const auto location = std::make_shared<const std::string>(location_text);
         if (ends_with(name, ".jsonl")) {
-            return read_lines(a, location_text, [&](std::string line, int64_t number) {
+            return read_lines(source, location_text, [&](std::string line, int64_t number) {
                 if (line.find_first_not_of(" \t") == std::string::npos) return true;  // blank line
                 return emit(RawDocument::Kind::kJsonLine, std::move(line), location, number);
             });
         }
         if (ends_with(name, ".json") || options_.text_split == DocumentSplit::kWholeFile) {
             std::string whole;
-            read_chunks(a, location_text, [&](std::string_view chunk) {
+            read_chunks(source, [&](std::string_view chunk) {
                 whole.append(chunk);
-                if (whole.size() > kMaxWholeFileDocumentBytes) {
-                    throw std::runtime_error(location_text + ": over 1 GiB as a single document; pass --doc-split line "
-                                             "or --doc-split paragraph to cut it into documents");
+                if (whole.size() > options_.max_document_bytes) {
+                    too_long(location_text, "single document",
+                             ends_with(name, ".json") ? "make it a .jsonl file, one document per line"
+                                                      : "pass --doc-split line or --doc-split paragraph to cut it "
+                                                        "into documents");
                 }
                 return true;
             });
@@ -315,7 +479,7 @@ class FileWalker {
                         std::move(whole), location, 0);
         }
         if (options_.text_split == DocumentSplit::kLine) {
-            return read_lines(a, location_text, [&](std::string line, int64_t number) {
+            return read_lines(source, location_text, [&](std::string line, int64_t number) {
                 if (line.empty()) return true;
                 return emit(RawDocument::Kind::kText, std::move(line), location, number);
             });
@@ -323,7 +487,7 @@ class FileWalker {
         // Paragraphs: runs of lines separated by empty lines, joined by "\n".
         std::string paragraph;
         int64_t first_line = 0;
-        bool keep_going = read_lines(a, location_text, [&](std::string line, int64_t number) {
+        bool keep_going = read_lines(source, location_text, [&](std::string line, int64_t number) {
             if (line.empty()) {
                 if (paragraph.empty()) return true;
                 const bool more = emit(RawDocument::Kind::kText, std::move(paragraph), location, first_line);
@@ -336,6 +500,9 @@ class FileWalker {
                 paragraph += '\n';
             }
             paragraph += line;
+            if (paragraph.size() > options_.max_document_bytes)
+                too_long(location_text + ":" + std::to_string(first_line), "paragraph",
+                         "pass --doc-split line to cut it into lines");
             return true;
         });
         if (keep_going && !paragraph.empty()) keep_going = emit(RawDocument::Kind::kText, std::move(paragraph), location, first_line);
@@ -346,7 +513,10 @@ class FileWalker {
     const std::function<bool(RawDocument&&)>& emit_;
     std::atomic<int64_t>& bytes_consumed_;
     int64_t bytes_before_;
-    archive* top_ = nullptr;
+    std::vector<SkippedInput>& skipped_;
+    const FileSource* file_ = nullptr;
+    std::string input_path_;
+    bool named_ = true;
 };
 
 int64_t regular_file_size(const std::string& path, const std::string& what) {
@@ -383,16 +553,57 @@ std::vector<std::string> files_under(const std::string& directory) {
 
 }  // namespace
 
-std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
-    std::vector<std::string> files;
-    std::set<std::string> seen;
-    const auto add = [&](const std::string& file) {
+std::string binary_kind(std::string_view head) {
+    head = head.substr(0, kSniffBytes);
+    struct Signature {
+        std::string bytes;
+        const char* kind;
+    };
+    static const Signature kSignatures[] = {
+        {"\x89PNG\r\n\x1a\n", "a PNG image"},
+        {"\xff\xd8\xff", "a JPEG image"},
+        {"GIF87a", "a GIF image"},
+        {"GIF89a", "a GIF image"},
+        {"%PDF-", "a PDF document"},
+        {"PK\x03\x04", "a zip archive"},
+        {"\x7f" "ELF", "an executable"},
+        {"\x1f\x8b", "gzip data: name it .gz"},
+        {std::string("\xfd" "7zXZ\0", 6), "xz data: name it .xz"},
+        {"\x28\xb5\x2f\xfd", "zstd data: name it .zst"},
+        {"BZh", "bzip2 data: name it .bz2"},
+        {int32_signature(shard::kMagic), "a token shard"},
+        {int32_signature(kModelFileMagic), "a model checkpoint"},
+        {int32_signature(kStateFileMagic), "an optimizer state file"},
+        {int32_signature(tensor_bundle::kMagic), "a tensor bundle"},
+    };
+    for (const Signature& signature : kSignatures) {
+        if (head.substr(0, signature.bytes.size()) != signature.bytes) continue;
+        // "BZh" may start a text; bzip2 data goes on with a block size digit and a block magic.
+        if (signature.bytes == "BZh" && (head.size() < 10 || head[3] < '1' || head[3] > '9' || head.substr(4, 6) != "1AY&SY"))
+            continue;
+        return signature.kind;
+    }
+    const size_t nul = head.find('\0');
+    if (nul != std::string_view::npos) return "a NUL byte at offset " + std::to_string(nul);
+    return "";
+}
+
+std::vector<InputFile> expand_inputs(const std::vector<std::string>& inputs) {
+    std::vector<InputFile> files;
+    std::map<std::string, size_t> index_of;
+    const auto add = [&](const std::string& file, bool named) {
         regular_file_size(file, "input file");
-        if (seen.insert(file).second) files.push_back(file);
+        const auto [it, added] = index_of.emplace(file, files.size());
+        if (added) {
+            files.emplace_back(file, named);
+        } else {
+            files[it->second].named |= named;
+        }
     };
     for (const std::string& input : inputs) {
         std::vector<std::string> paths;
-        if (input.find_first_of("*?[") != std::string::npos) {
+        const bool pattern = input.find_first_of("*?[") != std::string::npos;
+        if (pattern) {
             glob_t matches{};
             const int status = glob(input.c_str(), 0, nullptr, &matches);
             if (status == 0) paths.assign(matches.gl_pathv, matches.gl_pathv + matches.gl_pathc);
@@ -406,9 +617,9 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
             if (fs::is_directory(path, error)) {
                 const std::vector<std::string> found = files_under(path);
                 if (found.empty()) throw std::runtime_error("input directory '" + path + "' holds no files");
-                for (const std::string& file : found) add(file);
+                for (const std::string& file : found) add(file, false);
             } else {
-                add(path);
+                add(path, !pattern);
             }
         }
     }
@@ -489,17 +700,17 @@ std::vector<std::string> extract_members(const std::string& archive_path, const 
     return extracted;
 }
 
-DocumentReader::DocumentReader(std::vector<std::string> files, ReaderOptions options)
+DocumentReader::DocumentReader(std::vector<InputFile> files, ReaderOptions options)
     : files_(std::move(files)), options_(std::move(options)) {
-    for (const std::string& file : files_) total_bytes_ += regular_file_size(file, "input file");
+    for (const InputFile& file : files_) total_bytes_ += regular_file_size(file.path, "input file");
 }
 
 bool DocumentReader::read_all(const std::function<bool(RawDocument&&)>& emit) {
     int64_t bytes_before = 0;
-    for (const std::string& file : files_) {
-        FileWalker walker(options_, emit, bytes_consumed_, bytes_before);
+    for (const InputFile& file : files_) {
+        FileWalker walker(options_, emit, bytes_consumed_, bytes_before, skipped_);
         if (!walker.walk(file)) return false;
-        bytes_before += regular_file_size(file, "input file");
+        bytes_before += regular_file_size(file.path, "input file");
         bytes_consumed_.store(bytes_before, std::memory_order_relaxed);
     }
     return true;

@@ -204,9 +204,9 @@ class HeldOutDocuments {
 
 }  // namespace
 
-int64_t count_documents(const std::vector<std::string>& files, const ReaderOptions& reader, int threads) {
+int64_t count_documents(const std::vector<InputFile>& files, const ReaderOptions& reader, int threads) {
     int64_t total_bytes = 0;
-    for (const std::string& file : files) total_bytes += DocumentReader({file}, reader).total_bytes();
+    for (const InputFile& file : files) total_bytes += DocumentReader({file}, reader).total_bytes();
     Progress progress("count documents", total_bytes);
     std::atomic<size_t> next{0};
     std::atomic<int64_t> documents{0}, bytes_done{0};
@@ -216,7 +216,7 @@ int64_t count_documents(const std::vector<std::string>& files, const ReaderOptio
     const auto work = [&] {
         try {
             for (size_t i; !failed.load() && (i = next.fetch_add(1)) < files.size();) {
-                DocumentReader file(std::vector<std::string>{files[i]}, reader);
+                DocumentReader file({files[i]}, reader);
                 int64_t found = 0;
                 file.read_all([&](RawDocument&&) {
                     ++found;
@@ -242,7 +242,7 @@ int64_t count_documents(const std::vector<std::string>& files, const ReaderOptio
     return documents.load();
 }
 
-PipelineResult tokenize_to_splits(const std::vector<std::string>& files, const Gpt2Tokenizer& tokenizer,
+PipelineResult tokenize_to_splits(const std::vector<InputFile>& files, const Gpt2Tokenizer& tokenizer,
                                   const PipelineOptions& options, SplitWriter& train, const Holdout* holdout,
                                   SplitWriter* validation) {
     if ((holdout == nullptr) != (validation == nullptr))
@@ -313,6 +313,7 @@ PipelineResult tokenize_to_splits(const std::vector<std::string>& files, const G
         held_out->write_in_order(*validation);
     }
     progress.finish(counts());
+    result.skipped_inputs = reader.skipped();
     return result;
 }
 

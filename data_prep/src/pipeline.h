@@ -70,11 +70,12 @@ struct PipelineResult {
     int64_t documents = 0;          // every document read, empty and skipped ones included
     int64_t empty_documents = 0;    // documents whose text was empty: skipped
     int64_t invalid_documents = 0;  // skipped under skip_invalid_documents
+    std::vector<SkippedInput> skipped_inputs;  // binary files and archive members (inputs.h)
 };
 
 // Documents in `files` as the pipeline numbers them (empty and invalid ones included), read by
 // `threads` threads, one file each at a time: the count a Holdout is drawn over.
-int64_t count_documents(const std::vector<std::string>& files, const ReaderOptions& reader, int threads);
+int64_t count_documents(const std::vector<InputFile>& files, const ReaderOptions& reader, int threads);
 
 // Reads `files`, tokenizes every document and appends it to `train`, except the documents
 // `holdout` holds out (by their number in the input, from 0), which go to `validation` in the
@@ -84,7 +85,7 @@ int64_t count_documents(const std::vector<std::string>& files, const ReaderOptio
 // written nowhere, as the seed appends <|endoftext|> to non-empty texts only. Throws on any
 // input, tokenizer or output error; the reader and the workers are stopped and joined before the
 // exception leaves.
-PipelineResult tokenize_to_splits(const std::vector<std::string>& files, const Gpt2Tokenizer& tokenizer,
+PipelineResult tokenize_to_splits(const std::vector<InputFile>& files, const Gpt2Tokenizer& tokenizer,
                                   const PipelineOptions& options, SplitWriter& train, const Holdout* holdout,
                                   SplitWriter* validation);
 

@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <glob.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -29,15 +31,16 @@ namespace data_prep {
 namespace {
 
 const char* const kManifestName = "manifest.json";
-// 2: holdouts are Hugging Face's train_test_split (data_prep/src/holdout.h). A dataset with an
-// older manifest is rebuilt rather than reused.
-constexpr int kManifestVersion = 2;
+// 2: holdouts are Hugging Face's train_test_split (data_prep/src/holdout.h). 3: the build
+// settings and each input's modification time are recorded, so that a rerun with other inputs or
+// settings rebuilds. A dataset with an older manifest is rebuilt rather than reused.
+constexpr int kManifestVersion = 3;
 const char* const kStagingName = ".staging";
 const char* const kOpenWebTextArchive = "openwebtext.tar.xz";
 
 // One pass of the pipeline: files into a split, and optionally a holdout of them into another.
 struct SplitJob {
-    std::vector<std::string> files;
+    std::vector<InputFile> files;
     std::string split;
     std::string holdout_split;  // empty: no holdout
     double holdout_fraction = 0;
@@ -102,7 +105,7 @@ RecipePlan plan_tiny(const PrepareOptions& options) {
                                  "pass --source-dir DIR with its builds/ directory.");
     }
     RecipePlan plan{"tiny", "tiny", options.reader, {}, "", ""};
-    plan.jobs.push_back({files, "train", "val", val_fraction_or(options, "tiny")});
+    plan.jobs.push_back({{files.begin(), files.end()}, "train", "val", val_fraction_or(options, "tiny")});
     return plan;
 }
 
@@ -135,7 +138,7 @@ RecipePlan plan_openwebtext(const PrepareOptions& options, const std::string& ou
         plan.extracted_dir = output_dir + "/downloads/openwebtext-subsets";
         subsets = extract_members(archive, "openwebtext", "xz", plan.extracted_dir);
     }
-    plan.jobs.push_back({subsets, "train", "val", val_fraction_or(options, "openwebtext")});
+    plan.jobs.push_back({{subsets.begin(), subsets.end()}, "train", "val", val_fraction_or(options, "openwebtext")});
     return plan;
 }
 
@@ -147,7 +150,7 @@ RecipePlan plan_pile(const PrepareOptions& options, const std::string& output_di
     // val and test first: small, and they show early that everything works.
     plan.jobs.push_back({{fetch("val.jsonl.zst")}, "val", "", 0});
     plan.jobs.push_back({{fetch("test.jsonl.zst")}, "test", "", 0});
-    std::vector<std::string> train;
+    std::vector<InputFile> train;
     for (int i = 0; i < options.pile_train_files; i++) {
         char relative[32];
         std::snprintf(relative, sizeof relative, "train/%02d.jsonl.zst", i);
@@ -233,6 +236,70 @@ struct StagingGuard {
     }
 };
 
+// The options that decide a dataset's content besides its inputs, by flag. A complete dataset
+// built with other values is rebuilt.
+json build_settings(const PrepareOptions& options) {
+    static const char* const kDocSplitNames[] = {"file", "line", "paragraph"};
+    json settings = {
+        {"--val-fraction", val_fraction_or(options, options.recipe)},
+        {"--seed", options.seed},
+        {"--shard-tokens", options.shard_tokens > 0 ? options.shard_tokens : default_shard_tokens(options.recipe)},
+        {"--text-field", options.reader.text_field},
+        {"--doc-split", kDocSplitNames[static_cast<int>(options.reader.text_split)]},
+        {"--skip-invalid-json", options.skip_invalid_documents},
+    };
+    if (options.recipe == "pile") settings["--pile-train-files"] = options.pile_train_files;
+    return settings;
+}
+
+// An input as the manifest records it; a rerun compares path, size and modification time.
+json source_record(const std::string& path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) throw std::runtime_error("input file '" + path + "': " + std::strerror(errno));
+    return {{"path", path},
+            {"bytes", static_cast<int64_t>(st.st_size)},
+            {"modified_ns", static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec}};
+}
+
+// Why the complete dataset `manifest` (of kManifestVersion) describes is not what this run would
+// build ("" if it is). The text recipe's inputs are compared; the other recipes' sources are fixed
+// (a package, verified downloads).
+std::string difference_from_manifest(const json& manifest, const PrepareOptions& options) {
+    const json& recorded_settings = manifest.at("settings");
+    const json settings = build_settings(options);
+    for (const auto& [flag, value] : settings.items()) {
+        const auto recorded = recorded_settings.find(flag);
+        if (recorded == recorded_settings.end() || *recorded != value) {
+            return flag + " " + value.dump() + ", the dataset has " +
+                   (recorded == recorded_settings.end() ? std::string("none") : recorded->dump());
+        }
+    }
+    if (options.recipe != "text") return "";
+    const std::vector<InputFile> files = expand_inputs(options.inputs);
+    const json& sources = manifest.at("sources");
+    for (size_t i = 0; i < std::max(files.size(), sources.size()); i++) {
+        if (i >= sources.size()) return files[i].path + " is a new input";
+        const std::string recorded_path = sources[i].at("path").get<std::string>();
+        if (i >= files.size()) return recorded_path + " is no longer an input";
+        const json current = source_record(files[i].path);
+        if (files[i].path != recorded_path) return files[i].path + " is an input in place of " + recorded_path;
+        if (current["bytes"] != sources[i].at("bytes")) return files[i].path + " changed size";
+        if (current["modified_ns"] != sources[i].at("modified_ns")) return files[i].path + " was modified";
+    }
+    return "";
+}
+
+// Binary inputs found in directories or archives are left out (inputs.h); say which.
+void report_skipped_inputs(const std::vector<SkippedInput>& skipped) {
+    constexpr size_t kListed = 20;
+    if (skipped.empty()) return;
+    std::fprintf(stderr, "skipped %zu binary input(s), not text (listed in manifest.json):\n", skipped.size());
+    for (size_t i = 0; i < std::min(skipped.size(), kListed); i++) {
+        std::fprintf(stderr, "  %s: %s\n", skipped[i].location.c_str(), skipped[i].kind.c_str());
+    }
+    if (skipped.size() > kListed) std::fprintf(stderr, "  ... and %zu more\n", skipped.size() - kListed);
+}
+
 PrepareSummary summary_from_manifest(const std::string& output_dir, const json& manifest) {
     PrepareSummary summary;
     summary.output_dir = output_dir;
@@ -303,15 +370,22 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
         try {
             const json manifest = json::parse(in);
             const int version = manifest.value("manifest_version", 0);
-            if (version == kManifestVersion) {
+            const std::string difference =
+                version == kManifestVersion ? difference_from_manifest(manifest, options) : std::string();
+            if (version == kManifestVersion && difference.empty()) {
                 const PrepareSummary summary = summary_from_manifest(output_dir, manifest);
                 print_summary(names.prefix, summary);
                 return summary;
             }
-            std::fprintf(stderr,
-                         "%s is manifest version %d, from a prepare that held out other documents (this one writes "
-                         "version %d): rebuilding the dataset\n",
-                         manifest_path.c_str(), version, kManifestVersion);
+            if (version != kManifestVersion) {
+                std::fprintf(stderr,
+                             "%s is manifest version %d, from an older prepare (this one writes version %d): "
+                             "rebuilding the dataset\n",
+                             manifest_path.c_str(), version, kManifestVersion);
+            } else {
+                std::fprintf(stderr, "%s was built from other inputs or settings (%s): rebuilding it\n",
+                             output_dir.c_str(), difference.c_str());
+            }
         } catch (const json::exception& e) {
             std::fprintf(stderr, "%s is unreadable (%s): rebuilding the dataset\n", manifest_path.c_str(), e.what());
         }
@@ -344,6 +418,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
     };
     json sources = json::array();
     json holdouts = json::object();
+    json skipped_inputs = json::array();
     int64_t empty_documents = 0, invalid_documents = 0;
     for (const SplitJob& job : plan.jobs) {
         PipelineOptions pipeline;
@@ -376,14 +451,22 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
                                has_holdout ? &writer_for(job.holdout_split) : nullptr);
         empty_documents += result.empty_documents;
         invalid_documents += result.invalid_documents;
-        for (const std::string& file : job.files) {
-            sources.push_back({{"path", file}, {"bytes", fs::file_size(file)}, {"split", splits_fed}});
+        report_skipped_inputs(result.skipped_inputs);
+        for (const SkippedInput& input : result.skipped_inputs) {
+            skipped_inputs.push_back({{"input", input.location}, {"kind", input.kind}});
+        }
+        for (const InputFile& file : job.files) {
+            json source = source_record(file.path);
+            source["split"] = splits_fed;
+            sources.push_back(std::move(source));
         }
     }
     for (auto& [split, writer] : writers) writer->finish();
     if (writers.at("train")->documents() == 0) {
-        throw std::runtime_error("no documents found in the inputs of the " + recipe +
-                                 " recipe (every document was empty or skipped): nothing was written");
+        throw std::runtime_error("no documents found in the inputs of the " + recipe + " recipe (every document was empty or skipped" +
+                                 (skipped_inputs.empty() ? std::string()
+                                                         : ", " + std::to_string(skipped_inputs.size()) + " binary input(s)") +
+                                 "): nothing was written");
     }
 
     PrepareSummary summary;
@@ -409,10 +492,12 @@ PrepareSummary prepare_dataset(const PrepareOptions& options) {
         {"end_of_text", Gpt2Tokenizer::kEndOfText},
         {"shard_version", shard::kVersionUint16},
         {"shard_tokens", shard_tokens},
+        {"settings", build_settings(options)},
         {"splits", splits},
         {"holdouts", holdouts},
         {"skipped_empty_documents", empty_documents},
         {"skipped_invalid_documents", invalid_documents},
+        {"skipped_binary_inputs", skipped_inputs},
         {"sources", sources},
     };
     if (!plan.note.empty()) manifest["note"] = plan.note;

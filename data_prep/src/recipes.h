@@ -17,12 +17,14 @@
 // tokenizes, writing train as it goes and the held-out documents at the end, in their order.
 //
 // A finished dataset directory holds its shards and manifest.json (shards, token and document
-// counts, holdouts, sources), which is written last: its presence means "complete". Shards are
-// written in <dir>/.staging/ and moved into place only when every split is done, so the trainer's
-// glob never sees part of a dataset. A rerun of a complete dataset does nothing (unless forced, or
-// its manifest is of an older version); a rerun after an interruption removes what the
-// interrupted run left and starts over. Downloads live in <dir>/downloads/ and survive both
-// (they resume where they stopped).
+// counts, holdouts, the build settings, sources), which is written last: its presence means
+// "complete". Shards are written in <dir>/.staging/ and moved into place only when every split is
+// done, so the trainer's glob never sees part of a dataset. A rerun of a complete dataset does
+// nothing (unless forced) while its manifest is of this version and its recorded settings and
+// (text recipe) inputs — paths, sizes, modification times — are this run's; otherwise it rebuilds
+// the dataset, saying why. A rerun after an interruption removes what the interrupted run left
+// and starts over. Downloads live in <dir>/downloads/ and survive both (they resume where they
+// stopped).
 #pragma once
 
 #include <cstdint>

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 import philox
-from reference_files import read_bundle, read_checkpoint, write_bundle, write_checkpoint
+from reference_files import _crc32c_register, crc32c, read_bundle, read_checkpoint, write_bundle, write_checkpoint
 from reference_model import (FLAG_LEARNED_POS_EMB, FLAG_POST_NORM, FLAG_ROTARY_INTERLEAVED,
-                             FLAG_SCALE_ATTN_BY_INVERSE_LAYER_IDX, VOCAB_SIZE, Dropout, ModelConfig, apply_rotary,
-                             cross_entropy_loss, forward, init_parameters, parameter_shapes, rotary_tables)
+                             FLAG_SCALE_ATTN_BY_INVERSE_LAYER_IDX, VOCAB_SIZE, Dropout, InputError, ModelConfig,
+                             apply_rotary, cross_entropy_loss, forward, init_parameters, parameter_shapes,
+                             rotary_tables)
 
 # ---------------------------------------------------------------------------------------------
 # Checks of a written reference state (--check)
@@ -151,6 +152,39 @@ def _rotary_check(rng, log):
     log("  rotary relative-position property ok (both pairings)")
 
 
+def _checksum_checks(path, cfg, weights, rng):
+    """CRC-32C's known answers (RFC 3720), the chunked computation against the bytewise one, and
+    a version-2 model file's checksums: damage is an error naming the part; a version-1 file
+    (no checksums) is still read."""
+    assert crc32c(b"123456789") == 0xE3069283
+    assert crc32c(bytes(32)) == 0x8A9136AA and crc32c(b"\xff" * 32) == 0x62A8AB43
+    assert crc32c(bytes(range(32))) == 0x46DD794E
+    for size in (0, 255, 4096, 300007):
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        assert crc32c(data) == _crc32c_register(0xFFFFFFFF, data) ^ 0xFFFFFFFF, size
+    with open(path, "rb") as f:
+        blob = f.read()
+    copy = path + ".edited"
+    for offset, part in ((4 * 12, "header's 1024 bytes"), (4 * 13, "header's 1024 bytes"), (len(blob) - 3, "weights")):
+        damaged = bytearray(blob)
+        damaged[offset] ^= 0x10
+        with open(copy, "wb") as f:
+            f.write(damaged)
+        try:
+            read_checkpoint(copy)
+        except InputError as error:
+            assert f"{copy}: the {part} fail their checksum" in str(error), str(error)
+        else:
+            raise AssertionError(f"a flipped bit at byte {offset} went unnoticed")
+    version_1 = bytearray(blob)
+    version_1[4:8] = (1).to_bytes(4, "little")
+    version_1[4 * 13:4 * 15] = bytes(8)  # version 1 had zeros where the checksums are
+    with open(copy, "wb") as f:
+        f.write(version_1)
+    cfg_read, weights_read = read_checkpoint(copy)
+    assert cfg_read == cfg and all(np.array_equal(weights[n], weights_read[n]) for n in weights)
+
+
 def self_test(log=print):
     philox.check_known_answer()
     keep = philox.keep_mask(0.1, 1111, 7, (1 << 20,))
@@ -174,13 +208,14 @@ def self_test(log=print):
         write_checkpoint(os.path.join(directory, "model.bin"), cfg, weights, step=5)
         cfg_read, weights_read = read_checkpoint(os.path.join(directory, "model.bin"))
         assert cfg_read == cfg and all(np.array_equal(weights[n], weights_read[n]) for n in weights)
+        _checksum_checks(os.path.join(directory, "model.bin"), cfg, weights, rng)
         tensors = [("a", np.arange(6, dtype=np.float32).reshape(2, 3)), ("scalar", np.array(2.5)),
                    ("é", np.zeros((0, 4), dtype=np.int32))]
         write_bundle(os.path.join(directory, "b.bin"), tensors)
         read = read_bundle(os.path.join(directory, "b.bin"))
         assert list(read) == [n for n, _ in tensors]
         assert all(read[n].dtype == a.dtype and np.array_equal(read[n], a) for n, a in tensors)
-    log("  checkpoint and bundle round trips ok")
+    log("  checkpoint (CRC-32C checked, version 1 read) and bundle round trips ok")
 
     _rotary_check(rng, log)
     _causality_check(ModelConfig(**micro, flags=FLAG_LEARNED_POS_EMB, rotary_dim=4), rng, log)

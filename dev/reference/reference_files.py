@@ -1,6 +1,7 @@
 """The files the reference reads and writes: model checkpoints (train_gpt2cu's model file
 format), tensor bundles (ref.bin, read by test_gpt2cu) and token shards."""
 
+import math
 import os
 import struct
 
@@ -9,8 +10,10 @@ import numpy as np
 from reference_model import VOCAB_SIZE, InputError, ModelConfig, parameter_shapes
 
 CHECKPOINT_MAGIC = 20261127
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # written; version 1 (no checksums) is still read
 CHECKPOINT_HEADER_INTS = 256
+CHECKPOINT_WEIGHTS_CRC = 13  # header ints holding the CRC-32Cs of version 2 (host/checkpoint.h)
+CHECKPOINT_HEADER_CRC = 14
 
 BUNDLE_MAGIC = 20261129
 BUNDLE_VERSION = 1
@@ -19,6 +22,82 @@ BUNDLE_DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<i4"), 2: np.dtype("<f8")}
 SHARD_MAGIC = 20240520
 SHARD_HEADER_INTS = 256
 SHARD_TOKEN_DTYPES = {1: np.dtype("<u2"), 2: np.dtype("<u4")}
+
+
+# ---------------------------------------------------------------------------------------------
+# CRC-32C (Castagnoli), the checksum of train_gpt2cu's model files (host/crc32c.h)
+
+
+def _crc32c_byte_table():
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_byte_table()
+_CRC32C_TABLE_NP = np.array(_CRC32C_TABLE, dtype=np.uint32)
+
+
+def _crc32c_register(state, data):
+    """The CRC register after `data` (bytes), from `state`, one byte at a time."""
+    table = _CRC32C_TABLE
+    for byte in data:
+        state = table[(state ^ byte) & 0xFF] ^ (state >> 8)
+    return state
+
+
+def _crc32c_zeros_operator(length):
+    """Tables that advance a register over `length` zero bytes: the register update is linear
+    over GF(2), so the images of the 32 unit registers, XORed by the bits of each byte of the
+    register, give the advanced register."""
+    units = np.left_shift(np.uint32(1), np.arange(32, dtype=np.uint32))
+    for _ in range(length):
+        units = _CRC32C_TABLE_NP[units & 0xFF] ^ (units >> 8)
+    tables = []
+    for k in range(4):
+        table = [0] * 256
+        for value in range(1, 256):
+            low = value & -value
+            table[value] = table[value ^ low] ^ int(units[8 * k + low.bit_length() - 1])
+        tables.append(table)
+    return tables
+
+
+def crc32c(data):
+    """CRC-32C of `data` (bytes-like); crc32c(b"123456789") == 0xE3069283. Large inputs are cut
+    into equal chunks whose registers (from 0) numpy advances side by side; they are joined in
+    order, as advancing a register over a chunk is advancing it over as many zeros, XOR the
+    chunk's register from 0."""
+    data = memoryview(data).cast("B")
+    chunk = 1 << max(6, math.ceil(math.log2(math.sqrt(max(len(data), 1)))))
+    chunks = len(data) // chunk
+    if chunks < 4:
+        return _crc32c_register(0xFFFFFFFF, data) ^ 0xFFFFFFFF
+    lanes = np.frombuffer(data, dtype=np.uint8, count=chunks * chunk).reshape(chunks, chunk)
+    registers = np.zeros(chunks, dtype=np.uint32)
+    for column in range(chunk):
+        registers = _CRC32C_TABLE_NP[(registers ^ lanes[:, column]) & 0xFF] ^ (registers >> 8)
+    t0, t1, t2, t3 = _crc32c_zeros_operator(chunk)
+    state = 0xFFFFFFFF
+    for register in registers.tolist():
+        state = t0[state & 0xFF] ^ t1[(state >> 8) & 0xFF] ^ t2[(state >> 16) & 0xFF] ^ t3[state >> 24] ^ register
+    return _crc32c_register(state, data[chunks * chunk:]) ^ 0xFFFFFFFF
+
+
+def _check_checksum(path, part, stored, computed):
+    if stored != computed:
+        raise InputError(f"{path}: the {part} fail their checksum (CRC-32C stored 0x{stored:08x}, computed "
+                         f"0x{computed:08x}): the file is damaged (on disk or in a copy); use another checkpoint")
+
+
+def _header_checksum(header):
+    copy = np.array(header, dtype="<i4")
+    copy[CHECKPOINT_HEADER_CRC] = 0
+    return crc32c(copy.tobytes())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -39,12 +118,18 @@ def write_checkpoint(path, cfg, params, step=0):
                    0,  # weights stored as fp32
                    step]
 
+    weights = []
+    for name, shape in parameter_shapes(cfg):
+        value = np.ascontiguousarray(params[name], dtype="<f4")
+        assert value.shape == shape, (name, value.shape, shape)
+        weights.append(value.tobytes())
+    weights = b"".join(weights)
+    header[CHECKPOINT_WEIGHTS_CRC] = np.uint32(crc32c(weights)).view(np.int32)
+    header[CHECKPOINT_HEADER_CRC] = np.uint32(_header_checksum(header)).view(np.int32)
+
     def write(f):
         f.write(header.tobytes())
-        for name, shape in parameter_shapes(cfg):
-            value = np.ascontiguousarray(params[name], dtype="<f4")
-            assert value.shape == shape, (name, value.shape, shape)
-            f.write(value.tobytes())
+        f.write(weights)
     _write_atomically(path, write)
 
 
@@ -62,8 +147,12 @@ def read_checkpoint(path):
     header = np.frombuffer(blob, dtype="<i4", count=CHECKPOINT_HEADER_INTS)
     if header[0] != CHECKPOINT_MAGIC:
         raise InputError(f"{path}: magic {header[0]} is not {CHECKPOINT_MAGIC}; {how_to_fix}")
-    if header[1] != CHECKPOINT_VERSION:
-        raise InputError(f"{path}: checkpoint version {header[1]} is not {CHECKPOINT_VERSION}; {how_to_fix}")
+    if header[1] not in (1, CHECKPOINT_VERSION):
+        raise InputError(f"{path}: checkpoint version {header[1]}; this reads versions 1 and {CHECKPOINT_VERSION}; "
+                         f"{how_to_fix}")
+    if header[1] >= 2:
+        _check_checksum(path, f"header's {header_bytes} bytes", int(header[CHECKPOINT_HEADER_CRC].view(np.uint32)),
+                        _header_checksum(header))
     if header[6] != VOCAB_SIZE:
         raise InputError(f"{path}: vocabulary {header[6]} is not GPT-2's {VOCAB_SIZE}")
     if header[11] != 0:
@@ -77,6 +166,9 @@ def read_checkpoint(path):
     if len(blob) != expected:
         raise InputError(f"{path}: {len(blob)} bytes, but its header describes {expected} "
                          f"(truncated or not an fp32 checkpoint); {how_to_fix}")
+    if header[1] >= 2:
+        _check_checksum(path, "weights", int(header[CHECKPOINT_WEIGHTS_CRC].view(np.uint32)),
+                        crc32c(memoryview(blob)[header_bytes:]))
     params, position = {}, header_bytes
     for name, shape in shapes:
         count = int(np.prod(shape))
