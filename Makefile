@@ -5,6 +5,8 @@
 #   make test             CPU tests (builds the trainer too); GPU tests too when a GPU is present,
 #                         else a visible "skipped" line
 #   make test-gpu         test_gpt2cu against the PyTorch reference + every dev/cuda validation
+#   make sanitize         compute-sanitizer's four tools on test_gpt2cu and a short run (GPU)
+#   make kill-soak        a run killed KILLS (20) times at random, resumed bit-identically (GPU)
 #   make quickstart       setup, `tiny` shards, build, train a small GPT on one GPU
 #   make test-asan        the CPU tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)
 #   make fuzz-run         every libFuzzer target for FUZZ_SECONDS each (fuzz/README.md)
@@ -93,7 +95,7 @@ DEV_CUDA := $(patsubst dev/cuda/%.cu,$(BUILD)/dev/cuda/%,$(wildcard dev/cuda/*.c
 TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all data_prep dev setup vocab test test-cpu test-gpu test-asan fuzz fuzz-run quickstart clean
+.PHONY: all data_prep dev setup vocab test test-cpu test-gpu sanitize kill-soak test-asan fuzz fuzz-run quickstart clean
 all: train_gpt2cu test_gpt2cu data_prep dev $(BUILD)/tests/cpu_tests
 data_prep: $(DATA_TOOLS)
 dev: $(DEV_CUDA)
@@ -150,6 +152,16 @@ test:
 test-gpu:
 	+@$(build_in_parallel) train_gpt2cu test_gpt2cu dev
 	@PYTHON=$(PYTHON) HAS_GPU=1 tests/run_all.sh gpu
+
+# The slower GPU reliability checks, apart from test-gpu: each needs minutes, not seconds.
+KILLS ?= 20
+sanitize:
+	+@$(build_in_parallel) train_gpt2cu test_gpt2cu
+	PYTHON=$(PYTHON) scripts/test_sanitizer.sh
+kill-soak:
+	+@$(build_in_parallel) setup data_prep train_gpt2cu
+	./data_prep/prepare tiny
+	scripts/test_kill_soak.sh $(KILLS)
 
 # ---------------------------------------------------------------------------------------------
 # Sanitizers and fuzzing, with clang (Debian: clang libclang-rt-dev; libFuzzer ships in the
