@@ -49,8 +49,9 @@
 // Pieces all use (argument checks, head-dim dispatch, D = rowsum(dO * O)) are in
 // kernels/attention_common.cuh.
 //
-// kDefaultAttentionKernel selects the family that attention_forward/attention_backward use; the
-// *_using variants take it at run time (the families can be mixed: their O and lse agree).
+// attention_forward/attention_backward use default_attention_kernel(): the Hopper forward where
+// it can run, else mma.sync; the *_using variants take the family as an argument (the families
+// can be mixed: their O and lse agree).
 //
 // Layouts: qkv (B, T, 3, NH, HD) packed as the QKV matmul writes it (row stride 3*NH*HD);
 // out and dout (B, T, NH, HD); lse (B, NH, T), natural log; dqkv like qkv.
@@ -62,7 +63,6 @@
 #include "kernels/attention_mma_sync.cuh"
 
 enum class AttentionKernel { TensorCores, CudaCores, Hopper };
-inline constexpr AttentionKernel kDefaultAttentionKernel = AttentionKernel::TensorCores;
 
 inline const char* attention_kernel_name(AttentionKernel kernel) {
     switch (kernel) {
@@ -76,6 +76,11 @@ inline const char* attention_kernel_name(AttentionKernel kernel) {
 // Whether AttentionKernel::Hopper can run here: a compute capability 9.0 GPU and a binary built
 // for sm_90a (GPU_ARCH=90).
 inline bool attention_hopper_available() { return attention_detail::hopper::forward_available(); }
+
+// The family attention_forward and attention_backward use (backward is mma.sync's for both).
+inline AttentionKernel default_attention_kernel() {
+    return attention_hopper_available() ? AttentionKernel::Hopper : AttentionKernel::TensorCores;
+}
 
 // Floats of scratch attention_backward needs: D = rowsum(dO * O), one per (b, h, query).
 inline size_t attention_backward_scratch_floats(int B, int T, int NH, int HD) {
@@ -141,13 +146,13 @@ void attention_backward_using(AttentionKernel kernel, T* dqkv /*(B,T,3,NH,HD) ov
 template <typename T>
 void attention_forward(T* out /*(B,T,NH,HD)*/, float* lse /*(B,NH,T)*/, const T* qkv /*(B,T,3,NH,HD)*/, int B,
                        int T_len, int NH, int HD, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
-    attention_forward_using(kDefaultAttentionKernel, out, lse, qkv, B, T_len, NH, HD, softmax_scale, drop, stream);
+    attention_forward_using(default_attention_kernel(), out, lse, qkv, B, T_len, NH, HD, softmax_scale, drop, stream);
 }
 
 template <typename T>
 void attention_backward(T* dqkv /*(B,T,3,NH,HD) overwritten*/, float* scratch, const T* dout /*(B,T,NH,HD)*/,
                         const T* qkv, const T* out, const float* lse /*(B,NH,T)*/, int B, int T_len, int NH, int HD,
                         float softmax_scale, DropoutParams drop, cudaStream_t stream) {
-    attention_backward_using(kDefaultAttentionKernel, dqkv, scratch, dout, qkv, out, lse, B, T_len, NH, HD,
+    attention_backward_using(default_attention_kernel(), dqkv, scratch, dout, qkv, out, lse, B, T_len, NH, HD,
                              softmax_scale, drop, stream);
 }

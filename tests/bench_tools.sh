@@ -53,7 +53,7 @@ cat >"$work/kernels.csv" <<'CSV'
 "ID","Kernel Name","gpu__time_duration.sum"
 "","","nsecond"
 "0","nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT","3,000,000"
-"1","void attention_detail::tensor_cores::forward_kernel<__nv_bfloat16, 64, 4, 64>(int)","1,000,000"
+"1","void attention_detail::hopper::forward_kernel<__nv_bfloat16, 64, attention_detail::hopper::ForwardShape<64, 2, true, 2>>(CUtensorMap_st, CUtensorMap_st, CUtensorMap_st, float *, int, int, float, DropoutParams)","1,000,000"
 "2","void attention_detail::tensor_cores::backward_dq_kernel<__nv_bfloat16, 64, 4, 64>(int)","1,500,000"
 "3","void layernorm_detail::layernorm_backward_kernel<__nv_bfloat16, __nv_bfloat16, 2>(int)","500,000"
 "4","void adamw_kernel<__nv_bfloat16>(float*)","250,000"

@@ -16,8 +16,8 @@ import sys
 GROUPS = [
     ("matmul (cuBLASLt GEMMs and their reductions)", r"gemm|xmma|nvjet|cutlass|cublas|BgradAB|splitKreduce"),
     ("matmul side kernels (bias, GELU, column sums)", r"add_bias|gelu_forward|gelu_backward|column_sum"),
-    # ncu names our kernels by their innermost namespace (tensor_cores::, cuda_cores::).
-    ("attention forward", r"(tensor_cores|cuda_cores)::forward_kernel"),
+    # ncu names our kernels by their innermost namespace (tensor_cores::, hopper::, cuda_cores::).
+    ("attention forward", r"(tensor_cores|hopper|cuda_cores)::forward_kernel"),
     ("attention backward", r"backward_dq_kernel|backward_dkdv_kernel|attention_backward_row_dot"),
     ("LayerNorm (+dropout, residual)", r"layernorm"),
     ("cross-entropy", r"cross_entropy"),
