@@ -11,10 +11,11 @@
 //   [14] CRC-32C of the header's 1024 bytes with [14] taken as 0   [15..255] 0
 //
 // State file `state_SSSSSSSS_rankRRRRR.bin` (little-endian): int32 magic 20261128, int32
-// version 2, then the fields of StateHeader in order (see checkpoint.cpp: StateFileFixedPart),
-// then a descriptor per optimizer buffer (32-byte zero-padded name, int64 count), then each
-// buffer's count fp32 values. The fixed part holds two CRC-32Cs (host/crc32c.h): of the header
-// (fixed part, checksums taken as 0, and descriptors) and of the buffers' values.
+// version 2, then the fields of StateHeader in order (see checkpoint_state_file.cpp:
+// StateFileFixedPart), then a descriptor per optimizer buffer (32-byte zero-padded name, int64
+// count), then each buffer's count fp32 values. The fixed part holds two CRC-32Cs
+// (host/crc32c.h): of the header (fixed part, checksums taken as 0, and descriptors) and of the
+// buffers' values.
 //
 // Readers verify both checksums of a version-2 file; a damaged file is an error that names it
 // and the part that fails (header, weights, optimizer buffers). Version-1 files (written before

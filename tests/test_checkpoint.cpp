@@ -1,65 +1,30 @@
-// Checkpoint files: parameter layout, model/state round trips, and every rejection path.
+// Checkpoint files (host/checkpoint.h): model and state file round trips and every rejection
+// path. Damage and checksums: test_checkpoint_checksums.cpp; resuming: test_checkpoint_resume.cpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "host/checkpoint.h"
 #include "host/crc32c.h"
 #include "host/shard.h"
+
+#include "tests/checkpoint_test_support.h"
 #include "tests/test_support.h"
 
 namespace fs = std::filesystem;
+using namespace checkpoint_test;
 
 namespace {
 
 using test_support::error_of;
 using test_support::read_bytes;
-
-class CheckpointTest : public ::testing::Test {
-  protected:
-    std::string path(const std::string& name) const { return scratch_.file(name); }
-    test_support::ScratchDir scratch_{"test_checkpoint"};
-    const std::string dir_ = scratch_.path.string();
-};
-
-ModelShape tiny_shape() {
-    ModelShape shape;
-    shape.n_layer = 2;
-    shape.n_embd = 8;
-    shape.n_head = 2;
-    shape.max_seq_len = 16;
-    shape.vocab_size = 50;
-    shape.padded_vocab_size = 64;
-    shape.scale_attn_by_inverse_layer_idx = true;
-    return shape;
-}
-
-ModelShape gpt2_small_shape(int padded_vocab) {
-    ModelShape shape;
-    shape.n_layer = 12;
-    shape.n_embd = 768;
-    shape.n_head = 12;
-    shape.max_seq_len = 1024;
-    shape.vocab_size = 50257;
-    shape.padded_vocab_size = padded_vocab;
-    return shape;
-}
-
-std::vector<float> random_floats(int64_t count, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> normal;
-    std::vector<float> values(static_cast<size_t>(count));
-    for (float& v : values) v = normal(rng);
-    return values;
-}
 
 void truncate_by(const std::string& path, uintmax_t bytes) { fs::resize_file(path, fs::file_size(path) - bytes); }
 
@@ -71,124 +36,6 @@ void rewrite_model_header_checksum(const std::string& file) {
     const uint32_t checksum = model_header_checksum(header);
     f.seekp(14 * 4);
     f.write(reinterpret_cast<const char*>(&checksum), 4);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Layout
-
-TEST(CheckpointLayoutTest, Gpt2SmallParameterCount) {
-    // 124,475,904 with the vocabulary padded to 50304 (128), 124,445,184 = the 124.4M of
-    // experiments.md with padding to 8 (50264).
-    EXPECT_EQ(ParamLayout(gpt2_small_shape(50304), 0.02).total(), 124475904);
-    EXPECT_EQ(ParamLayout(gpt2_small_shape(50264), 0.02).total(), 124445184);
-}
-
-TEST(CheckpointLayoutTest, OrderShapesAndOffsetsAreContiguous) {
-    const ModelShape shape = tiny_shape();
-    const ParamLayout layout(shape, 0.02);
-    const std::vector<std::string> names = {"wte",       "wpe",         "ln1_w", "ln1_b", "qkv_w",
-                                            "qkv_b",     "attn_proj_w", "attn_proj_b", "ln2_w", "ln2_b",
-                                            "fc_w",      "fc_b",        "fc_proj_w",   "fc_proj_b", "lnf_w",
-                                            "lnf_b"};
-    ASSERT_EQ(layout.tensors().size(), names.size());
-    int64_t offset = 0;
-    for (size_t i = 0; i < names.size(); ++i) {
-        const ParamTensor& t = layout.tensors()[i];
-        EXPECT_EQ(t.name, names[i]);
-        EXPECT_EQ(t.offset, offset) << t.name;
-        int64_t numel = 1;
-        for (int64_t d : t.shape) numel *= d;
-        EXPECT_EQ(t.numel, numel) << t.name;
-        EXPECT_EQ(t.per_layer, t.shape.size() >= 2 && t.name != "wte" && t.name != "wpe") << t.name;
-        offset += t.numel;
-    }
-    EXPECT_EQ(layout.total(), offset);
-    EXPECT_EQ(layout.get("wte").shape, (std::vector<int64_t>{64, 8}));
-    EXPECT_EQ(layout.get("wpe").shape, (std::vector<int64_t>{16, 8}));
-    EXPECT_EQ(layout.get("qkv_w").shape, (std::vector<int64_t>{2, 24, 8}));
-    EXPECT_EQ(layout.get("fc_proj_w").shape, (std::vector<int64_t>{2, 8, 32}));
-    EXPECT_EQ(layout.get("lnf_b").shape, (std::vector<int64_t>{8}));
-    const ParamTensor& fc_b = layout.get("fc_b");
-    EXPECT_EQ(layout.layer_offset(fc_b, 1), fc_b.offset + 32);
-    EXPECT_THROW(layout.layer_offset(fc_b, 2), std::out_of_range);
-    EXPECT_THROW(layout.layer_offset(layout.get("wte"), 0), std::invalid_argument);
-    EXPECT_THROW(layout.get("lm_head"), std::out_of_range);
-}
-
-TEST(CheckpointLayoutTest, OptionalTensors) {
-    ModelShape shape = tiny_shape();
-    shape.learned_pos_emb = false;
-    shape.post_norm = true;
-    const ParamLayout layout(shape, 0.02);
-    EXPECT_EQ(layout.find("wpe"), nullptr);
-    EXPECT_EQ(layout.find("lnf_w"), nullptr);
-    EXPECT_EQ(layout.find("lnf_b"), nullptr);
-    EXPECT_EQ(layout.tensors().front().name, "wte");
-    EXPECT_EQ(layout.tensors()[1].name, "ln1_w");
-    EXPECT_EQ(layout.tensors().back().name, "fc_proj_b");
-}
-
-TEST(CheckpointLayoutTest, LayerRangesTileTheArrayOnce) {
-    // The gradient all-reduce buckets: an element left out would stay unreduced (ranks drift
-    // apart silently), one in two buckets would be summed twice.
-    ModelShape post_norm = tiny_shape();
-    post_norm.post_norm = true;
-    post_norm.learned_pos_emb = false;
-    ModelShape one_layer = tiny_shape();
-    one_layer.n_layer = 1;
-    for (const ModelShape& shape : {tiny_shape(), post_norm, one_layer, gpt2_small_shape(50304)}) {
-        const ParamLayout layout(shape, 0.02);
-        std::vector<ParamRange> all;
-        auto claim = [&](const std::vector<ParamRange>& ranges) {
-            for (size_t i = 0; i < ranges.size(); ++i) {
-                EXPECT_GT(ranges[i].count, 0);
-                if (i > 0) {
-                    EXPECT_LT(ranges[i - 1].offset + ranges[i - 1].count, ranges[i].offset) << "not merged";
-                }
-            }
-            all.insert(all.end(), ranges.begin(), ranges.end());
-        };
-        for (int layer = 0; layer < shape.n_layer; ++layer) claim(layout.layer_ranges(layer));
-        claim(layout.non_layer_ranges());
-        std::sort(all.begin(), all.end(), [](const ParamRange& a, const ParamRange& b) { return a.offset < b.offset; });
-        int64_t next = 0;  // sorted, each range must start where the previous one ended
-        for (const ParamRange& range : all) {
-            EXPECT_EQ(range.offset, next) << "n_layer " << shape.n_layer;
-            next = range.offset + range.count;
-        }
-        EXPECT_EQ(next, layout.total()) << "n_layer " << shape.n_layer;
-    }
-    const ParamLayout layout(tiny_shape(), 0.02);
-    const ParamTensor& fc_b = layout.get("fc_b");
-    const std::vector<ParamRange> layer1 = layout.layer_ranges(1);
-    EXPECT_EQ(layer1.size(), 12u);  // the 12 per-layer tensors, none adjacent when n_layer > 1
-    EXPECT_NE(std::find(layer1.begin(), layer1.end(), ParamRange{fc_b.offset + 32, 32}), layer1.end());
-    // wte + wpe are adjacent, and so are lnf_w + lnf_b.
-    EXPECT_EQ(layout.non_layer_ranges(),
-              (std::vector<ParamRange>{{0, 64 * 8 + 16 * 8}, {layout.get("lnf_w").offset, 16}}));
-    EXPECT_EQ(ParamLayout(one_layer, 0.02).layer_ranges(0).size(), 1u);  // one contiguous block
-    EXPECT_THROW(layout.layer_ranges(2), std::out_of_range);
-}
-
-TEST(CheckpointLayoutTest, WeightDecayAndInit) {
-    const ParamLayout layout(tiny_shape(), 0.02);
-    const double projection = 0.02 / std::sqrt(4.0);  // 2 * n_layer = 4
-    for (const ParamTensor& t : layout.tensors()) {
-        const bool linear_weight = t.name == "qkv_w" || t.name == "attn_proj_w" || t.name == "fc_w" ||
-                                   t.name == "fc_proj_w";
-        EXPECT_EQ(t.weight_decay, linear_weight) << t.name;
-        if (t.name == "attn_proj_w" || t.name == "fc_proj_w") {
-            EXPECT_EQ(t.init, ParamInit::normal);
-            EXPECT_DOUBLE_EQ(t.init_std, projection) << t.name;
-        } else if (linear_weight || t.name == "wte" || t.name == "wpe") {
-            EXPECT_EQ(t.init, ParamInit::normal);
-            EXPECT_DOUBLE_EQ(t.init_std, 0.02) << t.name;
-        } else if (t.name.back() == 'w') {
-            EXPECT_EQ(t.init, ParamInit::ones) << t.name;  // LayerNorm weights
-        } else {
-            EXPECT_EQ(t.init, ParamInit::zeros) << t.name;  // biases
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -399,36 +246,6 @@ TEST_F(CheckpointTest, ShapeMismatchNamesFieldAndFlag) {
 // ---------------------------------------------------------------------------------------------
 // State file
 
-StateHeader sample_state_header() {
-    StateHeader header;
-    header.identity.shape = tiny_shape();
-    header.identity.rank = 1;
-    header.identity.world_size = 2;
-    header.identity.zero_stage = 1;
-    header.identity.seed = 1111;
-    header.step = 42;
-    header.adam_step = 40;
-    header.rng_state = {1, 2, 3, 0xFFFFFFFFFFFFFFFFull};
-    header.loss_scale = 32768.0;
-    header.clean_steps = 17;
-    header.train_loader.epoch = 3;
-    header.train_loader.window_in_epoch = 99;
-    header.train_loader.total_windows = 12345;
-    header.train_loader.seed = 1111;
-    header.train_loader.seq_len = 16;
-    header.train_loader.rank = 1;
-    header.train_loader.world_size = 2;
-    header.train_loader.shuffle = 1;
-    return header;
-}
-
-struct Buffers {
-    std::vector<float> master = random_floats(100, 11), m = random_floats(100, 12), v = random_floats(100, 13);
-    std::vector<ConstFloatBuffer> to_write() const {
-        return {{"master", master.data(), 100}, {"adam_m", m.data(), 100}, {"adam_v", v.data(), 100}};
-    }
-};
-
 TEST_F(CheckpointTest, StateFileRoundTrip) {
     const StateHeader header = sample_state_header();
     const Buffers buffers;
@@ -493,210 +310,6 @@ TEST_F(CheckpointTest, StateFileRejections) {
     write_model_file(path("model.bin"), tiny_shape(), 1, params.data());
     const std::string wrong = error_of([&] { read_state_file(path("model.bin"), header.identity, targets); });
     EXPECT_NE(wrong.find("is not an optimizer state file (it is a model file"), std::string::npos) << wrong;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Finding checkpoints
-
-void touch(const std::string& file) { std::ofstream(file) << "x"; }
-
-TEST_F(CheckpointTest, LatestCompleteCheckpoint) {
-    EXPECT_FALSE(find_latest_checkpoint(path("missing"), 1));
-    EXPECT_FALSE(find_latest_checkpoint(dir_, 1));
-    touch(model_file_path(dir_, 10));
-    touch(state_file_path(dir_, 10, 0));
-    touch(state_file_path(dir_, 10, 1));
-    touch(model_file_path(dir_, 20));
-    touch(state_file_path(dir_, 20, 0));  // rank 1 missing: incomplete
-    touch(model_file_path(dir_, 30) + ".tmp");
-    touch(path("model_latest.bin"));
-
-    std::optional<CheckpointFiles> latest = find_latest_checkpoint(dir_, 2);
-    ASSERT_TRUE(latest);
-    EXPECT_EQ(latest->step, 10);
-    EXPECT_EQ(latest->model_path, model_file_path(dir_, 10));
-    EXPECT_EQ(latest->state_paths, (std::vector<std::string>{state_file_path(dir_, 10, 0), state_file_path(dir_, 10, 1)}));
-    latest = find_latest_checkpoint(dir_, 1);
-    ASSERT_TRUE(latest);
-    EXPECT_EQ(latest->step, 20);
-}
-
-// A real checkpoint of tiny_shape() at `step` for `world_size` ranks.
-void write_checkpoint(const std::string& dir, int64_t step, int world_size) {
-    const std::vector<float> params = random_floats(ParamLayout(tiny_shape(), 0.02).total(), static_cast<unsigned>(step));
-    write_model_file(model_file_path(dir, step), tiny_shape(), step, params.data());
-    const Buffers buffers;
-    for (int rank = 0; rank < world_size; ++rank) {
-        StateHeader header = sample_state_header();
-        header.identity.rank = rank;
-        header.identity.world_size = world_size;
-        header.step = step;
-        write_state_file(state_file_path(dir, step, rank), header, buffers.to_write());
-    }
-}
-
-// Flips one bit of a file in place.
-void flip_bit(const std::string& file, int64_t offset, int bit = 0) {
-    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(offset);
-    char byte = 0;
-    f.read(&byte, 1);
-    byte = static_cast<char>(byte ^ (1 << bit));
-    f.seekp(offset);
-    f.write(&byte, 1);
-}
-
-TEST_F(CheckpointTest, LocateResumeCheckpoint) {
-    EXPECT_FALSE(locate_resume_checkpoint("", dir_, 1));
-    EXPECT_FALSE(locate_resume_checkpoint("auto", dir_, 1));  // nothing yet: a fresh start
-    EXPECT_THROW(locate_resume_checkpoint(dir_, "", 1), std::runtime_error);
-    write_checkpoint(dir_, 100, 1);
-    write_checkpoint(dir_, 200, 1);
-    EXPECT_EQ(locate_resume_checkpoint("auto", dir_, 1)->step, 200);
-    EXPECT_EQ(locate_resume_checkpoint(dir_, "elsewhere", 1)->step, 200);
-    const std::optional<CheckpointFiles> chosen = locate_resume_checkpoint(model_file_path(dir_, 100), "", 1);
-    ASSERT_TRUE(chosen);
-    EXPECT_EQ(chosen->step, 100);
-    EXPECT_EQ(chosen->state_paths.at(0), state_file_path(dir_, 100, 0));
-    std::string message = error_of([&] { locate_resume_checkpoint(model_file_path(dir_, 100), "", 2); });
-    EXPECT_NE(message.find("state_00000100_rank00001.bin is missing"), std::string::npos) << message;
-    message = error_of([&] { locate_resume_checkpoint(path("model_00000300.bin"), "", 1); });
-    EXPECT_NE(message.find("no such file"), std::string::npos) << message;
-    message = error_of([&] { locate_resume_checkpoint(path("weights.pt"), "", 1); });
-    EXPECT_NE(message.find("expected 'auto'"), std::string::npos) << message;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Checksums
-
-TEST_F(CheckpointTest, ModelFileDamageIsAnErrorNamingFileAndPart) {
-    const ModelShape shape = tiny_shape();
-    const int64_t total = ParamLayout(shape, 0.02).total();
-    const std::vector<float> params = random_floats(total, 21);
-    const std::string file = path("model_00000010.bin");
-    std::vector<float> back(static_cast<size_t>(total));
-    const auto expect_damage = [&](int64_t offset, const char* part) {
-        SCOPED_TRACE(offset);
-        write_model_file(file, shape, 10, params.data());
-        verify_model_file(file);
-        flip_bit(file, offset, 3);
-        const std::string message = error_of([&] { read_model_params(file, shape, back.data(), 0, total); });
-        EXPECT_NE(message.find(file + ": the " + std::string(part) + " fail their checksum"), std::string::npos)
-            << message;
-        EXPECT_EQ(error_of([&] { verify_model_file(file); }), message);
-    };
-    expect_damage(1024 + 4 * (total / 2), "weights");
-    expect_damage(fs::file_size(file) - 1, "weights");
-    expect_damage(3 * 4, "header's 1024 bytes");    // n_embd
-    expect_damage(12 * 4, "header's 1024 bytes");   // step
-    expect_damage(13 * 4, "header's 1024 bytes");   // the weights' checksum itself
-    expect_damage(200 * 4, "header's 1024 bytes");  // the unused tail
-    // A slice is checked too: the checksum covers all weights.
-    write_model_file(file, shape, 10, params.data());
-    flip_bit(file, 1024 + 4 * (total - 1));
-    EXPECT_NE(error_of([&] { read_model_params(file, shape, back.data(), 0, 5); }).find("weights fail their checksum"),
-              std::string::npos);
-    // Only a header check is needed to read the header (e.g. -e FILE --print-config).
-    EXPECT_EQ(read_model_header(file).step, 10);
-}
-
-TEST_F(CheckpointTest, StateFileDamageIsAnErrorNamingFileAndPart) {
-    const StateHeader header = sample_state_header();
-    const Buffers buffers;
-    const std::string file = path("state.bin");
-    std::vector<float> a(100), b(100), c(100);
-    const std::vector<FloatBuffer> targets = {{"master", a.data(), 100}, {"adam_m", b.data(), 100}, {"adam_v", c.data(), 100}};
-    const auto expect_damage = [&](int64_t offset, const char* part) {
-        SCOPED_TRACE(offset);
-        write_state_file(file, header, buffers.to_write());
-        verify_state_file(file);
-        flip_bit(file, offset, 6);
-        const std::string message = error_of([&] { read_state_file(file, header.identity, targets); });
-        EXPECT_NE(message.find(file + ": the " + std::string(part) + " fail their checksum"), std::string::npos)
-            << message;
-        EXPECT_EQ(error_of([&] { verify_state_file(file); }), message);
-    };
-    const int64_t values = 192 + 3 * 40;
-    expect_damage(values + 4 * 150, "optimizer buffers");  // adam_m
-    expect_damage(values + 4 * 299, "optimizer buffers");  // the last value
-    expect_damage(64, "header's bytes");                   // the seed: not "written with --seed ..."
-    expect_damage(192 + 40 + 2, "header's bytes");         // a buffer's name
-    expect_damage(192 + 40 + 32, "header's bytes");        // a buffer's length
-}
-
-TEST_F(CheckpointTest, Version1FilesWithoutChecksumsAreStillRead) {
-    const ModelShape shape = tiny_shape();
-    const int64_t total = ParamLayout(shape, 0.02).total();
-    const std::vector<float> params = random_floats(total, 22);
-    const std::string model = path("model_v1.bin");
-    write_model_file(model, shape, 3, params.data());
-    std::vector<char> bytes = read_bytes(model);
-    const int32_t v1_header[3] = {1, 0, 0};  // version 1 had zeros where the checksums are
-    std::memcpy(bytes.data() + 4, &v1_header[0], 4);
-    std::memcpy(bytes.data() + 13 * 4, &v1_header[1], 8);
-    std::ofstream(model, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    std::vector<float> back(static_cast<size_t>(total));
-    read_model_params(model, shape, back.data(), 0, total);
-    EXPECT_EQ(back, params);
-    verify_model_file(model);
-
-    const StateHeader header = sample_state_header();
-    const Buffers buffers;
-    const std::string state = path("state_v1.bin");
-    write_state_file(state, header, buffers.to_write());
-    bytes = read_bytes(state);
-    std::memcpy(bytes.data() + 4, &v1_header[0], 4);
-    std::memcpy(bytes.data() + 56, &v1_header[1], 4);   // header checksum
-    std::memcpy(bytes.data() + 188, &v1_header[1], 4);  // data checksum
-    std::ofstream(state, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    std::vector<float> a(100), b(100), c(100);
-    EXPECT_EQ(read_state_file(state, header.identity, {{"master", a.data(), 100}, {"adam_m", b.data(), 100}, {"adam_v", c.data(), 100}})
-                  .step,
-              42);
-    EXPECT_EQ(c, buffers.v);
-    verify_state_file(state);
-}
-
-TEST_F(CheckpointTest, ResumeAutoFallsBackToTheNewestIntactCheckpoint) {
-    write_checkpoint(dir_, 100, 2);
-    write_checkpoint(dir_, 200, 2);
-    write_checkpoint(dir_, 300, 2);
-    flip_bit(model_file_path(dir_, 300), 2000);          // step 300: a weight
-    flip_bit(state_file_path(dir_, 200, 1), 192 + 150);  // step 200: rank 1's state
-    testing::internal::CaptureStderr();
-    std::optional<CheckpointFiles> chosen = locate_resume_checkpoint("auto", dir_, 2);
-    std::string said = testing::internal::GetCapturedStderr();
-    ASSERT_TRUE(chosen);
-    EXPECT_EQ(chosen->step, 100);
-    EXPECT_NE(said.find("skipping the damaged checkpoint of step 300: " + model_file_path(dir_, 300) +
-                        ": the weights fail their checksum"),
-              std::string::npos)
-        << said;
-    EXPECT_NE(said.find("skipping the damaged checkpoint of step 200: " + state_file_path(dir_, 200, 1)), std::string::npos)
-        << said;
-    EXPECT_NE(said.find("resuming from step 100, the newest intact checkpoint in " + dir_), std::string::npos) << said;
-    EXPECT_EQ(locate_resume_checkpoint(dir_, "", 2)->step, 100) << "--resume DIR falls back too";
-
-    // With a verdict per process: rank 0 checks only its own state file, which is intact at
-    // step 200; the callback (an all-reduce in the trainer) brings in rank 1's damage.
-    std::vector<bool> rank0_verdicts;
-    const AllRanksIntact rank1_sees_step_200_damaged = [&](bool rank0_intact) {
-        rank0_verdicts.push_back(rank0_intact);
-        return rank0_intact && rank0_verdicts.size() != 2;
-    };
-    testing::internal::CaptureStderr();
-    chosen = locate_resume_checkpoint("auto", dir_, 2, 0, rank1_sees_step_200_damaged);
-    testing::internal::GetCapturedStderr();
-    EXPECT_EQ(chosen->step, 100);
-    EXPECT_EQ(rank0_verdicts, (std::vector<bool>{false, true, true}));
-
-    // Checkpoints that are all damaged: an error, not a fresh start over the run.
-    flip_bit(model_file_path(dir_, 100), 1024 + 8);
-    testing::internal::CaptureStderr();
-    const std::string message = error_of([&] { locate_resume_checkpoint("auto", dir_, 2); });
-    testing::internal::GetCapturedStderr();
-    EXPECT_NE(message.find("--resume auto: no intact checkpoint in " + dir_), std::string::npos) << message;
-    EXPECT_NE(message.find("step 100: " + model_file_path(dir_, 100)), std::string::npos) << message;
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // HellaSwag (host/hellaswag.h, data_prep/src/hellaswag_recipe.h): llm.c's completion scoring,
 // the items file round trip and its validation, and the jsonl parser's tokenization.
-// Runs from the repository root with the vocabulary of `make setup`, as test_data_prep does.
+// Runs from the repository root with the vocabulary of `make setup`, as the data_prep tests do.
 #include <gtest/gtest.h>
 
 #include <cstring>

@@ -1,5 +1,6 @@
 #include "data_prep/src/inputs.h"
 
+#include "data_prep/src/archive_sources.h"
 #include "data_prep/src/byte_sources.h"
 #include "data_prep/src/progress.h"
 #include "host/checkpoint.h"
@@ -15,9 +16,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <exception>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <map>
 
 namespace fs = std::filesystem;
@@ -26,164 +25,7 @@ namespace data_prep {
 
 namespace {
 
-constexpr size_t kReadBlockBytes = 1 << 20;
-constexpr size_t kSignatureBytes = 6;  // the longest compression signature we name (xz)
 constexpr size_t kSniffBytes = 64 << 10;  // binary_kind() looks this far
-
-bool ends_with(std::string_view text, std::string_view suffix) {
-    return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// Compression suffixes and the short tar forms, each with the name of the stream inside
-// ("a.jsonl.zst" holds "a.jsonl", "b.tgz" holds "b.tar") and the format the data must have:
-// the name decides the codec, and a stream without that codec's signature is an error.
-struct CompressionSuffix {
-    std::string_view suffix;
-    std::string_view inner_suffix;
-    std::string_view format;     // for messages
-    int libarchive_filter;       // ARCHIVE_FILTER_GZIP means GzipSource
-    std::string_view signature;  // for messages
-};
-constexpr std::string_view kGzipSignature = "1f 8b", kXzSignature = "fd 37 7a 58 5a 00", kZstdSignature = "28 b5 2f fd",
-                           kBzip2Signature = "42 5a 68 (\"BZh\")",
-                           kLzmaSignature = "a valid .lzma header (most often 5d 00 00)";
-constexpr CompressionSuffix kCompressionSuffixes[] = {
-    {".gz", "", "gzip", ARCHIVE_FILTER_GZIP, kGzipSignature},
-    {".xz", "", "xz", ARCHIVE_FILTER_XZ, kXzSignature},
-    {".zst", "", "zstd", ARCHIVE_FILTER_ZSTD, kZstdSignature},
-    {".bz2", "", "bzip2", ARCHIVE_FILTER_BZIP2, kBzip2Signature},
-    {".lzma", "", "lzma", ARCHIVE_FILTER_LZMA, kLzmaSignature},
-    {".tgz", ".tar", "gzip", ARCHIVE_FILTER_GZIP, kGzipSignature},
-    {".txz", ".tar", "xz", ARCHIVE_FILTER_XZ, kXzSignature},
-    {".tzst", ".tar", "zstd", ARCHIVE_FILTER_ZSTD, kZstdSignature},
-    {".tbz2", ".tar", "bzip2", ARCHIVE_FILTER_BZIP2, kBzip2Signature},
-};
-
-const CompressionSuffix* compression_suffix(std::string_view name) {
-    for (const CompressionSuffix& entry : kCompressionSuffixes) {
-        if (ends_with(name, entry.suffix)) return &entry;
-    }
-    return nullptr;
-}
-
-std::string inner_name(const std::string& name, const CompressionSuffix& entry) {
-    return name.substr(0, name.size() - entry.suffix.size()) + std::string(entry.inner_suffix);
-}
-
-// A stream that is itself an archive or compressed: read it as a nested archive.
-bool is_container(std::string_view name) { return compression_suffix(name) || ends_with(name, ".tar"); }
-
-struct ArchiveFree {
-    void operator()(archive* a) const { archive_read_free(a); }
-};
-using ArchivePtr = std::unique_ptr<archive, ArchiveFree>;
-
-// A reader of tar and raw (any single stream) without compression filters, or (tar = false) of
-// raw behind the one compression filter `filter`. Only these two formats, on purpose: with all
-// formats enabled, libarchive would take some text files for exotic formats (a text file that
-// starts with "#mtree" is an mtree archive).
-ArchivePtr new_reader(int filter, bool tar) {
-    ArchivePtr a(archive_read_new());
-    if (!a) throw std::bad_alloc();
-    if (filter != ARCHIVE_FILTER_NONE && archive_read_support_filter_by_code(a.get(), filter) != ARCHIVE_OK)
-        throw std::logic_error(std::string("libarchive lacks a filter: ") + archive_error_string(a.get()));
-    if (tar) archive_read_support_format_tar(a.get());
-    archive_read_support_format_raw(a.get());
-    return a;
-}
-
-// libarchive reads a ByteSource through read_from_source(). An exception cannot cross
-// libarchive's C frames: the callback keeps it, and whoever sees libarchive fail rethrows it
-// (its message names the input already).
-struct ArchiveClient {
-    ByteSource* source;
-    std::exception_ptr error;
-    std::string first_bytes;  // of the stream, for messages about its format
-};
-
-la_ssize_t read_from_source(archive* a, void* client_data, const void** block) {
-    auto* client = static_cast<ArchiveClient*>(client_data);
-    try {
-        const std::string_view data = client->source->next_block();
-        if (client->first_bytes.size() < kSignatureBytes)
-            client->first_bytes.append(data.substr(0, kSignatureBytes - client->first_bytes.size()));
-        *block = data.data();
-        return static_cast<la_ssize_t>(data.size());
-    } catch (...) {
-        client->error = std::current_exception();
-        archive_set_error(a, EIO, "error in the input stream");
-        return ARCHIVE_FATAL;
-    }
-}
-
-[[noreturn]] void throw_archive_error(archive* a, const std::string& location, const char* what) {
-    const char* reason = archive_error_string(a);
-    throw std::runtime_error(location + ": " + what + ": " + (reason ? reason : "unknown libarchive error") +
-                             " (the file is truncated or corrupt: download or create it again)");
-}
-
-// The same for an archive that reads a ByteSource: the source's own error first, if it failed.
-[[noreturn]] void throw_archive_error(archive* a, const ArchiveClient& client, const std::string& location,
-                                      const char* what) {
-    if (client.error) std::rethrow_exception(client.error);
-    throw_archive_error(a, location, what);
-}
-
-// The data of the current member of an open archive.
-class MemberSource : public ByteSource {
-  public:
-    MemberSource(archive* a, const ArchiveClient& client, std::string location)
-        : archive_(a), client_(client), location_(std::move(location)), buffer_(kReadBlockBytes) {}
-    std::string_view next_block() override {
-        const la_ssize_t n = archive_read_data(archive_, buffer_.data(), buffer_.size());
-        if (n < 0) throw_archive_error(archive_, client_, location_, "cannot read");
-        return {buffer_.data(), static_cast<size_t>(n)};
-    }
-
-  private:
-    archive* archive_;
-    const ArchiveClient& client_;
-    std::string location_;
-    std::vector<char> buffer_;
-};
-
-// The decompressed bytes of a stream in one of the codecs libarchive decodes (xz, zstd, bzip2,
-// lzma): libarchive with that filter alone and the raw format. The codec's checks are verified
-// as the end of the stream is read.
-class FilterSource : public ByteSource {
-  public:
-    FilterSource(ByteSource& compressed, const std::string& location, const CompressionSuffix& compression)
-        : client_{&compressed, nullptr, {}},
-          reader_(new_reader(compression.libarchive_filter, false)),
-          location_(location),
-          buffer_(kReadBlockBytes) {
-        archive* a = reader_.get();
-        if (archive_read_open(a, &client_, nullptr, read_from_source, nullptr) != ARCHIVE_OK)
-            throw_archive_error(a, client_, location, "cannot open input");
-        // Without its codec's signature libarchive would pass the stream through: refuse instead.
-        if (archive_filter_code(a, 0) != compression.libarchive_filter)
-            throw not_in_named_format(location, compression.format, compression.suffix, client_.first_bytes,
-                                      compression.signature);
-        archive_entry* entry = nullptr;
-        const int status = archive_read_next_header(a, &entry);
-        if (status == ARCHIVE_EOF) ended_ = true;
-        else if (status < ARCHIVE_WARN) throw_archive_error(a, client_, location, "cannot read");
-    }
-    std::string_view next_block() override {
-        if (ended_) return {};
-        const la_ssize_t n = archive_read_data(reader_.get(), buffer_.data(), buffer_.size());
-        if (n < 0) throw_archive_error(reader_.get(), client_, location_, "cannot read");
-        ended_ = n == 0;
-        return {buffer_.data(), static_cast<size_t>(n)};
-    }
-
-  private:
-    ArchiveClient client_;
-    ArchivePtr reader_;
-    std::string location_;
-    std::vector<char> buffer_;
-    bool ended_ = false;
-};
 
 // `head`, bytes already read from `rest`, then the rest of `rest`.
 class PrefixedSource : public ByteSource {
@@ -207,61 +49,6 @@ std::string int32_signature(int32_t magic) {
     std::string bytes(sizeof(magic), '\0');
     std::memcpy(bytes.data(), &magic, sizeof(magic));  // little-endian, as the files are written
     return bytes;
-}
-
-// Unicode White_Space as Python's str.isspace() sees it (what str.strip() removes).
-bool is_python_space(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f ||
-           cp == 0x3000;
-}
-
-// Length of the valid UTF-8 sequence at text[pos] and its code point; 0 if invalid.
-size_t utf8_sequence(std::string_view text, size_t pos, uint32_t& cp) {
-    const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
-    const unsigned char lead = byte(pos);
-    size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xe ? 3 : (lead >> 3) == 0x1e ? 4 : 0;
-    if (length == 0 || pos + length > text.size()) return 0;
-    cp = length == 1 ? lead : lead & (0x7f >> length);
-    for (size_t i = 1; i < length; i++) {
-        if ((byte(pos + i) & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (byte(pos + i) & 0x3f);
-    }
-    return length;
-}
-
-// re.sub("\n\n\n+", "\n\n", text).strip() on the text as Python's text mode reads it ("\r\n"
-// and a lone "\r" become "\n"), as the HuggingFace OpenWebText loader does.
-std::string collapse_newlines_and_strip(std::string_view text) {
-    std::string collapsed;
-    collapsed.reserve(text.size());
-    size_t newline_run = 0;
-    for (size_t i = 0; i < text.size(); ++i) {
-        char c = text[i];
-        if (c == '\r') {
-            if (i + 1 < text.size() && text[i + 1] == '\n') continue;
-            c = '\n';
-        }
-        newline_run = c == '\n' ? newline_run + 1 : 0;
-        if (newline_run <= 2) collapsed += c;
-    }
-    size_t begin = 0;
-    uint32_t cp = 0;
-    for (size_t length; begin < collapsed.size() && (length = utf8_sequence(collapsed, begin, cp)) && is_python_space(cp);) {
-        begin += length;
-    }
-    size_t end = collapsed.size();
-    while (end > begin) {
-        size_t start = end - 1;  // back up to the lead byte of the last character
-        while (start > begin && (static_cast<unsigned char>(collapsed[start]) & 0xc0) == 0x80 && end - start < 4) start--;
-        if (utf8_sequence(collapsed, start, cp) != end - start || !is_python_space(cp)) break;
-        end = start;
-    }
-    return collapsed.substr(begin, end - begin);
-}
-
-std::string join_location(const std::string& location, int64_t line) {
-    return line > 0 ? location + ":" + std::to_string(line) : location;
 }
 
 // Walks one input file: its archive members, nested archives, and the documents in each.
@@ -714,52 +501,6 @@ bool DocumentReader::read_all(const std::function<bool(RawDocument&&)>& emit) {
         bytes_consumed_.store(bytes_before, std::memory_order_relaxed);
     }
     return true;
-}
-
-std::string_view document_text(const RawDocument& raw, const ReaderOptions& options, std::string& storage) {
-    using nlohmann::json;
-    const auto invalid = [&](const std::string& what) {
-        return InvalidDocument(join_location(*raw.location, raw.line) + ": " + what);
-    };
-    switch (raw.kind) {
-        case RawDocument::Kind::kText:
-            if (!options.collapse_newlines_and_strip) return raw.bytes;
-            storage = collapse_newlines_and_strip(raw.bytes);
-            return storage;
-        case RawDocument::Kind::kJsonLine: {
-            json object;
-            try {
-                object = json::parse(raw.bytes);
-            } catch (const json::exception& e) {
-                throw invalid(std::string("invalid JSON (") + e.what() +
-                              "); pass --skip-invalid-json to skip and count such lines");
-            }
-            const auto field = object.is_object() ? object.find(options.text_field) : object.end();
-            if (field == object.end() || !field->is_string()) {
-                throw invalid("no string field \"" + options.text_field +
-                              "\" in this JSON line (pass --text-field NAME to read another field)");
-            }
-            storage = field->get<std::string>();
-            return storage;
-        }
-        case RawDocument::Kind::kJsonArray: {
-            json array;
-            try {
-                array = json::parse(raw.bytes);
-            } catch (const json::exception& e) {
-                throw invalid(std::string("invalid JSON (") + e.what() + ")");
-            }
-            if (!array.is_array()) throw invalid("a .json input must be an array of strings (use .jsonl for one object per line)");
-            storage.clear();
-            for (size_t i = 0; i < array.size(); i++) {
-                if (!array[i].is_string()) throw invalid("element " + std::to_string(i) + " of the JSON array is not a string");
-                if (i > 0) storage += '\n';
-                storage += array[i].get_ref<const std::string&>();
-            }
-            return storage;
-        }
-    }
-    throw std::logic_error("unknown raw document kind");
 }
 
 }  // namespace data_prep
