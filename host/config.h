@@ -29,6 +29,7 @@ constexpr int kZeroStageAuto = -1;
 // --device-batch auto: the trainer picks B on the GPU (host/device_batch.h); until then
 // grad_accum is unknown (0).
 constexpr int kDeviceBatchAuto = 0;
+constexpr int kMaxDeviceBatch = 65536;
 // gpt2: wte, wpe, qkv_w, fc_w ~ N(0, init_std). small_init (the seed's gpt3-2.7B):
 // std sqrt(2 / (5 * n_embd)) instead. Both: output projections / sqrt(2 * n_layer).
 enum class InitScheme { gpt2, small_init };

@@ -263,7 +263,7 @@ std::vector<Option> build_options() {
         real_option(model, "--layernorm-eps", &C::layernorm_eps, RealRange{0.0, 1.0, true, true}, "LayerNorm epsilon"),
 
         integer_option(batch, "--seq-len", &C::seq_len, 1, 1 << 20, "T: tokens per training sequence (<= --max-seq-len)"),
-        integer_option(batch, "--device-batch", &C::device_batch, 1, 65536,
+        integer_option(batch, "--device-batch", &C::device_batch, 1, kMaxDeviceBatch,
                        "B: sequences per GPU per micro-step; the global batch stays fixed, accumulation adapts. "
                        "auto: the largest B that divides the sequences each GPU takes per step (sequences_per_gpu) "
                        "and whose memory plan fits the GPU's free memory, the same on every GPU (the start-up "

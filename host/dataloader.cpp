@@ -26,9 +26,9 @@ uint64_t mix64(uint64_t z) {
 constexpr size_t kMaxOpenShards = 16;
 
 std::string shard_source_hint(const DataLoaderOptions& options) {
-    const bool validation = options.role == "validation";
+    const char* glob_flag = options.role == "validation" ? "--val-glob" : options.role == "test" ? "--test-glob" : "--train-glob";
     return std::string("make shards with `./data_prep/prepare tiny` (or another dataset's recipe), or point ") +
-           "--data-dir/--dataset" + (validation ? " or --val-glob" : " or --train-glob") + " at existing shards";
+           "--data-dir/--dataset or " + glob_flag + " at existing shards";
 }
 
 }  // namespace

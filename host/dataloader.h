@@ -67,7 +67,7 @@ struct DataLoaderOptions {
     int64_t max_tokens = 0;   // cap on target tokens per epoch over all ranks (0 = every window)
     bool keep_remainder = false;  // evaluation: no window skipped, the last batch may be short
     int vocab_size = 50257;   // every token must be below this
-    std::string role = "training";  // "training" / "validation": names the data in messages
+    std::string role = "training";  // "training" / "validation" / "test": names the data in messages
 };
 
 // What a saved position means: which windows exist and in which order an epoch visits them.
