@@ -315,9 +315,9 @@ template <typename T, typename R> class Trainer {
     int tokens_per_micro() const { return config_.device_batch * config_.seq_len; }
     int64_t targets_per_step() const { return (int64_t)tokens_per_micro() * config_.grad_accum * dist_.world_size; }
 
+    GpuContext gpu_;  // first: --device-batch auto measures the free memory with its workspace taken
     TrainConfig config_;
     DistributedContext& dist_;
-    GpuContext gpu_;
     BatchFeed feed_;
     RunReport report_;
     OptimizerShard shard_;
