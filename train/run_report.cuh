@@ -59,15 +59,20 @@ struct MemoryPlan {
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
         const size_t needed = total();
-        const size_t reserve = kReserveBytes;
-        if (needed + reserve <= free_bytes) return;
+        if (needed + kReserveBytes <= free_bytes) return;
         const double per_sequence = double(needed) / config.device_batch;  // rough: activations dominate
-        const int fits = std::max(0, (int)((double(free_bytes) - reserve) / per_sequence) - 1);
+        const int fits = std::max(0, (int)((double(free_bytes) - kReserveBytes) / per_sequence) - 1);
+        const int smaller = std::min(fits, config.device_batch - 1);
+        const std::string advice =
+            smaller >= 1
+                ? string_format("Try --device-batch %d (the global batch stays the same; gradient accumulation "
+                                "grows), or --zero-stage 1 on several GPUs.", smaller)
+                : "Not even one sequence fits: shard the state over several GPUs (--zero-stage 1 or 2), or "
+                  "shorten --seq-len.";
         fail_run(string_format("the model and a device batch of %d x %d tokens need %.1f GB of GPU memory, but "
-                               "only %.1f GB of %.1f GB is free.\n  Try --device-batch %d (the global batch "
-                               "stays the same; gradient accumulation grows), or --zero-stage 1 on several GPUs.",
+                               "only %.1f GB of %.1f GB is free.\n  %s",
                                config.device_batch, config.seq_len, needed / 1e9, free_bytes / 1e9,
-                               total_bytes / 1e9, std::max(1, fits)));
+                               total_bytes / 1e9, advice.c_str()));
     }
 };
 
