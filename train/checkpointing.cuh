@@ -86,7 +86,7 @@ template <typename T, typename R> class Checkpointer {
         CheckpointFiles files;
         if (!config_.resume.empty()) {
             const std::optional<CheckpointFiles> located =
-                locate_resume_checkpoint(config_.resume, config_.out_dir, /*world_size=*/0);
+                locate_resume_checkpoint(config_.resume, config_.out_dir, /*world_size=*/0, dist_.rank);
             if (!located)
                 throw std::runtime_error("--eval-only --resume " + config_.resume + ": no checkpoint in " +
                                          config_.out_dir + " to evaluate");
