@@ -249,7 +249,8 @@ std::string preset_summary(const SeedPreset& preset, const std::string& indent) 
     out << (preset.pile ? "GPT-3 " : "GPT-2 ") << parameter_count_text(config.num_params) << ": " << preset.n_layer
         << " layers x " << preset.n_embd << ", " << preset.n_head << " heads, T " << preset.seq_len << "; "
         << (preset.pile ? "The Pile, bf16" : "OpenWebText, fp16") << "\n"
-        << indent << "batch " << preset.global_batch_seqs << " x " << preset.seq_len << ", lr " << format_number(preset.lr) << ", warmup " << config.warmup_steps << " (1% of the steps)"
+        << indent << "batch " << preset.global_batch_seqs << " x " << preset.seq_len << ", lr "
+        << format_number(preset.lr) << ", warmup " << config.warmup_steps << " (1% of the steps)"
         << (preset.pile ? " from 1e-06" : "");
     if (preset.pile)
         out << ", cosine to 0.1 lr at step " << preset.decay_end_step << " of " << preset.steps;
