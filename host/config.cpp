@@ -82,6 +82,13 @@ void TrainConfig::resolve(int num_processes) {
         throw ConfigError("--fp32-residual needs pre-norm blocks; drop it or set --post-norm 0");
     if (dataset.empty() && (train_glob.empty() || val_glob.empty()))
         throw ConfigError("--dataset is empty: give a dataset name (e.g. tiny), or both --train-glob and --val-glob");
+    if (eval_only && resume.empty() && init_from.empty())
+        throw ConfigError("--eval-only evaluates a checkpoint: name it with --resume auto|DIR|FILE (a run's "
+                          "checkpoint; -e names the experiment it trained) or -e model_SSSSSSSS.bin (the shape "
+                          "comes from the file)");
+    if (eval_only && bench_steps > 0)
+        throw ConfigError("--eval-only and --bench-steps exclude each other: evaluate a checkpoint, or benchmark "
+                          "training steps");
 
     d_head = n_embd / n_head;
     rotary_dim = 0;
@@ -100,14 +107,19 @@ void TrainConfig::resolve(int num_processes) {
     if (min_lr_ratio < 0.0) min_lr_ratio = schedule == LrScheduleKind::cosine ? 0.1 : 0.0;
     if (warmup_steps == kAutoWarmupSteps) warmup_steps = (steps * kWarmupPercentOfSteps + 99) / 100;
     if (decay_end_step == 0) decay_end_step = steps;
-    const int64_t micro_batch_tokens = int64_t{world_size} * device_batch * seq_len;
+    const int64_t gpu_tokens = int64_t{world_size} * seq_len;
+    sequences_per_gpu = (global_batch_tokens + gpu_tokens - 1) / gpu_tokens;
+    // auto: B divides sequences_per_gpu (host/device_batch.h), so the step holds as many tokens as
+    // it will with the B the GPU gets.
+    const int batch = device_batch == kDeviceBatchAuto ? 1 : device_batch;
+    const int64_t micro_batch_tokens = gpu_tokens * batch;
     const int64_t micro_steps = (global_batch_tokens + micro_batch_tokens - 1) / micro_batch_tokens;
     if (micro_steps > INT32_MAX)
         throw ConfigError("--global-batch-tokens " + std::to_string(global_batch_tokens) + " takes " +
-                          std::to_string(micro_steps) + " micro-steps of " + std::to_string(device_batch) + " x " +
+                          std::to_string(micro_steps) + " micro-steps of " + std::to_string(batch) + " x " +
                           std::to_string(seq_len) + " tokens on " + std::to_string(world_size) + " GPU(s), more than " +
                           std::to_string(INT32_MAX) + ": use a larger --device-batch or --seq-len");
-    grad_accum = static_cast<int>(micro_steps);
+    grad_accum = device_batch == kDeviceBatchAuto ? 0 : static_cast<int>(micro_steps);
     tokens_per_step = micro_steps * micro_batch_tokens;
     base_init_std = init_scheme == InitScheme::small_init ? std::sqrt(2.0 / (5.0 * n_embd)) : init_std;
     residual_init_std = residual_projection_init_std(base_init_std, n_layer);
@@ -118,6 +130,16 @@ void TrainConfig::resolve(int num_processes) {
     const std::string dataset_dir = config_internal::join_path(data_dir, dataset);
     train_pattern = train_glob.empty() ? config_internal::join_path(dataset_dir, "*_train_*.bin") : train_glob;
     val_pattern = val_glob.empty() ? config_internal::join_path(dataset_dir, "*_val_*.bin") : val_glob;
+    test_pattern = !test_glob.empty() ? test_glob
+                   : dataset.empty()  ? ""
+                                      : config_internal::join_path(dataset_dir, "*_test_*.bin");
+}
+
+TrainConfig TrainConfig::with_device_batch(int batch) const {
+    TrainConfig chosen = *this;
+    chosen.device_batch = batch;
+    chosen.resolve(world_size);
+    return chosen;
 }
 
 ModelShape TrainConfig::model_shape() const {
@@ -174,14 +196,17 @@ std::vector<Row> config_rows(const TrainConfig& config) {
     rows.push_back({derived, "padded_vocab_size", config.padded_vocab_size});
     rows.push_back({derived, "d_head", config.d_head});
     rows.push_back({derived, "rotary_dim", config.rotary_dim});
-    rows.push_back({derived, "grad_accum", config.grad_accum});
+    rows.push_back({derived, "grad_accum",
+                    config.device_batch == kDeviceBatchAuto ? Json("auto") : Json(config.grad_accum)});
     rows.push_back({derived, "tokens_per_step", config.tokens_per_step});
+    rows.push_back({derived, "sequences_per_gpu", config.sequences_per_gpu});
     rows.push_back({derived, "base_init_std", config.base_init_std});
     rows.push_back({derived, "residual_init_std", config.residual_init_std});
     rows.push_back({derived, "num_params", config.num_params});
     rows.push_back({derived, "flops_per_token", config.flops_per_token});
     rows.push_back({derived, "train_pattern", config.train_pattern});
     rows.push_back({derived, "val_pattern", config.val_pattern});
+    rows.push_back({derived, "test_pattern", config.test_pattern});
     return rows;
 }
 

@@ -26,6 +26,10 @@ struct ConfigError : std::runtime_error {
 
 enum class Precision { bf16, fp16 };
 constexpr int kZeroStageAuto = -1;
+// --device-batch auto: the trainer picks B on the GPU (host/device_batch.h); until then
+// grad_accum is unknown (0).
+constexpr int kDeviceBatchAuto = 0;
+constexpr int kMaxDeviceBatch = 65536;
 // gpt2: wte, wpe, qkv_w, fc_w ~ N(0, init_std). small_init (the seed's gpt3-2.7B):
 // std sqrt(2 / (5 * n_embd)) instead. Both: output projections / sqrt(2 * n_layer).
 enum class InitScheme { gpt2, small_init };
@@ -58,7 +62,7 @@ struct TrainConfig {
 
     // Batch
     int seq_len = 1024;                     // T
-    int device_batch = 32;                  // B, sequences per GPU per micro-step
+    int device_batch = kDeviceBatchAuto;    // B, sequences per GPU per micro-step, or auto
     int64_t global_batch_tokens = 65536;    // per optimizer step, over all GPUs
     bool recompute_gelu = true;             // keep only the GELU input per layer; recompute its output in backward
 
@@ -93,8 +97,11 @@ struct TrainConfig {
     std::string dataset = "tiny";     // directory under data_dir holding *_train_*.bin, *_val_*.bin
     std::string train_glob;           // overrides data_dir/dataset when set
     std::string val_glob;
+    std::string test_glob;            // "" = data_dir/dataset/*_test_*.bin where the dataset has one
     int64_t val_every = 250;          // 0 = never
-    int64_t val_tokens = 1048576;     // cap on validation target tokens per evaluation; 0 = all
+    int64_t val_tokens = 0;           // cap on target tokens per evaluation of a split; 0 = the whole split
+    bool test_at_end = true;          // after the last step, the test split's loss (where there is one)
+    bool eval_only = false;           // evaluate the checkpoint of --resume or -e FILE, then exit
     int64_t sample_every = 500;       // 0 = never
     int sample_tokens = 128;
     double temperature = 1.0;
@@ -124,19 +131,23 @@ struct TrainConfig {
     int padded_vocab_size = 0;
     int d_head = 0;
     int rotary_dim = 0;
-    int grad_accum = 0;               // ceil(global_batch_tokens / (world_size * B * T))
+    int grad_accum = 0;               // ceil(global_batch_tokens / (world_size * B * T)); 0 while B is auto
     int64_t tokens_per_step = 0;      // grad_accum * world_size * B * T (>= global_batch_tokens)
+    int64_t sequences_per_gpu = 0;    // per step: ceil(global_batch_tokens / (world_size * T)), auto B divides it
     double base_init_std = 0.0;       // std of wte, wpe, qkv_w, fc_w
     double residual_init_std = 0.0;   // std of attn_proj_w, fc_proj_w
     int64_t num_params = 0;           // ParamLayout total, padded vocabulary included
     int64_t flops_per_token = 0;      // for MFU (host/gpu_specs.h)
     std::string train_pattern;        // train_glob, or data_dir/dataset/*_train_*.bin
     std::string val_pattern;
+    std::string test_pattern;         // test_glob, or data_dir/dataset/*_test_*.bin ("" without a dataset)
 
     // Validates every field (ranges and combinations) and fills the derived ones for
     // `num_processes` GPUs (the derived world_size). Idempotent: call again once the real world
     // size is known.
     void resolve(int num_processes);
+    // The same configuration with --device-batch `batch` (what auto chose), resolved again.
+    TrainConfig with_device_batch(int batch) const;
 
     ModelShape model_shape() const;
     LrSchedule lr_schedule() const;

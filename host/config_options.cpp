@@ -263,8 +263,12 @@ std::vector<Option> build_options() {
         real_option(model, "--layernorm-eps", &C::layernorm_eps, RealRange{0.0, 1.0, true, true}, "LayerNorm epsilon"),
 
         integer_option(batch, "--seq-len", &C::seq_len, 1, 1 << 20, "T: tokens per training sequence (<= --max-seq-len)"),
-        integer_option(batch, "--device-batch", &C::device_batch, 1, 65536,
-                       "B: sequences per GPU per micro-step; the global batch stays fixed, accumulation adapts"),
+        integer_option(batch, "--device-batch", &C::device_batch, 1, kMaxDeviceBatch,
+                       "B: sequences per GPU per micro-step; the global batch stays fixed, accumulation adapts. "
+                       "auto: the largest B that divides the sequences each GPU takes per step (sequences_per_gpu) "
+                       "and whose memory plan fits the GPU's free memory, the same on every GPU (the start-up "
+                       "says which and why)",
+                       "auto", kDeviceBatchAuto),
         integer_option(batch, "--global-batch-tokens", &C::global_batch_tokens, 1, kMaxCount,
                        "tokens per optimizer step over all GPUs; accumulation = ceil(this / (GPUs * B * T)), so "
                        "the step may hold a little more"),
@@ -328,6 +332,10 @@ std::vector<Option> build_options() {
                     "from --data-dir/--dataset"),
         text_option(data, "--val-glob", &C::val_glob, "GLOB", "validation shards; overrides --data-dir/--dataset",
                     "from --data-dir/--dataset"),
+        text_option(data, "--test-glob", &C::test_glob, "GLOB",
+                    "test shards; overrides --data-dir/--dataset, whose *_test_*.bin are the test split where "
+                    "they exist (the_pile; OpenWebText's test split is its validation holdout, as the seed's)",
+                    "from --data-dir/--dataset"),
         text_option(data, "--vocab-dir", &C::vocab_dir, "DIR", "GPT-2 encoder.json + vocab.bpe, to decode samples",
                     "where `make setup` puts them"),
 
@@ -346,7 +354,14 @@ std::vector<Option> build_options() {
 
         integer_option(eval, "--val-every", &C::val_every, 0, kMaxCount, "validation loss every N steps (0 = never)"),
         integer_option(eval, "--val-tokens", &C::val_tokens, 0, kMaxCount,
-                       "cap on validation tokens per evaluation (0 = the whole split)"),
+                       "cap on the tokens of one evaluation of the validation split, and of the test split (0 = "
+                       "the whole split, as the seed)"),
+        bool_option(eval, "--test-at-end", &C::test_at_end,
+                    "after the last step, the loss and perplexity of the test split, where the dataset has one"),
+        bool_option(eval, "--eval-only", &C::eval_only,
+                    "no training: the validation and test loss and perplexity of the checkpoint --resume names "
+                    "(auto|DIR|FILE; its weights only, so any number of GPUs) or of -e model_SSSSSSSS.bin, "
+                    "then exit"),
         integer_option(eval, "--sample-every", &C::sample_every, 0, kMaxCount, "text sample every N steps (0 = never)"),
         integer_option(eval, "--sample-tokens", &C::sample_tokens, 1, 1 << 20,
                        "tokens per sample, <= --max-seq-len (when not given: at most --max-seq-len)"),

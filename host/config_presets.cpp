@@ -28,8 +28,7 @@ namespace {
 struct SeedPreset {
     const char* name;
     int n_layer, n_embd, n_head, seq_len;
-    int global_batch_seqs;
-    int device_batch;     // fits an 80 GB GPU
+    int global_batch_seqs;  // the device batch is auto: the largest that fits (host/device_batch.h)
     double lr;
     int64_t decay_end_step;  // cosine floor reached here; 0 = the last step (linear runs)
     int64_t steps;
@@ -44,39 +43,31 @@ struct SeedPreset {
 };
 
 constexpr SeedPreset kSeedPresets[] = {
-    // name, L, C, heads, T, global batch, B, lr, decay end, steps, val every, pile, init,
+    // name, L, C, heads, T, global batch, lr, decay end, steps, val every, pile, init,
     // progress checkpoints, short run, hdim128 heads, ZeRO-1, note
-    {"gpt2s", 12, 768, 12, 1024, 512, 64, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, false, ""},
-    {"gpt2m", 24, 1024, 16, 1024, 512, 64, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, false, ""},
-    {"gpt2l", 36, 1280, 20, 1024, 512, 32, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, true,
+    {"gpt2s", 12, 768, 12, 1024, 512, 6e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, false, ""},
+    {"gpt2m", 24, 1024, 16, 1024, 512, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, false, ""},
+    {"gpt2l", 36, 1280, 20, 1024, 512, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, true,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt2xl", 48, 1600, 25, 1024, 512, 16, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, true,
+    {"gpt2xl", 48, 1600, 25, 1024, 512, 1.5e-4, 0, 400000, 1000, false, InitScheme::gpt2, 50000, "", 0, true,
      "lr 1.5e-4 is inherited from gpt2m, a seed oddity kept on purpose"},
-    {"gpt3s", 12, 768, 12, 2048, 256, 32, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, false,
+    {"gpt3s", 12, 768, 12, 2048, 256, 6e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, false,
      ""},
-    {"gpt3m", 24, 1024, 16, 2048, 256, 32, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, false,
+    {"gpt3m", 24, 1024, 16, 2048, 256, 3e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, false,
      ""},
-    {"gpt3l", 24, 1536, 16, 2048, 256, 16, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, true,
+    {"gpt3l", 24, 1536, 16, 2048, 256, 2.5e-4, 600000, 800000, 2000, true, InitScheme::gpt2, 50000, "30B", 0, true,
      ""},
-    {"gpt3xl", 24, 2048, 16, 2048, 512, 8, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, 12500, "60B", 0, true,
+    {"gpt3xl", 24, 2048, 16, 2048, 512, 2e-4, 300000, 400000, 1000, true, InitScheme::gpt2, 12500, "60B", 0, true,
      ""},
-    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 4, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init, 12500, "",
+    {"gpt3-2.7B", 32, 2560, 32, 2048, 512, 1.6e-4, 300000, 400000, 1000, true, InitScheme::small_init, 12500, "",
      20, true, "32 heads of 80 (-hdim128: 20 heads of 128); small_init"},
 };
 
 constexpr int kLongContext = 8192;                 // the -8k variants
 constexpr int64_t kShortRunSteps = 60000;          // the -30B / -60B variants (trainer.max_steps)
-constexpr int64_t kPileValTokenCap = 10 * (1 << 20);  // the Pile's val split is 383M tokens
 constexpr int64_t kPresetCheckpointEvery = 1000;   // model_checkpoint.every_n_train_steps
 constexpr int kPresetKeepBestCheckpoints = 3;      // model_checkpoint.save_top_k (monitor val/loss)
 constexpr int kMaxDepthPreset = 256;               // dN: largest N
-
-// dN and checkpoint-started runs: B so that B * T stays at 32 sequences of 1024 tokens for
-// d12-sized models, halving for wider ones, so the activations fit an 80 GB GPU.
-int default_device_batch(int n_embd, int seq_len) {
-    const int batch_at_1024 = n_embd <= 768 ? 32 : n_embd <= 1280 ? 16 : 8;
-    return std::max(1, static_cast<int>(int64_t{batch_at_1024} * 1024 / seq_len));
-}
 
 TrainConfig base_config(const ParseContext& context) {
     TrainConfig config;
@@ -90,7 +81,6 @@ void apply_seed_preset(const SeedPreset& preset, TrainConfig& config) {
     config.n_head = preset.n_head;
     config.max_seq_len = config.seq_len = preset.seq_len;
     config.global_batch_tokens = int64_t{preset.global_batch_seqs} * preset.seq_len;
-    config.device_batch = preset.device_batch;
     config.lr = preset.lr;
     config.warmup_steps = kAutoWarmupSteps;
     config.warmup_init_lr = preset.pile ? 1e-6 : 0.0;
@@ -101,7 +91,7 @@ void apply_seed_preset(const SeedPreset& preset, TrainConfig& config) {
     config.precision = preset.pile ? Precision::bf16 : Precision::fp16;
     config.dataset = preset.pile ? "the_pile" : "openwebtext";
     config.val_every = config.sample_every = preset.val_every;
-    config.val_tokens = preset.pile ? kPileValTokenCap : 0;  // OpenWebText's 4.4M-token holdout in full
+    config.val_tokens = 0;  // the whole split, as the seed (the Pile's: 383M tokens)
     config.checkpoint_every = kPresetCheckpointEvery;
     config.keep_best_checkpoints = kPresetKeepBestCheckpoints;
     config.keep_checkpoint_every = preset.progress_checkpoint_every;
@@ -119,9 +109,8 @@ void apply_rotary_variant(TrainConfig& config) {
 }
 
 // Sequences of 8192 with the global batch unchanged in tokens: 64 sequences for 524,288 tokens,
-// 128 for gpt3xl and gpt3-2.7B (1,048,576), as the seed's -8k configs; tokens per GPU too.
+// 128 for gpt3xl and gpt3-2.7B (1,048,576), as the seed's -8k configs.
 void apply_8k_variant(TrainConfig& config) {
-    config.device_batch = std::max(1, static_cast<int>(int64_t{config.device_batch} * config.seq_len / kLongContext));
     config.max_seq_len = config.seq_len = kLongContext;
 }
 
@@ -242,7 +231,6 @@ TrainConfig checkpoint_config(const std::string& path, const ParseContext& conte
     config.fp32_residual = shape.fp32_residual;
     config.rotary_fraction = static_cast<double>(shape.rotary_dim) / (shape.n_embd / shape.n_head);
     config.rotary_base = shape.rotary_base;
-    config.device_batch = default_device_batch(shape.n_embd, config.seq_len);
     return config;
 }
 std::string parameter_count_text(int64_t count) {
@@ -261,8 +249,8 @@ std::string preset_summary(const SeedPreset& preset, const std::string& indent) 
     out << (preset.pile ? "GPT-3 " : "GPT-2 ") << parameter_count_text(config.num_params) << ": " << preset.n_layer
         << " layers x " << preset.n_embd << ", " << preset.n_head << " heads, T " << preset.seq_len << "; "
         << (preset.pile ? "The Pile, bf16" : "OpenWebText, fp16") << "\n"
-        << indent << "batch " << preset.global_batch_seqs << " x " << preset.seq_len << " (B " << preset.device_batch
-        << "), lr " << format_number(preset.lr) << ", warmup " << config.warmup_steps << " (1% of the steps)"
+        << indent << "batch " << preset.global_batch_seqs << " x " << preset.seq_len << ", lr "
+        << format_number(preset.lr) << ", warmup " << config.warmup_steps << " (1% of the steps)"
         << (preset.pile ? " from 1e-06" : "");
     if (preset.pile)
         out << ", cosine to 0.1 lr at step " << preset.decay_end_step << " of " << preset.steps;
@@ -288,7 +276,6 @@ TrainConfig experiment_config(const std::string& name, const ParseContext& conte
         config.n_layer = depth;
         config.n_head = depth_preset_heads(depth);
         config.n_embd = 64 * config.n_head;
-        config.device_batch = default_device_batch(config.n_embd, config.seq_len);
         return config;
     }
 
@@ -357,8 +344,9 @@ std::string experiments_help() {
            "\n"
            "All seed presets: dropout 0.1 (embeddings, residuals, attention), attention scaled by\n"
            "1/(layer_index+1), the residual stream in fp32, AdamW (0.9, 0.999, eps 1e-8, weight decay 0.1\n"
-           "on linear weights), clip 1.0, seed 1111; OpenWebText validates the whole holdout, The Pile the\n"
-           "first 10,485,760 tokens.\n";
+           "on linear weights), clip 1.0, seed 1111; validation over the whole split (--val-tokens caps it),\n"
+           "the test split after the last step (The Pile's; OpenWebText's is its validation holdout), and\n"
+           "the largest device batch that fits the GPU (--device-batch auto).\n";
     return out.str();
 }
 

@@ -26,9 +26,9 @@ uint64_t mix64(uint64_t z) {
 constexpr size_t kMaxOpenShards = 16;
 
 std::string shard_source_hint(const DataLoaderOptions& options) {
-    const bool validation = options.role == "validation";
+    const char* glob_flag = options.role == "validation" ? "--val-glob" : options.role == "test" ? "--test-glob" : "--train-glob";
     return std::string("make shards with `./data_prep/prepare tiny` (or another dataset's recipe), or point ") +
-           "--data-dir/--dataset" + (validation ? " or --val-glob" : " or --train-glob") + " at existing shards";
+           "--data-dir/--dataset or " + glob_flag + " at existing shards";
 }
 
 }  // namespace
@@ -87,9 +87,11 @@ DataLoader::DataLoader(const DataLoaderOptions& options) : options_(options) {
     const int64_t all_windows = all_tokens < window_tokens ? 0 : (all_tokens - 1) / options.seq_len;
     total_windows_ = all_windows;
     if (options.max_tokens > 0) total_windows_ = std::min(total_windows_, options.max_tokens / options.seq_len);
-    windows_per_rank_ = total_windows_ / options.world_size;
-    if (windows_per_rank_ < options.batch_size) {
-        std::string message = "too little " + options.role + " data for one batch: '" + options.pattern +
+    const int64_t R = options.world_size;
+    windows_per_rank_ = options.keep_remainder ? (total_windows_ - options.rank + R - 1) / R : total_windows_ / R;
+    if (options.keep_remainder ? total_windows_ < 1 : windows_per_rank_ < options.batch_size) {
+        std::string message = "too little " + options.role + " data for " +
+                              (options.keep_remainder ? "one window" : "one batch") + ": '" + options.pattern +
                               "' holds " + std::to_string(all_tokens) + " tokens in " +
                               std::to_string(shards_.size()) + " shard(s) = " + std::to_string(all_windows) +
                               " windows of seq_len+1 = " + std::to_string(window_tokens) + " tokens (one every " +
@@ -97,9 +99,12 @@ DataLoader::DataLoader(const DataLoaderOptions& options) : options_(options) {
         if (total_windows_ < all_windows)
             message += ", capped to " + std::to_string(total_windows_) + " windows by a limit of " +
                        std::to_string(options.max_tokens) + " tokens";
-        message += "; that is " + std::to_string(windows_per_rank_) + " window(s) per rank over " +
-                   std::to_string(options.world_size) + " rank(s), but a batch needs " +
-                   std::to_string(options.batch_size) + ".\n  Use a smaller --device-batch or --seq-len" +
+        if (!options.keep_remainder)
+            message += "; that is " + std::to_string(windows_per_rank_) + " window(s) per rank over " +
+                       std::to_string(options.world_size) + " rank(s), but a batch needs " +
+                       std::to_string(options.batch_size);
+        message += std::string(".\n  Use a ") + (options.keep_remainder ? "" : "smaller --device-batch or ") +
+                   "shorter --seq-len" +
                    (total_windows_ < all_windows ? std::string(", a larger --val-tokens") : std::string()) +
                    ", or more data";
         throw std::runtime_error(message);
@@ -197,19 +202,22 @@ void DataLoader::read_window(int64_t window, int32_t* out) {
     if (remaining > 0) throw std::logic_error("DataLoader: window " + std::to_string(window) + " runs past the data");
 }
 
-void DataLoader::next_batch(int32_t* tokens) {
+int DataLoader::next_batch(int32_t* tokens) {
     const int64_t window_tokens = int64_t{options_.seq_len} + 1;
-    if (window_in_epoch_ + options_.batch_size > windows_per_rank_) start_epoch(epoch_ + 1);
-    for (int b = 0; b < options_.batch_size; ++b) {
+    const int64_t left = windows_per_rank_ - window_in_epoch_;
+    if (options_.keep_remainder ? left <= 0 : left < options_.batch_size) start_epoch(epoch_ + 1);
+    const int windows = static_cast<int>(std::min<int64_t>(options_.batch_size, windows_per_rank_ - window_in_epoch_));
+    for (int b = 0; b < windows; ++b) {
         const int64_t index = window_in_epoch_ * options_.world_size + options_.rank;
         read_window(window_at(index), tokens + b * window_tokens);
         ++window_in_epoch_;
     }
+    return windows;
 }
 
 std::vector<int32_t> DataLoader::next_batch() {
     std::vector<int32_t> tokens(static_cast<size_t>(options_.batch_size) * (options_.seq_len + 1));
-    next_batch(tokens.data());
+    tokens.resize(static_cast<size_t>(next_batch(tokens.data())) * (options_.seq_len + 1));
     return tokens;
 }
 

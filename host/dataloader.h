@@ -12,13 +12,17 @@
 // Epochs, ranks, batches. An epoch visits every window once, in one order over the whole split:
 // shuffled, a pseudo-random permutation of [0, W) keyed by (seed, epoch), as the seed's sampler
 // draws one permutation of all windows per epoch; unshuffled (validation), stream order. Window
-// i of that order goes to rank i % R, as the seed's DistributedSampler (indices[rank::R]); the
-// last W % R windows of the order are skipped so that every rank gets exactly W / R. A rank's
-// batches are consecutive runs of B of its windows within one epoch: the last (W / R) % B
-// windows of a rank's epoch, fewer than a batch, are skipped (different ones each epoch when
-// shuffled). So all ranks are always at the same position of the same epoch, and the windows
-// they read at one step are always distinct. Everything is a pure function of (files, T, R,
-// seed), so a restored position continues exactly.
+// i of that order goes to rank i % R, as the seed's DistributedSampler (indices[rank::R]). For
+// training, the last W % R windows of the order are skipped so that every rank gets exactly
+// W / R, and a rank's batches are consecutive runs of B of its windows within one epoch: the
+// last (W / R) % B windows of a rank's epoch, fewer than a batch, are skipped (different ones
+// each epoch when shuffled). So all ranks are always at the same position of the same epoch, and
+// the windows they read at one step are always distinct. Everything is a pure function of
+// (files, T, R, seed), so a restored position continues exactly.
+//
+// Evaluation (keep_remainder) reads every window of the split once per epoch: rank r takes
+// windows r, r + R, r + 2R, ..., so ranks differ by at most one window, and a rank's last batch
+// may hold fewer than B (next_batch returns how many it filled).
 //
 // The permutation (WindowPermutation) is evaluated per position in O(1) time and memory, so a
 // split of 180M windows (the Pile at T = 2048) costs no memory per rank and a resume needs no
@@ -61,8 +65,9 @@ struct DataLoaderOptions {
     uint64_t seed = 0;        // shuffle seed (ignored when shuffle is false)
     bool shuffle = true;      // false for validation: windows in stream order
     int64_t max_tokens = 0;   // cap on target tokens per epoch over all ranks (0 = every window)
+    bool keep_remainder = false;  // evaluation: no window skipped, the last batch may be short
     int vocab_size = 50257;   // every token must be below this
-    std::string role = "training";  // "training" / "validation": names the data in messages
+    std::string role = "training";  // "training" / "validation" / "test": names the data in messages
 };
 
 // What a saved position means: which windows exist and in which order an epoch visits them.
@@ -99,13 +104,17 @@ class DataLoader {
     DataLoader(const DataLoader&) = delete;
     DataLoader& operator=(const DataLoader&) = delete;
 
-    // Fills `tokens` (B, T+1) row-major with the next batch of this rank. Throws naming the file
-    // when a token id is >= vocab_size or a read fails.
-    void next_batch(int32_t* tokens);
-    std::vector<int32_t> next_batch();
+    // Fills `tokens` (B, T+1) row-major with the next batch of this rank and returns the windows
+    // it holds: B, or with keep_remainder fewer for a rank's last batch of an epoch. Throws naming
+    // the file when a token id is >= vocab_size or a read fails.
+    int next_batch(int32_t* tokens);
+    std::vector<int32_t> next_batch();  // the windows it filled
 
-    // Complete batches per rank in one epoch: a validation pass is reset() then this many batches.
-    int64_t batches_per_epoch() const { return windows_per_rank_ / options_.batch_size; }
+    // Batches per rank in one epoch: an evaluation pass is reset() then this many batches.
+    int64_t batches_per_epoch() const {
+        const int64_t B = options_.batch_size;
+        return options_.keep_remainder ? (windows_per_rank_ + B - 1) / B : windows_per_rank_ / B;
+    }
     void reset();
 
     DataLoaderState state() const;
@@ -141,7 +150,7 @@ class DataLoader {
     DataLoaderOptions options_;
     std::vector<Shard> shards_;
     int64_t total_windows_ = 0;    // W: over the whole stream, after the max_tokens cap
-    int64_t windows_per_rank_ = 0; // W / R
+    int64_t windows_per_rank_ = 0; // this rank's windows per epoch: W / R, or with keep_remainder its share
 
     int64_t epoch_ = 0;
     int64_t window_in_epoch_ = 0;

@@ -71,6 +71,17 @@ void RunLog::val(int64_t step, double loss) {
     write_line(line.dump());
 }
 
+void RunLog::eval(int64_t step, const std::string& split, double loss, int64_t tokens,
+                  const std::string& checkpoint) {
+    Json line = event("eval", step);
+    line["split"] = split;
+    line["loss"] = number_or_null(loss);
+    line["ppl"] = number_or_null(std::exp(loss));
+    line["tokens"] = tokens;
+    line["checkpoint"] = checkpoint.empty() ? Json(nullptr) : Json(checkpoint);
+    write_line(line.dump());
+}
+
 void RunLog::sample(int64_t step, const std::string& text) {
     Json line = event("sample", step);
     line["text"] = text;

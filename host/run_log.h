@@ -4,6 +4,9 @@
 // Events (every line has "event" and "step"):
 //   train       total, loss, lr, grad_norm, ms, tokens_per_s, mfu, mem_gb, loss_scale
 //   val         loss, ppl
+//   eval        split ("val" or "test"), loss, ppl, tokens (targets evaluated), checkpoint: a split
+//               evaluated whole by --eval-only (checkpoint: the model file) or after the last step
+//               (checkpoint: null); kept apart from "val", which checkpoint retention ranks by
 //   sample      text
 //   checkpoint  path
 // Values that are unknown or not finite are JSON null: mfu on a GPU without a known peak
@@ -42,6 +45,8 @@ class RunLog {
 
     void train(const TrainStepRecord& record);
     void val(int64_t step, double loss);  // ppl = exp(loss)
+    // checkpoint: the model file evaluated, "" when it is the run's own weights.
+    void eval(int64_t step, const std::string& split, double loss, int64_t tokens, const std::string& checkpoint);
     // `text` may be any bytes (a sample can end inside a UTF-8 character): invalid UTF-8 is
     // written as U+FFFD.
     void sample(int64_t step, const std::string& text);

@@ -6,7 +6,10 @@
 #      give bit-identical losses for steps 11..20 (dropout on, gradient accumulation on);
 #   3. ZeRO-2's sharded gradient path on one GPU: the same losses as ZeRO-0, and an exact resume;
 #   4. non-finite gradients skip the update (bf16 and fp16) and stop a run after too many in a row;
-#   5. SIGTERM checkpoints and exits with status 3, and the resume is exact.
+#   5. SIGTERM checkpoints and exits with status 3, and the resume is exact;
+#   6. --eval-only on a checkpoint gives exactly the validation loss its run logged at that step,
+#      the test split is evaluated after training and by --eval-only, and --device-batch auto
+#      picks, prints and trains with the largest device batch that fits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -35,7 +38,7 @@ echo "== resume: 20 steps straight vs. resumed at step 10"
 import os, sys, numpy as np
 out = sys.argv[1]; os.makedirs(out, exist_ok=True)
 rng = np.random.default_rng(1234)
-for split, n in (("train", 400_000), ("val", 40_000)):
+for split, n in (("train", 400_000), ("val", 40_000), ("test", 30_000)):
     tokens = rng.integers(0, 50257, size=n, dtype=np.uint16)
     header = np.zeros(256, dtype="<i4"); header[:3] = (20240520, 1, n)
     with open(f"{out}/synthetic_{split}_000000.bin", "wb") as f:
@@ -121,4 +124,67 @@ if [ "$stop_status" -eq 3 ] && [ "$stopped_at" -lt 150 ] && [ -f "$work/stopped/
 else
     echo "  SIGTERM: status $stop_status at step $stopped_at                                FAIL"; tail -3 "$work/stopped.log"; status=1
 fi
+# Evaluation modes. The validation split (40,000 tokens: 312 windows of 129 with stride 128) is
+# read whole; --eval-only of the step-5 checkpoint reads the same windows in the same batches with
+# the same weights (the model file's fp32 master rounded as training rounds it), so its loss must
+# equal the one the run logged at step 5 bit for bit. Another device batch (5: the last batch
+# holds 2 windows) reads the same windows in other matmul shapes: 2e-3 relative, as ZeRO-2 above.
+echo "== --eval-only: the run's validation loss at that step, exactly; the test split"
+evaluated=("${common[@]}" --steps 10 --val-every 5 --checkpoint-every 5 --test-glob "$work/shards/synthetic_test_*.bin")
+./train_gpt2cu "${evaluated[@]}" --out-dir "$work/evaluated" >"$work/evaluated.log" 2>&1 || { tail -5 "$work/evaluated.log"; status=1; }
+./train_gpt2cu "${evaluated[@]}" --out-dir "$work/evaluated" --eval-only 1 --resume "$work/evaluated/model_00000005.bin" \
+    >"$work/eval-only.log" 2>&1 || { tail -5 "$work/eval-only.log"; status=1; }
+./train_gpt2cu -e "$work/evaluated/model_00000010.bin" --eval-only 1 --seq-len 128 --device-batch 5 \
+    --val-glob "$work/shards/synthetic_val_*.bin" --test-glob "$work/shards/synthetic_test_*.bin" \
+    --out-dir "$work/eval-file" >"$work/eval-file.log" 2>&1 || { tail -5 "$work/eval-file.log"; status=1; }
+cat "$work/eval-only.log" "$work/eval-file.log"
+"$PYTHON" - "$work" <<'PY' || status=1
+import json, sys
+work = sys.argv[1]
+events = lambda run: [json.loads(line) for line in open(f"{work}/{run}/log.jsonl")]
+run, by_file = events("evaluated"), events("eval-file")
+val = {e["step"]: e["loss"] for e in run if e["event"] == "val"}
+evals = {(e["step"], e["split"], e["checkpoint"] is not None): e for e in run + by_file if e["event"] == "eval"}
+print(f"  val at step 5: {val[5]!r}; --eval-only --resume: {evals[(5, 'val', True)]['loss']!r}")
+print(f"  val at step 10: {val[10]!r}; --eval-only -e FILE, device batch 5: {evals[(10, 'val', True)]['loss']!r}")
+checks = {
+    "--eval-only val loss == the run's at step 5 (bit-exact)": evals[(5, "val", True)]["loss"] == val[5],
+    "--eval-only read the whole val split (312 x 128 tokens)": evals[(5, "val", True)]["tokens"] == 312 * 128,
+    "--eval-only evaluated the test split (234 x 128 tokens)": evals[(5, "test", True)]["tokens"] == 234 * 128,
+    "the run evaluated the test split after step 10": evals[(10, "test", False)]["tokens"] == 234 * 128,
+    "-e FILE, device batch 5: val loss within 2e-3": abs(evals[(10, "val", True)]["loss"] - val[10]) <= 2e-3 * val[10],
+    "-e FILE, device batch 5: test loss within 2e-3 of the run's":
+        abs(evals[(10, "test", True)]["loss"] - evals[(10, "test", False)]["loss"]) <= 2e-3 * evals[(10, "test", False)]["loss"],
+    "--eval-only left the run's config.json alone": json.load(open(f"{work}/evaluated/config.json"))["eval_only"] is False,
+}
+for name, ok in checks.items():
+    print(f"  {name:60s} {'ok' if ok else 'FAIL'}")
+sys.exit(0 if all(checks.values()) else 1)
+PY
+# --device-batch auto (the default): 8 sequences per step fit at once; 4,096 sequences of 1,024
+# tokens of d12 do not, so the largest power of two whose memory plan fits is chosen, printed with
+# the next larger one's need, and a step must then run in that memory.
+echo "== --device-batch auto: the largest device batch that fits, printed, and it trains"
+./train_gpt2cu "${common[@]}" --device-batch auto --steps 2 --out-dir "$work/auto-small" >"$work/auto-small.log" 2>&1 || status=1
+./train_gpt2cu -e d12 --device-batch auto --global-batch-tokens 4194304 --steps 1 --val-every 0 --sample-every 0 \
+    --train-glob "$work/shards/synthetic_train_*.bin" --val-glob "$work/shards/synthetic_val_*.bin" \
+    --out-dir "$work/auto-large" >"$work/auto-large.log" 2>&1 || { tail -5 "$work/auto-large.log"; status=1; }
+grep -h "(auto)" "$work/auto-small.log" "$work/auto-large.log"
+"$PYTHON" - "$work" <<'PY' || status=1
+import json, re, sys
+work = sys.argv[1]
+small, large = (json.load(open(f"{work}/{run}/config.json")) for run in ("auto-small", "auto-large"))
+line = [l for l in open(f"{work}/auto-large.log") if "(auto)" in l]
+steps = [json.loads(l) for l in open(f"{work}/auto-large/log.jsonl") if '"train"' in l]
+b = large["device_batch"]
+checks = {
+    "8 sequences per step: device batch 8, no accumulation": (small["device_batch"], small["grad_accum"]) == (8, 1),
+    f"4096 sequences: a power of two, memory-bound (B {b})": (b & (b - 1)) == 0 and 8 <= b < 4096 and
+        large["grad_accum"] * b == 4096 and bool(line) and "would need" in line[0],
+    "the chosen batch trained a step": len(steps) == 1 and steps[0]["loss"] is not None,
+}
+for name, ok in checks.items():
+    print(f"  {name:60s} {'ok' if ok else 'FAIL'}")
+sys.exit(0 if all(checks.values()) else 1)
+PY
 [ "$status" -eq 0 ] || { echo "test_gpt2cu failed: see the comparisons above"; exit "$status"; }

@@ -10,7 +10,9 @@
 #      overlapped and (gpt2s) not overlapped: against 1 GPU and against the slowest
 #      card, each card's speed measured with the one-GPU job running on all of them at once;
 #      and where gpt2l's step time goes (--timeline-step);
-#   5. a rank killed mid-run stops the others with an error in bounded time; the run resumes.
+#   5. a rank killed mid-run stops the others with an error in bounded time; the run resumes;
+#   6. --eval-only of one checkpoint on 1, 2 and 4 GPUs reads the whole validation split (the same
+#      150 windows, shared out by rank) and gives the same mean loss.
 # Tolerance for 1: every run computes the same per-sequence math; they differ only in how the
 # gradient sum is ordered (local accumulation vs. NCCL) and in the matmul algorithms cuBLASLt
 # picks for different batch sizes, i.e. in fp32/bf16 rounding. Over 20 steps that moves the loss
@@ -21,6 +23,9 @@
 # order of NCCL's ring sums depends on the cut, so the tolerance of 1 applies.
 # Tolerance for 3: ZeRO-1 sums the same fp32 gradients in another order (reduce-scatter); ZeRO-2
 # sums every micro-step over ranks before accumulating: rounding again, so the tolerance of 1.
+# Tolerance for 6: every window's per-token losses come from the same weights and the same
+# kernels; only the ranks' short last batches (other matmul shapes, so possibly other bf16
+# roundings of a few logits) and the order of the sum differ: |Δloss|/loss <= 5e-4.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source dev/bench/common.sh
@@ -51,6 +56,26 @@ if command -v mpirun >/dev/null; then
     mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE=0 ./train_gpt2cu "${small[@]}" --out-dir "$work/mpi2" > "$work/mpi2.log" 2>&1 || { echo "mpirun run failed"; tail "$work/mpi2.log"; status=1; }
     compare "1 GPU vs 2 GPUs (mpirun)" "$work/g1/log.jsonl" "$work/mpi2/log.jsonl" || status=1
 fi
+echo "== 6. --eval-only of the 1-GPU run's checkpoint on 1, 2, 4 GPUs: the whole validation split"
+for n in 1 2 4; do
+    [ "$gpus" -ge "$n" ] || continue
+    ./train_gpt2cu "${small[@]}" --nproc "$n" --eval-only 1 --resume "$work/g1/model_00000020.bin" \
+        --out-dir "$work/eval$n" > "$work/eval$n.log" 2>&1 || { echo "$n-GPU --eval-only failed"; tail "$work/eval$n.log"; status=1; }
+    grep -h "val loss" "$work/eval$n.log" | sed "s/^/  $n GPU(s): /"
+done
+python3 - "$work" "$gpus" <<'PY' || status=1
+import json, sys
+work, gpus = sys.argv[1], int(sys.argv[2])
+val = {}
+for n in (1, 2, 4):
+    if gpus >= n:
+        val[n] = next(e for e in map(json.loads, open(f"{work}/eval{n}/log.jsonl")) if e["event"] == "eval" and e["split"] == "val")
+ok = all(v["tokens"] == val[1]["tokens"] == 150 * 256 and abs(v["loss"] - val[1]["loss"]) <= 5e-4 * val[1]["loss"] for v in val.values())
+for n, v in val.items():
+    print(f"  {n} GPU(s): val loss {v['loss']:.6f} over {v['tokens']} tokens")
+print(f"  the same 150 x 256 tokens and mean loss on every GPU count: {'ok' if ok else 'FAIL'}")
+sys.exit(0 if ok else 1)
+PY
 echo "== 2. gradient all-reduce overlapped with the backward pass (default) vs after it"
 for n in 2 4; do
     [ "$gpus" -ge "$n" ] || continue

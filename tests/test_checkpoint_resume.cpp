@@ -76,6 +76,26 @@ TEST_F(CheckpointTest, LocateResumeCheckpoint) {
     EXPECT_NE(message.find("expected 'auto'"), std::string::npos) << message;
 }
 
+// --eval-only reads the model file alone: world size 0 asks for no state file, so checkpoints
+// of runs on any number of GPUs, and a model file without its state, can all be evaluated.
+TEST_F(CheckpointTest, LocateWeightsOnlyForEvaluation) {
+    write_checkpoint(dir_, 100, 2);
+    write_checkpoint(dir_, 200, 4);
+    const std::vector<float> params = random_floats(ParamLayout(tiny_shape(), 0.02).total(), 300);
+    write_model_file(model_file_path(dir_, 300), tiny_shape(), 300, params.data());
+    EXPECT_EQ(locate_resume_checkpoint("auto", dir_, 1)->step, 200);  // training needs state files: 300 has none
+    std::optional<CheckpointFiles> found = locate_resume_checkpoint("auto", dir_, 0);
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->step, 300);
+    EXPECT_TRUE(found->state_paths.empty());
+    found = locate_resume_checkpoint(model_file_path(dir_, 100), "", 0);
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->step, 100);
+    EXPECT_TRUE(found->state_paths.empty());
+    flip_bit(model_file_path(dir_, 300), 4096);  // a damaged newest one: the one before it
+    EXPECT_EQ(locate_resume_checkpoint(dir_, "", 0)->step, 200);
+}
+
 TEST_F(CheckpointTest, ResumeAutoFallsBackToTheNewestIntactCheckpoint) {
     write_checkpoint(dir_, 100, 2);
     write_checkpoint(dir_, 200, 2);

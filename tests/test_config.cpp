@@ -93,8 +93,10 @@ TEST(ConfigPresetTest, Gpt2SmallIsTheSeedsOpenWebTextRun) {
     EXPECT_EQ(c.seq_len, 1024);
     EXPECT_EQ(c.max_seq_len, 1024);
     EXPECT_EQ(c.global_batch_tokens, 524288);
-    EXPECT_EQ(c.device_batch, 64);
-    EXPECT_EQ(c.grad_accum, 8);
+    EXPECT_EQ(c.device_batch, kDeviceBatchAuto);  // the largest that fits the GPU (the seed's 64 on 80 GB)
+    EXPECT_EQ(c.grad_accum, 0);                   // known once B is
+    EXPECT_EQ(c.sequences_per_gpu, 512);
+    EXPECT_EQ(c.tokens_per_step, 524288);
     EXPECT_EQ(c.lr, 6e-4);
     EXPECT_EQ(c.warmup_steps, 4000);
     EXPECT_EQ(c.warmup_init_lr, 0.0);
@@ -138,16 +140,16 @@ TEST(ConfigPresetTest, LargerGpt2InheritGpt2MediumLearningRate) {
     EXPECT_EQ(xl.n_layer, 48);
     EXPECT_EQ(xl.n_embd, 1600);
     EXPECT_EQ(xl.n_head, 25);
-    EXPECT_EQ(xl.device_batch, 16);
-    EXPECT_EQ(xl.grad_accum, 32);
+    EXPECT_EQ(xl.device_batch, kDeviceBatchAuto);
+    EXPECT_EQ(xl.sequences_per_gpu, 512);
 }
 
 TEST(ConfigPresetTest, PileRuns) {
     const TrainConfig s = parse({"-e", "gpt3s"});
     EXPECT_EQ(s.seq_len, 2048);
     EXPECT_EQ(s.global_batch_tokens, 256 * 2048);
-    EXPECT_EQ(s.device_batch, 32);
-    EXPECT_EQ(s.grad_accum, 8);
+    EXPECT_EQ(s.device_batch, kDeviceBatchAuto);
+    EXPECT_EQ(s.sequences_per_gpu, 256);
     EXPECT_EQ(s.lr, 6e-4);
     EXPECT_EQ(s.warmup_steps, 8000);
     EXPECT_EQ(s.warmup_init_lr, 1e-6);
@@ -158,18 +160,18 @@ TEST(ConfigPresetTest, PileRuns) {
     EXPECT_EQ(s.precision, Precision::bf16);
     EXPECT_EQ(s.val_every, 2000);
     EXPECT_EQ(s.dataset, "the_pile");
-    EXPECT_GT(s.val_tokens, 0);  // capped: the Pile's val split is 383M tokens
+    EXPECT_EQ(s.val_tokens, 0);  // the whole split, as the seed (383M tokens; --val-tokens caps it)
+    EXPECT_EQ(s.test_pattern, "/datasets/the_pile/*_test_*.bin");
+    EXPECT_TRUE(s.test_at_end);
     EXPECT_EQ(parse({"-e", "gpt3m"}).lr, 3e-4);
     const TrainConfig l = parse({"-e", "gpt3l"});
     EXPECT_EQ(l.lr, 2.5e-4);
     EXPECT_EQ(l.n_embd, 1536);
     EXPECT_EQ(l.d_head, 96);
-    EXPECT_EQ(l.device_batch, 16);
 
     const TrainConfig xl = parse({"-e", "gpt3xl"});
     EXPECT_EQ(xl.global_batch_tokens, 512 * 2048);
-    EXPECT_EQ(xl.device_batch, 8);
-    EXPECT_EQ(xl.grad_accum, 64);
+    EXPECT_EQ(xl.sequences_per_gpu, 512);
     EXPECT_EQ(xl.lr, 2e-4);
     EXPECT_EQ(xl.warmup_steps, 4000);
     EXPECT_EQ(xl.decay_end_step, 300000);
@@ -182,7 +184,6 @@ TEST(ConfigPresetTest, PileRuns) {
     EXPECT_EQ(big.n_embd, 2560);
     EXPECT_EQ(big.n_head, 32);
     EXPECT_EQ(big.d_head, 80);
-    EXPECT_EQ(big.device_batch, 4);
     EXPECT_EQ(big.lr, 1.6e-4);
     EXPECT_EQ(big.init_scheme, InitScheme::small_init);
     EXPECT_DOUBLE_EQ(big.base_init_std, std::sqrt(2.0 / (5.0 * 2560)));
@@ -205,10 +206,10 @@ TEST(ConfigPresetTest, RotaryAndLongContextVariants) {
     EXPECT_EQ(long_s.seq_len, 8192);
     EXPECT_EQ(long_s.max_seq_len, 8192);
     EXPECT_EQ(long_s.global_batch_tokens / 8192, 64);
-    EXPECT_EQ(long_s.device_batch, 8);
+    EXPECT_EQ(long_s.sequences_per_gpu, 64);
     EXPECT_EQ(parse({"-e", "gpt3xl-8k"}).global_batch_tokens / 8192, 128);
     EXPECT_EQ(parse({"-e", "gpt3-2.7B-8k"}).global_batch_tokens / 8192, 128);
-    EXPECT_EQ(parse({"-e", "gpt3-2.7B-8k"}).device_batch, 1);
+    EXPECT_EQ(parse({"-e", "gpt3-2.7B-8k"}).sequences_per_gpu, 128);
     EXPECT_EQ(parse({"-e", "gpt2s-8k"}).global_batch_tokens / 8192, 64);
 
     const TrainConfig both = parse({"-e", "gpt3m-rotary-8k"});
@@ -300,6 +301,8 @@ TEST(ConfigPresetTest, CheckpointFileGivesTheModelShape) {
     EXPECT_EQ(loaded.seq_len, 64);
     EXPECT_EQ(loaded.sample_tokens, 64);  // the default 128 capped to the model's positions
     EXPECT_EQ(loaded.out_dir.rfind("runs/model_00000300-", 0), 0u) << loaded.out_dir;
+    EXPECT_EQ(loaded.device_batch, kDeviceBatchAuto);
+    EXPECT_TRUE(parse({"-e", file, "--eval-only", "1"}).eval_only);  // its weights are the checkpoint
 
     // Flags may change the training recipe, never the shape the weights have (--pad-vocab-to 128
     // pads 50257 to the same 50304 rows as the file's 64).
@@ -371,16 +374,72 @@ TEST(ConfigFlagTest, FlagsOverrideThePreset) {
     EXPECT_EQ(parse({"-e", "gpt2s", "--timeline-step", "12"}).timeline_step, 12);
 }
 
+// Issue 17, items 8 and 11: the device batch is auto unless given; validation covers the whole
+// split; the test split is evaluated after training where the dataset has one; --eval-only
+// evaluates a checkpoint. --print-config shows all of it.
+TEST(ConfigFlagTest, EvaluationAndDeviceBatchDefaults) {
+    const ParsedArgs parsed = parse_args({"--print-config"}, kContext);
+    const TrainConfig& c = parsed.config;
+    EXPECT_EQ(c.device_batch, kDeviceBatchAuto);
+    EXPECT_EQ(c.val_tokens, 0);
+    EXPECT_TRUE(c.test_at_end);
+    EXPECT_FALSE(c.eval_only);
+    EXPECT_EQ(c.test_pattern, "/datasets/tiny/*_test_*.bin");
+    const Json json = Json::parse(c.to_json());
+    EXPECT_EQ(json["device_batch"], "auto");
+    EXPECT_EQ(json["grad_accum"], "auto");
+    EXPECT_EQ(json["sequences_per_gpu"], 64);  // 65536 tokens of 1024
+    EXPECT_EQ(json["tokens_per_step"], 65536);
+    EXPECT_EQ(json["val_tokens"], 0);
+    EXPECT_EQ(json["test_at_end"], true);
+    EXPECT_EQ(json["eval_only"], false);
+    EXPECT_EQ(json["test_glob"], "");
+    EXPECT_EQ(json["test_pattern"], "/datasets/tiny/*_test_*.bin");
+    const std::string table = c.to_table();
+    EXPECT_NE(table.find("  device_batch "), std::string::npos) << table;
+    EXPECT_NE(table.find("  test_pattern "), std::string::npos) << table;
+    for (const std::string& name : all_experiment_names()) {
+        const TrainConfig preset = parse({"-e", name});
+        EXPECT_EQ(preset.device_batch, kDeviceBatchAuto) << name;
+        EXPECT_EQ(preset.val_tokens, 0) << name;
+    }
+
+    // Given, B is what it says and accumulation follows; auto can be asked for by name too.
+    EXPECT_EQ(parse({"--device-batch", "16"}).grad_accum, 4);
+    EXPECT_EQ(parse({"--device-batch", "16", "--device-batch", "auto"}).device_batch, kDeviceBatchAuto);
+    // The choice made on the GPU resolves like the flag.
+    const TrainConfig chosen = parse({"-e", "gpt2s"}).with_device_batch(64);
+    EXPECT_EQ(chosen.device_batch, 64);
+    EXPECT_EQ(chosen.grad_accum, 8);
+    EXPECT_EQ(chosen.tokens_per_step, 524288);
+    EXPECT_EQ(chosen.to_json(), parse({"-e", "gpt2s", "--device-batch", "64"}).to_json());
+
+    // The cap stays a flag; the test split can be named or turned off.
+    EXPECT_EQ(parse({"--val-tokens", "1048576"}).val_tokens, 1048576);
+    EXPECT_EQ(parse({"--test-glob", "/x/*_test_*.bin"}).test_pattern, "/x/*_test_*.bin");
+    EXPECT_FALSE(parse({"--test-at-end", "0"}).test_at_end);
+    EXPECT_EQ(parse({"--dataset", "", "--train-glob", "a", "--val-glob", "b"}).test_pattern, "");
+    EXPECT_EQ(parse({"-e", "gpt2s"}).test_pattern, "/datasets/openwebtext/*_test_*.bin");  // none: val is its test
+
+    // --eval-only takes its checkpoint from --resume (any of its forms) or -e FILE.
+    const TrainConfig eval = parse({"--eval-only", "1", "--resume", "auto", "--out-dir", "runs/x"});
+    EXPECT_TRUE(eval.eval_only);
+    EXPECT_EQ(eval.resume, "auto");
+    EXPECT_TRUE(parse({"--eval-only", "1", "--resume", "runs/x/model_00000100.bin"}).eval_only);
+}
+
 TEST(ConfigFlagTest, GradientAccumulationRoundsUp) {
     const TrainConfig c = parse({"--device-batch", "24", "--seq-len", "1000", "--global-batch-tokens", "100000"});
     EXPECT_EQ(c.grad_accum, 5);  // ceil(100000 / 24000)
     EXPECT_EQ(c.tokens_per_step, 120000);
-    const TrainConfig ranks = parse({"-e", "gpt3xl", "--nproc", "8"});
+    const TrainConfig ranks = parse({"-e", "gpt3xl", "--device-batch", "8", "--nproc", "8"});
     EXPECT_EQ(ranks.world_size, 8);
     EXPECT_EQ(ranks.grad_accum, 8);
+    EXPECT_EQ(ranks.sequences_per_gpu, 64);
     TrainConfig again = ranks;
     again.resolve(16);
     EXPECT_EQ(again.grad_accum, 4);
+    EXPECT_EQ(again.sequences_per_gpu, 32);
     again.resolve(16);  // idempotent
     EXPECT_EQ(again.to_json(), [&] { TrainConfig c = ranks; c.resolve(16); return c.to_json(); }());
 }
@@ -472,7 +531,7 @@ TEST(ConfigFlagTest, HelpListsEveryFlagAndTheLeadsNames) {
     const std::set<std::string> not_flags = {"experiment",     "init_from",     "world_size",        "padded_vocab_size",
                                              "d_head",         "rotary_dim",    "grad_accum",        "tokens_per_step",
                                              "base_init_std",  "residual_init_std", "num_params",    "flops_per_token",
-                                             "train_pattern",  "val_pattern"};
+                                             "train_pattern",  "val_pattern",   "test_pattern",      "sequences_per_gpu"};
     for (const auto& item : json.items()) {
         if (not_flags.count(item.key())) continue;
         std::string flag = "--" + item.key();
@@ -483,7 +542,7 @@ TEST(ConfigFlagTest, HelpListsEveryFlagAndTheLeadsNames) {
                              "--warmup-steps", "--val-every", "--val-tokens", "--sample-every", "--checkpoint-every",
                              "--dataset", "--data-dir", "--precision", "--zero-stage", "--out-dir", "--resume",
                              "--seed", "--bench-steps", "--nproc", "--rendezvous", "--nccl-timeout",
-                             "--overlap-grad-reduce", "--print-config"})
+                             "--overlap-grad-reduce", "--print-config", "--eval-only", "--test-at-end", "--test-glob"})
         EXPECT_NE(help.find(flag), std::string::npos) << flag;
     for (const std::string& name : preset_names()) EXPECT_NE(help.find("  " + name + " "), std::string::npos) << name;
 }
@@ -498,7 +557,8 @@ TEST(ConfigFlagTest, EveryPrintedValueParsesBackToTheSameConfig) {
         const std::set<std::string> not_flags = {"experiment", "init_from", "world_size", "padded_vocab_size",
                                                  "d_head", "rotary_dim", "grad_accum", "tokens_per_step",
                                                  "base_init_std", "residual_init_std", "num_params",
-                                                 "flops_per_token", "train_pattern", "val_pattern"};
+                                                 "flops_per_token", "train_pattern", "val_pattern",
+                                                 "test_pattern", "sequences_per_gpu"};
         for (const auto& item : json.items()) {
             if (not_flags.count(item.key())) continue;
             std::string flag = "--" + item.key();
@@ -570,6 +630,12 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         {{"-e", "gpt2s", "-e", "gpt2m"}, "-e given twice"},
         {{"gpt2s"}, "unexpected argument 'gpt2s'"},
         {{"-x", "1"}, "unexpected argument '-x'"},
+        {{"--eval-only", "1"}, "--eval-only evaluates a checkpoint: name it with --resume auto|DIR|FILE"},
+        {{"--eval-only", "1", "--resume", "auto"}, "--resume auto continues the newest checkpoint in --out-dir"},
+        {{"--eval-only", "1", "--out-dir", "r", "--resume", "auto", "--bench-steps", "5"},
+         "--eval-only and --bench-steps exclude each other"},
+        {{"--device-batch", "many"}, "--device-batch: 'many' is not an integer (valid: an integer in [1, 65536] or auto)"},
+        {{"--test-at-end", "sometimes"}, "--test-at-end: 'sometimes' is not a boolean"},
     };
     for (const BadInput& c : cases) {
         const std::string message = error_of(c.args);

@@ -361,6 +361,47 @@ TEST_F(DataLoaderTest, ValidationModeCapsAndRepeats) {
     for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) EXPECT_EQ(loader.next_batch(), pass[static_cast<size_t>(i)]);
 }
 
+// Evaluation reads the whole split: over 3 ranks the 442 windows split 148/147/147 (rank r takes
+// r, r + 3, ...), and each rank's last batch of 5 is short (148 = 29 x 5 + 3; 147 = 29 x 5 + 2).
+TEST_F(DataLoaderTest, KeepRemainderReadsEveryWindowOnceOverAllRanks) {
+    std::multiset<uint32_t> read;
+    for (int rank = 0; rank < 3; ++rank) {
+        DataLoaderOptions o = options(5, rank, 3);
+        o.shuffle = false;
+        o.keep_remainder = true;
+        o.role = "validation";
+        DataLoader loader(o);
+        EXPECT_EQ(loader.total_windows(), kTotalWindows);
+        ASSERT_EQ(loader.batches_per_epoch(), 30) << "rank " << rank;
+        for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
+            const std::vector<uint32_t> ids = batch_ids(loader.next_batch());
+            const size_t expected = i < 29 ? 5 : rank == 0 ? 3 : 2;
+            ASSERT_EQ(ids.size(), expected) << "rank " << rank << " batch " << i;
+            for (uint32_t id : ids) EXPECT_EQ(id / kSeqLen % 3, static_cast<uint32_t>(rank)) << id;
+            read.insert(ids.begin(), ids.end());
+        }
+        EXPECT_EQ(loader.epoch(), 0);
+        EXPECT_EQ(batch_ids(loader.next_batch()).front(), static_cast<uint32_t>(rank * kSeqLen));  // next epoch
+        EXPECT_EQ(loader.epoch(), 1);
+    }
+    EXPECT_EQ(read.size(), static_cast<size_t>(kTotalWindows));
+    EXPECT_EQ(std::set<uint32_t>(read.begin(), read.end()), all_window_ids());
+
+    // Fewer windows than ranks: the ranks past the last window have nothing to read.
+    DataLoaderOptions o = options(4, 2, 3);
+    o.shuffle = false;
+    o.keep_remainder = true;
+    o.max_tokens = 2 * kSeqLen;
+    EXPECT_EQ(DataLoader(o).batches_per_epoch(), 0);
+    o.rank = 1;
+    EXPECT_EQ(DataLoader(o).batches_per_epoch(), 1);
+    o.max_tokens = kSeqLen - 1;
+    o.role = "validation";
+    const std::string message = error_of([&] { DataLoader loader(o); });
+    EXPECT_NE(message.find("too little validation data for one window"), std::string::npos) << message;
+    EXPECT_NE(message.find("--val-tokens"), std::string::npos) << message;
+}
+
 TEST_F(DataLoaderTest, ReadsUint32Shards) {
     std::vector<uint32_t> tokens(3 * kWindowTokens);
     for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = 70000 + static_cast<uint32_t>(i);

@@ -53,9 +53,11 @@ TEST_F(RunLogTest, EventsAreOneJsonObjectPerLine) {
         log.val(250, 2.5);
         log.sample(500, "Hello \"world\"\n\ttab \\ backslash, caf\xC3\xA9, emoji \xF0\x9F\x98\x80");
         log.checkpoint(1000, "runs/x/model_00001000.bin");
+        log.eval(1000, "test", 2.75, 38400, "");
+        log.eval(1000, "val", 2.5, 4096, "runs/x/model_00001000.bin");
     }
     const std::vector<Json> events = lines();
-    ASSERT_EQ(events.size(), 4u);
+    ASSERT_EQ(events.size(), 6u);
     const Json& train = events[0];
     EXPECT_EQ(train["event"], "train");
     EXPECT_EQ(train["step"], 120);
@@ -79,6 +81,11 @@ TEST_F(RunLogTest, EventsAreOneJsonObjectPerLine) {
     EXPECT_EQ(events[2]["text"], "Hello \"world\"\n\ttab \\ backslash, caf\xC3\xA9, emoji \xF0\x9F\x98\x80");
     EXPECT_EQ(events[3]["event"], "checkpoint");
     EXPECT_EQ(events[3]["path"], "runs/x/model_00001000.bin");
+    EXPECT_EQ(events[4], Json::parse(R"({"event": "eval", "step": 1000, "split": "test", "loss": 2.75,
+                                         "ppl": )" + Json(std::exp(2.75)).dump() + R"(, "tokens": 38400,
+                                         "checkpoint": null})"));
+    EXPECT_EQ(events[5]["split"], "val");
+    EXPECT_EQ(events[5]["checkpoint"], "runs/x/model_00001000.bin");
 }
 
 TEST_F(RunLogTest, UnknownAndNonFiniteValuesAreNull) {

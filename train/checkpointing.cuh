@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,26 @@ template <typename T, typename R> class Checkpointer {
             std::printf("resumed from %s at step %lld\n\n", files->model_path.c_str(), (long long)header.step);
         resumed_from_ = header.step;
         return header;
+    }
+
+    // --eval-only: the weights of the checkpoint --resume names (auto, a run directory's newest
+    // intact one, or a model file; the model file alone, so any number of GPUs can evaluate a
+    // checkpoint of any run), else of -e FILE. Returns the model file and its step.
+    CheckpointFiles load_weights_to_evaluate(cudaStream_t stream) {
+        CheckpointFiles files;
+        if (!config_.resume.empty()) {
+            const std::optional<CheckpointFiles> located =
+                locate_resume_checkpoint(config_.resume, config_.out_dir, /*world_size=*/0, dist_.rank);
+            if (!located)
+                throw std::runtime_error("--eval-only --resume " + config_.resume + ": no checkpoint in " +
+                                         config_.out_dir + " to evaluate");
+            files = *located;
+        } else {
+            files.model_path = config_.init_from;
+            files.step = read_model_header(config_.init_from).step;
+        }
+        upload_weights(files.model_path, stream);
+        return files;
     }
 
     // Every rank calls it; `header` is this rank's state (identity filled in here). `log`: rank 0's.

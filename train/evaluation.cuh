@@ -1,4 +1,8 @@
-// Validation: the mean loss over the (capped) validation split, dropout off, over all ranks.
+// Evaluation: the mean loss of the model over every window of a split (validation, or test where
+// the dataset has one), up to --val-tokens, dropout off. Each rank reads its share of the windows
+// (host/dataloader.h, keep_remainder: rank r takes windows r, r + R, ...; its last batch may be
+// short); the per-token losses are summed on each rank, the sums over ranks, and the total is
+// divided by the number of target tokens of the whole split, which every rank knows.
 #pragma once
 
 #include <cmath>
@@ -9,23 +13,31 @@
 #include "train/batch_feed.cuh"
 #include "train/nccl_context.cuh"
 
+struct SplitLoss {
+    double loss = NAN;    // mean over the split's target tokens; NAN when the run has no such split
+    int64_t tokens = 0;   // target tokens evaluated, over all ranks
+};
+
 template <typename T, typename R>
-double validation_loss(Gpt2Model<T, R>& model, BatchFeed& feed, MatmulContext& matmul, int B, int seq,
-                       distributed::DistributedContext& dist, cudaStream_t stream) {
-    if (!feed.has_validation()) return NAN;
-    const int N = B * seq;
-    const int64_t batches = feed.rewind_validation();
+SplitLoss evaluate_split(Gpt2Model<T, R>& model, BatchFeed& feed, EvalSplit split, MatmulContext& matmul, int B,
+                         int seq, distributed::DistributedContext& dist, cudaStream_t stream) {
+    if (!feed.has(split)) return {};
+    const int64_t batches = feed.rewind(split);
     DropoutSchedule no_dropout;
     no_dropout.training = false;
     double loss_sum = 0.0;
-    std::vector<float> losses(N);
+    std::vector<float> losses((size_t)B * seq);
     for (int64_t i = 0; i < batches; ++i) {
-        feed.next_validation_batch(model.device_tokens(), model.device_targets(), stream);
-        model.forward(matmul, B, seq, no_dropout, true, 0.0f, stream);
+        const int windows = feed.next_evaluation_batch(split, model.device_tokens(), model.device_targets(), stream);
+        const size_t N = (size_t)windows * seq;
+        model.forward(matmul, windows, seq, no_dropout, true, 0.0f, stream);
         CUDA_CHECK(cudaMemcpyAsync(losses.data(), model.losses(), sizeof(float) * N, cudaMemcpyDeviceToHost, stream));
         CUDA_CHECK(cudaStreamSynchronize(stream));
-        loss_sum += std::accumulate(losses.begin(), losses.end(), 0.0);
+        loss_sum += std::accumulate(losses.begin(), losses.begin() + N, 0.0);
     }
-    const double total = dist.all_reduce_host((float)loss_sum, distributed::ReduceOp::Sum, "validation loss");
-    return total / ((double)batches * N * dist.world_size);
+    const double total = dist.all_reduce_host((float)loss_sum, distributed::ReduceOp::Sum, "evaluation loss");
+    SplitLoss result;
+    result.tokens = feed.windows(split) * seq;
+    result.loss = total / (double)result.tokens;
+    return result;
 }

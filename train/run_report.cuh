@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -17,6 +18,8 @@
 #include "host/config.h"
 #include "host/format.h"
 #include "host/run_log.h"
+#include "train/batch_feed.cuh"
+#include "train/evaluation.cuh"
 #include "train/gpu_context.cuh"
 #include "train/nccl_context.cuh"
 
@@ -37,23 +40,39 @@ struct StepResult {
 
 // Device memory the run will take, before taking it.
 struct MemoryPlan {
+    static constexpr size_t kReserveBytes = size_t(1) << 30;  // cuBLASLt workspace, NCCL buffers, allocator slack
+
     size_t state_bytes = 0;       // parameters, gradients and AdamW state
     size_t activation_bytes = 0;  // for one device batch
+
+    size_t total() const { return state_bytes + activation_bytes; }
+
+    // What a plan may take on this GPU now: its free memory less the reserve.
+    static size_t budget() {
+        size_t free_bytes = 0, total_bytes = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+        return free_bytes > kReserveBytes ? free_bytes - kReserveBytes : 0;
+    }
 
     // Fails before any allocation when the plan cannot fit, saying what would.
     void check_fits(const TrainConfig& config) const {
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-        const size_t needed = state_bytes + activation_bytes;
-        const size_t reserve = size_t(1) << 30;  // cuBLASLt workspace, NCCL buffers, allocator slack
-        if (needed + reserve <= free_bytes) return;
+        const size_t needed = total();
+        if (needed + kReserveBytes <= free_bytes) return;
         const double per_sequence = double(needed) / config.device_batch;  // rough: activations dominate
-        const int fits = std::max(0, (int)((double(free_bytes) - reserve) / per_sequence) - 1);
+        const int fits = std::max(0, (int)((double(free_bytes) - kReserveBytes) / per_sequence) - 1);
+        const int smaller = std::min(fits, config.device_batch - 1);
+        const std::string advice =
+            smaller >= 1
+                ? string_format("Try --device-batch %d (the global batch stays the same; gradient accumulation "
+                                "grows), or --zero-stage 1 on several GPUs.", smaller)
+                : "Not even one sequence fits: shard the state over several GPUs (--zero-stage 1 or 2), or "
+                  "shorten --seq-len.";
         fail_run(string_format("the model and a device batch of %d x %d tokens need %.1f GB of GPU memory, but "
-                               "only %.1f GB of %.1f GB is free.\n  Try --device-batch %d (the global batch "
-                               "stays the same; gradient accumulation grows), or --zero-stage 1 on several GPUs.",
+                               "only %.1f GB of %.1f GB is free.\n  %s",
                                config.device_batch, config.seq_len, needed / 1e9, free_bytes / 1e9,
-                               total_bytes / 1e9, std::max(1, fits)));
+                               total_bytes / 1e9, advice.c_str()));
     }
 };
 
@@ -123,6 +142,22 @@ class RunReport {
         if (!dist_.is_main()) return;
         std::printf("step %lld | validation loss %.4f | perplexity %.2f\n", (long long)step, loss, std::exp(loss));
         log_->val(step, loss);
+    }
+
+    // A split evaluated whole: after the last step (test), or by --eval-only (`checkpoint`: its
+    // model file). A split the run does not have (loss NAN) is said to be absent.
+    void evaluation(int64_t step, EvalSplit split, const SplitLoss& result, const std::string& checkpoint,
+                    const std::string& pattern) {
+        if (!dist_.is_main()) return;
+        if (std::isnan(result.loss) && result.tokens == 0) {
+            std::printf("step %lld | %s split: none (no shards match %s)\n", (long long)step, split_name(split),
+                        pattern.empty() ? "--test-glob" : pattern.c_str());
+            return;
+        }
+        std::printf("step %lld | %s loss %.4f | perplexity %.2f | %s tokens\n", (long long)step, split_name(split),
+                    result.loss, std::exp(result.loss), format_count((double)result.tokens).c_str());
+        log_->eval(step, split_name(split), result.loss, result.tokens, checkpoint);
+        std::fflush(stdout);
     }
 
     void sample(int64_t step, const std::string& text) {

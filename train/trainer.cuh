@@ -1,10 +1,13 @@
-// The training loop: steps, and between them validation, samples and checkpoints. Each stage
-// lives in its own unit; this class wires them and reads as the order of a step:
+// The training loop: steps, and between them validation, samples and checkpoints; after the
+// last step the test split. --eval-only runs none of it: it evaluates a checkpoint's weights on
+// the validation and test splits. Each stage lives in its own unit; this class wires them and
+// reads as the order of a step:
+//   host/device_batch.h       --device-batch auto: the largest B that fits the GPU
 //   train/batch_feed.cuh      token windows -> pinned buffers -> the GPU
 //   model/gpt2.cuh            forward and backward
 //   train/grad_sync*.cuh      gradient storage and reduction over ranks (the ZeRO strategies)
 //   train/checkpointing.cuh   initial weights, checkpoints, resume
-//   train/evaluation.cuh      validation loss
+//   train/evaluation.cuh      validation and test loss
 //   train/sampler.cuh         text samples
 //   train/run_report.cuh      console lines, log.jsonl, the benchmark line
 #pragma once
@@ -20,6 +23,7 @@
 #include <cuda_profiler_api.h>
 
 #include "host/config.h"
+#include "host/device_batch.h"
 #include "host/loss_scaler.h"
 #include "host/stop_request.h"
 #include "host/update_guard.h"
@@ -37,7 +41,7 @@
 template <typename T, typename R> class Trainer {
   public:
     Trainer(const TrainConfig& config, DistributedContext& dist)
-        : config_(config), dist_(dist), feed_(config_, dist_), report_(config_, dist_, gpu_),
+        : config_(with_device_batch_for_gpu(config, dist)), dist_(dist), feed_(config_, dist_), report_(config_, dist_, gpu_),
           shard_(optimizer_shard_for(config_, dist_)), sampler_(config_),
           loss_scaler_(config_.loss_scale_init, config_.loss_scale_growth_interval,
                        config_.precision == Precision::fp16),
@@ -55,6 +59,7 @@ template <typename T, typename R> class Trainer {
 
     // Returns the process's exit status: 0, or kExitStopped after a stop signal's checkpoint.
     int run() {
+        if (config_.eval_only) return evaluate_checkpoint();
         report_.startup(memory_plan(), precision_name<T>());
         if (const std::optional<StateHeader> state = checkpointer_->resume(gpu_.stream)) restore(*state);
         else checkpointer_->initialize_weights(gpu_.stream);
@@ -73,9 +78,7 @@ template <typename T, typename R> class Trainer {
         while (step_ < config_.steps) {
             report_.step(step_, train_step());
             const bool last = step_ == config_.steps;
-            if (due(config_.val_every, last))
-                report_.validation(step_, validation_loss(*model_, feed_, *gpu_.matmul, config_.device_batch,
-                                                          config_.seq_len, dist_, gpu_.stream));
+            if (due(config_.val_every, last)) report_.validation(step_, evaluate(EvalSplit::validation).loss);
             if (due(config_.sample_every, last) && dist_.is_main())
                 report_.sample(step_, sampler_.sample(*model_, *gpu_.matmul, gpu_.stream));
             const int stop_signal = agreed_stop_signal();
@@ -88,7 +91,50 @@ template <typename T, typename R> class Trainer {
                 return kExitStopped;
             }
         }
+        if (config_.test_at_end && feed_.has(EvalSplit::test))
+            report_.evaluation(step_, EvalSplit::test, evaluate(EvalSplit::test), "", config_.test_pattern);
         return 0;
+    }
+
+    SplitLoss evaluate(EvalSplit split) {
+        return evaluate_split(*model_, feed_, split, *gpu_.matmul, config_.device_batch, config_.seq_len, dist_,
+                              gpu_.stream);
+    }
+
+    // --eval-only: the checkpoint's loss and perplexity on the validation split and the test
+    // split (where the dataset has one), into the console and out_dir's log as "eval" events;
+    // no training, no config.json (out_dir may be the run's own directory).
+    int evaluate_checkpoint() {
+        const CheckpointFiles checkpoint = checkpointer_->load_weights_to_evaluate(gpu_.stream);
+        if (dist_.is_main())
+            std::printf("evaluating %s (step %lld): %s, %s, %d x %d tokens per batch on %d GPU(s)\n",
+                        checkpoint.model_path.c_str(), (long long)checkpoint.step, config_.experiment.c_str(),
+                        precision_name<T>(), config_.device_batch, config_.seq_len, dist_.world_size);
+        report_.evaluation(checkpoint.step, EvalSplit::validation, evaluate(EvalSplit::validation),
+                           checkpoint.model_path, config_.val_pattern);
+        report_.evaluation(checkpoint.step, EvalSplit::test, evaluate(EvalSplit::test), checkpoint.model_path,
+                           config_.test_pattern);
+        return 0;
+    }
+
+    // --device-batch auto: the largest B that divides the per-GPU sequences of a step and whose
+    // memory plan fits this GPU (host/device_batch.h); with several GPUs, the smallest of their
+    // choices, so that all take the same B. The choice and why go to the console.
+    static TrainConfig with_device_batch_for_gpu(const TrainConfig& config, DistributedContext& dist) {
+        if (config.device_batch != kDeviceBatchAuto) return config;
+        const DeviceBatchChoice choice = choose_device_batch(
+            config.sequences_per_gpu, MemoryPlan::budget(),
+            [&](int batch) { return memory_plan(config, dist, batch).total(); }, kMaxDeviceBatch);
+        // No Min among the reductions: the largest negated choice is the smallest.
+        const int agreed = dist.is_distributed()
+                               ? -(int)dist.all_reduce_host(-(float)choice.batch, ReduceOp::Max, "device batch")
+                               : choice.batch;
+        if (dist.is_main()) {
+            std::printf("%s", choice.reason.c_str());
+            if (agreed != choice.batch) std::printf("; %d, the smallest choice over the %d GPUs", agreed, dist.world_size);
+            std::printf("\n");
+        }
+        return config.with_device_batch(agreed);
     }
 
     // A stop signal reached at least one rank: every rank stops after the same step.
@@ -235,20 +281,23 @@ template <typename T, typename R> class Trainer {
         feed_.train_loader().restore(header.train_loader);
     }
 
-    ModelOptions model_options() const {
+    ModelOptions model_options() const { return model_options(config_); }
+    static ModelOptions model_options(const TrainConfig& config) {
         ModelOptions options;
-        options.shape = config_.model_shape();
-        options.layernorm_eps = (float)config_.layernorm_eps;
-        options.dropout_embd = (float)config_.dropout_embd;
-        options.dropout_resid = (float)config_.dropout_resid;
-        options.dropout_attn = (float)config_.dropout_attn;
-        options.recompute_gelu = config_.recompute_gelu;
+        options.shape = config.model_shape();
+        options.layernorm_eps = (float)config.layernorm_eps;
+        options.dropout_embd = (float)config.dropout_embd;
+        options.dropout_resid = (float)config.dropout_resid;
+        options.dropout_attn = (float)config.dropout_attn;
+        options.recompute_gelu = config.recompute_gelu;
         return options;
     }
-    MemoryPlan memory_plan() const {
-        const ParamLayout layout(config_.model_shape(), config_.base_init_std);
-        return {ModelParameters<T>::bytes(shard_) + gradient_bytes<T>(config_, layout, shard_),
-                Gpt2Model<T, R>::activation_bytes(model_options(), config_.device_batch, config_.seq_len)};
+    MemoryPlan memory_plan() const { return memory_plan(config_, dist_, config_.device_batch); }
+    static MemoryPlan memory_plan(const TrainConfig& config, const DistributedContext& dist, int batch) {
+        const OptimizerShard shard = optimizer_shard_for(config, dist);
+        const ParamLayout layout(config.model_shape(), config.base_init_std);
+        return {ModelParameters<T>::bytes(shard) + gradient_bytes<T>(config, layout, shard),
+                Gpt2Model<T, R>::activation_bytes(model_options(config), batch, config.seq_len)};
     }
     DropoutSchedule training_dropout(int64_t micro) const {
         DropoutSchedule schedule;
@@ -266,9 +315,9 @@ template <typename T, typename R> class Trainer {
     int tokens_per_micro() const { return config_.device_batch * config_.seq_len; }
     int64_t targets_per_step() const { return (int64_t)tokens_per_micro() * config_.grad_accum * dist_.world_size; }
 
+    GpuContext gpu_;  // first: --device-batch auto measures the free memory with its workspace taken
     TrainConfig config_;
     DistributedContext& dist_;
-    GpuContext gpu_;
     BatchFeed feed_;
     RunReport report_;
     OptimizerShard shard_;
