@@ -1,9 +1,12 @@
 // HellaSwag (host/hellaswag.h, data_prep/src/hellaswag_recipe.h): llm.c's completion scoring,
-// the items file round trip and its validation, and the jsonl parser's tokenization.
+// the items file round trip and its validation (files of the Python reference too), the
+// evaluation's rows and scores, and the jsonl parser's tokenization.
 // Runs from the repository root with the vocabulary of `make setup`, as the data_prep tests do.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -139,6 +142,30 @@ TEST(HellaSwag, EvaluationRowsTargetsAndScores) {
     EXPECT_EQ(evaluation.tally().right_by_sum(), 1);
     EXPECT_EQ(evaluation.tally().right_by_mean(), 2);
     EXPECT_THROW(evaluation.fill(7, 2, part.data(), part_targets.data()), std::out_of_range);
+}
+
+TEST(HellaSwag, ItemsWrittenByThePythonReference) {
+    // The GPU tests (scripts/test_run_insight.sh, scripts/test_hf_interop.py) write their items
+    // with dev/reference/reference_files.py; this reader must take them as the recipe's own.
+    ScratchDir dir("test_hellaswag");
+    const std::string path = dir.file("python_items.bin");
+    const std::string command =
+        "/usr/bin/python3 -c 'import sys; sys.path.insert(0, \"dev/reference\"); "
+        "from reference_files import write_hellaswag_items; "
+        "write_hellaswag_items(sys.argv[1], [(2, [5, 6], [[1], [2, 3], [4], [7, 8, 9]]), (0, [50256], [[1], [1], [1], [1]])])' " +
+        path + " 2>&1";
+    const int status = std::system(command.c_str());
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) GTEST_SKIP() << "no /usr/bin/python3";
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << command << " (run from the repository root)";
+    const std::vector<hellaswag::Item> items = hellaswag::read_items(path);
+    ASSERT_EQ(items.size(), 2u);
+    EXPECT_EQ(items[0].index, 0);
+    EXPECT_EQ(items[0].label, 2);
+    EXPECT_EQ(items[0].context, (std::vector<int32_t>{5, 6}));
+    EXPECT_EQ(items[0].endings[3], (std::vector<int32_t>{7, 8, 9}));
+    EXPECT_EQ(items[1].index, 1);
+    EXPECT_EQ(items[1].context, (std::vector<int32_t>{50256}));
+    EXPECT_EQ(hellaswag::longest_row(items), 5);
 }
 
 TEST(HellaSwag, JsonlTokenizedAsLlmCDoes) {
