@@ -81,8 +81,9 @@ for name, values in params.items():
         and name not in ("wte", "wpe") else [(name, values)]
     for label, v in layers:
         stats = tensors[label]
-        worst_max = max(worst_max, abs(stats["weight_max"] - np.abs(v).max()) / np.abs(v).max())
-        worst_mean = max(worst_mean, abs(stats["weight_mean"] - np.abs(v).mean()) / np.abs(v).mean())
+        largest, mean = np.abs(v).max(), np.abs(v).mean()
+        worst_max = max(worst_max, abs(stats["weight_max"] - largest) / max(largest, 1e-30))
+        worst_mean = max(worst_mean, abs(stats["weight_mean"] - mean) / max(mean, 1e-30))
         l1 += np.abs(v).sum(); l2 += (v * v).sum()
 expected_names = sum(cfg.n_layer if (p.shape[0] == cfg.n_layer and n not in ("wte", "wpe")) else 1
                      for n, p in params.items())
