@@ -133,7 +133,7 @@ void Tally::add(int label, const Choice& choice) {
 double Tally::acc() const { return count_ ? static_cast<double>(right_by_sum_) / count_ : 0.0; }
 double Tally::acc_norm() const { return count_ ? static_cast<double>(right_by_mean_) / count_ : 0.0; }
 
-Evaluation::Evaluation(std::vector<Item> items) : items_(std::move(items)), seq_(std::max(1, longest_row(items_) - 1)) {}
+Evaluation::Evaluation(std::vector<Item> items) : items_(std::move(items)), seq_(seq_of(items_)) {}
 
 void Evaluation::fill(int64_t first, int count, int32_t* inputs, int32_t* targets) const {
     if (first < 0 || count < 0 || first + count > rows())

@@ -15,6 +15,7 @@
 //             then the context's tokens, then each ending's tokens in order.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -87,6 +88,7 @@ class Evaluation {
     int64_t rows() const { return static_cast<int64_t>(items_.size()) * kEndings; }
     // Positions per row: every row's inputs (all its tokens but the last) fit.
     int seq() const { return seq_; }
+    static int seq_of(const std::vector<Item>& items) { return std::max(1, longest_row(items) - 1); }
     const std::vector<Item>& items() const { return items_; }
 
     // inputs and targets (count x seq()) of rows [first, first + count): a row's tokens, then

@@ -20,15 +20,21 @@ class HellaSwagEvaluator {
   public:
     // Reads the items (the first --hellaswag-items of them) and keeps this rank's share: items
     // rank, rank + world_size, ...
-    HellaSwagEvaluator(const TrainConfig& config, int rank, int world_size)
-        : path_(config.hellaswag_path), evaluation_(items_of_rank(config, rank, world_size)) {}
+    HellaSwagEvaluator(const TrainConfig& config, int rank, int world_size) : path_(config.hellaswag_path) {
+        std::vector<hellaswag::Item> all = checked_items(config);
+        seq_ = hellaswag::Evaluation::seq_of(all);
+        std::vector<hellaswag::Item> mine;
+        for (size_t i = rank; i < all.size(); i += world_size) mine.push_back(std::move(all[i]));
+        evaluation_ = hellaswag::Evaluation(std::move(mine));
+    }
 
-    // Positions per row the model must take (the longest context + ending, less one).
-    int seq() const { return evaluation_.seq(); }
+    // Positions per row the model must take: the longest context + ending of all ranks' items,
+    // less one (the same on every rank, so that all agree whether the model can take them).
+    int seq() const { return seq_; }
     const std::string& path() const { return path_; }
 
-    // Every item of this rank, `rows` rows per forward pass (up to the model's device batch), at
-    // seq() positions; the tallies of all ranks summed.
+    // Every item of this rank, `rows` rows per forward pass (up to the model's device batch) of
+    // at most seq() positions; the tallies of all ranks summed.
     template <typename T, typename R>
     hellaswag::Result evaluate(Gpt2Model<T, R>& model, MatmulContext& matmul, int rows, distributed::DistributedContext& dist,
                              cudaStream_t stream) const {
@@ -63,7 +69,8 @@ class HellaSwagEvaluator {
     }
 
   private:
-    static std::vector<hellaswag::Item> items_of_rank(const TrainConfig& config, int rank, int world_size) {
+    // The items to evaluate, checked against the model's vocabulary.
+    static std::vector<hellaswag::Item> checked_items(const TrainConfig& config) {
         std::vector<hellaswag::Item> all = hellaswag::read_items(config.hellaswag_path);
         if (config.hellaswag_items > 0 && (size_t)config.hellaswag_items < all.size()) all.resize(config.hellaswag_items);
         for (const hellaswag::Item& item : all) {
@@ -75,13 +82,12 @@ class HellaSwagEvaluator {
                                                        config.hellaswag_path.c_str(), item.index, largest,
                                                        config.vocab_size));
         }
-        std::vector<hellaswag::Item> mine;
-        for (size_t i = rank; i < all.size(); i += world_size) mine.push_back(std::move(all[i]));
-        return mine;
+        return all;
     }
 
     std::string path_;
-    hellaswag::Evaluation evaluation_;
+    int seq_ = 0;
+    hellaswag::Evaluation evaluation_{{}};  // this rank's items
 };
 
 // The evaluator of a training run, whose model takes rows of --seq-len positions.
