@@ -134,7 +134,9 @@ TEST(HellaSwag, EvaluationRowsTargetsAndScores) {
     for (int first = 0; first < 8; first += 3) {  // batches of 3 rows: items cross batches
         const int count = std::min(3, 8 - first);
         evaluation.add_losses(first, count, losses.data() + first * seq);
-        if (first == 0) EXPECT_EQ(evaluation.tally().count(), 0);  // item 0's last row is not in yet
+        if (first == 0) {
+            EXPECT_EQ(evaluation.tally().count(), 0);  // item 0's last row is not in yet
+        }
     }
     EXPECT_EQ(evaluation.tally().count(), 2);
     EXPECT_DOUBLE_EQ(evaluation.tally().acc(), 0.5);
