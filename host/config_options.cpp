@@ -369,7 +369,8 @@ std::vector<Option> build_options() {
         integer_option(eval, "--top-k", &C::top_k, 0, 1 << 24, "sample from the k most likely tokens (0 = all)"),
         integer_option(eval, "--hellaswag-every", &C::hellaswag_every, 0, kMaxCount,
                        "HellaSwag accuracy (acc, acc_norm; llm.c's completion scoring) every N steps and at the "
-                       "end (0 = never); needs --seq-len >= the longest context + ending, less one"),
+                       "end, and with --eval-only on its checkpoint (0 = never); needs --seq-len >= the longest "
+                       "context + ending, less one"),
         text_option(eval, "--hellaswag-file", &C::hellaswag_file, "FILE",
                     "HellaSwag items (./data_prep/prepare hellaswag writes them)",
                     "<data-dir>/hellaswag/hellaswag_val.bin"),
@@ -377,7 +378,7 @@ std::vector<Option> build_options() {
                        "evaluate the first N items only (0 = all 10,042)"),
         bool_option(eval, "--hellaswag-only", &C::hellaswag_only,
                     "evaluate HellaSwag on the weights of -e CHECKPOINT, print acc and acc_norm and exit (no "
-                    "training, no training data; one GPU)"),
+                    "training, no training data; one GPU; --device-batch rows per pass, auto: 32)"),
         text_option(eval, "--logits-in", &C::logits_in, "FILE",
                     "with --logits-out: a tensor bundle with \"tokens\", int32 (B, T), T <= --max-seq-len", "none"),
         text_option(eval, "--logits-out", &C::logits_out, "FILE",

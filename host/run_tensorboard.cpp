@@ -17,9 +17,9 @@ void RunTensorBoard::train(const TrainStepRecord& record) {
     writer_.flush();
 }
 
-void RunTensorBoard::val(int64_t step, double loss) {
-    writer_.scalar("val/loss", step, loss);
-    writer_.scalar("val/perplexity", step, std::exp(loss));
+void RunTensorBoard::split_loss(const std::string& split, int64_t step, double loss) {
+    writer_.scalar(split + "/loss", step, loss);
+    writer_.scalar(split + "/perplexity", step, std::exp(loss));
     writer_.flush();
 }
 

@@ -8,8 +8,8 @@
 #      (tests/tensorboard_reader.py) and its train/loss, val/loss and HellaSwag scalars are the
 #      log's, rounded to float32;
 #   3. HellaSwag: random items in HellaSwag's format evaluated during training (--hellaswag-every)
-#      give at the last step exactly what --hellaswag-only gives on the final checkpoint, and
-#      --hellaswag-items caps the count.
+#      give at the last step exactly what --hellaswag-only and --eval-only give on the final
+#      checkpoint, and --hellaswag-items caps the count.
 # scripts/test_hf_interop.py checks the scoring and the logits against transformers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +52,8 @@ for zero in 0 2; do
                          --hellaswag-file "$work/hellaswag.bin" | grep '^HELLASWAG ')
     capped=$(./train_gpt2cu -e "$run/model_00000006.bin" --hellaswag-only 1 --device-batch 4 \
                  --hellaswag-file "$work/hellaswag.bin" --hellaswag-items 7 | grep '^HELLASWAG ')
+    ./train_gpt2cu "${common[@]}" --zero-stage "$zero" --eval-only 1 --resume "$run/model_00000006.bin" \
+        --out-dir "$run/eval-only" > "$run/eval-only.log" 2>&1 || { tail -5 "$run/eval-only.log"; status=1; }
     "$PYTHON" - "$run" "$hellaswag_only" "$capped" <<'PY' || status=1
 import glob, json, math, subprocess, sys
 import numpy as np
@@ -108,6 +110,10 @@ check(float(only["acc"]) == round(hellaswag[-1]["acc"], 6) and float(only["acc_n
       f"--hellaswag-only on the final checkpoint ({hellaswag_only}) = the run's step-6 evaluation "
       f"(acc {hellaswag[-1]['acc']}, acc_norm {hellaswag[-1]['acc_norm']})")
 check(capped.split()[-1] == "items=7", f"--hellaswag-items 7: {capped}")
+eval_only = [json.loads(line) for line in open(f"{run}/eval-only/log.jsonl")]
+eval_hellaswag = [(e["step"], e["acc"], e["acc_norm"]) for e in eval_only if e["event"] == "hellaswag"]
+check(eval_hellaswag == [(6, hellaswag[-1]["acc"], hellaswag[-1]["acc_norm"])],
+      f"--eval-only --resume on the final checkpoint adds HellaSwag, the run's step-6 result: {eval_hellaswag}")
 
 files = glob.glob(f"{run}/events.out.tfevents.*")
 check(len(files) == 1, f"one TensorBoard event file: {files}")

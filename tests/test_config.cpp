@@ -676,6 +676,9 @@ TEST(ConfigEvaluationTest, CheckpointOnlyRunsNeedACheckpointAndOneGpu) {
     EXPECT_NE(error_of({"-e", "d2", "--hellaswag-only", "1"}).find("--hellaswag-only evaluates a trained model"),
               std::string::npos);
     EXPECT_NE(error_of({"-e", file, "--hellaswag-only", "1", "--nproc", "2"}).find("runs on one GPU"), std::string::npos);
+    EXPECT_NE(error_of({"-e", file, "--hellaswag-only", "1", "--eval-only", "1"})
+                  .find("--hellaswag-only and --eval-only are two runs"),
+              std::string::npos);
     EXPECT_NE(error_of({"-e", file, "--hellaswag-only", "1", "--logits-in", "t.bin", "--logits-out", "l.bin"})
                   .find("two runs"),
               std::string::npos);

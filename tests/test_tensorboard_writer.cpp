@@ -161,7 +161,8 @@ TEST(TensorBoard, TheTrainersScalars) {
         record.mfu.reset();  // a GPU of unknown peak: no MFU scalar
         record.loss_scale.reset();  // bf16: no loss scale
         board.train(record);
-        board.val(4, 1.0);
+        board.split_loss("val", 4, 1.0);
+        board.split_loss("test", 6, 2.0);
         board.hellaswag(4, 0.25, 0.375);
         board.norms(make_norm_report(4, {{"wte", 0, 2}}, {{2.0, 4.0, 1.5}}, {{1.0, 0.25, 0.5}}));
     }
@@ -186,6 +187,8 @@ TEST(TensorBoard, TheTrainersScalars) {
     EXPECT_EQ(value("train/loss_scale", 4), "absent");
     EXPECT_EQ(value("val/loss", 4), 1.0);
     EXPECT_EQ(value("val/perplexity", 4), static_cast<double>(static_cast<float>(std::exp(1.0))));
+    EXPECT_EQ(value("test/loss", 6), 2.0);
+    EXPECT_EQ(value("test/perplexity", 6), static_cast<double>(static_cast<float>(std::exp(2.0))));
     EXPECT_EQ(value("hellaswag/acc", 4), 0.25);
     EXPECT_EQ(value("hellaswag/acc_norm", 4), 0.375);
     EXPECT_EQ(value("norms/weight_l1", 4), 2.0);
@@ -193,7 +196,7 @@ TEST(TensorBoard, TheTrainersScalars) {
     EXPECT_EQ(value("norms/grad_l2", 4), 0.5);
     EXPECT_EQ(value("norms/wte/weight_max", 4), 1.5);
     EXPECT_EQ(value("norms/wte/grad_mean", 4), 0.5);
-    EXPECT_EQ(scalars.size(), 10u + 8u + 2u + 2u + 4u + 4u);  // nothing else was written
+    EXPECT_EQ(scalars.size(), 10u + 8u + 2u + 2u + 2u + 4u + 4u);  // nothing else was written
 }
 
 }  // namespace

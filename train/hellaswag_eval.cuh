@@ -107,9 +107,12 @@ template <typename T, typename R> int evaluate_hellaswag_only(const TrainConfig&
         throw std::runtime_error(string_format("%s needs %d positions per row; the model %s takes %d",
                                                evaluator.path().c_str(), evaluator.seq(), config.init_from.c_str(),
                                                config.max_seq_len));
-    InferenceModel<T, R> inference(config, config.device_batch, evaluator.seq());
-    const hellaswag::Result result = evaluator.evaluate(inference.model(), *inference.gpu().matmul, config.device_batch,
-                                                      dist, inference.gpu().stream);
+    // --device-batch auto: 32 rows (8 items) per pass fill a GPU well enough for an evaluation of
+    // this size while their activations stay small beside any model's weights.
+    const int rows = config.device_batch == kDeviceBatchAuto ? 32 : config.device_batch;
+    InferenceModel<T, R> inference(config, rows, evaluator.seq());
+    const hellaswag::Result result =
+        evaluator.evaluate(inference.model(), *inference.gpu().matmul, rows, dist, inference.gpu().stream);
     std::printf("HellaSwag of %s over %lld items: acc %.4f, acc_norm %.4f\n", config.init_from.c_str(),
                 (long long)result.items, result.acc, result.acc_norm);
     std::printf("HELLASWAG acc=%.6f acc_norm=%.6f items=%lld\n", result.acc, result.acc_norm, (long long)result.items);

@@ -150,7 +150,7 @@ class RunReport {
         if (!dist_.is_main()) return;
         std::printf("step %lld | validation loss %.4f | perplexity %.2f\n", (long long)step, loss, std::exp(loss));
         log_->val(step, loss);
-        if (tensorboard_) tensorboard_->val(step, loss);
+        if (tensorboard_) tensorboard_->split_loss("val", step, loss);
     }
 
     void hellaswag(int64_t step, const hellaswag::Result& result) {
@@ -180,6 +180,7 @@ class RunReport {
         std::printf("step %lld | %s loss %.4f | perplexity %.2f | %s tokens\n", (long long)step, split_name(split),
                     result.loss, std::exp(result.loss), format_count((double)result.tokens).c_str());
         log_->eval(step, split_name(split), result.loss, result.tokens, checkpoint);
+        if (tensorboard_) tensorboard_->split_loss(split_name(split), step, result.loss);
         std::fflush(stdout);
     }
 

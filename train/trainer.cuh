@@ -113,7 +113,8 @@ template <typename T, typename R> class Trainer {
     }
 
     // --eval-only: the checkpoint's loss and perplexity on the validation split and the test
-    // split (where the dataset has one), into the console and out_dir's log as "eval" events;
+    // split (where the dataset has one), into the console and out_dir's log as "eval" events,
+    // and its HellaSwag accuracy with --hellaswag-every;
     // no training, no config.json (out_dir may be the run's own directory).
     int evaluate_checkpoint() {
         const CheckpointFiles checkpoint = checkpointer_->load_weights_to_evaluate(gpu_.stream);
@@ -125,6 +126,9 @@ template <typename T, typename R> class Trainer {
                            checkpoint.model_path, config_.val_pattern);
         report_.evaluation(checkpoint.step, EvalSplit::test, evaluate(EvalSplit::test), checkpoint.model_path,
                            config_.test_pattern);
+        if (hellaswag_)
+            report_.hellaswag(checkpoint.step, hellaswag_->evaluate(*model_, *gpu_.matmul, config_.device_batch, dist_,
+                                                                    gpu_.stream));
         return 0;
     }
 
