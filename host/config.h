@@ -106,6 +106,14 @@ struct TrainConfig {
     int sample_tokens = 128;
     double temperature = 1.0;
     int top_k = 50;                   // 0 = sample from the whole distribution
+    int64_t hellaswag_every = 0;      // HellaSwag accuracy every N steps; 0 = never
+    std::string hellaswag_file;       // the items file; "" = data_dir/hellaswag/hellaswag_val.bin
+    int64_t hellaswag_items = 0;      // cap on items per evaluation; 0 = all
+    bool hellaswag_only = false;      // evaluate HellaSwag on -e CHECKPOINT's weights and exit
+    std::string logits_in;            // with logits_out: tokens bundle in, logits bundle out, then exit
+    std::string logits_out;
+    int64_t norm_monitor_every = 0;   // per-tensor weight and gradient statistics every N steps; 0 = never
+    bool tensorboard = true;          // TensorBoard event file beside log.jsonl
     int64_t checkpoint_every = 1000;  // 0 = only at the end
     int keep_best_checkpoints = kKeepAllCheckpoints;  // keep the newest and these best by val loss; -1 = all
     int64_t keep_checkpoint_every = 0;  // checkpoints at multiples of this are never deleted; 0 = none
@@ -141,6 +149,7 @@ struct TrainConfig {
     std::string train_pattern;        // train_glob, or data_dir/dataset/*_train_*.bin
     std::string val_pattern;
     std::string test_pattern;         // test_glob, or data_dir/dataset/*_test_*.bin ("" without a dataset)
+    std::string hellaswag_path;       // hellaswag_file, or data_dir/hellaswag/hellaswag_val.bin
 
     // Validates every field (ranges and combinations) and fills the derived ones for
     // `num_processes` GPUs (the derived world_size). Idempotent: call again once the real world

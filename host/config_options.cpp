@@ -367,9 +367,34 @@ std::vector<Option> build_options() {
                        "tokens per sample, <= --max-seq-len (when not given: at most --max-seq-len)"),
         real_option(eval, "--temperature", &C::temperature, RealRange{0.0, 100.0, true, false}, "sampling temperature"),
         integer_option(eval, "--top-k", &C::top_k, 0, 1 << 24, "sample from the k most likely tokens (0 = all)"),
+        integer_option(eval, "--hellaswag-every", &C::hellaswag_every, 0, kMaxCount,
+                       "HellaSwag accuracy (acc, acc_norm; llm.c's completion scoring) every N steps and at the "
+                       "end, and with --eval-only on its checkpoint (0 = never); needs --seq-len >= the longest "
+                       "context + ending, less one"),
+        text_option(eval, "--hellaswag-file", &C::hellaswag_file, "FILE",
+                    "HellaSwag items (./data_prep/prepare hellaswag writes them)",
+                    "<data-dir>/hellaswag/hellaswag_val.bin"),
+        integer_option(eval, "--hellaswag-items", &C::hellaswag_items, 0, kMaxCount,
+                       "evaluate the first N items only (0 = all 10,042)"),
+        bool_option(eval, "--hellaswag-only", &C::hellaswag_only,
+                    "evaluate HellaSwag on the weights of -e CHECKPOINT, print acc and acc_norm and exit (no "
+                    "training, no training data; one GPU; --device-batch rows per pass, auto: 32)"),
+        text_option(eval, "--logits-in", &C::logits_in, "FILE",
+                    "with --logits-out: a tensor bundle with \"tokens\", int32 (B, T), T <= --max-seq-len", "none"),
+        text_option(eval, "--logits-out", &C::logits_out, "FILE",
+                    "one forward pass of -e CHECKPOINT over --logits-in's tokens (no dropout, one GPU), written as "
+                    "the bundle \"logits\", float32 (B, T, vocab), then exit (no training, no training data)",
+                    "none"),
+        integer_option(eval, "--norm-monitor-every", &C::norm_monitor_every, 0, kMaxCount,
+                       "every N steps, before the update: each parameter tensor's (per layer) largest and mean "
+                       "absolute weight and gradient, and the global L1 and L2 norms, into log.jsonl and "
+                       "TensorBoard (the seed's NormMonitor; 0 = never)"),
 
         text_option(output, "--out-dir", &C::out_dir, "DIR", "run directory: config, log.jsonl, checkpoints",
                     "runs/<experiment>-<YYYYmmdd-HHMMSS>"),
+        bool_option(output, "--tensorboard", &C::tensorboard,
+                    "write a TensorBoard event file (events.out.tfevents.*) beside log.jsonl: losses, perplexity, "
+                    "lr, gradient norm, loss scale, tokens/s, MFU, memory, HellaSwag, norms"),
         integer_option(output, "--checkpoint-every", &C::checkpoint_every, 0, kMaxCount,
                        "checkpoint every N steps, and at the end (0 = only at the end)"),
         integer_option(output, "--keep-best-checkpoints", &C::keep_best_checkpoints, 0, 1000000,

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <utility>
 
 #include "host/checkpoint.h"
 
@@ -131,5 +132,41 @@ void Tally::add(int label, const Choice& choice) {
 
 double Tally::acc() const { return count_ ? static_cast<double>(right_by_sum_) / count_ : 0.0; }
 double Tally::acc_norm() const { return count_ ? static_cast<double>(right_by_mean_) / count_ : 0.0; }
+
+Evaluation::Evaluation(std::vector<Item> items) : items_(std::move(items)), seq_(seq_of(items_)) {}
+
+void Evaluation::fill(int64_t first, int count, int32_t* inputs, int32_t* targets) const {
+    if (first < 0 || count < 0 || first + count > rows())
+        throw std::out_of_range("HellaSwag rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                                ") of " + std::to_string(rows()));
+    for (int r = 0; r < count; r++) {
+        const Item& item = items_[static_cast<size_t>((first + r) / kEndings)];
+        const std::vector<int32_t>& ending = item.endings[static_cast<size_t>((first + r) % kEndings)];
+        int32_t* in = inputs + static_cast<size_t>(r) * seq_;
+        int32_t* target = targets + static_cast<size_t>(r) * seq_;
+        std::fill(in, in + seq_, kPaddingToken);
+        std::fill(target, target + seq_, kIgnoreTarget);
+        const size_t context = item.context.size();
+        std::copy(item.context.begin(), item.context.end(), in);
+        std::copy(ending.begin(), ending.end() - 1, in + context);  // the last token is only a target
+        std::copy(ending.begin(), ending.end(), target + context - 1);
+    }
+}
+
+void Evaluation::add_losses(int64_t first, int count, const float* losses) {
+    if (first != next_row_ || count < 0 || first + count > rows())
+        throw std::logic_error("HellaSwag losses for rows [" + std::to_string(first) + ", " +
+                               std::to_string(first + count) + ") when row " + std::to_string(next_row_) + " of " +
+                               std::to_string(rows()) + " was next");
+    for (int r = 0; r < count; r++) {
+        const int64_t row = first + r;
+        const Item& item = items_[static_cast<size_t>(row / kEndings)];
+        const int e = static_cast<int>(row % kEndings);
+        const float* row_losses = losses + static_cast<size_t>(r) * seq_ + item.context.size() - 1;
+        pending_[e].assign(row_losses, row_losses + item.endings[e].size());
+        if (e == kEndings - 1) tally_.add(item.label, choose_ending(pending_));
+    }
+    next_row_ = first + count;
+}
 
 }  // namespace hellaswag

@@ -15,6 +15,7 @@
 //             then the context's tokens, then each ending's tokens in order.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -59,9 +60,52 @@ class Tally {
     int64_t count() const { return count_; }
     double acc() const;       // 0 when no item was added
     double acc_norm() const;
+    int64_t right_by_sum() const { return right_by_sum_; }
+    int64_t right_by_mean() const { return right_by_mean_; }
 
   private:
     int64_t count_ = 0, right_by_sum_ = 0, right_by_mean_ = 0;
+};
+
+// Accuracies over some items (all ranks' together, in the trainer).
+struct Result {
+    double acc = 0.0;
+    double acc_norm = 0.0;
+    int64_t items = 0;
+};
+
+// The model's side of an evaluation: every item as 4 rows (context + ending e), item-major,
+// fed to the forward pass a batch of consecutive rows at a time; the per-token losses that come
+// back score each item once its 4 rows are in (llm.c evaluates one item's 4 rows per batch; any
+// row count per batch gives the same choices).
+class Evaluation {
+  public:
+    // The cross-entropy's ignore index: no loss at padding and context positions.
+    static constexpr int32_t kIgnoreTarget = -100;
+    static constexpr int32_t kPaddingToken = 50256;  // <|endoftext|>; causal attention never looks ahead at it
+
+    explicit Evaluation(std::vector<Item> items);
+    int64_t rows() const { return static_cast<int64_t>(items_.size()) * kEndings; }
+    // Positions per row: every row's inputs (all its tokens but the last) fit.
+    int seq() const { return seq_; }
+    static int seq_of(const std::vector<Item>& items) { return std::max(1, longest_row(items) - 1); }
+    const std::vector<Item>& items() const { return items_; }
+
+    // inputs and targets (count x seq()) of rows [first, first + count): a row's tokens, then
+    // padding; the target of each position that predicts an ending token is that token, of every
+    // other position kIgnoreTarget.
+    void fill(int64_t first, int count, int32_t* inputs, int32_t* targets) const;
+    // losses (count x seq()): the forward pass's per-token losses of the rows fill() gave; rows
+    // must come in order, each once. Scores every item whose last row is among them.
+    void add_losses(int64_t first, int count, const float* losses);
+    const Tally& tally() const { return tally_; }
+
+  private:
+    std::vector<Item> items_;
+    int seq_ = 0;
+    int64_t next_row_ = 0;
+    std::array<std::vector<float>, kEndings> pending_;  // the current item's ending losses so far
+    Tally tally_;
 };
 
 }  // namespace hellaswag

@@ -94,6 +94,30 @@ void RunLog::checkpoint(int64_t step, const std::string& path) {
     write_line(line.dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
+void RunLog::hellaswag(int64_t step, double acc, double acc_norm, int64_t items) {
+    Json line = event("hellaswag", step);
+    line["acc"] = number_or_null(acc);
+    line["acc_norm"] = number_or_null(acc_norm);
+    line["items"] = items;
+    write_line(line.dump());
+}
+
+void RunLog::norms(const NormReport& report) {
+    Json line = event("norms", report.step);
+    line["weight_l1"] = number_or_null(report.weight_l1);
+    line["weight_l2"] = number_or_null(report.weight_l2);
+    line["grad_l1"] = number_or_null(report.grad_l1);
+    line["grad_l2"] = number_or_null(report.grad_l2);
+    Json tensors = Json::object();
+    for (const TensorNorms& tensor : report.tensors)
+        tensors[tensor.name] = {{"weight_max", number_or_null(tensor.weight_max)},
+                                {"weight_mean", number_or_null(tensor.weight_mean)},
+                                {"grad_max", number_or_null(tensor.grad_max)},
+                                {"grad_mean", number_or_null(tensor.grad_mean)}};
+    line["tensors"] = std::move(tensors);
+    write_line(line.dump());
+}
+
 std::string format_duration(double seconds) {
     if (!std::isfinite(seconds) || seconds < 0) return "n/a";
     const long long total = std::llround(seconds);

@@ -9,6 +9,9 @@
 //               (checkpoint: null); kept apart from "val", which checkpoint retention ranks by
 //   sample      text
 //   checkpoint  path
+//   hellaswag   acc, acc_norm, items
+//   norms       weight_l1, weight_l2, grad_l1, grad_l2, and tensors: {name: {weight_max,
+//               weight_mean, grad_max, grad_mean}} (host/param_norms.h)
 // Values that are unknown or not finite are JSON null: mfu on a GPU without a known peak
 // (host/gpu_specs.h), loss_scale in bf16 runs, a NaN loss. mfu is a fraction (0.45 = 45%).
 // Each line is flushed when written, so `tail -f` and a crash both see every finished event.
@@ -18,6 +21,8 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+
+#include "host/param_norms.h"
 
 struct TrainStepRecord {
     int64_t step = 0;            // optimizer steps completed (1 after the first)
@@ -51,6 +56,8 @@ class RunLog {
     // written as U+FFFD.
     void sample(int64_t step, const std::string& text);
     void checkpoint(int64_t step, const std::string& path);
+    void hellaswag(int64_t step, double acc, double acc_norm, int64_t items);
+    void norms(const NormReport& report);
 
   private:
     void write_line(const std::string& line);

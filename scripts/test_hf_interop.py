@@ -4,7 +4,9 @@ PyTorch installed; tests/hf_interop.sh checks the same on the CPU without transf
 
   python3 scripts/test_hf_interop.py [--work DIR] [--trainer ./train_gpt2cu] [--device cuda]
 
-Needs ./data_prep/hf (make data_prep); data/vocab (make setup) for the tokenizer check. Runs:
+Needs ./data_prep/hf (make data_prep) and ./train_gpt2cu (make train_gpt2cu; --no-trainer skips
+checks 3 and 5); data/vocab (make setup) for the tokenizer check. tests/run_all.sh runs it in
+`make test-gpu`. Runs:
 
 1. Export. Tiny checkpoints written by the PyTorch reference (dev/reference), one per exportable
    kind (GPT-2; GPT-2 with the 1/(layer+1) scaling folded, and as transformers' flag; rotary;
@@ -17,9 +19,16 @@ Needs ./data_prep/hf (make data_prep); data/vocab (make setup) for the tokenizer
 2. Import. A randomly initialised GPT2LMHeadModel (and one with scale_attn_by_inverse_layer_idx)
    saved by save_pretrained (safetensors), imported by ./data_prep/hf; the reference's logits on
    the imported checkpoint are compared with transformers' on the saved model.
-3. Our trainer (when it has --logits-in/--logits-out, see below): its logits on the same
-   tokens, from each exported checkpoint and each imported one, against transformers'.
+3. Our trainer: its logits on the same tokens (`./train_gpt2cu -e CHECKPOINT --logits-in
+   TOKENS.bin --logits-out LOGITS.bin`: tensor bundles, "tokens" int32 (B, T) in, "logits"
+   float32 (B, T, vocab_size) out, one forward pass without dropout), from each exported
+   checkpoint and each imported one, against transformers'.
 4. The tokenizer files: AutoTokenizer on an export encodes a text as ./data_prep/tokenize does.
+5. HellaSwag scoring: random items in HellaSwag's format (an items file as ./data_prep/prepare
+   hellaswag writes it) scored by `./train_gpt2cu -e CHECKPOINT --hellaswag-only 1` and by
+   llm.c's scoring written here over transformers' logits of the export: the same choice on
+   every item whose two best endings transformers separates by more than the precision's
+   margin, so acc and acc_norm may differ by the close items only.
 
 Tolerances (relative L2 error ||a - b|| / ||b|| over all logits, as test_gpt2cu measures):
   transformers float32 vs reference float64: 1e-4. float32 keeps 24 bits (6e-8 per rounding);
@@ -27,12 +36,8 @@ Tolerances (relative L2 error ||a - b|| / ||b|| over all logits, as test_gpt2cu 
   1e-6..1e-5 are expected; a wrong layout, transpose, scaling or rotary pairing gives O(1).
   TF32 is turned off so that the matmuls are float32.
   our trainer vs transformers: its precision's tolerance from test_gpt2.cu: bf16 2e-2, fp16 4e-3.
-
-What the trainer must provide for check 3 (the lead adds it; until then check 3 is SKIPPED):
-  ./train_gpt2cu -e CHECKPOINT --precision bf16 --logits-in TOKENS.bin --logits-out LOGITS.bin
-  reads the tensor bundle TOKENS.bin ("tokens", int32 (B, T), T <= max_seq_len), runs one
-  forward pass without dropout on one GPU, writes the bundle LOGITS.bin ("logits", float32
-  (B, T, vocab_size), the unpadded vocabulary) and exits (no training, no data loading).
+  The models have heads of 64 (n_embd 128, 2 heads): the trainer's attention kernels take head
+  sizes 64, 80, 96 and 128.
 """
 
 import argparse
@@ -47,7 +52,8 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "dev", "reference"))
-from reference_files import read_bundle, read_checkpoint, write_bundle, write_checkpoint  # noqa: E402
+from reference_files import (read_bundle, read_checkpoint, write_bundle, write_checkpoint,  # noqa: E402
+                             write_hellaswag_items)
 from reference_model import Dropout, ModelConfig, forward, parameter_shapes  # noqa: E402
 
 HF_TOOL = os.path.join(REPO, "data_prep", "hf")
@@ -112,19 +118,70 @@ def trainer_logits(trainer, checkpoint, tokens, work, precision):
     return torch.tensor(read_bundle(logits_path)["logits"])
 
 
-def trainer_has_logits_flag(trainer):
-    if not os.access(trainer, os.X_OK):
-        return False
-    return "--logits-out" in subprocess.run([trainer, "--help"], capture_output=True, text=True).stdout
+def hellaswag_choices(model, items, device, margin):
+    """llm.c's completion scoring over transformers' logits: per ending the summed and the mean
+    loss of its tokens given the context. Per item: (sum choice, mean choice, whether the two
+    lowest sums are within `margin` per token of theirs, whether the two lowest means are within
+    2 * margin, label)."""
+    choices = []
+    for label, context, endings in items:
+        sums, means = [], []
+        for ending in endings:
+            row = torch.tensor([list(context) + list(ending)], device=device)
+            with torch.no_grad():
+                logits = model(row).logits.double()[0, :-1]
+            losses = torch.nn.functional.cross_entropy(logits, row[0, 1:], reduction="none")[len(context) - 1:]
+            sums.append(losses.sum().item())
+            means.append(losses.mean().item())
+        by_sum, by_mean = np.argsort(sums, kind="stable"), np.argsort(means, kind="stable")
+        sum_close = sums[by_sum[1]] - sums[by_sum[0]] <= margin * (len(endings[by_sum[0]]) + len(endings[by_sum[1]]))
+        mean_close = means[by_mean[1]] - means[by_mean[0]] <= 2 * margin
+        choices.append((int(by_sum[0]), int(by_mean[0]), sum_close, mean_close, label))
+    return choices
 
 
 def make_checkpoint(path, flags, rotary_dim, seed):
-    cfg = ModelConfig(n_layer=4, n_embd=128, n_head=4, max_seq_len=64, padded_vocab_size=50304, flags=flags,
+    cfg = ModelConfig(n_layer=4, n_embd=128, n_head=2, max_seq_len=64, padded_vocab_size=50304, flags=flags,
                       rotary_dim=rotary_dim)
     rng = np.random.default_rng(seed)
     params = {n: rng.normal(1.0 if n.startswith("ln") else 0.0, 0.1, shape).astype(np.float32)
               for n, shape in parameter_shapes(cfg)}
     write_checkpoint(path, cfg, params)
+
+
+# A choice may differ only where transformers' two best endings are closer than the trainer's
+# precision can tell apart: we allow each per-token loss to move by this many nats (bf16 logits
+# are within 2e-2 relative, about a unit in size), so a sum over n tokens by n times it.
+HELLASWAG_MARGIN = {"bf16": 0.25, "fp16": 0.05}
+
+
+def check_hellaswag(report, args, work):
+    rng = np.random.default_rng(11)
+    items = []
+    for _ in range(40):
+        context = rng.integers(0, 50257, size=int(rng.integers(8, 30))).tolist()
+        endings = [rng.integers(0, 50257, size=int(rng.integers(1, 30))).tolist() for _ in range(4)]
+        items.append((int(rng.integers(0, 4)), context, endings))
+    items_path = os.path.join(work, "hellaswag_items.bin")
+    write_hellaswag_items(items_path, items)
+    checkpoint = os.path.join(work, "gpt2.bin")  # check 1's plain GPT-2 and its export
+    model, _ = load_transformers(os.path.join(work, "gpt2"), "eager", args.device)
+    margin = HELLASWAG_MARGIN[args.precision]
+    theirs = hellaswag_choices(model, items, args.device, margin)
+    output = run([args.trainer, "-e", checkpoint, "--precision", args.precision, "--hellaswag-only", "1",
+                  "--hellaswag-file", items_path, "--device-batch", "8"])
+    line = [l for l in output.splitlines() if l.startswith("HELLASWAG ")]
+    if not line:
+        report.note("FAIL", f"no HELLASWAG line in the trainer's output:\n{output}")
+        return
+    ours = dict(field.split("=") for field in line[0].split()[1:])
+    for key, column in (("acc", 0), ("acc_norm", 1)):
+        right = sum(choice[column] == choice[4] for choice in theirs)
+        close = sum(choice[2 + column] for choice in theirs)
+        ours_right = round(float(ours[key]) * len(items))
+        verdict = "ok" if abs(ours_right - right) <= close and int(ours["items"]) == len(items) else "FAIL"
+        report.note(verdict, f"HellaSwag {key}: ours {ours_right}/{ours['items']}, transformers {right}/{len(items)} "
+                             f"({close} item(s) too close to call in {args.precision} may differ)")
 
 
 def main():
@@ -133,6 +190,7 @@ def main():
     parser.add_argument("--trainer", default=os.path.join(REPO, "train_gpt2cu"))
     parser.add_argument("--precision", default="bf16", choices=sorted(TRAINER_TOLERANCE))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-trainer", action="store_true", help="skip the checks of ./train_gpt2cu (3 and 5)")
     args = parser.parse_args()
     import transformers
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -143,7 +201,10 @@ def main():
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "") + f", files in {work}")
     report = Report()
     tokens = torch.tensor(np.random.default_rng(1).integers(0, 50257, size=(2, 64)))
-    use_trainer = trainer_has_logits_flag(args.trainer)
+    use_trainer = not args.no_trainer
+    if use_trainer and not os.access(args.trainer, os.X_OK):
+        report.note("FAIL", f"{args.trainer} is missing: build it (make train_gpt2cu) or pass --no-trainer")
+        use_trainer = False
     trained = []  # (label, checkpoint, transformers logits) for check 3
 
     print("== 1. export: transformers loads ./data_prep/hf's output")
@@ -172,7 +233,7 @@ def main():
     from transformers import GPT2Config, GPT2LMHeadModel
     for name, scaled in (("random-gpt2", False), ("random-gpt2-scaled", True)):
         torch.manual_seed(7)
-        config = GPT2Config(n_layer=4, n_embd=128, n_head=4, n_positions=64, scale_attn_by_inverse_layer_idx=scaled)
+        config = GPT2Config(n_layer=4, n_embd=128, n_head=2, n_positions=64, scale_attn_by_inverse_layer_idx=scaled)
         model = GPT2LMHeadModel(config).eval()
         directory, checkpoint = os.path.join(work, name), os.path.join(work, f"{name}.bin")
         model.save_pretrained(directory, safe_serialization=True)
@@ -185,7 +246,7 @@ def main():
 
     print(f"== 3. our trainer's logits ({args.precision}) vs transformers")
     if not use_trainer:
-        report.note("SKIP", f"{args.trainer} has no --logits-out (see this script's docstring for what it needs)")
+        report.note("SKIP", "no trainer (--no-trainer, or it is missing)")
     for name, checkpoint, logits in trained if use_trainer else []:
         ours = trainer_logits(args.trainer, checkpoint, tokens, work, args.precision)
         report.compare(f"{name}: train_gpt2cu vs transformers", ours, logits, TRAINER_TOLERANCE[args.precision])
@@ -201,6 +262,12 @@ def main():
                                                         f"({len(ours)} tokens)")
     else:
         report.note("SKIP", "no data/vocab (make setup): no tokenizer files were exported")
+
+    print(f"== 5. HellaSwag scoring: train_gpt2cu --hellaswag-only ({args.precision}) vs transformers")
+    if use_trainer:
+        check_hellaswag(report, args, work)
+    else:
+        report.note("SKIP", "no trainer (--no-trainer, or it is missing)")
 
     print(f"hf interop: {'FAILED' if report.failures else 'passed'} ({report.failures} failure(s))")
     return 1 if report.failures else 0

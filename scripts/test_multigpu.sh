@@ -6,6 +6,8 @@
 #      (--overlap-grad-reduce 0) give the same losses;
 #   3. ZeRO-0, ZeRO-1 and ZeRO-2 agree (ZeRO-2 also with gradient accumulation), and the memory
 #      each takes per GPU for gpt2l;
+#   3b. the norm monitor and HellaSwag over ranks (the runs of 1 and 3 carry them): the same
+#       statistics and item counts as on one GPU (ZeRO-1/2 all-reduce the shards' sums).
 #   4. scaling efficiency 1 -> 2 -> 4 GPUs at a fixed per-GPU batch, gpt2s (B=32) and gpt2l (B=16),
 #      overlapped and (gpt2s) not overlapped: against 1 GPU and against the slowest
 #      card, each card's speed measured with the one-GPU job running on all of them at once;
@@ -35,9 +37,21 @@ work=${MULTIGPU_DIR:-build/multigpu}
 rm -rf "$work"; mkdir -p "$work"
 data=(--dataset tiny)
 [ -d data/tiny ] || { echo "needs data/tiny (./data_prep/prepare tiny)"; exit 1; }
+python3 - "$work/hellaswag.bin" <<'PY'
+import sys
+import numpy as np
+sys.path.insert(0, "dev/reference")
+from reference_files import write_hellaswag_items
+rng = np.random.default_rng(5)
+write_hellaswag_items(sys.argv[1], [(int(rng.integers(0, 4)), rng.integers(0, 50257, 20).tolist(),
+                                     [rng.integers(0, 50257, int(rng.integers(1, 20))).tolist() for _ in range(4)])
+                                    for _ in range(30)])
+PY
+# The norm monitor and HellaSwag only read the weights: the losses stay what they were.
 small=(-e d12 --n-layer 4 --n-embd 512 --n-head 8 --seq-len 256 --max-seq-len 256 --device-batch 8
        --global-batch-tokens 8192 --steps 20 --lr 1e-3 --warmup-steps 5 --val-every 0 --sample-every 0
-       --checkpoint-every 0 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 "${data[@]}")
+       --checkpoint-every 0 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 "${data[@]}"
+       --norm-monitor-every 10 --hellaswag-every 20 --hellaswag-file "$work/hellaswag.bin")
 status=0
 compare() {  # name reference/log.jsonl candidate/log.jsonl [tolerance, default 2e-3]
     python3 scripts/compare_losses.py "$1" "$2" "$3" --tolerance "${4:-2e-3}"
@@ -99,6 +113,31 @@ for stage in 0 1 2; do
         --bench-steps 6 --zero-stage $stage --out-dir "$work/mem$stage" > "$work/mem$stage.log" 2>&1 || { echo "gpt2l ZeRO-$stage failed"; tail "$work/mem$stage.log"; status=1; }
     printf '  %-6s %14s %9s GB %s\n' "$stage" "$(bench_field tokens_per_s "$work/mem$stage.log")" \
         "$(bench_field peak_mem_gb "$work/mem$stage.log")" "$(grep -m1 -oE 'AdamW state [0-9.]+ GB' "$work/mem$stage.log")"
+done
+
+echo "== 3b. the norm monitor and HellaSwag over ranks vs one GPU"
+# At step 10 the weights and gradients differ from one GPU's by rounding only (the tolerance of
+# 1, on the global norms and each tensor's weights); a rank's shard counted alone would halve the
+# L1 norms. Every rank's items are counted.
+for run in "$work"/g2 "$work"/g4 "$work"/z1-2 "$work"/z2-2 "$work"/z1-4 "$work"/z2-4; do
+    [ -f "$run/log.jsonl" ] || continue
+    python3 - "$work/g1/log.jsonl" "$run/log.jsonl" <<'PY' || status=1
+import json, sys
+def events(path, kind):
+    return [e for e in map(json.loads, open(path)) if e["event"] == kind]
+(one,), (many,) = events(sys.argv[1], "norms")[:1], events(sys.argv[2], "norms")[:1]
+worst = max(abs(many[k] - one[k]) / one[k] for k in ("weight_l1", "weight_l2", "grad_l1", "grad_l2"))
+for name, stats in one["tensors"].items():
+    for key in ("weight_max", "weight_mean"):
+        worst = max(worst, abs(many["tensors"][name][key] - stats[key]) / max(stats[key], 1e-30))
+hellaswag_one, hellaswag_many = events(sys.argv[1], "hellaswag"), events(sys.argv[2], "hellaswag")
+items_ok = [e["items"] for e in hellaswag_many] == [e["items"] for e in hellaswag_one] == [30]
+ok = one["step"] == many["step"] == 10 and worst <= 2e-3 and items_ok
+print(f"{'ok' if ok else 'FAIL'}: {sys.argv[2]}: norms at step {many['step']} within {worst:.1e} of one GPU's "
+      f"(tolerance 2e-3); HellaSwag items {[e['items'] for e in hellaswag_many]}, acc_norm "
+      f"{[e['acc_norm'] for e in hellaswag_many]} vs {[e['acc_norm'] for e in hellaswag_one]}")
+sys.exit(0 if ok else 1)
+PY
 done
 
 echo "== 4. scaling at a fixed per-GPU batch (bf16, no dropout, tokens/s of the whole job)"

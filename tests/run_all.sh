@@ -2,8 +2,9 @@
 # Runs the test suites named on the command line ("cpu", "gpu") and prints one summary line:
 #   tests: N passed, M failed, K skipped
 # Each GoogleTest case counts as one test; each tests/*.sh script, each dev/cuda workbench
-# validation and test_gpt2cu count as one test each. CPU_TESTS and DATA_PREP_BIN name other builds
-# of the GoogleTest binary and the data_prep tools (make test-asan: sanitized ones).
+# validation, test_gpt2cu, scripts/test_run_insight.sh and scripts/test_hf_interop.py count as one
+# test each. CPU_TESTS and DATA_PREP_BIN name other builds of the GoogleTest binary and the
+# data_prep tools (make test-asan: sanitized ones).
 set -u
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,10 @@ passed=0 failed=0 skipped=0
 failures=()
 log_dir=build/test-logs
 mkdir -p "$log_dir"
+
+skip() {  # name reason
+    skipped=$((skipped + 1)); printf '  SKIP  %s   (%s)\n' "$1" "$2"
+}
 
 record() {  # name status(0=pass) log
     if [ "$2" -eq 0 ]; then
@@ -56,6 +61,22 @@ run_gpu_suite() {
     local log=$log_dir/test_gpt2cu.log
     ./scripts/test_gpt2cu.sh >"$log" 2>&1
     record test_gpt2cu $? "$log"
+    log=$log_dir/test_run_insight.log
+    ./scripts/test_run_insight.sh >"$log" 2>&1
+    record test_run_insight $? "$log"
+    # Hugging Face interoperability against transformers itself, the trainer's logits and
+    # HellaSwag scoring included: needs a Python with PyTorch and transformers.
+    local hf_python=""
+    for p in ${PYTHON:-} python3 /usr/bin/python3; do
+        if "$p" -c 'import torch, transformers' >/dev/null 2>&1; then hf_python=$p; break; fi
+    done
+    log=$log_dir/test_hf_interop.log
+    if [ -n "$hf_python" ]; then
+        "$hf_python" scripts/test_hf_interop.py >"$log" 2>&1
+        record test_hf_interop $? "$log"
+    else
+        skip test_hf_interop "no Python with torch and transformers: pip install transformers, or set PYTHON"
+    fi
     for bench in build/dev/cuda/*; do
         [ -x "$bench" ] || continue
         local name

@@ -657,4 +657,41 @@ TEST(ConfigErrorTest, ResolveValidatesFieldsSetInCode) {
     EXPECT_THROW(c.resolve(0), ConfigError);
 }
 
+TEST(ConfigEvaluationTest, CheckpointOnlyRunsNeedACheckpointAndOneGpu) {
+    const test_support::ScratchDir scratch("test_config");
+    const TrainConfig source = parse({"-e", "d1", "--n-embd", "64", "--n-head", "1", "--max-seq-len", "32", "--seq-len", "32"});
+    const std::vector<float> params(static_cast<size_t>(source.num_params), 0.5f);
+    const std::string file = model_file_path(scratch.path.string(), 10);
+    write_model_file(file, source.model_shape(), 10, params.data());
+
+    const TrainConfig logits = parse({"-e", file, "--logits-in", "t.bin", "--logits-out", "l.bin"});
+    EXPECT_EQ(logits.logits_in, "t.bin");
+    EXPECT_EQ(logits.logits_out, "l.bin");
+    EXPECT_TRUE(parse({"-e", file, "--hellaswag-only", "1"}).hellaswag_only);
+    EXPECT_NE(error_of({"-e", file, "--logits-out", "l.bin"}).find("--logits-out needs --logits-in"), std::string::npos);
+    EXPECT_NE(error_of({"-e", file, "--logits-in", "t.bin"}).find("--logits-in needs --logits-out"), std::string::npos);
+    EXPECT_NE(error_of({"-e", "d2", "--logits-in", "t.bin", "--logits-out", "l.bin"})
+                  .find("--logits-out evaluates a trained model: give its checkpoint with -e"),
+              std::string::npos);
+    EXPECT_NE(error_of({"-e", "d2", "--hellaswag-only", "1"}).find("--hellaswag-only evaluates a trained model"),
+              std::string::npos);
+    EXPECT_NE(error_of({"-e", file, "--hellaswag-only", "1", "--nproc", "2"}).find("runs on one GPU"), std::string::npos);
+    EXPECT_NE(error_of({"-e", file, "--hellaswag-only", "1", "--eval-only", "1"})
+                  .find("--hellaswag-only and --eval-only are two runs"),
+              std::string::npos);
+    EXPECT_NE(error_of({"-e", file, "--hellaswag-only", "1", "--logits-in", "t.bin", "--logits-out", "l.bin"})
+                  .find("two runs"),
+              std::string::npos);
+}
+
+TEST(ConfigEvaluationTest, HellaSwagFileDefaultsToTheRecipesOutput) {
+    EXPECT_EQ(parse({"-e", "d2"}).hellaswag_path, "/datasets/hellaswag/hellaswag_val.bin");
+    EXPECT_EQ(parse({"-e", "d2", "--data-dir", "/x"}).hellaswag_path, "/x/hellaswag/hellaswag_val.bin");
+    EXPECT_EQ(parse({"-e", "d2", "--hellaswag-file", "h.bin"}).hellaswag_path, "h.bin");
+    const TrainConfig defaults = parse({"-e", "d2"});
+    EXPECT_EQ(defaults.hellaswag_every, 0);
+    EXPECT_EQ(defaults.norm_monitor_every, 0);
+    EXPECT_TRUE(defaults.tensorboard);
+}
+
 }  // namespace

@@ -1,11 +1,16 @@
 // HellaSwag (host/hellaswag.h, data_prep/src/hellaswag_recipe.h): llm.c's completion scoring,
-// the items file round trip and its validation, and the jsonl parser's tokenization.
+// the items file round trip and its validation (files of the Python reference too), the
+// evaluation's rows and scores, and the jsonl parser's tokenization.
 // Runs from the repository root with the vocabulary of `make setup`, as the data_prep tests do.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "data_prep/src/hellaswag_recipe.h"
 #include "host/hellaswag.h"
@@ -90,6 +95,79 @@ TEST(HellaSwag, ItemsFileRoundTripAndValidation) {
     empty_ending[1].endings[2].clear();
     EXPECT_NE(error_of([&] { hellaswag::write_items(path, empty_ending, 50257); }).find("empty context or ending"),
               std::string::npos);
+}
+
+TEST(HellaSwag, EvaluationRowsTargetsAndScores) {
+    // Item 0 (label 3): context {32, 582, 318}, endings {318}, {318, 11}, {2}, {50256, 7, 7};
+    // item 1 (label 0): a 6-token context, the same endings. The longest row has 9 tokens, so
+    // the forward pass takes 8 positions (a row's last token is only a target).
+    hellaswag::Evaluation evaluation(sample_items());
+    ASSERT_EQ(evaluation.rows(), 8);
+    ASSERT_EQ(evaluation.seq(), 8);
+    const int seq = evaluation.seq();
+    const int32_t pad = hellaswag::Evaluation::kPaddingToken, none = hellaswag::Evaluation::kIgnoreTarget;
+    std::vector<int32_t> inputs(8 * seq), targets(8 * seq);
+    evaluation.fill(0, 8, inputs.data(), targets.data());
+    const auto row = [&](const std::vector<int32_t>& all, int r) {
+        return std::vector<int32_t>(all.begin() + r * seq, all.begin() + (r + 1) * seq);
+    };
+    EXPECT_EQ(row(inputs, 1), (std::vector<int32_t>{32, 582, 318, 318, pad, pad, pad, pad}));
+    EXPECT_EQ(row(targets, 1), (std::vector<int32_t>{none, none, 318, 11, none, none, none, none}));
+    EXPECT_EQ(row(inputs, 3), (std::vector<int32_t>{32, 582, 318, 50256, 7, pad, pad, pad}));
+    EXPECT_EQ(row(targets, 3), (std::vector<int32_t>{none, none, 50256, 7, 7, none, none, none}));
+    EXPECT_EQ(row(inputs, 7), (std::vector<int32_t>{1, 2, 3, 4, 5, 6, 50256, 7}));
+    EXPECT_EQ(row(targets, 7), (std::vector<int32_t>{none, none, none, none, none, 50256, 7, 7}));
+    std::vector<int32_t> part(2 * seq), part_targets(2 * seq);
+    evaluation.fill(5, 2, part.data(), part_targets.data());  // any run of rows, alone
+    EXPECT_EQ(row(part, 1), row(inputs, 6));
+    EXPECT_EQ(row(part_targets, 0), row(targets, 5));
+
+    // A stand-in for the model: every ending token of (item, ending) costs per_token[item][ending];
+    // positions without a target get 99, which must not count. Item 0: sums 1.0, 0.8, 2.0, 0.9
+    // (acc picks 1, wrong), means 1.0, 0.4, 2.0, 0.3 (acc_norm picks 3, right). Item 1: both pick 0.
+    const double per_token[2][4] = {{1.0, 0.4, 2.0, 0.3}, {0.1, 1.0, 1.0, 1.0}};
+    std::vector<float> losses(8 * seq);
+    for (int r = 0; r < 8; ++r)
+        for (int p = 0; p < seq; ++p)
+            losses[r * seq + p] = targets[r * seq + p] == none ? 99.0f : static_cast<float>(per_token[r / 4][r % 4]);
+    EXPECT_THROW(evaluation.add_losses(3, 3, losses.data() + 3 * seq), std::logic_error);  // rows 0-2 come first
+    for (int first = 0; first < 8; first += 3) {  // batches of 3 rows: items cross batches
+        const int count = std::min(3, 8 - first);
+        evaluation.add_losses(first, count, losses.data() + first * seq);
+        if (first == 0) {
+            EXPECT_EQ(evaluation.tally().count(), 0);  // item 0's last row is not in yet
+        }
+    }
+    EXPECT_EQ(evaluation.tally().count(), 2);
+    EXPECT_DOUBLE_EQ(evaluation.tally().acc(), 0.5);
+    EXPECT_DOUBLE_EQ(evaluation.tally().acc_norm(), 1.0);
+    EXPECT_EQ(evaluation.tally().right_by_sum(), 1);
+    EXPECT_EQ(evaluation.tally().right_by_mean(), 2);
+    EXPECT_THROW(evaluation.fill(7, 2, part.data(), part_targets.data()), std::out_of_range);
+}
+
+TEST(HellaSwag, ItemsWrittenByThePythonReference) {
+    // The GPU tests (scripts/test_run_insight.sh, scripts/test_hf_interop.py) write their items
+    // with dev/reference/reference_files.py; this reader must take them as the recipe's own.
+    ScratchDir dir("test_hellaswag");
+    const std::string path = dir.file("python_items.bin");
+    const std::string command =
+        "/usr/bin/python3 -c 'import sys; sys.path.insert(0, \"dev/reference\"); "
+        "from reference_files import write_hellaswag_items; "
+        "write_hellaswag_items(sys.argv[1], [(2, [5, 6], [[1], [2, 3], [4], [7, 8, 9]]), (0, [50256], [[1], [1], [1], [1]])])' " +
+        path + " 2>&1";
+    const int status = std::system(command.c_str());
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) GTEST_SKIP() << "no /usr/bin/python3";
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << command << " (run from the repository root)";
+    const std::vector<hellaswag::Item> items = hellaswag::read_items(path);
+    ASSERT_EQ(items.size(), 2u);
+    EXPECT_EQ(items[0].index, 0);
+    EXPECT_EQ(items[0].label, 2);
+    EXPECT_EQ(items[0].context, (std::vector<int32_t>{5, 6}));
+    EXPECT_EQ(items[0].endings[3], (std::vector<int32_t>{7, 8, 9}));
+    EXPECT_EQ(items[1].index, 1);
+    EXPECT_EQ(items[1].context, (std::vector<int32_t>{50256}));
+    EXPECT_EQ(hellaswag::longest_row(items), 5);
 }
 
 TEST(HellaSwag, JsonlTokenizedAsLlmCDoes) {

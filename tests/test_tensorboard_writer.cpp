@@ -1,6 +1,6 @@
 // TensorBoard event files (host/tensorboard_writer.h): the masked CRC and the protobuf bytes
 // against known answers, and whole files decoded by an independent reader
-// (tests/tensorboard_reader.py).
+// (tests/tensorboard_reader.py), the trainer's scalars (host/run_tensorboard.h) among them.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -8,10 +8,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <sstream>
+#include <tuple>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "host/run_tensorboard.h"
 #include "host/tensorboard_writer.h"
 #include "tests/test_support.h"
 
@@ -114,6 +118,85 @@ TEST(TensorBoard, FileDecodedByAnIndependentReader) {
     std::fclose(out);
     EXPECT_NE(run_reader(python, corrupt, &status).find("CRC mismatch"), std::string::npos);
     EXPECT_NE(status, 0);
+}
+
+// Decoded events of `path` as tag -> (step, value) in file order; fails the test on a bad file.
+std::vector<std::tuple<std::string, int64_t, nlohmann::json>> decoded_scalars(const std::string& python,
+                                                                              const std::string& path) {
+    int status = 0;
+    const std::string output = run_reader(python, path, &status);
+    EXPECT_EQ(status, 0) << output;
+    std::vector<std::tuple<std::string, int64_t, nlohmann::json>> scalars;
+    std::istringstream lines(output);
+    for (std::string line; std::getline(lines, line);) {
+        const nlohmann::json event = nlohmann::json::parse(line);
+        if (!event.contains("values")) continue;
+        for (const nlohmann::json& value : event["values"])
+            scalars.emplace_back(value["tag"], event["step"].get<int64_t>(), value["simple_value"]);
+    }
+    return scalars;
+}
+
+TEST(TensorBoard, TheTrainersScalars) {
+    const std::string python = python_for_tests();
+    if (python.empty()) GTEST_SKIP() << "no python3 to run tests/tensorboard_reader.py";
+    ScratchDir dir("test_tensorboard");
+    std::string path;
+    {
+        RunTensorBoard board(dir.path.string());
+        path = board.path();
+        TrainStepRecord record;
+        record.step = 3;
+        record.loss = 2.0;
+        record.lr = 1e-3;
+        record.grad_norm = 0.5;
+        record.ms = 125.0;
+        record.tokens_per_s = 1000.0;
+        record.mfu = 0.25;
+        record.mem_gb = 1.5;
+        record.loss_scale = 1024.0;
+        record.tokens_seen = 3000;
+        board.train(record);
+        record.step = 4;
+        record.mfu.reset();  // a GPU of unknown peak: no MFU scalar
+        record.loss_scale.reset();  // bf16: no loss scale
+        board.train(record);
+        board.split_loss("val", 4, 1.0);
+        board.split_loss("test", 6, 2.0);
+        board.hellaswag(4, 0.25, 0.375);
+        board.norms(make_norm_report(4, {{"wte", 0, 2}}, {{2.0, 4.0, 1.5}}, {{1.0, 0.25, 0.5}}));
+    }
+    const auto scalars = decoded_scalars(python, path);
+    std::map<std::pair<std::string, int64_t>, nlohmann::json> by_tag_and_step;
+    for (const auto& [tag, step, value] : scalars) by_tag_and_step[{tag, step}] = value;
+    const auto value = [&](const std::string& tag, int64_t step) {
+        const auto found = by_tag_and_step.find({tag, step});
+        return found == by_tag_and_step.end() ? nlohmann::json("absent") : found->second;
+    };
+    EXPECT_EQ(value("train/loss", 3), 2.0);
+    EXPECT_EQ(value("train/perplexity", 3), static_cast<double>(static_cast<float>(std::exp(2.0))));
+    EXPECT_EQ(value("train/lr", 3), static_cast<double>(1e-3f));
+    EXPECT_EQ(value("train/grad_norm", 3), 0.5);
+    EXPECT_EQ(value("train/tokens_seen", 3), 3000.0);
+    EXPECT_EQ(value("train/loss_scale", 3), 1024.0);
+    EXPECT_EQ(value("perf/tokens_per_s", 3), 1000.0);
+    EXPECT_EQ(value("perf/step_ms", 3), 125.0);
+    EXPECT_EQ(value("perf/mfu", 3), 0.25);
+    EXPECT_EQ(value("perf/memory_gb", 3), 1.5);
+    EXPECT_EQ(value("perf/mfu", 4), "absent");
+    EXPECT_EQ(value("train/loss_scale", 4), "absent");
+    EXPECT_EQ(value("val/loss", 4), 1.0);
+    EXPECT_EQ(value("val/perplexity", 4), static_cast<double>(static_cast<float>(std::exp(1.0))));
+    EXPECT_EQ(value("test/loss", 6), 2.0);
+    EXPECT_EQ(value("test/perplexity", 6), static_cast<double>(static_cast<float>(std::exp(2.0))));
+    EXPECT_EQ(value("hellaswag/acc", 4), 0.25);
+    EXPECT_EQ(value("hellaswag/acc_norm", 4), 0.375);
+    EXPECT_EQ(value("norms/weight_l1", 4), 2.0);
+    EXPECT_EQ(value("norms/weight_l2", 4), 2.0);
+    EXPECT_EQ(value("norms/grad_l2", 4), 0.5);
+    EXPECT_EQ(value("norms/wte/weight_max", 4), 1.5);
+    EXPECT_EQ(value("norms/wte/grad_mean", 4), 0.5);
+    EXPECT_EQ(scalars.size(), 10u + 8u + 2u + 2u + 2u + 4u + 4u);  // nothing else was written
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // What a run tells its user: the start-up table and memory plan, one console line and one
 // log.jsonl record per step (loss, lr, norm, tokens/s, MFU, memory, ETA), validation losses,
-// samples, and the benchmark's summary line. Rank 0 speaks; the other ranks stay quiet.
+// samples, HellaSwag accuracies, the norm monitor's statistics, and the benchmark's summary
+// line; the same scalars go to a TensorBoard event file beside log.jsonl (--tensorboard).
+// Rank 0 speaks; the other ranks stay quiet.
 #pragma once
 
 #include <algorithm>
@@ -17,7 +19,10 @@
 #include "host/checkpoint.h"
 #include "host/config.h"
 #include "host/format.h"
+#include "host/hellaswag.h"
+#include "host/param_norms.h"
 #include "host/run_log.h"
+#include "host/run_tensorboard.h"
 #include "train/batch_feed.cuh"
 #include "train/evaluation.cuh"
 #include "train/gpu_context.cuh"
@@ -87,6 +92,7 @@ class RunReport {
             fail_run(string_format("cannot create the run directory %s: %s", config_.out_dir.c_str(),
                                    error.message().c_str()));
         log_ = std::make_unique<RunLog>(config_.out_dir + "/log.jsonl");
+        if (config_.tensorboard) tensorboard_ = std::make_unique<RunTensorBoard>(config_.out_dir);
     }
 
     RunLog* log() { return log_.get(); }  // rank 0's; nullptr elsewhere
@@ -101,7 +107,8 @@ class RunReport {
                     precision);
         std::printf("memory plan: parameters, gradients and AdamW state %.2f GB; activations for %d x %d tokens %.2f GB\n",
                     plan.state_bytes / 1e9, config_.device_batch, config_.seq_len, plan.activation_bytes / 1e9);
-        std::printf("run directory: %s\n\n", config_.out_dir.c_str());
+        std::printf("run directory: %s%s\n\n", config_.out_dir.c_str(),
+                    tensorboard_ ? (" (TensorBoard: tensorboard --logdir " + config_.out_dir + ")").c_str() : "");
         const std::string json = config_.to_json() + "\n";
         AtomicFileWriter config_file(config_.out_dir + "/config.json");
         config_file.write(json.data(), json.size());
@@ -135,6 +142,7 @@ class RunReport {
                                       !result.skipped.empty()))
             std::printf("%s\n", format_step_line(line, eta_s).c_str());
         log_->train(line);
+        if (tensorboard_) tensorboard_->train(line);
         std::fflush(stdout);
     }
 
@@ -142,6 +150,21 @@ class RunReport {
         if (!dist_.is_main()) return;
         std::printf("step %lld | validation loss %.4f | perplexity %.2f\n", (long long)step, loss, std::exp(loss));
         log_->val(step, loss);
+        if (tensorboard_) tensorboard_->split_loss("val", step, loss);
+    }
+
+    void hellaswag(int64_t step, const hellaswag::Result& result) {
+        if (!dist_.is_main()) return;
+        std::printf("step %lld | HellaSwag acc %.4f | acc_norm %.4f | %lld items\n", (long long)step, result.acc,
+                    result.acc_norm, (long long)result.items);
+        log_->hellaswag(step, result.acc, result.acc_norm, result.items);
+        if (tensorboard_) tensorboard_->hellaswag(step, result.acc, result.acc_norm);
+    }
+
+    void norms(const NormReport& report) {
+        if (!dist_.is_main()) return;
+        log_->norms(report);
+        if (tensorboard_) tensorboard_->norms(report);
     }
 
     // A split evaluated whole: after the last step (test), or by --eval-only (`checkpoint`: its
@@ -157,6 +180,7 @@ class RunReport {
         std::printf("step %lld | %s loss %.4f | perplexity %.2f | %s tokens\n", (long long)step, split_name(split),
                     result.loss, std::exp(result.loss), format_count((double)result.tokens).c_str());
         log_->eval(step, split_name(split), result.loss, result.tokens, checkpoint);
+        if (tensorboard_) tensorboard_->split_loss(split_name(split), step, result.loss);
         std::fflush(stdout);
     }
 
@@ -191,5 +215,6 @@ class RunReport {
     const distributed::DistributedContext& dist_;
     const GpuContext& gpu_;
     std::unique_ptr<RunLog> log_;
+    std::unique_ptr<RunTensorBoard> tensorboard_;  // rank 0's, with --tensorboard
     std::vector<double> step_ms_;
 };

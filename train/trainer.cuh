@@ -8,6 +8,8 @@
 //   train/grad_sync*.cuh      gradient storage and reduction over ranks (the ZeRO strategies)
 //   train/checkpointing.cuh   initial weights, checkpoints, resume
 //   train/evaluation.cuh      validation and test loss
+//   train/hellaswag_eval.cuh  HellaSwag accuracy (--hellaswag-every)
+//   train/norm_monitor.cuh    per-tensor weight and gradient statistics (--norm-monitor-every)
 //   train/sampler.cuh         text samples
 //   train/run_report.cuh      console lines, log.jsonl, the benchmark line
 #pragma once
@@ -33,7 +35,10 @@
 #include "train/evaluation.cuh"
 #include "train/gpu_context.cuh"
 #include "train/grad_sync_choice.cuh"
+#include "train/hellaswag_eval.cuh"
+#include "train/model_options.cuh"
 #include "train/nccl_context.cuh"
+#include "train/norm_monitor.cuh"
 #include "train/run_report.cuh"
 #include "train/sampler.cuh"
 #include "train/step_timeline_events.cuh"
@@ -51,6 +56,9 @@ template <typename T, typename R> class Trainer {
                                                    config_.seq_len, shard_);
         grad_sync_ = make_gradient_sync<T>(config_, dist_, model_->layout(), shard_, timeline_);
         checkpointer_ = std::make_unique<Checkpointer<T, R>>(config_, dist_, *model_, *grad_sync_);
+        if (config_.hellaswag_every > 0) hellaswag_.emplace(hellaswag_evaluator(config_, dist_));
+        if (config_.norm_monitor_every > 0)
+            norm_monitor_.emplace(model_->layout(), shard_, grad_sync_->zero_stage() > 0);
         CUDA_CHECK(cudaMallocHost(&losses_host_, sizeof(float) * config_.grad_accum * tokens_per_micro()));
     }
     ~Trainer() { cudaFreeHost(losses_host_); }
@@ -79,6 +87,9 @@ template <typename T, typename R> class Trainer {
             report_.step(step_, train_step());
             const bool last = step_ == config_.steps;
             if (due(config_.val_every, last)) report_.validation(step_, evaluate(EvalSplit::validation).loss);
+            if (hellaswag_ && due(config_.hellaswag_every, last))
+                report_.hellaswag(step_, hellaswag_->evaluate(*model_, *gpu_.matmul, config_.device_batch, dist_,
+                                                              gpu_.stream));
             if (due(config_.sample_every, last) && dist_.is_main())
                 report_.sample(step_, sampler_.sample(*model_, *gpu_.matmul, gpu_.stream));
             const int stop_signal = agreed_stop_signal();
@@ -102,7 +113,8 @@ template <typename T, typename R> class Trainer {
     }
 
     // --eval-only: the checkpoint's loss and perplexity on the validation split and the test
-    // split (where the dataset has one), into the console and out_dir's log as "eval" events;
+    // split (where the dataset has one), into the console and out_dir's log as "eval" events,
+    // and its HellaSwag accuracy with --hellaswag-every;
     // no training, no config.json (out_dir may be the run's own directory).
     int evaluate_checkpoint() {
         const CheckpointFiles checkpoint = checkpointer_->load_weights_to_evaluate(gpu_.stream);
@@ -114,6 +126,9 @@ template <typename T, typename R> class Trainer {
                            checkpoint.model_path, config_.val_pattern);
         report_.evaluation(checkpoint.step, EvalSplit::test, evaluate(EvalSplit::test), checkpoint.model_path,
                            config_.test_pattern);
+        if (hellaswag_)
+            report_.hellaswag(checkpoint.step, hellaswag_->evaluate(*model_, *gpu_.matmul, config_.device_batch, dist_,
+                                                                    gpu_.stream));
         return 0;
     }
 
@@ -187,6 +202,9 @@ template <typename T, typename R> class Trainer {
         result.lr = config_.lr_schedule().lr_at(step_ - 1);
         result.loss_scale = loss_scale;
         result.loss = mean_loss();
+        if (norm_monitor_ && due(config_.norm_monitor_every, false))  // before the update changes the weights
+            report_.norms(norm_monitor_->measure(step_, model_->parameters().master(), grad_sync_->shard_gradients(),
+                                                 loss_scale, dist_, gpu_.stream));
         apply_update(result);
         step_in_progress_ = false;
         timeline_.mark(TimelineMark::StepEnd, gpu_.stream);
@@ -281,23 +299,13 @@ template <typename T, typename R> class Trainer {
         feed_.train_loader().restore(header.train_loader);
     }
 
-    ModelOptions model_options() const { return model_options(config_); }
-    static ModelOptions model_options(const TrainConfig& config) {
-        ModelOptions options;
-        options.shape = config.model_shape();
-        options.layernorm_eps = (float)config.layernorm_eps;
-        options.dropout_embd = (float)config.dropout_embd;
-        options.dropout_resid = (float)config.dropout_resid;
-        options.dropout_attn = (float)config.dropout_attn;
-        options.recompute_gelu = config.recompute_gelu;
-        return options;
-    }
+    ModelOptions model_options() const { return model_options_for(config_); }
     MemoryPlan memory_plan() const { return memory_plan(config_, dist_, config_.device_batch); }
     static MemoryPlan memory_plan(const TrainConfig& config, const DistributedContext& dist, int batch) {
         const OptimizerShard shard = optimizer_shard_for(config, dist);
         const ParamLayout layout(config.model_shape(), config.base_init_std);
         return {ModelParameters<T>::bytes(shard) + gradient_bytes<T>(config, layout, shard),
-                Gpt2Model<T, R>::activation_bytes(model_options(config), batch, config.seq_len)};
+                Gpt2Model<T, R>::activation_bytes(model_options_for(config), batch, config.seq_len)};
     }
     DropoutSchedule training_dropout(int64_t micro) const {
         DropoutSchedule schedule;
@@ -328,6 +336,8 @@ template <typename T, typename R> class Trainer {
     std::unique_ptr<Gpt2Model<T, R>> model_;
     std::unique_ptr<GradientSync<T>> grad_sync_;
     std::unique_ptr<Checkpointer<T, R>> checkpointer_;
+    std::optional<HellaSwagEvaluator> hellaswag_;  // with --hellaswag-every
+    std::optional<NormMonitor> norm_monitor_;      // with --norm-monitor-every
     float* losses_host_ = nullptr;  // (grad_accum, B*T) per-token losses of the current step
     int64_t step_ = 0;              // optimizer steps taken (skipped fp16 steps included)
     bool step_in_progress_ = false;       // from a step's start until its update is applied or skipped

@@ -1,5 +1,5 @@
 """The files the reference reads and writes: model checkpoints (train_gpt2cu's model file
-format), tensor bundles (ref.bin, read by test_gpt2cu) and token shards."""
+format), tensor bundles (ref.bin, read by test_gpt2cu), token shards and HellaSwag items files."""
 
 import math
 import os
@@ -22,6 +22,9 @@ BUNDLE_DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<i4"), 2: np.dtype("<f8")}
 SHARD_MAGIC = 20240520
 SHARD_HEADER_INTS = 256
 SHARD_TOKEN_DTYPES = {1: np.dtype("<u2"), 2: np.dtype("<u4")}
+
+HELLASWAG_MAGIC = 20261130
+HELLASWAG_VERSION = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +196,21 @@ def write_bundle(path, tensors):
             f.write(struct.pack(f"<ii{array.ndim}q", code, array.ndim, *array.shape))
             f.write(np.ascontiguousarray(array, dtype=BUNDLE_DTYPES[code]).tobytes())
     _write_atomically(path, write)
+
+
+def write_hellaswag_items(path, items):
+    """A HellaSwag items file as ./data_prep/prepare hellaswag writes it (host/hellaswag.h).
+    items: list of (label, context tokens, [4 lists of ending tokens]); an item's index is its
+    position."""
+    body, total, longest = [], 0, 0
+    for index, (label, context, endings) in enumerate(items):
+        body += [index, label, len(context)] + [len(e) for e in endings] + list(context)
+        for ending in endings:
+            body += list(ending)
+        total += len(context) + sum(len(e) for e in endings)
+        longest = max([longest] + [len(context) + len(e) for e in endings])
+    header = [HELLASWAG_MAGIC, HELLASWAG_VERSION, len(items), 4, total, longest, VOCAB_SIZE, 0]
+    _write_atomically(path, lambda f: f.write(np.array(header + body, dtype="<i4").tobytes()))
 
 
 def read_bundle(path):

@@ -1,0 +1,51 @@
+// A model for forward passes only, with the weights of -e CHECKPOINT: what the evaluation-only
+// runs (--logits-out, --hellaswag-only) compute with. No gradients, no data loaders, no ranks.
+#pragma once
+
+#include <vector>
+
+#include "host/checkpoint.h"
+#include "host/config.h"
+#include "host/rank_shard.h"
+#include "model/gpt2.cuh"
+#include "train/gpu_context.cuh"
+#include "train/model_options.cuh"
+
+template <typename T, typename R> class InferenceModel {
+  public:
+    // Room for passes of up to max_batch x max_seq tokens.
+    InferenceModel(const TrainConfig& config, int max_batch, int max_seq)
+        : model_(model_options_for(config), config.base_init_std, max_batch, max_seq, whole_model(config)) {
+        ModelParameters<T>& params = model_.parameters();
+        std::vector<float> weights(params.count());
+        read_model_params(config.init_from, model_.options().shape, weights.data(), 0, params.count());
+        float* staging = nullptr;
+        CUDA_CHECK(cudaMalloc(&staging, weights.size() * sizeof(float)));
+        CUDA_CHECK(cudaMemcpy(staging, weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice));
+        params.load(staging, gpu_.stream);
+        CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
+        CUDA_CHECK(cudaFree(staging));
+    }
+
+    Gpt2Model<T, R>& model() { return model_; }
+    GpuContext& gpu() { return gpu_; }
+
+    // Forward over the (B, T) tokens already in model().device_tokens(), without dropout; with
+    // targets in model().device_targets(), the per-token losses land in model().losses().
+    void forward(int B, int seq, bool with_targets) {
+        DropoutSchedule no_dropout;
+        no_dropout.training = false;
+        model_.forward(*gpu_.matmul, B, seq, no_dropout, with_targets, 0.0f, gpu_.stream);
+    }
+
+  private:
+    // The parameters keep a master shard: the whole model's, as on one GPU (ModelParameters has
+    // no compute-copy-only form; the optimizer moments stay zero and unused).
+    static OptimizerShard whole_model(const TrainConfig& config) {
+        const int64_t n = config.num_params;
+        return {0, n, (int64_t)distributed::shard_of(n, 0, 1).padded_count};
+    }
+
+    GpuContext gpu_;
+    Gpt2Model<T, R> model_;
+};
