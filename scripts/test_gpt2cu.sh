@@ -35,14 +35,9 @@ status=0
 
 echo "== resume: 20 steps straight vs. resumed at step 10"
 "$PYTHON" - "$work/shards" <<'PY'
-import os, sys, numpy as np
-out = sys.argv[1]; os.makedirs(out, exist_ok=True)
-rng = np.random.default_rng(1234)
-for split, n in (("train", 400_000), ("val", 40_000), ("test", 30_000)):
-    tokens = rng.integers(0, 50257, size=n, dtype=np.uint16)
-    header = np.zeros(256, dtype="<i4"); header[:3] = (20240520, 1, n)
-    with open(f"{out}/synthetic_{split}_000000.bin", "wb") as f:
-        f.write(header.tobytes()); f.write(tokens.astype("<u2").tobytes())
+import sys; sys.path.insert(0, "dev/reference")
+from reference_files import write_synthetic_shards
+write_synthetic_shards(sys.argv[1], 1234, [("train", 400_000), ("val", 40_000), ("test", 30_000)])
 PY
 common=(-e d12 --n-layer 2 --n-embd 256 --n-head 4 --max-seq-len 128 --seq-len 128 --device-batch 4
         --global-batch-tokens 1024 --steps 20 --lr 1e-3 --warmup-steps 5 --val-every 0 --sample-every 0

@@ -19,17 +19,11 @@ rm -rf "$work"
 mkdir -p "$work"
 
 "$PYTHON" - "$work" <<'PY'
-import os, sys
-import numpy as np
+import sys
 out = sys.argv[1]
-rng = np.random.default_rng(4321)
-for split, n in (("train", 200_000), ("val", 20_000)):
-    tokens = rng.integers(0, 50257, size=n, dtype=np.uint16)
-    header = np.zeros(256, dtype="<i4"); header[:3] = (20240520, 1, n)
-    with open(f"{out}/synthetic_{split}_000000.bin", "wb") as f:
-        f.write(header.tobytes()); f.write(tokens.astype("<u2").tobytes())
 sys.path.insert(0, "dev/reference")
-from reference_files import write_hellaswag_items
+from reference_files import write_hellaswag_items, write_synthetic_shards
+rng = write_synthetic_shards(out, 4321, [("train", 200_000), ("val", 20_000)])
 # 30 items in HellaSwag's format, rows of at most 100 tokens.
 items = []
 for _ in range(30):

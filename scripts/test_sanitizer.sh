@@ -17,14 +17,9 @@ command -v "$SANITIZER" >/dev/null || { echo "compute-sanitizer not found (set S
     --n-layer 2 --n-embd 128 --n-head 2 --dropout 0.1 --fp32-residual --rotary-fraction 0.5 --steps 2 \
     >"$work/ref.log" 2>&1 || { tail "$work/ref.log"; exit 1; }
 "$PYTHON" - "$work/shards" <<'PY'
-import os, sys, numpy as np
-out = sys.argv[1]; os.makedirs(out, exist_ok=True)
-rng = np.random.default_rng(7)
-for split, n in (("train", 20_000), ("val", 4_000)):
-    tokens = rng.integers(0, 50257, size=n, dtype=np.uint16)
-    header = np.zeros(256, dtype="<i4"); header[:3] = (20240520, 1, n)
-    with open(f"{out}/synthetic_{split}_000000.bin", "wb") as f:
-        f.write(header.tobytes()); f.write(tokens.astype("<u2").tobytes())
+import sys; sys.path.insert(0, "dev/reference")
+from reference_files import write_synthetic_shards
+write_synthetic_shards(sys.argv[1], 7, [("train", 20_000), ("val", 4_000)])
 PY
 train=(./train_gpt2cu -e d12 --n-layer 2 --n-embd 128 --n-head 2 --seq-len 64 --max-seq-len 64 --device-batch 2
        --global-batch-tokens 256 --steps 3 --dropout-embd 0.1 --dropout-resid 0.1 --dropout-attn 0.1

@@ -248,6 +248,21 @@ def read_bundle(path):
     return tensors
 
 
+def write_synthetic_shards(out_dir, seed, splits):
+    """Shards of uniformly random tokens for the GPU test scripts: one version-1 shard per
+    (split, token count) in `splits`, named synthetic_<split>_000000.bin. Returns the generator,
+    so a script can draw more from the same seeded stream."""
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, count in splits:
+        tokens = rng.integers(0, VOCAB_SIZE, size=count, dtype=np.uint16)
+        header = np.zeros(SHARD_HEADER_INTS, dtype="<i4")
+        header[:3] = (SHARD_MAGIC, 1, count)
+        _write_atomically(os.path.join(out_dir, f"synthetic_{split}_000000.bin"),
+                          lambda f: f.write(header.tobytes() + tokens.astype("<u2").tobytes()))
+    return rng
+
+
 def read_shard_tokens(path, count):
     """The first `count` tokens of a token shard (host/shard.h format), without reading the rest."""
     header_bytes = 4 * SHARD_HEADER_INTS
