@@ -65,6 +65,7 @@ void Sha256::compress(const uint8_t* block) {
 }
 
 void Sha256::update(const void* data, size_t bytes) {
+    if (bytes == 0) return;  // callers pass an empty vector's data(), which may be null (memcpy's undefined case)
     const uint8_t* in = static_cast<const uint8_t*>(data);
     total_bytes_ += bytes;
     if (buffered_ > 0) {
