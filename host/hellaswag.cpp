@@ -62,12 +62,15 @@ std::vector<Item> read_items(const std::string& path) {
     if (!file)
         throw std::runtime_error("cannot open the HellaSwag items " + path + ": " + std::strerror(errno) +
                                  " (./data_prep/prepare hellaswag writes it)");
-    std::vector<int32_t> ints;
-    int32_t buffer[4096];
+    // Read as bytes: fread of whole int32 values would drop a trailing partial one unseen.
+    std::vector<char> bytes;
+    char buffer[16384];
     size_t n;
-    while ((n = std::fread(buffer, sizeof(int32_t), 4096, file)) > 0) ints.insert(ints.end(), buffer, buffer + n);
-    const bool partial_int = std::fgetc(file) != EOF || std::ferror(file);
+    while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) bytes.insert(bytes.end(), buffer, buffer + n);
+    const bool partial_int = bytes.size() % sizeof(int32_t) != 0 || std::ferror(file);
     std::fclose(file);
+    std::vector<int32_t> ints(bytes.size() / sizeof(int32_t));
+    if (!ints.empty()) std::memcpy(ints.data(), bytes.data(), ints.size() * sizeof(int32_t));
     auto fail = [&](const std::string& what) { throw std::runtime_error(path + ": " + what + kRebuild); };
     if (ints.size() < kHeaderInts || ints[0] != kMagic)
         fail("not a HellaSwag items file (magic " + std::to_string(kMagic) + ")");

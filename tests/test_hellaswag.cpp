@@ -90,6 +90,15 @@ TEST(HellaSwag, ItemsFileRoundTripAndValidation) {
     EXPECT_NE(rewritten_error(0, 0, true).find("truncated"), std::string::npos);
     EXPECT_NE(rewritten_error(4, 5).find("token counts disagree"), std::string::npos);
     EXPECT_NE(rewritten_error(4, 5).find("./data_prep/prepare hellaswag --force"), std::string::npos);
+    {  // a whole file with 1 to 3 bytes after it
+        const std::string bad_path = dir.file("trailing.bin");
+        std::ofstream out(bad_path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(ints.data()), ints.size() * 4);
+        out.write("\x01\x02", 2);
+        out.close();
+        EXPECT_NE(error_of([&] { hellaswag::read_items(bad_path); }).find("not a whole number of int32 values"),
+                  std::string::npos);
+    }
 
     std::vector<hellaswag::Item> empty_ending = items;
     empty_ending[1].endings[2].clear();

@@ -70,9 +70,11 @@ template <typename T, typename R> class Checkpointer {
                             {{"master", master.data(), owned}, {"adam_m", m.data(), owned}, {"adam_v", v.data(), owned}});
         // The master shard comes from the state file: the model file's weights are the same
         // numbers, but the state file is the one that is per rank and exact under ZeRO.
-        CUDA_CHECK(cudaMemcpy(params.master(), master.data(), owned * sizeof(float), cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy(params.adam_m(), m.data(), owned * sizeof(float), cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy(params.adam_v(), v.data(), owned * sizeof(float), cudaMemcpyHostToDevice));
+        // On `stream`, as upload_weights() says why.
+        CUDA_CHECK(cudaMemcpyAsync(params.master(), master.data(), owned * sizeof(float), cudaMemcpyHostToDevice, stream));
+        CUDA_CHECK(cudaMemcpyAsync(params.adam_m(), m.data(), owned * sizeof(float), cudaMemcpyHostToDevice, stream));
+        CUDA_CHECK(cudaMemcpyAsync(params.adam_v(), v.data(), owned * sizeof(float), cudaMemcpyHostToDevice, stream));
+        CUDA_CHECK(cudaStreamSynchronize(stream));
         if (dist_.is_main())
             std::printf("resumed from %s at step %lld\n\n", files->model_path.c_str(), (long long)header.step);
         resumed_from_ = header.step;
@@ -149,7 +151,10 @@ template <typename T, typename R> class Checkpointer {
         ModelParameters<T>& params = model_.parameters();
         std::vector<float> weights(params.count());
         read_model_params(path, model_.options().shape, weights.data(), 0, params.count());
-        CUDA_CHECK(cudaMemcpy(staging(), weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice));
+        // On `stream`: a cudaMemcpy from pageable memory may return before its DMA lands, and the
+        // non-blocking compute stream would not wait for it.
+        CUDA_CHECK(cudaMemcpyAsync(staging(), weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice,
+                                   stream));
         params.load(staging(), stream);
         CUDA_CHECK(cudaStreamSynchronize(stream));  // before anyone writes the master shard again
     }

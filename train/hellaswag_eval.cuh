@@ -72,6 +72,12 @@ class HellaSwagEvaluator {
     // The items to evaluate, checked against the model's vocabulary.
     static std::vector<hellaswag::Item> checked_items(const TrainConfig& config) {
         std::vector<hellaswag::Item> all = hellaswag::read_items(config.hellaswag_path);
+        // The rows' padding goes through the embedding too: a smaller vocabulary would read past wte.
+        if (hellaswag::Evaluation::kPaddingToken >= config.vocab_size)
+            throw std::runtime_error(string_format("%s: HellaSwag pads its rows with token %d (<|endoftext|>); the "
+                                                   "model's vocabulary has %d (GPT-2's 50257 needed)",
+                                                   config.hellaswag_path.c_str(),
+                                                   hellaswag::Evaluation::kPaddingToken, config.vocab_size));
         if (config.hellaswag_items > 0 && (size_t)config.hellaswag_items < all.size()) all.resize(config.hellaswag_items);
         for (const hellaswag::Item& item : all) {
             int32_t largest = *std::max_element(item.context.begin(), item.context.end());

@@ -21,7 +21,10 @@ template <typename T, typename R> class InferenceModel {
         read_model_params(config.init_from, model_.options().shape, weights.data(), 0, params.count());
         float* staging = nullptr;
         CUDA_CHECK(cudaMalloc(&staging, weights.size() * sizeof(float)));
-        CUDA_CHECK(cudaMemcpy(staging, weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice));
+        // On the stream that loads them: a cudaMemcpy from pageable memory may return before its
+        // DMA lands, and the non-blocking stream would not wait for it.
+        CUDA_CHECK(cudaMemcpyAsync(staging, weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice,
+                                   gpu_.stream));
         params.load(staging, gpu_.stream);
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
         CUDA_CHECK(cudaFree(staging));
