@@ -9,24 +9,11 @@ cd "$(dirname "$0")/.."
 export DATA_PREP_BIN=${DATA_PREP_BIN:-./data_prep}
 [ -x "$DATA_PREP_BIN/prepare" ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
 tmp=$(mktemp -d)
-server_pid=
-stop_server() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; server_pid=; }
+source tests/support/fixture_server.sh
 trap 'stop_server; rm -rf "$tmp"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-# start_server ROOT [server options]: sets $url.
-start_server() {
-    stop_server
-    local root=$1
-    shift
-    : >"$tmp/port"
-    python3 tests/http_fixture_server.py --root "$root" --log "$tmp/requests.log" "$@" >"$tmp/port" &
-    server_pid=$!
-    for _ in $(seq 50); do grep -q PORT "$tmp/port" && break; sleep 0.1; done
-    url="http://127.0.0.1:$(awk '{print $2}' "$tmp/port")"
-    [ "$url" != "http://127.0.0.1:" ] || { echo "FAIL: the fixture server did not start"; exit 1; }
-}
 pile() { "$DATA_PREP_BIN"/prepare pile --pile-train-files 2 --checksums tests/fixtures/pile/SHA256SUMS "$@"; }
 
 # 1. Every file verified; the first response of each drops after 100 bytes and is resumed.

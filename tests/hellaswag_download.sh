@@ -9,17 +9,13 @@ cd "$(dirname "$0")/.."
 export DATA_PREP_BIN=${DATA_PREP_BIN:-./data_prep}
 [ -x "$DATA_PREP_BIN/prepare" ] || { echo "FAIL: build the tools first (make data_prep)"; exit 1; }
 tmp=$(mktemp -d)
-server_pid=
-stop_server() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; server_pid=; }
+source tests/support/fixture_server.sh
 trap 'stop_server; rm -rf "$tmp"' EXIT
 fixtures=tests/fixtures/hellaswag
 fail() { echo "FAIL: $*"; exit 1; }
 
-: >"$tmp/port"
-python3 tests/http_fixture_server.py --root "$fixtures" --log "$tmp/requests.log" --drop-after 100 --drop-count 1 >"$tmp/port" &
-server_pid=$!
-for _ in $(seq 50); do grep -q PORT "$tmp/port" && break; sleep 0.1; done
-url="http://127.0.0.1:$(awk '{print $2}' "$tmp/port")/hellaswag_val.jsonl"
+start_server "$fixtures" --drop-after 100 --drop-count 1
+url=$url/hellaswag_val.jsonl
 
 "$DATA_PREP_BIN"/prepare hellaswag --data-dir "$tmp/a" --url "$url" --checksums "$fixtures/SHA256SUMS" >"$tmp/out" 2>"$tmp/err" \
     || fail "hellaswag download: $(cat "$tmp/err")"
