@@ -145,6 +145,25 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const uint32_t (&
 #undef ATTN_ACC32
 #undef ATTN_ACC4
 
+// D (64 x N) = A B^T with both operands K-major swizzled tiles in shared memory, over a K of HD:
+// A the 64 rows at `a` (in column block 0) of a tile of a_rows rows, B the N rows of the tile at
+// `b` of b_rows rows. Issues HD / 16 wgmma (no commit).
+template <typename T, int N, int HD>
+__device__ __forceinline__ void wgmma_rows_times_rows(float (&d)[N / 8][4], uint32_t a, int a_rows, uint32_t b,
+                                                      int b_rows) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk)
+        wgmma_ss<T, N>(d, k_major_descriptor(a, a_rows, kk), k_major_descriptor(b, b_rows, kk), kk > 0);
+}
+// D (64 x N) += A X with A (64 x 16 KSTEPS) in A fragments and X the first 16 KSTEPS rows of the
+// N-major swizzled tile at `x` of x_rows rows. Issues KSTEPS wgmma (no commit).
+template <typename T, int N, int KSTEPS>
+__device__ __forceinline__ void wgmma_fragments_times_rows(float (&d)[N / 8][4], const uint32_t (&a)[KSTEPS][4],
+                                                           uint32_t x, int x_rows) {
+#pragma unroll
+    for (int kk = 0; kk < KSTEPS; ++kk) wgmma_rs<T, N>(d, a[kk], n_major_descriptor(x, x_rows, kk), 1);
+}
+
 // Orders register accesses around the asynchronous multiplies: wgmma_fence before the first
 // wgmma that reads registers written by ordinary instructions; commit closes a group; wait<N>
 // blocks until at most N groups are pending. keep_in_place(x) stops the compiler from moving an
