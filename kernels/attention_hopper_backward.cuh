@@ -42,9 +42,9 @@ template <int HD, int QUERIES, int STAGES, bool PIPELINED> struct DkdvShape {
     static constexpr int kQueries = QUERIES;       // per streamed tile
     static constexpr int kStages = STAGES;
     static constexpr bool kPipelined = PIPELINED;
-    // The producer warp also copies lse and D and keeps 32 registers per thread; the two consumer
-    // warpgroups get the rest, 240 each.
-    static constexpr int kProducerRegisters = 32;
+    // setmaxnreg.inc waits until the registers it asks for have been freed by this block's own
+    // setmaxnreg.dec: the producer must give up 168 - 24 per thread for the consumers to reach 240.
+    static constexpr int kProducerRegisters = 24;
     static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
     // Shared memory (bytes from a 1024-byte aligned base): K, V, Q stages, dO stages, lse stages,
     // D stages, barriers.
