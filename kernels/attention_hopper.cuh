@@ -52,6 +52,8 @@ template <int HD, int STAGES, bool PIPELINED, int CONSUMERS = 2> struct ForwardS
     // 65536 (in multiples of 8): 240 each for two consumer warpgroups, 160 for three.
     static constexpr int kProducerRegisters = 24;
     static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
+    static_assert(register_split_balances(kThreads, kProducerRegisters, kConsumers, kConsumerRegisters),
+                  "setmaxnreg: the producer must free the registers the consumers take");
     // Shared memory (bytes from a 1024-byte aligned base): Q, K stages, V stages, barriers.
     static constexpr int kQBytes = kQueries * HD * 2, kTileBytes = kKeys * HD * 2;
     static constexpr int kKOffset = kQBytes, kVOffset = kKOffset + kStages * kTileBytes;

@@ -46,6 +46,8 @@ template <int HD, int QUERIES, int STAGES, bool PIPELINED> struct DkdvShape {
     // setmaxnreg.dec: the producer must give up 168 - 24 per thread for the consumers to reach 240.
     static constexpr int kProducerRegisters = 24;
     static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
+    static_assert(register_split_balances(kThreads, kProducerRegisters, kConsumers, kConsumerRegisters),
+                  "setmaxnreg: the producer must free the registers the consumers take");
     // Shared memory (bytes from a 1024-byte aligned base): K, V, Q stages, dO stages, lse stages,
     // D stages, barriers.
     static constexpr int kKeyTileBytes = kKeys * HD * 2, kQueryTileBytes = kQueries * HD * 2;
@@ -354,6 +356,8 @@ template <int HD, int KEYS, int STAGES> struct DqShape {
     static constexpr int kStages = STAGES;
     static constexpr int kProducerRegisters = 24;
     static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
+    static_assert(register_split_balances(kThreads, kProducerRegisters, kConsumers, kConsumerRegisters),
+                  "setmaxnreg: the producer must free the registers the consumers take");
     // Shared memory (bytes from a 1024-byte aligned base): Q, dO, K stages, V stages, barriers.
     static constexpr int kQBytes = kQueries * HD * 2, kTileBytes = kKeys * HD * 2;
     static constexpr int kDoOffset = kQBytes, kKOffset = 2 * kQBytes, kVOffset = kKOffset + kStages * kTileBytes;

@@ -216,6 +216,16 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// setmaxnreg moves registers between the warpgroups of a block: every thread starts with the
+// launch's count (what __launch_bounds__(threads, 1) allows: 65536 / threads, rounded down to a
+// multiple of 8), and .inc waits until the block's own .dec calls have freed what it asks for, so a
+// split whose producer frees too little hangs. Whether the producer's cut pays for the raise:
+constexpr bool register_split_balances(int threads, int producer_registers, int consumers,
+                                       int consumer_registers) {
+    const int launch_registers = 65536 / threads / 8 * 8;
+    return launch_registers - producer_registers >= consumers * (consumer_registers - launch_registers);
+}
+
 // Register budget of the calling warpgroup; every warp of the warpgroup executes it.
 template <int R> __device__ __forceinline__ void setmaxnreg_increase() {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
