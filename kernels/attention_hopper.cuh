@@ -39,21 +39,14 @@ namespace hopper {
 // together and computes softmax(S_j) while the second runs (FlashAttention-3's intra-warpgroup
 // overlap), at the price of holding S and P at once; else one tile at a time (both multiplies,
 // then the softmax, in turn).
-template <int HD, int STAGES, bool PIPELINED, int CONSUMERS = 2> struct ForwardShape {
+template <int HD, int STAGES, bool PIPELINED, int CONSUMERS = 2>
+struct ForwardShape : WarpSpecializedBlock<CONSUMERS> {
     static_assert(HD == 64 || HD == 128, "the wgmma forward supports head dims 64 and 128");
     static_assert(CONSUMERS == 2 || CONSUMERS == 3, "two or three consumer warpgroups");
-    static constexpr int kConsumers = CONSUMERS;
-    static constexpr int kThreads = 128 * (1 + kConsumers);
-    static constexpr int kQueries = 64 * kConsumers;          // per block
+    static constexpr int kQueries = 64 * CONSUMERS;           // per block
     static constexpr int kKeys = 128;                         // per K/V tile
     static constexpr int kStages = STAGES;
     static constexpr bool kPipelined = PIPELINED;
-    // The producer keeps 24 registers per thread and the consumers share the rest of the SM's
-    // 65536 (in multiples of 8): 240 each for two consumer warpgroups, 160 for three.
-    static constexpr int kProducerRegisters = 24;
-    static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
-    static_assert(register_split_balances(kThreads, kProducerRegisters, kConsumers, kConsumerRegisters),
-                  "setmaxnreg: the producer must free the registers the consumers take");
     // Shared memory (bytes from a 1024-byte aligned base): Q, K stages, V stages, barriers.
     static constexpr int kQBytes = kQueries * HD * 2, kTileBytes = kKeys * HD * 2;
     static constexpr int kKOffset = kQBytes, kVOffset = kKOffset + kStages * kTileBytes;
@@ -86,6 +79,22 @@ __device__ __forceinline__ void tma_load_rows(uint32_t tile, int tile_rows, cons
 #pragma unroll
     for (int c = 0; c < HD / kColumnsPerBlock; ++c)
         tma_load_4d(tile + c * tile_rows * kSwizzleBytes, map, c * kColumnsPerBlock, row0, slot, b, barrier);
+}
+
+// Initialises a block's mbarriers (thread 0; then every thread syncs): `resident_full`, which the
+// tiles loaded once complete (one arrival plus their bytes), and per stage of the ring "full"
+// (full_arrivals) and "empty" (one arrival per consumer warp). `smem` has full(stage), empty(stage).
+template <typename C, typename Smem>
+__device__ __forceinline__ void init_barriers(const Smem& smem, uint32_t resident_full, int full_arrivals) {
+    if (threadIdx.x == 0) {
+        mbarrier_init(resident_full, 1);
+        for (int stage = 0; stage < C::kStages; ++stage) {
+            mbarrier_init(smem.full(stage), full_arrivals);
+            mbarrier_init(smem.empty(stage), 4 * C::kConsumers);
+        }
+        mbarrier_init_fence();
+    }
+    __syncthreads();
 }
 
 // Producer (one thread) of the kernels that stream key tiles (forward, dQ): K and V tile j into
@@ -335,15 +344,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         const int h = blockIdx.y, b = blockIdx.z;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * C::kQueries;
         const int num_k_tiles = ceil_div(min(q0 + C::kQueries, seq_len), C::kKeys);
-        if (threadIdx.x == 0) {
-            mbarrier_init(smem.q_full(), 1);
-            for (int stage = 0; stage < C::kStages; ++stage) {
-                mbarrier_init(smem.full(stage), 1);
-                mbarrier_init(smem.empty(stage), 4 * C::kConsumers);  // one arrival per consumer warp
-            }
-            mbarrier_init_fence();
-        }
-        __syncthreads();
+        init_barriers<C>(smem, smem.q_full(), 1);
         const int warpgroup = threadIdx.x / 128;
         if (warpgroup == 0) {
             setmaxnreg_decrease<C::kProducerRegisters>();

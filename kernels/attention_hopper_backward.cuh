@@ -32,22 +32,14 @@ namespace hopper {
 
 // Block shape. QUERIES: rows of each streamed Q/dO tile; STAGES: query tiles in flight;
 // PIPELINED: see ConsumerKeys::accumulate.
-template <int HD, int QUERIES, int STAGES, bool PIPELINED> struct DkdvShape {
+template <int HD, int QUERIES, int STAGES, bool PIPELINED> struct DkdvShape : WarpSpecializedBlock<2> {
     static_assert(HD == 64 || HD == 128, "the wgmma backward supports head dims 64 and 128");
     static_assert(QUERIES == 64 || QUERIES == 128, "wgmma N (the streamed queries) is 64 or 128");
     static_assert(!PIPELINED || HD == 64, "pipelined at HD 128 needs more than the consumers' 240 registers");
-    static constexpr int kConsumers = 2;
-    static constexpr int kThreads = 128 * (1 + kConsumers);
     static constexpr int kKeys = 64 * kConsumers;  // per block
     static constexpr int kQueries = QUERIES;       // per streamed tile
     static constexpr int kStages = STAGES;
     static constexpr bool kPipelined = PIPELINED;
-    // setmaxnreg.inc waits until the registers it asks for have been freed by this block's own
-    // setmaxnreg.dec: the producer must give up 168 - 24 per thread for the consumers to reach 240.
-    static constexpr int kProducerRegisters = 24;
-    static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
-    static_assert(register_split_balances(kThreads, kProducerRegisters, kConsumers, kConsumerRegisters),
-                  "setmaxnreg: the producer must free the registers the consumers take");
     // Shared memory (bytes from a 1024-byte aligned base): K, V, Q stages, dO stages, lse stages,
     // D stages, barriers.
     static constexpr int kKeyTileBytes = kKeys * HD * 2, kQueryTileBytes = kQueries * HD * 2;
@@ -309,15 +301,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         const int h = blockIdx.y, b = blockIdx.z;
         const int k0 = blockIdx.x * C::kKeys;
         const int first_q_tile = k0 / C::kQueries, num_q_tiles = ceil_div(seq_len, C::kQueries);
-        if (threadIdx.x == 0) {
-            mbarrier_init(smem.kv_full(), 1);
-            for (int stage = 0; stage < C::kStages; ++stage) {
-                mbarrier_init(smem.full(stage), C::kFullArrivals);
-                mbarrier_init(smem.empty(stage), 4 * C::kConsumers);  // one arrival per consumer warp
-            }
-            mbarrier_init_fence();
-        }
-        __syncthreads();
+        init_barriers<C>(smem, smem.kv_full(), C::kFullArrivals);
         const int warpgroup = threadIdx.x / 128;
         if (warpgroup == 0) {
             setmaxnreg_decrease<C::kProducerRegisters>();
@@ -346,18 +330,12 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 //   dQ += dS K                   wgmma with dS from registers and K N-major.
 // Rows past T: TMA loads zeros and lse = +inf makes their P zero; the store clips them.
 
-template <int HD, int KEYS, int STAGES> struct DqShape {
+template <int HD, int KEYS, int STAGES> struct DqShape : WarpSpecializedBlock<2> {
     static_assert(HD == 64 || HD == 128, "the wgmma backward supports head dims 64 and 128");
     static_assert(KEYS == 64 || KEYS == 128, "wgmma N (the streamed keys) is 64 or 128");
-    static constexpr int kConsumers = 2;
-    static constexpr int kThreads = 128 * (1 + kConsumers);
     static constexpr int kQueries = 64 * kConsumers;  // per block
     static constexpr int kKeys = KEYS;                // per streamed K/V tile
     static constexpr int kStages = STAGES;
-    static constexpr int kProducerRegisters = 24;
-    static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
-    static_assert(register_split_balances(kThreads, kProducerRegisters, kConsumers, kConsumerRegisters),
-                  "setmaxnreg: the producer must free the registers the consumers take");
     // Shared memory (bytes from a 1024-byte aligned base): Q, dO, K stages, V stages, barriers.
     static constexpr int kQBytes = kQueries * HD * 2, kTileBytes = kKeys * HD * 2;
     static constexpr int kDoOffset = kQBytes, kKOffset = 2 * kQBytes, kVOffset = kKOffset + kStages * kTileBytes;
@@ -492,15 +470,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         const int h = blockIdx.y, b = blockIdx.z;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * C::kQueries;
         const int num_k_tiles = ceil_div(min(q0 + C::kQueries, seq_len), C::kKeys);
-        if (threadIdx.x == 0) {
-            mbarrier_init(smem.q_full(), 1);
-            for (int stage = 0; stage < C::kStages; ++stage) {
-                mbarrier_init(smem.full(stage), 1);
-                mbarrier_init(smem.empty(stage), 4 * C::kConsumers);
-            }
-            mbarrier_init_fence();
-        }
-        __syncthreads();
+        init_barriers<C>(smem, smem.q_full(), 1);
         const int warpgroup = threadIdx.x / 128;
         if (warpgroup == 0) {
             setmaxnreg_decrease<C::kProducerRegisters>();

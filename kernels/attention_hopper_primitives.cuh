@@ -226,6 +226,18 @@ constexpr bool register_split_balances(int threads, int producer_registers, int 
     return launch_registers - producer_registers >= consumers * (consumer_registers - launch_registers);
 }
 
+// A warp-specialized block: one producer warpgroup (TMA copies) and CONSUMERS consumer
+// warpgroups (wgmma). The producer keeps 24 registers per thread and the consumers share the rest
+// of the SM's 65536 (in multiples of 8): 240 each for two consumer warpgroups, 160 for three.
+template <int CONSUMERS> struct WarpSpecializedBlock {
+    static constexpr int kConsumers = CONSUMERS;
+    static constexpr int kThreads = 128 * (1 + kConsumers);
+    static constexpr int kProducerRegisters = 24;
+    static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
+    static_assert(register_split_balances(kThreads, kProducerRegisters, kConsumers, kConsumerRegisters),
+                  "setmaxnreg: the producer must free the registers the consumers take");
+};
+
 // Register budget of the calling warpgroup; every warp of the warpgroup executes it.
 template <int R> __device__ __forceinline__ void setmaxnreg_increase() {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
