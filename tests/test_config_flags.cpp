@@ -2,9 +2,7 @@
 // runs are checked, and every bad input is a ConfigError that names the flag and the valid values.
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <filesystem>
-#include <fstream>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -15,7 +13,6 @@
 #include "tests/config_test_support.h"
 #include "tests/test_support.h"
 
-namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using namespace config_test;
 

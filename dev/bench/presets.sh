@@ -20,9 +20,10 @@ rows=("$@")
 log_dir=${BENCH_LOG_DIR:-build/bench-presets}
 mkdir -p "$log_dir"
 
-config_field() {  # config_field PRESET FIELD: a field of the preset's --print-config JSON
-    ./train_gpt2cu -e "$1" --print-config | sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p"
-}
+# The current preset's fields: config_field FIELD of its --print-config JSON ($config), and
+# bench_field NAME of its BENCH line ($bench).
+config_field() { sed -n "s/^  \"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" <<<"$config"; }
+bench_field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$bench"; }
 
 echo "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n1), $(date -u +%Y-%m-%d), $steps steps per preset"
 echo "| preset | precision | device batch x T (accumulation) | params | first loss | loss at step $steps | tok/s | MFU | memory |"
@@ -31,9 +32,8 @@ for row in "${rows[@]}"; do
     preset=${row%%:*} sequences=${row#*:}
     [[ "$preset" != "$row" && "$sequences" =~ ^[1-9][0-9]*$ ]] || {
         echo "presets.sh: '$row' is not PRESET:SEQUENCES (e.g. gpt2s:64)" >&2; exit 2; }
-    seq_len=$(config_field "$preset" seq_len)
-    precision=$(config_field "$preset" precision)
-    params=$(config_field "$preset" num_params)
+    config=$(./train_gpt2cu -e "$preset" --print-config)
+    seq_len=$(config_field seq_len) precision=$(config_field precision) params=$(config_field num_params)
     log=$log_dir/$preset.log
     if ! ./train_gpt2cu -e "$preset" --dataset tiny --bench-steps "$steps" \
         --global-batch-tokens $((sequences * seq_len)) >"$log" 2>&1; then
@@ -43,8 +43,7 @@ for row in "${rows[@]}"; do
     first=$(sed -n "s/^bench step 1\/$steps | loss \([0-9.]*\).*/\1/p" "$log")
     last=$(sed -n "s/^bench step $steps\/$steps | loss \([0-9.]*\).*/\1/p" "$log")
     bench=$(grep '^BENCH ' "$log")
-    field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$bench"; }
     printf '| %s | %s | %s | %.1fM | %s | %s | %s | %s%% | %s GB |\n' "$preset" "$precision" "$batch" \
-        "$(awk -v n="$params" 'BEGIN { print n / 1e6 }')" "$first" "$last" "$(field tokens_per_s)" "$(field mfu)" \
-        "$(field peak_mem_gb)"
+        "$(awk -v n="$params" 'BEGIN { print n / 1e6 }')" "$first" "$last" "$(bench_field tokens_per_s)" "$(bench_field mfu)" \
+        "$(bench_field peak_mem_gb)"
 done

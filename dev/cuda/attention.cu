@@ -23,7 +23,6 @@
 #include <fstream>
 #include <iterator>
 #include <map>
-#include <numeric>
 
 #include "dev/cuda/attention_problem.cuh"
 #include "dev/cuda/workbench.cuh"
