@@ -28,6 +28,8 @@
 
 #pragma once
 
+#include <type_traits>
+
 #include "kernels/attention_hopper_primitives.cuh"
 #include "kernels/attention_mma_fragments.cuh"
 
@@ -56,8 +58,11 @@ struct ForwardShape : WarpSpecializedBlock<CONSUMERS> {
     static_assert(kSharedBytes <= 227 * 1024, "shared memory per block");
 };
 
-// Production shape per head dim (the workbench's sweep times the others).
-template <int HD> using ForwardConfig = ForwardShape<HD, 2, true>;
+// Production shape per head dim, the sweep's fastest (the workbench times the others): at HD 64
+// the tile-at-a-time schedule wins, its S and P fit without the pipelined one's register
+// pressure; at HD 128 a third K/V stage keeps the pipelined consumers fed.
+template <int HD>
+using ForwardConfig = std::conditional_t<HD == 64, ForwardShape<64, 2, false>, ForwardShape<HD, 3, true>>;
 
 // Shared-memory addresses of one block's tiles and barriers.
 template <typename C> struct ForwardSmem {
