@@ -1,22 +1,19 @@
-// Text samples during training: autoregressive generation from <|endoftext|> on rank 0
-// (temperature, top-k). Each token runs one forward pass over a fixed window (batch 1), so one
-// set of matmul shapes serves every length; causal attention keeps the padding from leaking
-// backwards.
+// Text samples during training: generation from <|endoftext|> on rank 0 (temperature, top-k,
+// top-p), through the same KV-cache path as ./train_gpt2cu --generate (train/generator.cuh),
+// batch 1, with the training model's weights. Its random numbers are one SampleRng whose state
+// goes into checkpoints, so a resumed run samples the same text.
 #pragma once
 
 #include <algorithm>
-#include <array>
-#include <cmath>
 #include <memory>
-#include <numeric>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "host/config.h"
 #include "host/sampling.h"
 #include "host/tokenizer.h"
 #include "model/gpt2.cuh"
+#include "train/generator.cuh"
 
 class TextSampler {
   public:
@@ -24,32 +21,24 @@ class TextSampler {
 
     SampleRng& rng() { return rng_; }  // its state goes into checkpoints
 
+    // Up to --sample-tokens tokens (fewer where the model's positions end, or at <|endoftext|>),
+    // decoded. The KV cache is allocated for the sample and freed after it: samples are rare and
+    // small, and the training step keeps the memory the rest of the time.
     template <typename T, typename R>
     std::string sample(Gpt2Model<T, R>& model, MatmulContext& matmul, cudaStream_t stream) {
-        const int window = std::min(config_.seq_len, (config_.sample_tokens + 1 + 63) / 64 * 64);
-        const ModelShape& shape = model.options().shape;
-        const int Vp = shape.padded_vocab_size, V = shape.vocab_size;
-        std::vector<int32_t> tokens(window, Gpt2Tokenizer::kEndOfText);
-        std::vector<T> logits_row(Vp);
-        std::vector<float> row(V);
-        SamplingSettings settings;
-        settings.temperature = config_.temperature;
-        settings.top_k = config_.top_k;
-        const int count = std::min(config_.sample_tokens, window - 1);
-        DropoutSchedule no_dropout;
-        no_dropout.training = false;
-        for (int position = 0; position < count; ++position) {
-            CUDA_CHECK(cudaMemcpyAsync(model.device_tokens(), tokens.data(), sizeof(int32_t) * window,
-                                       cudaMemcpyHostToDevice, stream));
-            model.forward(matmul, 1, window, no_dropout, false, 0.0f, stream);
-            CUDA_CHECK(cudaMemcpyAsync(logits_row.data(), model.logits() + (size_t)position * Vp, sizeof(T) * Vp,
-                                       cudaMemcpyDeviceToHost, stream));
-            CUDA_CHECK(cudaStreamSynchronize(stream));
-            for (int v = 0; v < V; ++v) row[v] = to_float(logits_row[v]);
-            tokens[position + 1] = sample_token(row.data(), V, settings, rng_);
-        }
-        std::vector<int> generated(tokens.begin() + 1, tokens.begin() + 1 + count);
-        return tokenizer().decode(generated);
+        GenerationSettings settings;
+        settings.sampling.temperature = config_.temperature;
+        settings.sampling.top_k = config_.top_k;
+        settings.sampling.top_p = config_.top_p;
+        settings.max_new_tokens = std::min(config_.sample_tokens, config_.max_seq_len - 1);
+        Generator<T, R> generator(model, 1, settings.max_new_tokens + 1);
+        std::vector<SampleRng> rngs = {rng_};
+        const Completion completion =
+            generator.generate({{Gpt2Tokenizer::kEndOfText}}, settings, rngs, matmul, stream).front();
+        rng_ = rngs.front();
+        std::vector<int> text_tokens = completion.tokens;
+        if (completion.stopped_at_end_of_text) text_tokens.pop_back();
+        return tokenizer().decode(text_tokens);
     }
 
   private:
