@@ -125,6 +125,7 @@ struct TrainConfig {
     std::string generate_out;         // JSON lines: each completion's tokens and text
     std::string generate_logits_out;  // testing: the logits each new token was chosen from (tensor bundle)
     int generate_bench = 0;           // > 0: time the generation of max_new_tokens for this many sequences
+    bool generate_cuda_graph = true;  // replay each decode step as a CUDA graph (train/generator.cuh)
     bool tensorboard = true;          // TensorBoard event file beside log.jsonl
     int64_t checkpoint_every = 1000;  // 0 = only at the end
     int keep_best_checkpoints = kKeepAllCheckpoints;  // keep the newest and these best by val loss; -1 = all

@@ -434,6 +434,9 @@ std::vector<Option> build_options() {
                        "benchmark: N sequences from <|endoftext|>, --max-new-tokens each (never stopping early), "
                        "with the weights of -e (a checkpoint, or a preset's random ones from --seed), then "
                        "`GENERATE_BENCH batch=... decode_tokens_per_s=...` (0 = off)"),
+        bool_option(generation, "--generate-cuda-graph", &C::generate_cuda_graph,
+                    "replay each decode step as one CUDA graph instead of launching its kernels one by one (the "
+                    "same arithmetic; at small batches the launches take longer than the kernels)"),
 
         text_option(output, "--out-dir", &C::out_dir, "DIR", "run directory: config, log.jsonl, checkpoints",
                     "runs/<experiment>-<YYYYmmdd-HHMMSS>"),

@@ -17,7 +17,9 @@
 // thread dots its own keys with q (broadcast from shared memory), then groups of threads, one
 // 16-byte vector of the head each, sum P_j v_j over the keys. With one split the block writes the
 // output; with several, each writes its unnormalized sum and (max, sum of exp) to scratch, and a
-// second kernel rescales and adds them (the online-softmax merge).
+// second kernel rescales and adds them (the online-softmax merge). A sequence's keys fall into the
+// same 256-key blocks however many splits the launch has (blocks past its last key exit), so its
+// output does not depend on the other sequences' lengths or on a launch sized for the whole cache.
 #pragma once
 
 #include <cmath>
@@ -131,6 +133,11 @@ __global__ void __launch_bounds__(HD)
     const size_t head = static_cast<size_t>(b) * NH + h;
     const int used = splits_for(positions[b]);
     const float* stats = partial_stats + head * splits * 2;
+    T* o_out = out + static_cast<size_t>(b) * NH * HD + h * HD + d;
+    if (used == 1) {  // as the one-split kernel writes it, bit for bit, however many splits ran
+        *o_out = from_float<T>(partial_out[head * splits * HD + d] / stats[1]);
+        return;
+    }
     float overall_max = -INFINITY;
     for (int s = 0; s < used; ++s) overall_max = fmaxf(overall_max, stats[2 * s]);
     float total = 0.0f, o = 0.0f;
@@ -139,7 +146,7 @@ __global__ void __launch_bounds__(HD)
         total += stats[2 * s + 1] * weight;
         o += partial_out[(head * splits + s) * HD + d] * weight;
     }
-    out[static_cast<size_t>(b) * NH * HD + h * HD + d] = from_float<T>(o / total);
+    *o_out = from_float<T>(o / total);
 }
 
 // Row n of qkv (N, 3, NH, HD): its k and v into sequence slot (slot, or n when slot < 0) at position

@@ -23,7 +23,8 @@ data/vocab (make setup) for check 3 only.
 2. A batch equals each prompt alone: the two prompts in one batch (different lengths, so
    different positions per sequence) against each prompt generated alone: logits within the
    tolerance up to the first step whose tokens differ, and tokens equal up to the first near tie
-   (as in 1c).
+   (as in 1c). The batch's decode steps replayed as CUDA graphs (the default) equal the same
+   steps launched one kernel at a time (--generate-cuda-graph 0) bit for bit.
 3. With data/vocab: text prompts (--generate "..."), --generate-out's JSON lines, and the
    trainer's periodic samples (the same generation path) on a resumed run equal those of the
    run it resumed.
@@ -96,14 +97,14 @@ def make_checkpoint(path, shape, seed):
     write_checkpoint(path, cfg, params)
 
 
-def generate(trainer, checkpoint, precision, prompts, work, name):
+def generate(trainer, checkpoint, precision, prompts, work, name, extra=()):
     """Greedy completions of token-id prompts: (tokens per prompt, logits (prompts, N, V))."""
     prompt_file, logits_file = os.path.join(work, f"{name}.prompts"), os.path.join(work, f"{name}.logits.bin")
     with open(prompt_file, "w") as f:
         f.write("".join(" ".join(map(str, p)) + "\n" for p in prompts))
     output = run([trainer, "-e", checkpoint, "--precision", precision, "--prompt-file", prompt_file,
                   "--prompt-format", "tokens", "--temperature", "0", "--max-new-tokens", str(NEW_TOKENS),
-                  "--generate-logits-out", logits_file])
+                  "--generate-logits-out", logits_file] + list(extra))
     if "tokens/s" not in output:
         raise RuntimeError(f"no decode speed line in the output:\n{output}")
     bundle = read_bundle(logits_file)
@@ -157,6 +158,11 @@ def check_model(report, args, work, name, shape, seed, precision):
     prompts = [rng.integers(0, 50256, size=n).tolist() for n in PROMPT_LENGTHS]
     tolerance = TOLERANCE[precision]
     batch_tokens, batch_logits = generate(args.trainer, checkpoint, precision, prompts, work, "batch")
+    eager_tokens, eager_logits = generate(args.trainer, checkpoint, precision, prompts, work, "eager",
+                                          ["--generate-cuda-graph", "0"])
+    report.check(eager_tokens == batch_tokens and np.array_equal(eager_logits, batch_logits),
+                 f"{name} {precision}: each decode step replayed as a CUDA graph gives the eager steps' tokens and "
+                 f"logits bit for bit")
     for i, prompt in enumerate(prompts):
         what = f"{name} {precision}, prompt of {len(prompt)}"
         alone_tokens, alone_logits = generate(args.trainer, checkpoint, precision, [prompt], work, "alone")

@@ -722,9 +722,12 @@ TEST(ConfigGenerationTest, PromptsSamplingAndOutputsParse) {
     EXPECT_EQ(defaults.max_new_tokens, 128);
     EXPECT_EQ(defaults.prompt_format, PromptFormat::text);
     EXPECT_TRUE(defaults.generate.empty());
+    EXPECT_TRUE(defaults.generate_cuda_graph);
+    EXPECT_FALSE(parse({"-e", file, "--generate", "Hi", "--generate-cuda-graph", "0"}).generate_cuda_graph);
     const std::string help = help_text();
     for (const char* flag : {"--generate TEXT", "--prompt-file FILE", "--prompt-format text|tokens", "--max-new-tokens N",
-                             "--top-p X", "--generate-out FILE", "--generate-logits-out FILE", "--generate-bench N"})
+                             "--top-p X", "--generate-out FILE", "--generate-logits-out FILE", "--generate-bench N",
+                             "--generate-cuda-graph 0|1"})
         EXPECT_NE(help.find(flag), std::string::npos) << flag;
 }
 

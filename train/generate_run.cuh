@@ -30,6 +30,7 @@ inline GenerationSettings settings_for(const TrainConfig& config) {
     settings.sampling.top_p = config.top_p;
     settings.max_new_tokens = config.max_new_tokens;
     settings.stop_at_end_of_text = config.generate_bench == 0;
+    settings.cuda_graph = config.generate_cuda_graph;
     return settings;
 }
 

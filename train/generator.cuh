@@ -4,6 +4,13 @@
 // forward pass, not the window's. The next token is chosen on the host from the last position's
 // logits only (host/sampling.h). `./train_gpt2cu --generate` (train/generate_run.cuh) and the
 // trainer's samples (train/sampler.cuh) both generate through this class.
+//
+// A decode step launches about ten kernels per layer, each over a handful of rows: at small
+// batches the GPU finishes them faster than the host submits them. With cuda_graph the step is
+// captured once per batch size as a CUDA graph and replayed, one launch per step. The graph
+// records a fixed launch shape, so every step runs all B rows (finished sequences too) and the
+// attention's split for the cache's whole length (its blocks past a sequence's last key exit at
+// once); the eager path launches the same per-sequence arithmetic, so both give the same bits.
 #pragma once
 
 #include <algorithm>
@@ -20,6 +27,7 @@ struct GenerationSettings {
     SamplingSettings sampling;
     int max_new_tokens = 128;
     bool stop_at_end_of_text = true;  // false: always max_new_tokens per sequence (benchmarks)
+    bool cuda_graph = false;          // replay each decode step as a CUDA graph (see above)
 };
 
 struct Completion {
@@ -48,6 +56,7 @@ template <typename T, typename R> class Generator {
         CUDA_CHECK(cudaMallocHost(&host_inputs_, 2 * max_batch * sizeof(int)));
     }
     ~Generator() {
+        if (graph_) cudaGraphExecDestroy(graph_);
         cudaFreeHost(host_inputs_);
         cudaFreeHost(host_logits_);
         cudaFree(next_logits_);
@@ -111,25 +120,23 @@ template <typename T, typename R> class Generator {
         int* host_tokens = host_inputs_;
         int* host_positions = host_inputs_ + max_batch_;
         for (int step = 1; step < N; ++step) {
-            // Sequences that stopped still take a token while a later one runs (each row is its
-            // cache slot); the batch shrinks to the last running one.
-            int rows = 0;
-            for (int b = 0; b < B; ++b)
-                if (!completions[b].stopped_at_end_of_text) rows = b + 1;
-            if (rows == 0) break;
-            int max_position = 0;
-            for (int b = 0; b < rows; ++b) {
+            // Every row takes a token each step, those of stopped sequences too (a fixed batch
+            // keeps the matmul shapes, and so the running sequences' arithmetic, unchanged).
+            int running = 0, max_position = 0;
+            for (int b = 0; b < B; ++b) {
                 const Completion& c = completions[b];
                 host_tokens[b] = c.stopped_at_end_of_text ? Gpt2Tokenizer::kEndOfText : c.tokens.back();
                 host_positions[b] = (int)prompts[b].size() + step - 1;
                 max_position = std::max(max_position, host_positions[b]);
-                t.decoded_tokens += !c.stopped_at_end_of_text;
+                running += !c.stopped_at_end_of_text;
             }
-            CUDA_CHECK(cudaMemcpyAsync(model_.device_tokens(), host_tokens, rows * sizeof(int), cudaMemcpyHostToDevice,
+            if (running == 0) break;
+            CUDA_CHECK(cudaMemcpyAsync(model_.device_tokens(), host_tokens, B * sizeof(int), cudaMemcpyHostToDevice,
                                        stream));
-            CUDA_CHECK(cudaMemcpyAsync(positions_, host_positions, rows * sizeof(int), cudaMemcpyHostToDevice, stream));
-            model_.decode_step(matmul, rows, cache_, positions_, max_position, next_logits_, stream);
-            choose(rows, step);
+            CUDA_CHECK(cudaMemcpyAsync(positions_, host_positions, B * sizeof(int), cudaMemcpyHostToDevice, stream));
+            decode(matmul, B, max_position, settings.cuda_graph, stream);
+            choose(B, step);
+            t.decoded_tokens += running;
             ++t.decode_steps;
         }
         t.decode_ms = std::chrono::duration<double, std::milli>(Clock::now() - decode_start).count();
@@ -137,6 +144,38 @@ template <typename T, typename R> class Generator {
     }
 
   private:
+    // One decode step of rows 0..B-1, their tokens and positions already on the device. With
+    // cuda_graph, a batch size's first step runs eagerly, making every plan the capture must not
+    // create (cuBLASLt's descriptors); its second captures the graph, which every later one replays.
+    void decode(MatmulContext& matmul, int B, int max_position, bool cuda_graph, cudaStream_t stream) {
+        if (cuda_graph && graph_batch_ != B && warmed_batch_ == B) capture(matmul, B, stream);
+        if (cuda_graph && graph_batch_ == B) {
+            CUDA_CHECK(cudaGraphLaunch(graph_, stream));
+            return;
+        }
+        model_.decode_step(matmul, B, cache_, positions_, max_position, next_logits_, stream);
+        warmed_batch_ = B;
+    }
+
+    // The decode step of B rows as a graph, for positions up to the cache's last.
+    void capture(MatmulContext& matmul, int B, cudaStream_t stream) {
+        if (graph_) CUDA_CHECK(cudaGraphExecDestroy(graph_));
+        graph_ = nullptr;
+        cudaGraph_t graph = nullptr;
+        CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+        try {
+            model_.decode_step(matmul, B, cache_, positions_, cache_.max_seq() - 1, next_logits_, stream);
+        } catch (...) {
+            cudaStreamEndCapture(stream, &graph);
+            if (graph) cudaGraphDestroy(graph);
+            throw;
+        }
+        CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+        CUDA_CHECK(cudaGraphInstantiate(&graph_, graph, 0));
+        CUDA_CHECK(cudaGraphDestroy(graph));
+        graph_batch_ = B;
+    }
+
     void check(const std::vector<std::vector<int>>& prompts, const GenerationSettings& settings,
                const std::vector<SampleRng>& rngs) const {
         const ModelShape& shape = model_.options().shape;
@@ -166,4 +205,7 @@ template <typename T, typename R> class Generator {
     T* next_logits_ = nullptr;     // (max_batch, Vp) device: the logits of each sequence's next token
     T* host_logits_ = nullptr;     // (max_batch, Vp) pinned
     int* host_inputs_ = nullptr;   // (2, max_batch) pinned: the step's tokens, then positions
+    cudaGraphExec_t graph_ = nullptr;  // the decode step of graph_batch_ rows
+    int graph_batch_ = 0;              // 0: no graph
+    int warmed_batch_ = 0;             // the batch size of the last eager step
 };
