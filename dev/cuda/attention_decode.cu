@@ -10,7 +10,8 @@
 // own position, then attention_decode against a CPU reference in double on the same rounded
 // inputs. The cache starts poisoned (NaN): a store that misses an element, or an attention that
 // reads a position past a sequence's last, shows up as a non-finite output. The stored keys and
-// values must equal the inputs bit for bit. Shapes cover every head size, positions inside one
+// values must equal the inputs bit for bit, and a launch sized for the whole cache (as the
+// generator's CUDA graph records it) must give the output's bits again. Shapes cover every head size, positions inside one
 // 256-key block, on its boundary and across several (the split and its merge), a sequence
 // whose only key is the new token's, and sequences of unequal lengths in one batch.
 //
@@ -19,6 +20,7 @@
 // at a batch of prompts, for heads of 64 (gpt2s: 12 heads, gpt2xl: 25) and 128.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -74,7 +76,15 @@ template <typename T> void validate(const DecodeShape& s, std::mt19937_64& rng, 
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     attention_decode(out.ptr, scratch.ptr, new_qkv.ptr, keys.ptr, values.ptr, positions.ptr, B, NH, HD, s.max_seq,
                      max_position, scale, nullptr);
+    // A launch sized for the whole cache (the generator's CUDA graph) must give the same bits.
+    DeviceArray<T> out_whole_cache(static_cast<size_t>(B) * NH * HD);
+    attention_decode(out_whole_cache.ptr, scratch.ptr, new_qkv.ptr, keys.ptr, values.ptr, positions.ptr, B, NH, HD,
+                     s.max_seq, s.max_seq - 1, scale, nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<T> sized(static_cast<size_t>(B) * NH * HD), whole(sized.size());
+    CUDA_CHECK(cudaMemcpy(sized.data(), out.ptr, sized.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(whole.data(), out_whole_cache.ptr, whole.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    const bool same_bits = std::memcmp(sized.data(), whole.data(), sized.size() * sizeof(T)) == 0;
 
     // Key or value (part 1 or 2) of sequence b, head h, position t, dim d as the cache must hold it.
     auto expected = [&](int b, int part, int h, int t, int d) {
@@ -113,8 +123,10 @@ template <typename T> void validate(const DecodeShape& s, std::mt19937_64& rng, 
     const bool ok = workbench::report_check(label, workbench::compare(workbench::download(out.ptr, reference.size()), reference),
                                             tolerance<T>());
     std::printf("  %-28s cache holds the keys and values bit for bit  %s\n", "", stored_exactly ? "ok" : "FAIL");
+    std::printf("  %-28s a launch for the whole cache gives the same bits  %s\n", "", same_bits ? "ok" : "FAIL");
     tally.add(ok);
     tally.add(stored_exactly);
+    tally.add(same_bits);
 }
 
 void benchmark() {
@@ -154,7 +166,7 @@ int main(int argc, char** argv) {
     std::mt19937_64 rng(20261207);
     Tally tally;
     const std::vector<DecodeShape> shapes = {
-        {2, 64, 64, {10}},              // one sequence, one block
+        {2, 64, 600, {10}},             // one sequence, one block (of a cache of three)
         {3, 80, 301, {0, 255, 300}},    // only the new key; exactly one full block; two blocks
         {2, 96, 520, {513, 7}},         // three blocks beside one, unequal lengths
         {1, 128, 1024, {1000, 1, 256}}, // four blocks; a block boundary plus one
