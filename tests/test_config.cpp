@@ -661,12 +661,18 @@ TEST(ConfigErrorTest, ResolveValidatesFieldsSetInCode) {
     EXPECT_THROW(c.resolve(0), ConfigError);
 }
 
-TEST(ConfigEvaluationTest, CheckpointOnlyRunsNeedACheckpointAndOneGpu) {
-    const test_support::ScratchDir scratch("test_config");
+// A model file of one small layer (32 positions) in `scratch`, for the runs -e CHECKPOINT starts.
+std::string small_checkpoint(const test_support::ScratchDir& scratch) {
     const TrainConfig source = parse({"-e", "d1", "--n-embd", "64", "--n-head", "1", "--max-seq-len", "32", "--seq-len", "32"});
     const std::vector<float> params(static_cast<size_t>(source.num_params), 0.5f);
     const std::string file = model_file_path(scratch.path.string(), 10);
     write_model_file(file, source.model_shape(), 10, params.data());
+    return file;
+}
+
+TEST(ConfigEvaluationTest, CheckpointOnlyRunsNeedACheckpointAndOneGpu) {
+    const test_support::ScratchDir scratch("test_config");
+    const std::string file = small_checkpoint(scratch);
 
     const TrainConfig logits = parse({"-e", file, "--logits-in", "t.bin", "--logits-out", "l.bin"});
     EXPECT_EQ(logits.logits_in, "t.bin");
@@ -690,10 +696,7 @@ TEST(ConfigEvaluationTest, CheckpointOnlyRunsNeedACheckpointAndOneGpu) {
 
 TEST(ConfigGenerationTest, PromptsSamplingAndOutputsParse) {
     const test_support::ScratchDir scratch("test_config");
-    const TrainConfig source = parse({"-e", "d1", "--n-embd", "64", "--n-head", "1", "--max-seq-len", "32", "--seq-len", "32"});
-    const std::vector<float> params(static_cast<size_t>(source.num_params), 0.5f);
-    const std::string file = model_file_path(scratch.path.string(), 10);
-    write_model_file(file, source.model_shape(), 10, params.data());
+    const std::string file = small_checkpoint(scratch);
 
     const TrainConfig c = parse({"-e", file, "--generate", "Once upon", "--generate", "", "--generate=--dashes",
                                  "--prompt-file", "p.txt", "--prompt-format", "tokens", "--max-new-tokens", "31",
@@ -733,10 +736,7 @@ TEST(ConfigGenerationTest, PromptsSamplingAndOutputsParse) {
 
 TEST(ConfigGenerationTest, BadGenerationRunsAreClearErrors) {
     const test_support::ScratchDir scratch("test_config");
-    const TrainConfig source = parse({"-e", "d1", "--n-embd", "64", "--n-head", "1", "--max-seq-len", "32", "--seq-len", "32"});
-    const std::vector<float> params(static_cast<size_t>(source.num_params), 0.5f);
-    const std::string file = model_file_path(scratch.path.string(), 10);
-    write_model_file(file, source.model_shape(), 10, params.data());
+    const std::string file = small_checkpoint(scratch);
     const std::vector<BadInput> cases = {
         {{"-e", "d2", "--generate", "Hi"},
          "--generate continues text with a trained model: give its checkpoint with -e model_SSSSSSSS.bin"},
