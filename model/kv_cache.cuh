@@ -28,14 +28,6 @@ class KvCache {
     KvCache(const KvCache&) = delete;
     KvCache& operator=(const KvCache&) = delete;
 
-    // Device memory a cache of this size takes, before taking it.
-    static size_t bytes(const ModelShape& shape, int slots, int max_seq, size_t element_bytes) {
-        const size_t elements = (size_t)slots * shape.n_embd * max_seq;  // per layer, keys or values
-        const int head_dim = shape.n_embd / shape.n_head;
-        return 2 * shape.n_layer * elements * element_bytes +
-               attention_decode_scratch_floats(slots, shape.n_head, head_dim, max_seq) * sizeof(float);
-    }
-
     int slots() const { return slots_; }
     int max_seq() const { return max_seq_; }
     // Layer l's keys and values, (slots, NH, max_seq, HD) each.

@@ -16,7 +16,8 @@ data/vocab (make setup) for check 3 only.
    (--generate-logits-out). The ordinary forward pass (--logits-out, the trainer's own) over
    prompt + generated tokens gives, at each generated position, the logits a full recompute
    sees. Checks: (a) relative L2 of the cached path's logits against those <= the precision's
-   tolerance; (b) every greedy token is the argmax of its own logits; (c) every greedy token is
+   tolerance; (b) every greedy token (the GPU's argmax, kernels/row_argmax.cuh) is numpy's argmax
+   of its own logits; (c) every greedy token is
    the full recompute's argmax, up to the first step where the recompute's top two logits are
    closer than the precision can order (near_tie: 8u of the larger, u = 2^-8 in bf16, 2^-11 in
    fp16); how many steps that compared is printed.
@@ -172,7 +173,7 @@ def check_model(report, args, work, name, shape, seed, precision):
         report.check(error <= tolerance, f"{what}: cached vs recomputed logits over {len(tokens)} steps: relative L2 "
                                          f"{error:.2e} (tolerance {tolerance:g})")
         report.check([int(np.argmax(row)) for row in logits] == tokens,
-                     f"{what}: every greedy token is the argmax of its logits")
+                     f"{what}: every greedy token (the GPU's argmax) is the argmax of its logits")
         compared, mismatch = tokens_before_tie(tokens, full, precision)
         report.check(mismatch is None,
                      f"{what}: greedy tokens equal the full recompute's argmax for {compared_text(compared, len(tokens))}"

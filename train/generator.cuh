@@ -2,7 +2,8 @@
 // (Gpt2Model::prefill, which fills its keys and values into the cache), then every step runs the
 // model over one new token per sequence (Gpt2Model::decode_step), so a token costs one token's
 // forward pass, not the window's. The next token is chosen on the host from the last position's
-// logits only (host/sampling.h). `./train_gpt2cu --generate` (train/generate_run.cuh) and the
+// logits only (host/sampling.h; greedy picks on the GPU, kernels/row_argmax.cuh, the same
+// token). `./train_gpt2cu --generate` (train/generate_run.cuh) and the
 // trainer's samples (train/sampler.cuh) both generate through this class.
 //
 // A decode step launches about ten kernels per layer, each over a handful of rows: at small
@@ -15,11 +16,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "host/sampling.h"
 #include "host/tokenizer.h"
+#include "kernels/row_argmax.cuh"
 #include "model/gpt2.cuh"
 #include "model/kv_cache.cuh"
 
@@ -52,23 +57,26 @@ template <typename T, typename R> class Generator {
         const int Vp = model.options().shape.padded_vocab_size;
         CUDA_CHECK(cudaMalloc(&positions_, max_batch * sizeof(int)));
         CUDA_CHECK(cudaMalloc(&next_logits_, (size_t)max_batch * Vp * sizeof(T)));
+        CUDA_CHECK(cudaMalloc(&best_tokens_, max_batch * sizeof(int)));
+        CUDA_CHECK(cudaMalloc(&best_logits_, max_batch * sizeof(float)));
         CUDA_CHECK(cudaMallocHost(&host_logits_, (size_t)max_batch * Vp * sizeof(T)));
         CUDA_CHECK(cudaMallocHost(&host_inputs_, 2 * max_batch * sizeof(int)));
+        CUDA_CHECK(cudaMallocHost(&host_best_tokens_, max_batch * sizeof(int)));
+        CUDA_CHECK(cudaMallocHost(&host_best_logits_, max_batch * sizeof(float)));
     }
     ~Generator() {
         if (graph_) cudaGraphExecDestroy(graph_);
+        cudaFreeHost(host_best_logits_);
+        cudaFreeHost(host_best_tokens_);
         cudaFreeHost(host_inputs_);
         cudaFreeHost(host_logits_);
+        cudaFree(best_logits_);
+        cudaFree(best_tokens_);
         cudaFree(next_logits_);
         cudaFree(positions_);
     }
     Generator(const Generator&) = delete;
     Generator& operator=(const Generator&) = delete;
-
-    // Device memory a generator of this size takes besides the model, before taking it.
-    static size_t bytes(const ModelShape& shape, int max_batch, int max_seq) {
-        return KvCache::bytes(shape, max_batch, max_seq, sizeof(T)) + (size_t)max_batch * shape.padded_vocab_size * sizeof(T);
-    }
 
     // One completion per prompt (each non-empty, its tokens in the vocabulary, its length plus
     // max_new_tokens at most the cache's max_seq). Prompt i draws its random numbers from rngs[i]
@@ -88,19 +96,32 @@ template <typename T, typename R> class Generator {
         if (logits) logits->assign((size_t)B * N * V, 0.0f);
         std::vector<Completion> completions(B);
         std::vector<float> row(V);
-        // Token `step` of every running sequence in rows 0..rows-1 of the logits on the host.
-        auto choose = [&](int rows, int step) {
+        // Token `step` of every running sequence from its row of next_logits_: greedy
+        // from the GPU's argmax, else drawn on the host from the row (which then crosses, as it
+        // does where `logits` wants it).
+        const bool greedy = settings.sampling.temperature == 0.0, rows_to_host = !greedy || logits;
+        auto choose = [&](int step) {
             const int Vp = shape.padded_vocab_size;
-            CUDA_CHECK(cudaMemcpyAsync(host_logits_, next_logits_, (size_t)rows * Vp * sizeof(T), cudaMemcpyDeviceToHost,
-                                       stream));
+            if (greedy) {
+                row_argmax(best_tokens_, best_logits_, next_logits_, B, V, Vp, stream);
+                CUDA_CHECK(cudaMemcpyAsync(host_best_tokens_, best_tokens_, B * sizeof(int), cudaMemcpyDeviceToHost,
+                                           stream));
+                CUDA_CHECK(cudaMemcpyAsync(host_best_logits_, best_logits_, B * sizeof(float), cudaMemcpyDeviceToHost,
+                                           stream));
+            }
+            if (rows_to_host)
+                CUDA_CHECK(cudaMemcpyAsync(host_logits_, next_logits_, (size_t)B * Vp * sizeof(T),
+                                           cudaMemcpyDeviceToHost, stream));
             CUDA_CHECK(cudaStreamSynchronize(stream));
-            for (int b = 0; b < rows; ++b) {
+            for (int b = 0; b < B; ++b) {
                 Completion& c = completions[b];
                 if (c.stopped_at_end_of_text) continue;
-                const T* source = host_logits_ + (size_t)b * Vp;
-                for (int v = 0; v < V; ++v) row[v] = to_float(source[v]);
-                if (logits) std::copy(row.begin(), row.end(), logits->begin() + ((size_t)b * N + step) * V);
-                c.tokens.push_back(sample_token(row.data(), V, settings.sampling, rngs[b]));
+                if (rows_to_host) {
+                    const T* source = host_logits_ + (size_t)b * Vp;
+                    for (int v = 0; v < V; ++v) row[v] = to_float(source[v]);
+                    if (logits) std::copy(row.begin(), row.end(), logits->begin() + ((size_t)b * N + step) * V);
+                }
+                c.tokens.push_back(greedy ? greedy_token(b) : sample_token(row.data(), V, settings.sampling, rngs[b]));
                 c.stopped_at_end_of_text = settings.stop_at_end_of_text && c.tokens.back() == Gpt2Tokenizer::kEndOfText;
             }
         };
@@ -113,7 +134,7 @@ template <typename T, typename R> class Generator {
             model_.prefill(matmul, length, cache_, b, next_logits_ + (size_t)b * shape.padded_vocab_size, stream);
             t.prompt_tokens += length;
         }
-        choose(B, 0);
+        choose(0);
         const auto decode_start = Clock::now();
         t.prefill_ms = std::chrono::duration<double, std::milli>(decode_start - prefill_start).count();
 
@@ -135,7 +156,7 @@ template <typename T, typename R> class Generator {
                                        stream));
             CUDA_CHECK(cudaMemcpyAsync(positions_, host_positions, B * sizeof(int), cudaMemcpyHostToDevice, stream));
             decode(matmul, B, max_position, settings.cuda_graph, stream);
-            choose(B, step);
+            choose(step);
             t.decoded_tokens += running;
             ++t.decode_steps;
         }
@@ -144,6 +165,16 @@ template <typename T, typename R> class Generator {
     }
 
   private:
+    // Row b's token from the GPU's argmax: sample_token's greedy choice, and its error where the
+    // row has no finite logit.
+    int greedy_token(int b) const {
+        if (host_best_tokens_[b] < 0 || !std::isfinite(host_best_logits_[b]))
+            throw std::runtime_error("sampling: the largest logit of sequence " + std::to_string(b) + " is " +
+                                     std::to_string(host_best_logits_[b]) + ": the model's output is not finite "
+                                     "(diverged or overflowing weights)");
+        return host_best_tokens_[b];
+    }
+
     // One decode step of rows 0..B-1, their tokens and positions already on the device. With
     // cuda_graph, a batch size's first step runs eagerly, making every plan the capture must not
     // create (cuBLASLt's descriptors); its second captures the graph, which every later one replays.
@@ -204,7 +235,11 @@ template <typename T, typename R> class Generator {
     int* positions_ = nullptr;     // (max_batch) device: each sequence's position this step
     T* next_logits_ = nullptr;     // (max_batch, Vp) device: the logits of each sequence's next token
     T* host_logits_ = nullptr;     // (max_batch, Vp) pinned
+    int* best_tokens_ = nullptr;   // (max_batch) device: greedy's tokens, each row's argmax
+    float* best_logits_ = nullptr;  // (max_batch) device: their logits
     int* host_inputs_ = nullptr;   // (2, max_batch) pinned: the step's tokens, then positions
+    int* host_best_tokens_ = nullptr;   // (max_batch) pinned copies of best_tokens_ and best_logits_
+    float* host_best_logits_ = nullptr;
     cudaGraphExec_t graph_ = nullptr;  // the decode step of graph_batch_ rows
     int graph_batch_ = 0;              // 0: no graph
     int warmed_batch_ = 0;             // the batch size of the last eager step
