@@ -9,7 +9,9 @@
 #   5. SIGTERM checkpoints and exits with status 3, and the resume is exact;
 #   6. --eval-only on a checkpoint gives exactly the validation loss its run logged at that step,
 #      the test split is evaluated after training and by --eval-only, and --device-batch auto
-#      picks, prints and trains with the largest device batch that fits.
+#      picks, prints and trains with the largest device batch that fits;
+#   7. checkpoint retention in a real run: the directory ends with the newest checkpoint, the best
+#      by validation loss and the progress checkpoints, and nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -105,7 +107,9 @@ long=("${common[@]}" --steps 150 --checkpoint-every 0)
 ./train_gpt2cu "${long[@]}" --out-dir "$work/stopped" >"$work/stopped.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do
-    [ "$(grep -c '"train"' "$work/stopped/log.jsonl" 2>/dev/null)" -ge 5 ] && break
+    # Before the run has created its log, grep prints nothing: count that as 0 steps.
+    steps_logged=$(grep -c '"train"' "$work/stopped/log.jsonl" 2>/dev/null) || true
+    [ "${steps_logged:-0}" -ge 5 ] && break
     sleep 0.05
 done
 kill -TERM $pid
@@ -181,5 +185,29 @@ checks = {
 for name, ok in checks.items():
     print(f"  {name:60s} {'ok' if ok else 'FAIL'}")
 sys.exit(0 if all(checks.values()) else 1)
+PY
+# Checkpoint retention as the seed keeps checkpoints (host/checkpoint_retention.h): every 3 steps,
+# the 2 best by validation loss (evaluated at each), progress checkpoints at multiples of 10 (also
+# written where the 3-step series does not fall). Kept sets only shrink as checkpoints are added, so
+# what the run leaves must be: the newest, multiples of 10, and the 2 lowest logged validation
+# losses (ties: the earlier step), each with its state file.
+echo "== checkpoint retention: the newest, the 2 best by validation loss, the progress checkpoints"
+./train_gpt2cu "${common[@]}" --steps 24 --checkpoint-every 3 --val-every 3 --keep-best-checkpoints 2 \
+    --keep-checkpoint-every 10 --out-dir "$work/pruned" >"$work/pruned.log" 2>&1 || { tail -5 "$work/pruned.log"; status=1; }
+grep -m1 "| checkpoint " "$work/pruned.log" || true
+"$PYTHON" - "$work/pruned" <<'PY' || status=1
+import json, os, re, sys
+run = sys.argv[1]
+val = {e["step"]: e["loss"] for e in map(json.loads, open(f"{run}/log.jsonl")) if e["event"] == "val"}
+files = sorted(os.listdir(run))
+models = sorted(int(m.group(1)) for f in files if (m := re.fullmatch(r"model_(\d{8})\.bin", f)))
+states = sorted(int(m.group(1)) for f in files if (m := re.fullmatch(r"state_(\d{8})_rank\d{5}\.bin", f)))
+best = sorted(sorted(val, key=lambda step: (val[step], step))[:2])
+expected = sorted({24, 10, 20, *best})
+print("  directory:", " ".join(f for f in files if f.endswith(".bin")))
+print("  validation losses:", ", ".join(f"{step}: {loss:.4f}" for step, loss in sorted(val.items())))
+ok = models == expected and states == expected and sorted(val) == list(range(3, 25, 3))
+print(f"  kept {models}, expected newest + best {best} + progress [10, 20] = {expected}  {'ok' if ok else 'FAIL'}")
+sys.exit(0 if ok else 1)
 PY
 [ "$status" -eq 0 ] || { echo "test_gpt2cu failed: see the comparisons above"; exit "$status"; }

@@ -3,6 +3,7 @@
 # a short training run, both at a small size: every tool must report 0 errors.
 #
 #   scripts/test_sanitizer.sh          (make sanitize; needs a GPU, compute-sanitizer, PyTorch)
+#   SANITIZER_TOOLS="racecheck initcheck" scripts/test_sanitizer.sh    (some of the tools only)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -27,7 +28,10 @@ train=(./train_gpt2cu -e d12 --n-layer 2 --n-embd 128 --n-head 2 --seq-len 64 --
        --train-glob "$work/shards/synthetic_train_*.bin" --val-glob "$work/shards/synthetic_val_*.bin")
 
 status=0
-for tool in memcheck racecheck initcheck synccheck; do
+for tool in ${SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck}; do
+    case $tool in memcheck | racecheck | initcheck | synccheck) ;;
+        *) echo "SANITIZER_TOOLS: unknown tool '$tool' (memcheck, racecheck, initcheck, synccheck)"; exit 2 ;;
+    esac
     for program in test_gpt2cu train; do
         log=$work/$tool-$program.log
         if [ $program = test_gpt2cu ]; then
