@@ -221,7 +221,11 @@ Option text_list_option(const std::string& section, const std::string& flag,
                         const std::string& help) {
     Option option = make_option(section, flag, value_name, help);
     option.default_note = "none";
-    option.problem = [](const TrainConfig&) { return std::string(); };
+    option.problem = [member](const TrainConfig& config) {
+        for (const std::string& text : config.*member)
+            if (std::string problem = utf8_problem(text); !problem.empty()) return problem;
+        return std::string();
+    };
     option.set = [member](TrainConfig& config, const std::string& text) { (config.*member).push_back(text); };
     option.get = [member](const TrainConfig& config) { return Json(config.*member); };
     return option;

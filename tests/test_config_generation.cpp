@@ -82,6 +82,7 @@ TEST(ConfigGenerationTest, BadGenerationRunsAreClearErrors) {
         {{"-e", file, "--generate", "Hi", "--prompt-format", "ids"}, "--prompt-format: 'ids' is not one of text|tokens"},
         {{"-e", "gpt2s", "--generate-bench", "65536"}, "--generate-bench 65536 is out of range"},
         {{"--generate"}, "--generate needs a value"},
+        {{"-e", file, "--generate", "caf\xe9"}, "--generate is not UTF-8 text"},
     };
     for (const BadInput& c : cases) {
         const std::string message = error_of(c.args);
