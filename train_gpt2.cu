@@ -4,6 +4,7 @@
 //   mpirun -np 8 ./train_gpt2cu -e gpt2l                       a node of 8 GPUs (or --nproc 8)
 //   ./train_gpt2cu -e gpt3xl --print-config                    the resolved experiment as JSON
 //   ./train_gpt2cu -e model.bin --hellaswag-only 1             evaluate a checkpoint, no training
+//   ./train_gpt2cu -e model.bin --generate "Once upon a time"  continue a prompt (KV cache)
 //
 // main() is the table of contents: launch -> configuration -> ranks and GPU -> Trainer::run().
 // The training machinery is in train/ (train/trainer.cuh first), the model in model/, the
@@ -14,14 +15,16 @@
 #include <string>
 
 #include "host/config.h"
+#include "train/generate_run.cuh"
 #include "train/hellaswag_eval.cuh"
 #include "train/logits_dump.cuh"
 #include "train/nccl_context.cuh"
 #include "train/trainer.cuh"
 
-// Training, or one of the evaluation-only runs of a checkpoint.
+// Training, or one of the runs of a checkpoint without training (evaluation, generation).
 template <typename T, typename R> int run_with_types(const TrainConfig& config, DistributedContext& dist) {
     if (!config.logits_out.empty()) return dump_logits<T, R>(config);
+    if (config.generation_run()) return run_generation<T, R>(config);
     if (config.hellaswag_only) return evaluate_hellaswag_only<T, R>(config, dist);
     return Trainer<T, R>(config, dist).run();
 }

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <filesystem>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "host/config_internal.h"
 #include "host/gpu_specs.h"
@@ -61,25 +63,42 @@ void check_kernel_support(const TrainConfig& config) {
                           " (the cross-entropy kernel's 16-byte rows): use --pad-vocab-to 64 or 128");
 }
 
-// --logits-out and --hellaswag-only run a checkpoint's forward pass instead of training: they
-// need its weights and run on one GPU.
+// --logits-out, --hellaswag-only and generation (--generate, --prompt-file, --generate-bench)
+// run a checkpoint's forward pass instead of training: they need its weights (the benchmark also
+// takes a preset's random ones) and run on one GPU.
 void check_standalone_modes(const TrainConfig& config, int num_processes) {
     if (config.logits_in.empty() != config.logits_out.empty())
         throw ConfigError(std::string(config.logits_in.empty() ? "--logits-out" : "--logits-in") +
                           " needs " + (config.logits_in.empty() ? "--logits-in" : "--logits-out") +
                           ": the tokens come from one bundle and the logits go to the other");
     const bool logits = !config.logits_out.empty();
-    if (logits && config.hellaswag_only)
-        throw ConfigError("--logits-out and --hellaswag-only are two runs: give one of them");
-    if (!logits && !config.hellaswag_only) return;
-    const std::string mode = logits ? "--logits-out" : "--hellaswag-only";
+    const bool prompts = !config.generate.empty() || !config.prompt_file.empty();
+    const bool bench = config.generate_bench > 0;
+    if (!prompts && (!config.generate_out.empty() || !config.generate_logits_out.empty()))
+        throw ConfigError(std::string(config.generate_out.empty() ? "--generate-logits-out" : "--generate-out") +
+                          " writes the completions of prompts: give them with --generate TEXT or --prompt-file FILE");
+    std::vector<std::string> modes;
+    if (logits) modes.push_back("--logits-out");
+    if (config.hellaswag_only) modes.push_back("--hellaswag-only");
+    if (prompts) modes.push_back(config.generate.empty() ? "--prompt-file" : "--generate");
+    if (bench) modes.push_back("--generate-bench");
+    if (modes.empty()) return;
+    if (modes.size() > 1)
+        throw ConfigError(modes[0] + " and " + modes[1] + " are two runs: give one of them" +
+                          (prompts && bench ? " (--generate-bench times its own prompts)" : ""));
+    const std::string& mode = modes[0];
     if (config.eval_only)
         throw ConfigError(mode + " and --eval-only are two runs: give one of them (--eval-only: the validation "
                           "and test losses)");
-    if (config.init_from.empty())
-        throw ConfigError(mode + " evaluates a trained model: give its checkpoint with -e model_SSSSSSSS.bin");
+    if (config.init_from.empty() && !bench)
+        throw ConfigError(mode + (prompts ? " continues text with a trained model" : " evaluates a trained model") +
+                          ": give its checkpoint with -e model_SSSSSSSS.bin");
     if (num_processes > 1 || config.nproc > 1)
         throw ConfigError(mode + " runs on one GPU: drop --nproc and mpirun");
+    if ((prompts || bench) && config.max_new_tokens >= config.max_seq_len)
+        throw ConfigError("--max-new-tokens " + std::to_string(config.max_new_tokens) +
+                          " leaves no position for a prompt: the model takes --max-seq-len " +
+                          std::to_string(config.max_seq_len) + " tokens in all");
 }
 
 }  // namespace

@@ -25,6 +25,8 @@ struct ConfigError : std::runtime_error {
 };
 
 enum class Precision { bf16, fp16 };
+// What --generate's prompts are: text (GPT-2 BPE) or token ids.
+enum class PromptFormat { text, tokens };
 constexpr int kZeroStageAuto = -1;
 // --device-batch auto: the trainer picks B on the GPU (host/device_batch.h); until then
 // grad_accum is unknown (0).
@@ -104,8 +106,9 @@ struct TrainConfig {
     bool eval_only = false;           // evaluate the checkpoint of --resume or -e FILE, then exit
     int64_t sample_every = 500;       // 0 = never
     int sample_tokens = 128;
-    double temperature = 1.0;
+    double temperature = 1.0;         // 0 = greedy (the most likely token)
     int top_k = 50;                   // 0 = sample from the whole distribution
+    double top_p = 1.0;               // the smallest set of most likely tokens whose mass >= top_p (1 = all)
     int64_t hellaswag_every = 0;      // HellaSwag accuracy every N steps; 0 = never
     std::string hellaswag_file;       // the items file; "" = data_dir/hellaswag/hellaswag_val.bin
     int64_t hellaswag_items = 0;      // cap on items per evaluation; 0 = all
@@ -113,6 +116,16 @@ struct TrainConfig {
     std::string logits_in;            // with logits_out: tokens bundle in, logits bundle out, then exit
     std::string logits_out;
     int64_t norm_monitor_every = 0;   // per-tensor weight and gradient statistics every N steps; 0 = never
+
+    // Generation (train/generate_run.cuh): continue prompts with -e CHECKPOINT's weights, then exit
+    std::vector<std::string> generate;  // prompts, one per --generate (one batch with --prompt-file's)
+    std::string prompt_file;          // more prompts, one per line
+    PromptFormat prompt_format = PromptFormat::text;
+    int max_new_tokens = 128;
+    std::string generate_out;         // JSON lines: each completion's tokens and text
+    std::string generate_logits_out;  // testing: the logits each new token was chosen from (tensor bundle)
+    int generate_bench = 0;           // > 0: time the generation of max_new_tokens for this many sequences
+    bool generate_cuda_graph = true;  // replay each decode step as a CUDA graph (train/generator.cuh)
     bool tensorboard = true;          // TensorBoard event file beside log.jsonl
     int64_t checkpoint_every = 1000;  // 0 = only at the end
     int keep_best_checkpoints = kKeepAllCheckpoints;  // keep the newest and these best by val loss; -1 = all
@@ -155,6 +168,8 @@ struct TrainConfig {
     // `num_processes` GPUs (the derived world_size). Idempotent: call again once the real world
     // size is known.
     void resolve(int num_processes);
+    // Whether this run generates text (--generate, --prompt-file or --generate-bench) instead of training.
+    bool generation_run() const { return !generate.empty() || !prompt_file.empty() || generate_bench > 0; }
     // The same configuration with --device-batch `batch` (what auto chose), resolved again.
     TrainConfig with_device_batch(int batch) const;
 

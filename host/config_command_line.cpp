@@ -108,6 +108,9 @@ ParsedArgs parse_args(const std::vector<std::string>& args, const ParseContext& 
     // The default sample length must not be an error for a model with short positions; an
     // explicit --sample-tokens beyond --max-seq-len still is (resolve()).
     if (!given.count("sample_tokens")) config.sample_tokens = std::min(config.sample_tokens, config.max_seq_len);
+    // Likewise the default generation length leaves the prompt at least one position.
+    if (!given.count("max_new_tokens"))
+        config.max_new_tokens = std::max(1, std::min(config.max_new_tokens, config.max_seq_len - 1));
     // The presets keep the residual stream in fp32, a pre-norm feature (the seed's blocks assert
     // it): --post-norm 1 on a preset drops it, while --post-norm 1 --fp32-residual 1 stays an
     // error (resolve()).

@@ -215,6 +215,22 @@ Option text_option(const std::string& section, const std::string& flag, std::str
     return option;
 }
 
+// Repeatable: each occurrence appends its value (a printed list reads back as one flag per value).
+Option text_list_option(const std::string& section, const std::string& flag,
+                        std::vector<std::string> TrainConfig::*member, const std::string& value_name,
+                        const std::string& help) {
+    Option option = make_option(section, flag, value_name, help);
+    option.default_note = "none";
+    option.problem = [member](const TrainConfig& config) {
+        for (const std::string& text : config.*member)
+            if (std::string problem = utf8_problem(text); !problem.empty()) return problem;
+        return std::string();
+    };
+    option.set = [member](TrainConfig& config, const std::string& text) { (config.*member).push_back(text); };
+    option.get = [member](const TrainConfig& config) { return Json(config.*member); };
+    return option;
+}
+
 // --zero-stage sets zero_stage_setting, which may be auto; what it shows is the stage resolve()
 // chose for the world size (zero_stage), so a printed configuration reads back to itself.
 Option zero_stage_option(const std::string& section) {
@@ -232,8 +248,8 @@ Option zero_stage_option(const std::string& section) {
 std::vector<Option> build_options() {
     using C = TrainConfig;
     const std::string model = "model", batch = "batch", optimizer = "optimizer", precision = "precision",
-                      data = "data", run = "run", eval = "evaluation and samples", output = "output",
-                      distributed = "distributed";
+                      data = "data", run = "run", eval = "evaluation and samples", generation = "generation",
+                      output = "output", distributed = "distributed";
     return {
         integer_option(model, "--n-layer", &C::n_layer, 1, model_limits::kMaxLayers, "transformer blocks"),
         integer_option(model, "--n-embd", &C::n_embd, 1, model_limits::kMaxEmbd,
@@ -374,8 +390,12 @@ std::vector<Option> build_options() {
         integer_option(eval, "--sample-every", &C::sample_every, 0, kMaxCount, "text sample every N steps (0 = never)"),
         integer_option(eval, "--sample-tokens", &C::sample_tokens, 1, 1 << 20,
                        "tokens per sample, <= --max-seq-len (when not given: at most --max-seq-len)"),
-        real_option(eval, "--temperature", &C::temperature, RealRange{0.0, 100.0, true, false}, "sampling temperature"),
+        real_option(eval, "--temperature", &C::temperature, RealRange{0.0, 100.0, false, false},
+                    "sampling temperature of the samples and of --generate (0 = greedy: the most likely token)"),
         integer_option(eval, "--top-k", &C::top_k, 0, 1 << 24, "sample from the k most likely tokens (0 = all)"),
+        real_option(eval, "--top-p", &C::top_p, RealRange{0.0, 1.0, true, false},
+                    "then only from the smallest set of the most likely of those whose probabilities sum to at "
+                    "least X (nucleus sampling; 1 = no limit)"),
         integer_option(eval, "--hellaswag-every", &C::hellaswag_every, 0, kMaxCount,
                        "HellaSwag accuracy (acc, acc_norm; llm.c's completion scoring) every N steps and at the "
                        "end, and with --eval-only on its checkpoint (0 = never); needs --seq-len >= the longest "
@@ -398,6 +418,38 @@ std::vector<Option> build_options() {
                        "every N steps, before the update: each parameter tensor's (per layer) largest and mean "
                        "absolute weight and gradient, and the global L1 and L2 norms, into log.jsonl and "
                        "TensorBoard (the seed's NormMonitor; 0 = never)"),
+
+        text_list_option(generation, "--generate", &C::generate, "TEXT",
+                         "continue TEXT with the weights of -e CHECKPOINT (KV cache, one GPU, no training data), "
+                         "print the completion and exit; repeat it for a batch of prompts; \"\" starts from "
+                         "<|endoftext|>. Sampling: --temperature, --top-k, --top-p, --seed"),
+        text_option(generation, "--prompt-file", &C::prompt_file, "FILE",
+                    "more prompts, one per line (empty lines skipped), after those of --generate", "none"),
+        choice_option<PromptFormat>(generation, "--prompt-format", &C::prompt_format,
+                                    {{"text", PromptFormat::text}, {"tokens", PromptFormat::tokens}},
+                                    "text: prompts are text, encoded with the GPT-2 vocabulary of --vocab-dir (a "
+                                    "literal <|endoftext|> is that token), completions printed as text; tokens: token "
+                                    "ids separated by spaces, as ./data_prep/tokenize encode prints them, completions "
+                                    "printed as ids (no vocabulary needed)"),
+        integer_option(generation, "--max-new-tokens", &C::max_new_tokens, 1, model_limits::kMaxSeqLen,
+                       "tokens to generate per prompt (fewer where one ends at <|endoftext|>); each prompt plus "
+                       "these must fit --max-seq-len"),
+        text_option(generation, "--generate-out", &C::generate_out, "FILE",
+                    "also write each completion as a JSON line: prompt index, prompt and new token ids, finish "
+                    "(end_of_text or length), text",
+                    "none"),
+        text_option(generation, "--generate-logits-out", &C::generate_logits_out, "FILE",
+                    "testing: the logits each new token was chosen from, the tensor bundle \"logits\" float32 "
+                    "(prompts, --max-new-tokens, vocab) (zeros after a prompt stopped) and \"tokens\" int32 "
+                    "(prompts, --max-new-tokens) (-1 after it stopped)",
+                    "none"),
+        integer_option(generation, "--generate-bench", &C::generate_bench, 0, 65535,
+                       "benchmark: N sequences from <|endoftext|>, --max-new-tokens each (never stopping early), "
+                       "with the weights of -e (a checkpoint, or a preset's random ones from --seed), then "
+                       "`GENERATE_BENCH batch=... decode_tokens_per_s=...` (0 = off)"),
+        bool_option(generation, "--generate-cuda-graph", &C::generate_cuda_graph,
+                    "replay each decode step as one CUDA graph instead of launching its kernels one by one (the "
+                    "same arithmetic; at small batches the launches take longer than the kernels)"),
 
         text_option(output, "--out-dir", &C::out_dir, "DIR", "run directory: config, log.jsonl, checkpoints",
                     "runs/<experiment>-<YYYYmmdd-HHMMSS>"),

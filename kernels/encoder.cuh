@@ -1,6 +1,7 @@
 // Token + position embedding: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] (wpe absent with rotary).
 //
-// Forward: one 16-byte vector of one row per thread.
+// Forward: one 16-byte vector of one row per thread. Generation embeds one new token per
+// sequence at that sequence's own position: the same kernel with the rows' positions given.
 // Backward: dwte[v,:] += sum of dout over the positions holding token v, and dwpe[t,:] += sum of
 // dout over the batch at position t, both without floating-point atomics, so that the result is
 // bit-identical run to run. dwte needs the positions grouped by token: EncoderBackwardPlan builds
@@ -18,9 +19,10 @@
 // ---------------------------------------------------------------------------------------------
 // Forward
 
+// Row n's position: positions[n] where given, else n % seq_len (rows are B sequences of seq_len).
 template <typename T>
-__global__ void encoder_forward_kernel(T* out, const int* tokens, const T* wte, const T* wpe, int seq_len, int C,
-                                       long long vectors) {
+__global__ void encoder_forward_kernel(T* out, const int* tokens, const int* positions, const T* wte, const T* wpe,
+                                       int seq_len, int C, long long vectors) {
     const long long v = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (v >= vectors) return;
     const int vectors_per_row = C / Vec16<T>::size;
@@ -28,11 +30,26 @@ __global__ void encoder_forward_kernel(T* out, const int* tokens, const T* wte, 
     const int c = static_cast<int>(v % vectors_per_row) * Vec16<T>::size;
     Vec16<T> x = load16(wte + static_cast<size_t>(tokens[n]) * C + c);
     if (wpe) {
-        const Vec16<T> p = load16(wpe + static_cast<size_t>(n % seq_len) * C + c);
+        const long long t = positions ? positions[n] : n % seq_len;
+        const Vec16<T> p = load16(wpe + static_cast<size_t>(t) * C + c);
         for (int e = 0; e < Vec16<T>::size; ++e) x.set(e, x.get(e) + p.get(e));
     }
     store16(out + n * C + c, x);
 }
+
+namespace encoder_detail {
+template <typename T>
+void launch_forward(T* out, const int* tokens, const int* positions, const T* wte, const T* wpe, long long rows,
+                    int seq_len, int C, cudaStream_t stream) {
+    REQUIRE(is_aligned16(out) && is_aligned16(wte) && (wpe == nullptr || is_aligned16(wpe)),
+            "encoder_forward: out, wte and wpe must be 16-byte aligned");
+    const long long vectors = rows * C / Vec16<T>::size;
+    constexpr int kThreads = 256;
+    encoder_forward_kernel<<<ceil_div(vectors, static_cast<long long>(kThreads)), kThreads, 0, stream>>>(
+        out, tokens, positions, wte, wpe, seq_len, C, vectors);
+    CUDA_CHECK_LAUNCH();
+}
+}  // namespace encoder_detail
 
 // out (B,T,C) = wte[tokens] + wpe[t]; tokens (B,T) must be < Vp (the data loader checks ids);
 // wte (Vp,C); wpe (max_T,C) with max_T >= T, or nullptr (rotary: no learned positions).
@@ -41,13 +58,19 @@ void encoder_forward(T* out, const int* tokens, const T* wte, const T* wpe, int 
                      cudaStream_t stream) {
     REQUIRE(B > 0 && seq_len > 0 && C > 0 && C % 8 == 0,
             "encoder_forward: B=%d, T=%d must be positive and C=%d a positive multiple of 8", B, seq_len, C);
-    REQUIRE(is_aligned16(out) && is_aligned16(wte) && (wpe == nullptr || is_aligned16(wpe)),
-            "encoder_forward: out, wte and wpe must be 16-byte aligned");
-    const long long vectors = static_cast<long long>(B) * seq_len * C / Vec16<T>::size;
-    constexpr int kThreads = 256;
-    encoder_forward_kernel<<<ceil_div(vectors, static_cast<long long>(kThreads)), kThreads, 0, stream>>>(
-        out, tokens, wte, wpe, seq_len, C, vectors);
-    CUDA_CHECK_LAUNCH();
+    encoder_detail::launch_forward(out, tokens, nullptr, wte, wpe, static_cast<long long>(B) * seq_len, seq_len, C,
+                                   stream);
+}
+
+// out (N,C) = wte[tokens[n]] + wpe[positions[n]]: N rows at their own positions (a generation
+// step: one new token per sequence). positions (N) on the device, each < max_T of wpe.
+template <typename T>
+void encoder_forward_at_positions(T* out, const int* tokens, const int* positions, const T* wte, const T* wpe, int N,
+                                  int C, cudaStream_t stream) {
+    REQUIRE(N > 0 && C > 0 && C % 8 == 0 && positions != nullptr,
+            "encoder_forward_at_positions: N=%d must be positive, C=%d a positive multiple of 8, positions given", N,
+            C);
+    encoder_detail::launch_forward(out, tokens, positions, wte, wpe, N, /*seq_len=*/1, C, stream);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,10 @@
 //
 // Memory: each thread moves vectors of 1 to 8 elements (launch_width picks, from measurements); a
 // warp's loads cover neighbouring heads of neighbouring positions.
+//
+// Positions: row n of qkv is at position n % T (B sequences of T), or at positions[n] where the
+// rows' positions are given (a generation step: one new token per sequence, each at its own
+// position).
 #pragma once
 
 #include <cmath>
@@ -64,11 +68,11 @@ template <typename T, int kWidth> struct alignas(kWidth * sizeof(T)) Pack {
 // group's first halves at [g*kWidth, +kWidth) and second halves rotary_dim/2 further; interleaved:
 // kWidth/2 adjacent pairs at [g*kWidth, +kWidth)) of one position, for heads
 // head_chunk, head_chunk + head_chunks, ... of the 2*NH q and k heads. sin_sign is +1 forward,
-// -1 backward.
+// -1 backward. `positions`: each row's position, or nullptr for row % seq_len.
 template <typename T, int kWidth, bool kInterleaved>
 __global__ void __launch_bounds__(kBlockThreads)
-    rotary_kernel(T* qkv /*(B*seq_len, 3, NH, HD)*/, int positions, int seq_len, int NH, int HD, int rotary_dim,
-                  InverseFrequencies inv_freq, float sin_sign) {
+    rotary_kernel(T* qkv /*(B*seq_len, 3, NH, HD)*/, int rows, const int* positions /*(rows) or nullptr*/,
+                  int seq_len, int NH, int HD, int rotary_dim, InverseFrequencies inv_freq, float sin_sign) {
     static_assert(!kInterleaved || kWidth % 2 == 0, "interleaved pairs need an even vector width");
     constexpr int kPairs = kInterleaved ? kWidth / 2 : kWidth;
     using PackT = Pack<T, kWidth>;
@@ -82,9 +86,9 @@ __global__ void __launch_bounds__(kBlockThreads)
     const int thread = blockIdx.x * blockDim.x + threadIdx.x;
     const int group = thread % groups;
     const int head_chunk = (thread / groups) % head_chunks;
-    const int position = thread / groups / head_chunks;
-    if (position >= positions) return;
-    const int t = position % seq_len;
+    const int row = thread / groups / head_chunks;
+    if (row >= rows) return;
+    const int t = positions ? positions[row] : row % seq_len;
 
     float cos_values[kPairs], sin_values[kPairs];
     const int first_pair = kInterleaved ? group * kWidth / 2 : group * kWidth;
@@ -94,7 +98,7 @@ __global__ void __launch_bounds__(kBlockThreads)
         sin_values[j] *= sin_sign;
     }
 
-    T* position_qk = qkv + static_cast<size_t>(position) * 3 * NH * HD;
+    T* position_qk = qkv + static_cast<size_t>(row) * 3 * NH * HD;
     const int first_offset = group * kWidth;              // within a head
     const int second_offset = first_offset + half;        // non-interleaved only
     PackT first[kHeads], second[kHeads];  // second: non-interleaved only
@@ -161,9 +165,10 @@ inline void check_shape(const void* qkv, int B, int seq_len, int NH, int HD, int
 
 // Rotates q and k of qkv by +angle (sin_sign = 1) or -angle (sin_sign = -1), moving `width`
 // elements per access (the dev workbench compares widths; the public launchers use launch_width).
+// positions: (B*seq_len) on the device, each row's position, or nullptr for row % seq_len.
 template <typename T>
 void launch_rotary(int width, T* qkv, int B, int seq_len, int NH, int HD, int rotary_dim, float base, bool interleaved,
-                   float sin_sign, cudaStream_t stream) {
+                   float sin_sign, cudaStream_t stream, const int* positions = nullptr) {
     check_shape(qkv, B, seq_len, NH, HD, rotary_dim, base);
     const int span = interleaved ? rotary_dim : rotary_dim / 2;
     REQUIRE((width == 1 || width == 2 || width == 4 || width == 8) && HD % width == 0 && span % width == 0 &&
@@ -171,14 +176,14 @@ void launch_rotary(int width, T* qkv, int B, int seq_len, int NH, int HD, int ro
             "rotary: a vector width of %d elements does not tile HD = %d, rotary_dim = %d (%s)", width, HD,
             rotary_dim, interleaved ? "interleaved" : "rotate half");
     const InverseFrequencies inv_freq = inverse_frequencies(rotary_dim, base);
-    const long long positions = static_cast<long long>(B) * seq_len;
-    const long long threads = positions * (span / width) * ceil_div(2 * NH, heads_per_thread(interleaved));
+    const long long rows = static_cast<long long>(B) * seq_len;
+    const long long threads = rows * (span / width) * ceil_div(2 * NH, heads_per_thread(interleaved));
     const long long blocks = ceil_div(threads, static_cast<long long>(kBlockThreads));
     REQUIRE(blocks * kBlockThreads <= INT32_MAX, "rotary: B*T = %lld positions x %d heads is too many for one launch",
-            positions, NH);
+            rows, NH);
     auto launch = [&](auto kernel) {
         kernel<<<static_cast<unsigned>(blocks), kBlockThreads, 0, stream>>>(
-            qkv, static_cast<int>(positions), seq_len, NH, HD, rotary_dim, inv_freq, sin_sign);
+            qkv, static_cast<int>(rows), positions, seq_len, NH, HD, rotary_dim, inv_freq, sin_sign);
     };
     if (interleaved) {
         if (width == 8) launch(rotary_kernel<T, 8, true>);
@@ -212,4 +217,15 @@ void rotary_backward(T* dqkv /*(B,seq_len,3,NH,HD) in place: inverse rotation of
                      int rotary_dim, float base, bool interleaved, cudaStream_t stream) {
     const int width = rotary_detail::launch_width(HD, rotary_dim, interleaved, sizeof(T));
     rotary_detail::launch_rotary(width, dqkv, B, seq_len, NH, HD, rotary_dim, base, interleaved, -1.0f, stream);
+}
+
+// One new token per sequence (generation): row n of qkv (N,3,NH,HD) rotated in place for
+// position positions[n] (device, N ints).
+template <typename T>
+void rotary_forward_at_positions(T* qkv /*(N,3,NH,HD)*/, const int* positions /*(N)*/, int N, int NH, int HD,
+                                 int rotary_dim, float base, bool interleaved, cudaStream_t stream) {
+    REQUIRE(positions != nullptr, "rotary_forward_at_positions: the rows' positions are required");
+    const int width = rotary_detail::launch_width(HD, rotary_dim, interleaved, sizeof(T));
+    rotary_detail::launch_rotary(width, qkv, N, /*seq_len=*/1, NH, HD, rotary_dim, base, interleaved, 1.0f, stream,
+                                 positions);
 }

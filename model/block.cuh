@@ -6,23 +6,29 @@
 // and where LayerNorm sits, is model/residual_stream.cuh's business. The matmuls carry their bias
 // (and GELU) in cuBLASLt epilogues; attention is our FlashAttention on the packed QKV tensor.
 // Backward takes d(output) in grad_a and leaves d(input) in grad_b.
+// A generation step (a Pass with a DecodeContext) is the same block over one new token per
+// sequence, with attention over the KV cache instead of FlashAttention (decode_attention).
 #pragma once
 
 #include <cmath>
 
 #include "kernels/attention.cuh"
+#include "kernels/attention_decode.cuh"
 #include "kernels/matmul.cuh"
 #include "kernels/rotary.cuh"
 #include "model/activations.cuh"
+#include "model/kv_cache.cuh"
 #include "model/param_views.cuh"
 
-// One forward or backward pass over B sequences of T tokens.
+// One forward or backward pass over B sequences of T tokens; with `decode`, a generation step
+// over B sequences of one new token each (seq = 1), at the positions the context gives.
 struct Pass {
     MatmulContext& matmul;
     int B;
     int seq;
     DropoutSites dropout;
     cudaStream_t stream;
+    const DecodeContext* decode = nullptr;
     int tokens() const { return B * seq; }
 };
 
@@ -37,11 +43,15 @@ template <typename T, typename R> class TransformerBlock {
         const LayerActivations<T, R> a = activations(pass);
         const int N = pass.tokens(), C = shape_.n_embd, NH = shape_.n_head, HD = C / NH;
         matmul_forward<T>(pass.matmul, a.qkv, nullptr, input, p_.qkv_w, p_.qkv_b, N, 3 * C, C, pass.stream);
-        if (shape_.rotary_dim > 0)
-            rotary_forward<T>(a.qkv, pass.B, pass.seq, NH, HD, shape_.rotary_dim, (float)shape_.rotary_base,
-                              shape_.rotary_interleaved, pass.stream);
-        ::attention_forward<T>(a.att, a.lse, a.qkv, pass.B, pass.seq, NH, HD, softmax_scale(),
-                             pass.dropout.attention_probs(layer_), pass.stream);
+        if (pass.decode) {
+            decode_attention(pass, a);
+        } else {
+            if (shape_.rotary_dim > 0)
+                rotary_forward<T>(a.qkv, pass.B, pass.seq, NH, HD, shape_.rotary_dim, (float)shape_.rotary_base,
+                                  shape_.rotary_interleaved, pass.stream);
+            ::attention_forward<T>(a.att, a.lse, a.qkv, pass.B, pass.seq, NH, HD, softmax_scale(),
+                                 pass.dropout.attention_probs(layer_), pass.stream);
+        }
         matmul_forward<T>(pass.matmul, act_.sublayer_out, nullptr, a.att, p_.attn_proj_w, p_.attn_proj_b, N, C, C,
                           pass.stream);
     }
@@ -93,7 +103,29 @@ template <typename T, typename R> class TransformerBlock {
                            N, 4 * C, C, pass.stream);
     }
 
+    // After a prompt's forward pass (Gpt2Model::prefill, B = 1): this layer's keys and values of
+    // its seq positions (rotated where rotary) into sequence `slot` of the cache.
+    void store_prompt(const Pass& pass, KvCache& cache, int slot) const {
+        const int NH = shape_.n_head, HD = shape_.n_embd / NH;
+        kv_cache_store_prompt<T>(cache.keys<T>(layer_), cache.values<T>(layer_), activations(pass).qkv, slot, pass.seq,
+                                 NH, HD, cache.max_seq(), pass.stream);
+    }
+
   private:
+    // One new token per sequence: q and k rotated at the sequences' positions, k and v appended
+    // to the cache, then the query attends over the sequence's cached keys (its own included).
+    void decode_attention(const Pass& pass, const LayerActivations<T, R>& a) const {
+        const DecodeContext& decode = *pass.decode;
+        const int NH = shape_.n_head, HD = shape_.n_embd / NH, max_seq = decode.cache->max_seq();
+        if (shape_.rotary_dim > 0)
+            rotary_forward_at_positions<T>(a.qkv, decode.positions, pass.B, NH, HD, shape_.rotary_dim,
+                                           (float)shape_.rotary_base, shape_.rotary_interleaved, pass.stream);
+        T* keys = decode.cache->keys<T>(layer_);
+        T* values = decode.cache->values<T>(layer_);
+        kv_cache_append<T>(keys, values, a.qkv, decode.positions, pass.B, NH, HD, max_seq, pass.stream);
+        attention_decode<T>(a.att, decode.cache->scratch(), a.qkv, keys, values, decode.positions, pass.B, NH, HD,
+                            max_seq, decode.max_position, softmax_scale(), pass.stream);
+    }
     LayerActivations<T, R> activations(const Pass& pass) const {
         return act_.layer(layer_, pass.tokens(), shape_.n_embd, shape_.n_head);
     }

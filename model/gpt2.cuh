@@ -6,7 +6,10 @@
 //   model/block.cuh           attention and MLP, forward beside backward
 //   model/residual_stream.cuh pre-norm or post-norm: LayerNorm and the residual joins
 //   model/gradient_sink.h     where backward writes gradients (train/grad_sync.cuh provides it)
+//   model/kv_cache.cuh        keys and values of generated sequences (prefill, decode_step)
 // The loss writes its gradient over the logits, so backward starts from them in place.
+// Generation runs the same layers: prefill() is the forward pass over a prompt that also fills
+// the KV cache, decode_step() the pass over one new token per sequence that attends over it.
 #pragma once
 
 #include <memory>
@@ -77,25 +80,48 @@ template <typename T, typename R> class Gpt2Model {
                  float grad_scale, cudaStream_t stream) {
         REQUIRE(B <= max_batch_ && seq <= max_seq_, "batch %dx%d exceeds the planned %dx%d", B, seq, max_batch_, max_seq_);
         const ModelShape& s = options_.shape;
-        const int C = s.n_embd, N = B * seq, Vp = s.padded_vocab_size;
+        const int N = B * seq;
         const Pass pass{matmul, B, seq, DropoutSites(schedule, options_), stream};
         const NonLayerParams<T>& p = parameters_.views().non_layer;
-        const ResidualStream<T, R>& residual = *residual_;
 
-        encoder_forward(act_.embedding, act_.tokens, p.wte, p.wpe, B, seq, C, stream);
-        residual.after_embedding(pass);
-        for (int l = 0; l < s.n_layer; ++l) {
-            residual.into_attention(pass, l);
-            blocks_[l].attention_forward(pass, residual.attention_input(pass, l));
-            residual.into_mlp(pass, l);
-            blocks_[l].mlp_forward(pass, residual.mlp_input(pass, l));
-            residual.after_mlp(pass, l);
-        }
-        residual.into_final(pass);
-        matmul_forward<T>(matmul, act_.logits, nullptr, residual.final_hidden(pass), p.wte, nullptr, N, Vp, C, stream);
+        encoder_forward(act_.embedding, act_.tokens, p.wte, p.wpe, B, seq, s.n_embd, stream);
+        layers_forward(pass);
+        lm_head(pass, act_.logits, 0, N);
         if (with_targets)
-            fused_cross_entropy<T>(act_.logits, act_.losses, act_.targets, N, s.vocab_size, Vp, 0.0f, grad_scale,
-                                   grad_scale > 0.0f, stream);
+            fused_cross_entropy<T>(act_.logits, act_.losses, act_.targets, N, s.vocab_size, s.padded_vocab_size, 0.0f,
+                                   grad_scale, grad_scale > 0.0f, stream);
+    }
+
+    // Generation, step one for a prompt: its seq tokens (in device_tokens()) through the forward
+    // pass without dropout, each layer's keys and values into sequence `slot` of `cache`
+    // (positions 0..seq-1), and the logits of its last position into next_logits (Vp).
+    void prefill(MatmulContext& matmul, int seq, KvCache& cache, int slot, T* next_logits, cudaStream_t stream) {
+        REQUIRE(seq <= max_batch_ * max_seq_ && seq <= cache.max_seq() && slot >= 0 && slot < cache.slots(),
+                "prefill: a prompt of %d tokens into sequence %d of a cache of %d x %d (activations for %d tokens)",
+                seq, slot, cache.slots(), cache.max_seq(), max_batch_ * max_seq_);
+        const Pass pass{matmul, 1, seq, DropoutSites(inference(), options_), stream};
+        const NonLayerParams<T>& p = parameters_.views().non_layer;
+        encoder_forward(act_.embedding, act_.tokens, p.wte, p.wpe, 1, seq, options_.shape.n_embd, stream);
+        layers_forward(pass);
+        for (const TransformerBlock<T, R>& block : blocks_) block.store_prompt(pass, cache, slot);
+        lm_head(pass, next_logits, seq - 1, 1);
+    }
+
+    // Generation, every further token: sequences 0..B-1 of `cache` take one new token each (B ids
+    // in device_tokens()) at positions (device, B; the largest is max_position), attending over
+    // their cached keys and values, which gain the new token's; next_logits (B, Vp).
+    void decode_step(MatmulContext& matmul, int B, KvCache& cache, const int* positions, int max_position,
+                     T* next_logits, cudaStream_t stream) {
+        REQUIRE(B <= max_batch_ * max_seq_ && B <= cache.slots() && max_position < cache.max_seq(),
+                "decode_step: %d sequences up to position %d in a cache of %d x %d (activations for %d tokens)", B,
+                max_position, cache.slots(), cache.max_seq(), max_batch_ * max_seq_);
+        const DecodeContext decode{&cache, positions, max_position};
+        const Pass pass{matmul, B, 1, DropoutSites(inference(), options_), stream, &decode};
+        const NonLayerParams<T>& p = parameters_.views().non_layer;
+        encoder_forward_at_positions(act_.embedding, act_.tokens, positions, p.wte, p.wpe, B, options_.shape.n_embd,
+                                     stream);
+        layers_forward(pass);
+        lm_head(pass, next_logits, 0, B);
     }
 
     // After forward(with_targets, grad_scale > 0) with the same B, T and schedule: accumulates
@@ -136,6 +162,32 @@ template <typename T, typename R> class Gpt2Model {
     }
 
   private:
+    // Every block, from the embedding in act_.embedding to the final hidden state.
+    void layers_forward(const Pass& pass) const {
+        const ResidualStream<T, R>& residual = *residual_;
+        residual.after_embedding(pass);
+        for (int l = 0; l < options_.shape.n_layer; ++l) {
+            residual.into_attention(pass, l);
+            blocks_[l].attention_forward(pass, residual.attention_input(pass, l));
+            residual.into_mlp(pass, l);
+            blocks_[l].mlp_forward(pass, residual.mlp_input(pass, l));
+            residual.after_mlp(pass, l);
+        }
+        residual.into_final(pass);
+    }
+    // logits (rows, Vp) = rows first_row.. of the final hidden state @ wte^T (the tied LM head).
+    void lm_head(const Pass& pass, T* logits, int first_row, int rows) const {
+        const ModelShape& s = options_.shape;
+        const T* hidden = residual_->final_hidden(pass) + (size_t)first_row * s.n_embd;
+        matmul_forward<T>(pass.matmul, logits, nullptr, hidden, parameters_.views().non_layer.wte, nullptr, rows,
+                          s.padded_vocab_size, s.n_embd, pass.stream);
+    }
+    static DropoutSchedule inference() {
+        DropoutSchedule schedule;
+        schedule.training = false;
+        return schedule;
+    }
+
     ModelOptions options_;
     ParamLayout layout_;
     int max_batch_;

@@ -5,7 +5,7 @@ PyTorch installed; tests/hf_interop.sh checks the same on the CPU without transf
   python3 scripts/test_hf_interop.py [--work DIR] [--trainer ./train_gpt2cu] [--device cuda]
 
 Needs ./data_prep/hf (make data_prep) and ./train_gpt2cu (make train_gpt2cu; --no-trainer skips
-checks 3 and 5); data/vocab (make setup) for the tokenizer check. tests/run_all.sh runs it in
+checks 3, 5 and 6); data/vocab (make setup) for the tokenizer check. tests/run_all.sh runs it in
 `make test-gpu`. Runs:
 
 1. Export. Tiny checkpoints written by the PyTorch reference (dev/reference), one per exportable
@@ -29,6 +29,12 @@ checks 3 and 5); data/vocab (make setup) for the tokenizer check. tests/run_all.
    llm.c's scoring written here over transformers' logits of the export: the same choice on
    every item whose two best endings transformers separates by more than the precision's
    margin, so acc and acc_norm may differ by the close items only.
+6. Greedy generation: `./train_gpt2cu -e CHECKPOINT --generate IDS --prompt-format tokens
+   --temperature 0` (the KV cache) against transformers' greedy `generate` on the export, token
+   for token up to the first step where transformers' two largest logits are closer than the
+   precision can order (GENERATION_TIE below); the number of tokens compared is printed. The
+   logits each of our tokens came from (--generate-logits-out) are held against transformers' at
+   the same positions, while the two sequences agree, with check 3's tolerance.
 
 Tolerances (relative L2 error ||a - b|| / ||b|| over all logits, as test_gpt2cu measures):
   transformers float32 vs reference float64: 1e-4. float32 keeps 24 bits (6e-8 per rounding);
@@ -149,6 +155,54 @@ def make_checkpoint(path, flags, rotary_dim, seed):
     write_checkpoint(path, cfg, params)
 
 
+# Greedy generation: a logit computed in bf16 or fp16 is within 4u of its size of the exact value
+# (u, the unit roundoff, bf16 2^-8 and fp16 2^-11: its final rounding is u/2, and the hidden
+# state it comes from carries the rounding of every layer, which test_gpt2cu measures at a few
+# u; transformers' float32 is exact by comparison). Two logits closer than 8u times the larger
+# may therefore come out of our trainer in either order: from that step on the greedy
+# continuations may part, and the comparison stops there.
+UNIT_ROUNDOFF = {"bf16": 2.0 ** -8, "fp16": 2.0 ** -11}
+GENERATION_NEW_TOKENS = 24
+
+
+def generation_tie(logits_row, precision):
+    top_two = np.sort(logits_row)[-2:]
+    return top_two[1] - top_two[0] < 8 * UNIT_ROUNDOFF[precision] * abs(top_two[1])
+
+
+def check_generation(report, args, work, name, seed):
+    checkpoint = os.path.join(work, f"{name}.bin")  # check 1's, exported to work/name
+    rng = np.random.default_rng(seed)
+    prompt = rng.integers(0, 50256, size=8).tolist()
+    logits_path = os.path.join(work, f"{name}.generated.bin")
+    run([args.trainer, "-e", checkpoint, "--precision", args.precision, "--generate", " ".join(map(str, prompt)),
+         "--prompt-format", "tokens", "--temperature", "0", "--max-new-tokens", str(GENERATION_NEW_TOKENS),
+         "--generate-logits-out", logits_path])
+    generated = read_bundle(logits_path)
+    ours = [int(t) for t in generated["tokens"][0] if t >= 0]
+    our_logits = torch.tensor(generated["logits"][0, :len(ours)], dtype=torch.float64)
+    model, _ = load_transformers(os.path.join(work, name), "eager", args.device)
+    with torch.no_grad():
+        output = model.generate(torch.tensor([prompt], device=args.device), do_sample=False,
+                                max_new_tokens=GENERATION_NEW_TOKENS, eos_token_id=50256, pad_token_id=50256,
+                                attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=args.device))
+        theirs = output[0, len(prompt):].tolist()
+        # transformers' logits at the positions that chose each of its tokens (its own sequence)
+        reference = model(output[:, :-1]).logits[0, len(prompt) - 1:].double().cpu()
+    compared = next((step for step in range(len(theirs)) if generation_tie(reference[step].numpy(), args.precision)),
+                    len(theirs))
+    same = ours[:compared] == theirs[:compared]
+    report.note("ok" if same else "FAIL",
+                f"{name}: greedy generation ({args.precision}) equals transformers' for {compared} of {len(theirs)} "
+                f"tokens{'' if compared == len(theirs) else ' (then a near tie)'}"
+                + ("" if same else f": ours {ours[:compared]}, transformers {theirs[:compared]}"))
+    agree = next((step for step in range(min(len(ours), len(theirs))) if ours[step] != theirs[step]),
+                 min(len(ours), len(theirs)))
+    steps = min(agree + 1, len(ours), len(theirs))  # the logits of the first differing step share their context
+    report.compare(f"{name}: the logits of our generated tokens ({steps} steps) vs transformers'", our_logits[:steps],
+                   reference[:steps], TRAINER_TOLERANCE[args.precision])
+
+
 # A choice may differ only where transformers' two best endings are closer than the trainer's
 # precision can tell apart: we allow each per-token loss to move by this many nats (bf16 logits
 # are within 2e-2 relative, about a unit in size), so a sum over n tokens by n times it.
@@ -190,7 +244,7 @@ def main():
     parser.add_argument("--trainer", default=os.path.join(REPO, "train_gpt2cu"))
     parser.add_argument("--precision", default="bf16", choices=sorted(TRAINER_TOLERANCE))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-trainer", action="store_true", help="skip the checks of ./train_gpt2cu (3 and 5)")
+    parser.add_argument("--no-trainer", action="store_true", help="skip the checks of ./train_gpt2cu (3, 5 and 6)")
     args = parser.parse_args()
     import transformers
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -266,6 +320,13 @@ def main():
     print(f"== 5. HellaSwag scoring: train_gpt2cu --hellaswag-only ({args.precision}) vs transformers")
     if use_trainer:
         check_hellaswag(report, args, work)
+    else:
+        report.note("SKIP", "no trainer (--no-trainer, or it is missing)")
+
+    print(f"== 6. greedy generation: train_gpt2cu --generate ({args.precision}, KV cache) vs transformers' generate")
+    if use_trainer:
+        for seed, name in enumerate(("gpt2", "gpt2-scaled-folded", "rotary-scaled", "rotary-interleaved-scaled")):
+            check_generation(report, args, work, name, seed)
     else:
         report.note("SKIP", "no trainer (--no-trainer, or it is missing)")
 

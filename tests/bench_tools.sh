@@ -3,7 +3,8 @@
 # PyTorch baseline (the table, the ratio, a failed run's FAILED cell and reason, the exit status,
 # the trainer's arguments), dev/bench/step_breakdown.py on a small ncu-style CSV (grouping, the
 # sums, the remainder row), and dev/bench/step_breakdown.sh end to end with stand-ins for ncu and
-# nvidia-smi (the trainer's arguments, the step time it reads, the clock line).
+# nvidia-smi (the trainer's arguments, the step time it reads, the clock line); dev/bench/generate.sh
+# against a stand-in trainer (the table, a failed row and why, the exit status, the arguments).
 set -u
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -102,6 +103,27 @@ check "the clock line gives the busy samples' medians" grep -qE "^SM clock while
 printf '"ID","Name"\n' >"$work/bad.csv"
 python3 dev/bench/step_breakdown.py "$work/bad.csv" --step-ms 8 >/dev/null 2>"$work/bad_err"
 check "a CSV without the needed columns is a clear error" grep -qF "expected columns 'Kernel Name'" "$work/bad_err"
+
+# generate.sh: one --generate-bench run per row and sampling, its GENERATE_BENCH line in the table.
+cat >"$work/generator" <<'SH'
+#!/usr/bin/env bash
+echo "$*" >>"$(dirname "$0")/generator_args"
+case " $* " in
+    *" -e gpt2xl "*) echo "error: out of memory"; exit 1 ;;
+esac
+echo "GENERATE_BENCH batch=1 new_tokens=64 prefill_ms=1.250 decode_ms_per_step=0.4000 decode_tokens_per_s=2500.0 gpu=\"Stand-in GPU\""
+SH
+chmod +x "$work/generator"
+dev/bench/generate.sh --rows gpt2s:1,gpt2xl:8 --new-tokens 64 --trainer "$work/generator" --out "$work/gen_out" \
+    -- --seed 7 >"$work/generate" 2>&1
+check "generate.sh exits 1 when a run failed" test $? -eq 1
+check "a row per model, batch and sampling, from the GENERATE_BENCH line" \
+    grep -qF "| gpt2s | 1 | 64 | greedy | 1.250 | 0.4000 | 2500.0 |" "$work/generate"
+check "the failed rows say FAILED and why" grep -qF -- "- gpt2xl B=8 top-k: exit status 1: error: out of memory" "$work/generate"
+check "the title names the GPU" grep -qF "Generation, bf16, Stand-in GPU" "$work/generate"
+check "the runs get the bench flags, the sampling, then the extra arguments" \
+    grep -qF -- "-e gpt2s --generate-bench 1 --max-new-tokens 64 --precision bf16 --temperature 1 --top-k 50 --seed 7" "$work/generator_args"
+check "the table is also written to generate.md" cmp -s "$work/generate" "$work/gen_out/generate.md"
 
 echo "bench_tools: $failures failed"
 [ "$failures" -eq 0 ]

@@ -2,9 +2,9 @@
 # Runs the test suites named on the command line ("cpu", "gpu") and prints one summary line:
 #   tests: N passed, M failed, K skipped
 # Each GoogleTest case counts as one test; each tests/*.sh script, each dev/cuda workbench
-# validation, test_gpt2cu, scripts/test_run_insight.sh and scripts/test_hf_interop.py count as one
-# test each. CPU_TESTS and DATA_PREP_BIN name other builds of the GoogleTest binary and the
-# data_prep tools (make test-asan: sanitized ones).
+# validation, test_gpt2cu, scripts/test_run_insight.sh, scripts/test_generate.py and
+# scripts/test_hf_interop.py count as one test each. CPU_TESTS and DATA_PREP_BIN name other builds
+# of the GoogleTest binary and the data_prep tools (make test-asan: sanitized ones).
 set -u
 cd "$(dirname "$0")/.."
 
@@ -64,6 +64,9 @@ run_gpu_suite() {
     log=$log_dir/test_run_insight.log
     ./scripts/test_run_insight.sh >"$log" 2>&1
     record test_run_insight $? "$log"
+    log=$log_dir/test_generate.log
+    "${PYTHON:-python3}" scripts/test_generate.py --work build/test_generate >"$log" 2>&1
+    record test_generate $? "$log"
     # Hugging Face interoperability against transformers itself, the trainer's logits and
     # HellaSwag scoring included: needs a Python with PyTorch and transformers.
     local hf_python=""

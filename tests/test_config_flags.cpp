@@ -231,6 +231,10 @@ TEST(ConfigFlagTest, EveryPrintedValueParsesBackToTheSameConfig) {
             if (not_flags.count(item.key())) continue;
             std::string flag = "--" + item.key();
             std::replace(flag.begin(), flag.end(), '_', '-');
+            if (item.value().is_array()) {  // a repeatable flag: one occurrence per value
+                for (const Json& value : item.value()) args.insert(args.end(), {flag, value.get<std::string>()});
+                continue;
+            }
             args.push_back(flag);
             args.push_back(item.value().is_string() ? item.value().get<std::string>() : item.value().dump());
         }
@@ -243,11 +247,6 @@ TEST(ConfigFlagTest, EveryPrintedValueParsesBackToTheSameConfig) {
 
 // ---------------------------------------------------------------------------------------------
 // Bad input
-
-struct BadInput {
-    std::vector<std::string> args;
-    std::string message;  // a part the error must contain
-};
 
 TEST(ConfigErrorTest, BadInputsAreClearErrors) {
     const std::vector<BadInput> cases = {
@@ -340,10 +339,7 @@ TEST(ConfigErrorTest, ResolveValidatesFieldsSetInCode) {
 
 TEST(ConfigEvaluationTest, CheckpointOnlyRunsNeedACheckpointAndOneGpu) {
     const test_support::ScratchDir scratch("test_config");
-    const TrainConfig source = parse({"-e", "d1", "--n-embd", "64", "--n-head", "1", "--max-seq-len", "32", "--seq-len", "32"});
-    const std::vector<float> params(static_cast<size_t>(source.num_params), 0.5f);
-    const std::string file = model_file_path(scratch.path.string(), 10);
-    write_model_file(file, source.model_shape(), 10, params.data());
+    const std::string file = small_checkpoint(scratch);
 
     const TrainConfig logits = parse({"-e", file, "--logits-in", "t.bin", "--logits-out", "l.bin"});
     EXPECT_EQ(logits.logits_in, "t.bin");

@@ -1,5 +1,6 @@
-// A model for forward passes only, with the weights of -e CHECKPOINT: what the evaluation-only
-// runs (--logits-out, --hellaswag-only) compute with. No gradients, no data loaders, no ranks.
+// A model for forward passes only, with the weights of -e CHECKPOINT (or, for a preset, fresh
+// ones from --seed: the generation benchmark): what the runs without training (--logits-out,
+// --hellaswag-only, --generate) compute with. No gradients, no data loaders, no ranks.
 #pragma once
 
 #include <vector>
@@ -17,14 +18,19 @@ template <typename T, typename R> class InferenceModel {
     InferenceModel(const TrainConfig& config, int max_batch, int max_seq)
         : model_(model_options_for(config), config.base_init_std, max_batch, max_seq, whole_model(config)) {
         ModelParameters<T>& params = model_.parameters();
-        std::vector<float> weights(params.count());
-        read_model_params(config.init_from, model_.options().shape, weights.data(), 0, params.count());
         float* staging = nullptr;
-        CUDA_CHECK(cudaMalloc(&staging, weights.size() * sizeof(float)));
-        // On the stream that loads them: a cudaMemcpy from pageable memory may return before its
-        // DMA lands, and the non-blocking stream would not wait for it.
-        CUDA_CHECK(cudaMemcpyAsync(staging, weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice,
-                                   gpu_.stream));
+        CUDA_CHECK(cudaMalloc(&staging, params.count() * sizeof(float)));
+        std::vector<float> weights;
+        if (config.init_from.empty()) {
+            params.initialize(staging, config.seed, gpu_.stream);
+        } else {
+            weights.resize(params.count());
+            read_model_params(config.init_from, model_.options().shape, weights.data(), 0, params.count());
+            // On the stream that loads them: a cudaMemcpy from pageable memory may return before its
+            // DMA lands, and the non-blocking stream would not wait for it.
+            CUDA_CHECK(cudaMemcpyAsync(staging, weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice,
+                                       gpu_.stream));
+        }
         params.load(staging, gpu_.stream);
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
         CUDA_CHECK(cudaFree(staging));
