@@ -65,6 +65,18 @@ __host__ __device__ inline bool is_aligned16(const void* p) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A value into device memory, in stream order: per-step settings that kernels replayed from a CUDA
+// graph read at run time (train/step_graph.cuh). The value travels as the kernel's argument, which
+// is copied at launch, so unlike cudaMemcpyAsync from host memory no host buffer must outlive it.
+
+template <typename V> __global__ void store_value_kernel(V* destination, V value) { *destination = value; }
+
+template <typename V> void store_on_device(V* destination, const V& value, cudaStream_t stream) {
+    store_value_kernel<<<1, 1, 0, stream>>>(destination, value);
+    CUDA_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Warp and block reductions (fp32).
 
 __device__ inline float warp_sum(float x) {
