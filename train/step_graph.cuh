@@ -1,8 +1,9 @@
 // --cuda-graphs 1: the launches of a training step replayed from CUDA graphs.
 //
-// Launched one by one, every kernel of a micro-step costs the GPU a gap after its predecessor (the
-// launch is fetched and set up only then) and the host a launch call; a graph hands the whole
-// sequence to the GPU in one launch, with the kernels' arguments prepared once. Two graphs:
+// Launched one by one, each kernel of a micro-step costs the host a launch call and leaves the GPU
+// a short gap before it starts; replayed from a graph, the whole sequence is one launch whose
+// kernels were prepared when it was instantiated, which shortens those gaps (dev/bench/README.md
+// says how to measure them). Two graphs:
 //   micro-step   Gpt2Model::forward and backward_to_embedding: every kernel from the token
 //                embedding to d(embedding output), every parameter gradient but the embedding
 //                lookups' share of wte and wpe
@@ -16,16 +17,18 @@
 //     which argument of which node carries them);
 //   - the loss download and the embedding backward, whose plan is built on the host from the
 //     batch's tokens (EncoderBackwardPlan: its grid is the batch's count of distinct tokens);
-//   - the gradient reductions (collectives are never captured: NCCL inside a graph brings its
-//     own rules, and a collective's watchdog event cannot be inside it), the gradient norm, whose
-//     value the host needs to decide clipping and skipping, and everything between steps.
+//   - the gradient reductions: collectives are never captured (a capture must end joined, so a
+//     micro-step whose backward all-reduces layer by layer would wait at its end for every
+//     reduction it overlaps today; such micro-steps run eagerly, below);
+//   - the gradient norm, whose value the host needs to decide clipping and skipping, and
+//     everything between steps.
 // What a graph does not read from memory is baked into it: a graph is captured again when
 // MicroStepShape differs (the fp16 loss scale rides on the cross-entropy's gradient scale).
 //
 // Eager instead of replayed, whatever --cuda-graphs says:
 //   - the first step of the process: first uses (kernel modules, cuBLASLt plans, attention tensor
 //     maps, shared-memory attributes) must not fall inside a capture; graphs are captured when
-//     the second step first needs them;
+//     a later step first needs them (AdamW's after one eager update);
 //   - a micro-step whose backward hands gradients to the comm stream (GradientSync::
 //     backward_communicates: ZeRO-2's every micro-step, ZeRO-0's last with --overlap-grad-reduce
 //     on several GPUs);
@@ -146,10 +149,12 @@ class StepGraphs {
     }
 
     // The optimizer's update: `enqueue()` enqueues it on `stream`, reading its per-step values
-    // from device memory; replayed from its graph in steps with graphs.
+    // from device memory; replayed from its graph in steps with graphs, once it has run eagerly
+    // (the first step's update is skipped when fp16 overflows).
     template <typename Enqueue> void optimizer(Enqueue&& enqueue, cudaStream_t stream) {
-        if (!replaying_) {
+        if (!replaying_ || !update_ran_eagerly_) {
             enqueue();
+            update_ran_eagerly_ = true;
             return;
         }
         if (optimizer_.empty()) capture(optimizer_, "the AdamW update", enqueue, stream);
@@ -176,5 +181,6 @@ class StepGraphs {
     uint64_t* pass_offset_ = nullptr;  // (1): the replayed micro-step's DropoutSchedule::pass_offset()
     CudaGraph micro_step_;
     MicroStepShape micro_step_shape_;
+    bool update_ran_eagerly_ = false;
     CudaGraph optimizer_;
 };
