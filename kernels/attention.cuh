@@ -40,9 +40,10 @@
 //                operands fetched with ldmatrix, tiles double-buffered with cp.async
 //                (kernels/attention_mma_sync.cuh, fragments in kernels/attention_mma_fragments.cuh).
 //                Any GPU from sm_80 on.
-//   Hopper:      FlashAttention-3-style forward on sm_90a: TMA copies, wgmma, a producer warp
-//                and two consumer warpgroups (kernels/attention_hopper.cuh), head dims 64 and
-//                128 (80 and 96 take the mma.sync forward); backward is mma.sync's.
+//   Hopper:      FlashAttention-3-style forward, dK/dV and dQ on sm_90a: TMA copies, wgmma,
+//                a producer warp and two consumer warpgroups (kernels/attention_hopper.cuh,
+//                kernels/attention_hopper_backward.cuh), head dims 64 and 128 (80 and 96 take
+//                the mma.sync kernels); D = rowsum(dO * O) is the common kernel.
 //   CudaCores:   the same tiling in plain fp32 on CUDA cores, 32 x 32 tiles. Several times
 //                slower; kept as the trusted fallback and as variant 1 of the dev/cuda workbench
 //                (kernels/attention_cuda_cores.cuh).
@@ -60,6 +61,7 @@
 #include "kernels/attention_common.cuh"
 #include "kernels/attention_cuda_cores.cuh"
 #include "kernels/attention_hopper.cuh"
+#include "kernels/attention_hopper_backward.cuh"
 #include "kernels/attention_mma_sync.cuh"
 
 enum class AttentionKernel { TensorCores, CudaCores, Hopper };
@@ -67,7 +69,7 @@ enum class AttentionKernel { TensorCores, CudaCores, Hopper };
 inline const char* attention_kernel_name(AttentionKernel kernel) {
     switch (kernel) {
         case AttentionKernel::TensorCores: return "tensor cores (mma.sync)";
-        case AttentionKernel::Hopper: return "Hopper tensor cores (wgmma + TMA forward, mma.sync backward)";
+        case AttentionKernel::Hopper: return "Hopper tensor cores (wgmma + TMA forward and backward)";
         case AttentionKernel::CudaCores: break;
     }
     return "CUDA cores (fp32)";
@@ -125,6 +127,9 @@ void attention_backward_using(AttentionKernel kernel, T* dqkv /*(B,T,3,NH,HD) ov
     attention_detail::check_attention_arguments("attention_backward", qkv, out, B, T_len, NH, HD, softmax_scale, drop);
     REQUIRE(is_aligned16(dqkv) && is_aligned16(dout), "attention_backward: dqkv and dout must be 16-byte aligned");
     REQUIRE(scratch != nullptr, "attention_backward: scratch of attention_backward_scratch_floats() floats is required");
+    REQUIRE(kernel != AttentionKernel::Hopper || attention_hopper_available(),
+            "attention_backward: the Hopper kernels need a compute capability 9.0 GPU and a build for it "
+            "(make GPU_ARCH=90)");
     float* row_dot = scratch;  // (B, NH, T): D = rowsum(dO * O)
     attention_detail::attention_backward_row_dot<T>(row_dot, dout, out, B, T_len, NH, HD, stream);
     attention_detail::dispatch_head_dim(HD, [&](auto head_dim) {
@@ -132,6 +137,15 @@ void attention_backward_using(AttentionKernel kernel, T* dqkv /*(B,T,3,NH,HD) ov
         namespace tc = attention_detail::tensor_cores;
         using Config = tc::Config<D>;
         if (kernel != AttentionKernel::CudaCores) {  // TensorCores and Hopper
+            if constexpr (D == 64 || D == 128) {
+                if (kernel == AttentionKernel::Hopper) {
+                    namespace hopper = attention_detail::hopper;
+                    hopper::backward_dkdv<T, D>(dqkv, row_dot, dout, qkv, lse, B, T_len, NH, softmax_scale, drop,
+                                                stream);
+                    hopper::backward_dq<T, D>(dqkv, row_dot, dout, qkv, lse, B, T_len, NH, softmax_scale, drop, stream);
+                    return;
+                }
+            }
             tc::backward_dkdv<T, D, Config::kDkdvWarps, Config::kDkdvQueries>(dqkv, row_dot, dout, qkv, lse, B, T_len,
                                                                               NH, softmax_scale, drop, stream);
             tc::backward_dq<T, D, Config::kDqWarps, Config::kDqKeys>(dqkv, row_dot, dout, qkv, lse, B, T_len, NH,

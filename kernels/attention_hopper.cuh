@@ -39,19 +39,14 @@ namespace hopper {
 // together and computes softmax(S_j) while the second runs (FlashAttention-3's intra-warpgroup
 // overlap), at the price of holding S and P at once; else one tile at a time (both multiplies,
 // then the softmax, in turn).
-template <int HD, int STAGES, bool PIPELINED, int CONSUMERS = 2> struct ForwardShape {
+template <int HD, int STAGES, bool PIPELINED, int CONSUMERS = 2>
+struct ForwardShape : WarpSpecializedBlock<CONSUMERS> {
     static_assert(HD == 64 || HD == 128, "the wgmma forward supports head dims 64 and 128");
     static_assert(CONSUMERS == 2 || CONSUMERS == 3, "two or three consumer warpgroups");
-    static constexpr int kConsumers = CONSUMERS;
-    static constexpr int kThreads = 128 * (1 + kConsumers);
-    static constexpr int kQueries = 64 * kConsumers;          // per block
+    static constexpr int kQueries = 64 * CONSUMERS;           // per block
     static constexpr int kKeys = 128;                         // per K/V tile
     static constexpr int kStages = STAGES;
     static constexpr bool kPipelined = PIPELINED;
-    // The producer keeps 24 registers per thread and the consumers share the rest of the SM's
-    // 65536 (in multiples of 8): 240 each for two consumer warpgroups, 160 for three.
-    static constexpr int kProducerRegisters = 24;
-    static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
     // Shared memory (bytes from a 1024-byte aligned base): Q, K stages, V stages, barriers.
     static constexpr int kQBytes = kQueries * HD * 2, kTileBytes = kKeys * HD * 2;
     static constexpr int kKOffset = kQBytes, kVOffset = kKOffset + kStages * kTileBytes;
@@ -75,33 +70,81 @@ template <typename C> struct ForwardSmem {
     __device__ uint32_t empty(int stage) const { return q_full() + 8 * (1 + C::kStages + stage); }
 };
 
-// Producer (one thread): Q once, then K and V tile j into stage j % kStages once the consumers
-// have released the tile that used it before.
-template <int HD, typename C>
-__device__ __forceinline__ void load_tiles(const ForwardSmem<C>& smem, const CUtensorMap& q_map,
-                                           const CUtensorMap& kv_map, int q0, int h, int b, int NH, int num_k_tiles) {
-    mbarrier_arrive_expect_bytes(smem.q_full(), C::kQBytes);
+// Issues the TMA copy of rows row0 .. row0 + tile_rows - 1 of `slot` (batch b) of the tensor `map`
+// describes (boxes of tile_rows rows) into the swizzled tile at `tile`, one box per 64-column block,
+// completing on `barrier`.
+template <int HD>
+__device__ __forceinline__ void tma_load_rows(uint32_t tile, int tile_rows, const CUtensorMap& map, int row0, int slot,
+                                              int b, uint32_t barrier) {
 #pragma unroll
     for (int c = 0; c < HD / kColumnsPerBlock; ++c)
-        tma_load_4d(smem.q() + c * C::kQueries * kSwizzleBytes, q_map, c * kColumnsPerBlock, q0, h, b, smem.q_full());
+        tma_load_4d(tile + c * tile_rows * kSwizzleBytes, map, c * kColumnsPerBlock, row0, slot, b, barrier);
+}
+
+// Initialises a block's mbarriers (thread 0; then every thread syncs): `resident_full`, which the
+// tiles loaded once complete (one arrival plus their bytes), and per stage of the ring "full"
+// (full_arrivals) and "empty" (one arrival per consumer warp). `smem` has full(stage), empty(stage).
+template <typename C, typename Smem>
+__device__ __forceinline__ void init_barriers(const Smem& smem, uint32_t resident_full, int full_arrivals) {
+    if (threadIdx.x == 0) {
+        mbarrier_init(resident_full, 1);
+        for (int stage = 0; stage < C::kStages; ++stage) {
+            mbarrier_init(smem.full(stage), full_arrivals);
+            mbarrier_init(smem.empty(stage), 4 * C::kConsumers);
+        }
+        mbarrier_init_fence();
+    }
+    __syncthreads();
+}
+
+// Producer (one thread) of the kernels that stream key tiles (forward, dQ): K and V tile j into
+// stage j % kStages once the consumers have released the tile that used it before. `smem` has
+// k(stage), v(stage) and the stage's full and empty barriers.
+template <int HD, typename C, typename Smem>
+__device__ __forceinline__ void stream_key_tiles(const Smem& smem, const CUtensorMap& kv_map, int h, int b, int NH,
+                                                 int num_k_tiles) {
     for (int j = 0; j < num_k_tiles; ++j) {
         const int stage = j % C::kStages, use = j / C::kStages;
         if (use > 0) mbarrier_wait(smem.empty(stage), (use - 1) & 1);
         mbarrier_arrive_expect_bytes(smem.full(stage), 2 * C::kTileBytes);
-#pragma unroll
-        for (int c = 0; c < HD / kColumnsPerBlock; ++c) {
-            const uint32_t column_block = c * C::kKeys * kSwizzleBytes;
-            tma_load_4d(smem.k(stage) + column_block, kv_map, c * kColumnsPerBlock, j * C::kKeys, NH + h, b,
-                        smem.full(stage));
-            tma_load_4d(smem.v(stage) + column_block, kv_map, c * kColumnsPerBlock, j * C::kKeys, 2 * NH + h, b,
-                        smem.full(stage));
-        }
+        tma_load_rows<HD>(smem.k(stage), C::kKeys, kv_map, j * C::kKeys, NH + h, b, smem.full(stage));
+        tma_load_rows<HD>(smem.v(stage), C::kKeys, kv_map, j * C::kKeys, 2 * NH + h, b, smem.full(stage));
     }
 }
 
 template <int R> __device__ __forceinline__ void keep_until_here(const uint32_t (&x)[R][4]) {
 #pragma unroll
     for (int i = 0; i < R; ++i) asm volatile("" ::"r"(x[i][0]), "r"(x[i][1]), "r"(x[i][2]), "r"(x[i][3]) : "memory");
+}
+
+// A warpgroup's 64 x HD accumulator rows (wgmma layout; rows g and g + 8 of each warp times
+// scale[0] and scale[1]) to global rows row0 .. row0 + 63 of `slot`, batch b, of the tensor `map`
+// describes (boxes of 64 rows), through a TMA store. The rows are staged in shared memory at
+// `rows`, the warpgroup's first row in column block 0 of a swizzled tile of `tile_rows` rows
+// (1024-byte aligned), which the warpgroup's own multiplies must have finished reading. Rows past
+// the tensor's end are clipped by the store. `barrier_id`: a named barrier of this warpgroup.
+template <typename T, int HD>
+__device__ __forceinline__ void store_warpgroup_rows(const float (&acc)[HD / 8][4], const float (&scale)[2],
+                                                     uint32_t rows, int tile_rows, const CUtensorMap& map, int row0,
+                                                     int slot, int b, int barrier_id) {
+    const int thread = threadIdx.x % 128, warp = thread / 32, lane = thread % 32, g = lane / 4, t = lane % 4;
+    named_barrier_sync(barrier_id, 128);
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char* staged = smem_raw + (rows - shared_address(smem_raw));
+#pragma unroll
+    for (int dt = 0; dt < HD / 8; ++dt)
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+            *reinterpret_cast<uint32_t*>(staged + swizzled_offset(tile_rows, 16 * warp + g + 8 * i, 8 * dt + 2 * t)) =
+                tensor_cores::pack_pair<T>(acc[dt][2 * i] * scale[i], acc[dt][2 * i + 1] * scale[i]);
+    fence_shared_for_copy_engine();
+    named_barrier_sync(barrier_id, 128);
+    if (thread == 0) {
+#pragma unroll
+        for (int c = 0; c < HD / kColumnsPerBlock; ++c)
+            tma_store_4d(map, c * kColumnsPerBlock, row0, slot, b, rows + c * tile_rows * kSwizzleBytes);
+        tma_store_commit_and_wait();
+    }
 }
 
 // One consumer warpgroup's rows, q0 + 64 consumer .. + 63, and their running softmax state.
@@ -142,17 +185,12 @@ template <typename T, int HD, typename C> struct ConsumerRows {
 
     // Issues S = Q K^T for the tile in `stage` (one commit group).
     __device__ __forceinline__ void issue_scores(int stage) {
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; ++kk)
-            wgmma_ss<T, C::kKeys>(s, k_major_descriptor(q_rows, C::kQueries, kk),
-                                  k_major_descriptor(smem.k(stage), C::kKeys, kk), kk > 0);
+        wgmma_rows_times_rows<T, C::kKeys, HD>(s, q_rows, C::kQueries, smem.k(stage), C::kKeys);
         wgmma_commit();
     }
     // Issues O += P V for the tile in `stage` (one commit group).
     __device__ __forceinline__ void issue_output(int stage) {
-#pragma unroll
-        for (int kk = 0; kk < NK / 2; ++kk)
-            wgmma_rs<T, HD>(o, p[kk], n_major_descriptor(smem.v(stage), C::kKeys, kk), 1);
+        wgmma_fragments_times_rows<T, HD>(o, p, smem.v(stage), C::kKeys);
         wgmma_commit();
     }
     // This warp is done with the tile in `stage` (its multiplies have completed).
@@ -289,25 +327,7 @@ template <typename T, int HD, typename C> struct ConsumerRows {
                     row_max[i] * softmax_scale + logf(row_sum[i]);
         }
         if (wg_q0 >= seq_len) return;  // no row to store (uniform over the warpgroup)
-        const int barrier_id = 1 + consumer, thread = threadIdx.x % 128, warp = thread / 32, g = lane / 4;
-        named_barrier_sync(barrier_id, 128);
-        extern __shared__ __align__(1024) unsigned char smem_raw[];
-        unsigned char* staged = smem_raw + (q_rows - shared_address(smem_raw));
-#pragma unroll
-        for (int dt = 0; dt < ND; ++dt)
-#pragma unroll
-            for (int i = 0; i < 2; ++i)
-                *reinterpret_cast<uint32_t*>(staged +
-                                             swizzled_offset(C::kQueries, 16 * warp + g + 8 * i, 8 * dt + 2 * t)) =
-                    tensor_cores::pack_pair<T>(o[dt][2 * i] * inv[i], o[dt][2 * i + 1] * inv[i]);
-        fence_shared_for_copy_engine();
-        named_barrier_sync(barrier_id, 128);
-        if (thread == 0) {
-#pragma unroll
-            for (int c = 0; c < HD / kColumnsPerBlock; ++c)
-                tma_store_4d(out_map, c * kColumnsPerBlock, wg_q0, h, b, q_rows + c * C::kQueries * kSwizzleBytes);
-            tma_store_commit_and_wait();
-        }
+        store_warpgroup_rows<T, HD>(o, inv, q_rows, C::kQueries, out_map, wg_q0, h, b, 1 + consumer);
     }
 };
 
@@ -325,19 +345,15 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         const int h = blockIdx.y, b = blockIdx.z;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * C::kQueries;
         const int num_k_tiles = ceil_div(min(q0 + C::kQueries, seq_len), C::kKeys);
-        if (threadIdx.x == 0) {
-            mbarrier_init(smem.q_full(), 1);
-            for (int stage = 0; stage < C::kStages; ++stage) {
-                mbarrier_init(smem.full(stage), 1);
-                mbarrier_init(smem.empty(stage), 4 * C::kConsumers);  // one arrival per consumer warp
-            }
-            mbarrier_init_fence();
-        }
-        __syncthreads();
+        init_barriers<C>(smem, smem.q_full(), 1);
         const int warpgroup = threadIdx.x / 128;
         if (warpgroup == 0) {
             setmaxnreg_decrease<C::kProducerRegisters>();
-            if (threadIdx.x == 0) load_tiles<HD, C>(smem, q_map, kv_map, q0, h, b, NH, num_k_tiles);
+            if (threadIdx.x == 0) {
+                mbarrier_arrive_expect_bytes(smem.q_full(), C::kQBytes);
+                tma_load_rows<HD>(smem.q(), C::kQueries, q_map, q0, h, b, smem.q_full());
+                stream_key_tiles<HD, C>(smem, kv_map, h, b, NH, num_k_tiles);
+            }
         } else {
             setmaxnreg_increase<C::kConsumerRegisters>();
             const int consumer = warpgroup - 1;

@@ -145,6 +145,25 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const uint32_t (&
 #undef ATTN_ACC32
 #undef ATTN_ACC4
 
+// D (64 x N) = A B^T with both operands K-major swizzled tiles in shared memory, over a K of HD:
+// A the 64 rows at `a` (in column block 0) of a tile of a_rows rows, B the N rows of the tile at
+// `b` of b_rows rows. Issues HD / 16 wgmma (no commit).
+template <typename T, int N, int HD>
+__device__ __forceinline__ void wgmma_rows_times_rows(float (&d)[N / 8][4], uint32_t a, int a_rows, uint32_t b,
+                                                      int b_rows) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk)
+        wgmma_ss<T, N>(d, k_major_descriptor(a, a_rows, kk), k_major_descriptor(b, b_rows, kk), kk > 0);
+}
+// D (64 x N) += A X with A (64 x 16 KSTEPS) in A fragments and X the first 16 KSTEPS rows of the
+// N-major swizzled tile at `x` of x_rows rows. Issues KSTEPS wgmma (no commit).
+template <typename T, int N, int KSTEPS>
+__device__ __forceinline__ void wgmma_fragments_times_rows(float (&d)[N / 8][4], const uint32_t (&a)[KSTEPS][4],
+                                                           uint32_t x, int x_rows) {
+#pragma unroll
+    for (int kk = 0; kk < KSTEPS; ++kk) wgmma_rs<T, N>(d, a[kk], n_major_descriptor(x, x_rows, kk), 1);
+}
+
 // Orders register accesses around the asynchronous multiplies: wgmma_fence before the first
 // wgmma that reads registers written by ordinary instructions; commit closes a group; wait<N>
 // blocks until at most N groups are pending. keep_in_place(x) stops the compiler from moving an
@@ -196,6 +215,28 @@ __device__ __forceinline__ void mbarrier_wait(uint32_t barrier, uint32_t parity)
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
+
+// setmaxnreg moves registers between the warpgroups of a block: every thread starts with the
+// launch's count (what __launch_bounds__(threads, 1) allows: 65536 / threads, rounded down to a
+// multiple of 8), and .inc waits until the block's own .dec calls have freed what it asks for, so a
+// split whose producer frees too little hangs. Whether the producer's cut pays for the raise:
+constexpr bool register_split_balances(int threads, int producer_registers, int consumers,
+                                       int consumer_registers) {
+    const int launch_registers = 65536 / threads / 8 * 8;
+    return launch_registers - producer_registers >= consumers * (consumer_registers - launch_registers);
+}
+
+// A warp-specialized block: one producer warpgroup (TMA copies) and CONSUMERS consumer
+// warpgroups (wgmma). The producer keeps 24 registers per thread and the consumers share the rest
+// of the SM's 65536 (in multiples of 8): 240 each for two consumer warpgroups, 160 for three.
+template <int CONSUMERS> struct WarpSpecializedBlock {
+    static constexpr int kConsumers = CONSUMERS;
+    static constexpr int kThreads = 128 * (1 + kConsumers);
+    static constexpr int kProducerRegisters = 24;
+    static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
+    static_assert(register_split_balances(kThreads, kProducerRegisters, kConsumers, kConsumerRegisters),
+                  "setmaxnreg: the producer must free the registers the consumers take");
+};
 
 // Register budget of the calling warpgroup; every warp of the warpgroup executes it.
 template <int R> __device__ __forceinline__ void setmaxnreg_increase() {

@@ -162,7 +162,9 @@ long=("${common[@]}" --steps 150 --checkpoint-every 0)
 ./train_gpt2cu "${long[@]}" --out-dir "$work/stopped" >"$work/stopped.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do
-    [ "$(grep -c '"train"' "$work/stopped/log.jsonl" 2>/dev/null)" -ge 5 ] && break
+    # Before the run has created its log, grep prints nothing: count that as 0 steps.
+    steps_logged=$(grep -c '"train"' "$work/stopped/log.jsonl" 2>/dev/null) || true
+    [ "${steps_logged:-0}" -ge 5 ] && break
     sleep 0.05
 done
 kill -TERM $pid

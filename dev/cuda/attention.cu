@@ -12,11 +12,11 @@
 //   1  fp32 CUDA cores: 32 x 32 tiles, online softmax (AttentionKernel::CudaCores, the fallback)
 //   2  FlashAttention-2 style: mma.sync m16n8k16 with ldmatrix operands and cp.async double
 //      buffering; deterministic two-kernel backward (AttentionKernel::TensorCores, production)
-//   3  FlashAttention-3 style forward on sm_90a: TMA tile copies on mbarriers, a producer warp,
-//      two consumer warpgroups on wgmma, setmaxnreg (AttentionKernel::Hopper); head dims 64 and
-//      128 (80 and 96 run variant 2's forward); backward is variant 2's. Only on a compute
-//      capability 9.0 GPU with a GPU_ARCH=90 build; skipped elsewhere.
-// The benchmark also sweeps the tile shapes of variant 2's three kernels and variant 3's forward.
+//   3  FlashAttention-3 style forward and backward on sm_90a: TMA tile copies on mbarriers, a
+//      producer warp, two consumer warpgroups on wgmma, setmaxnreg (AttentionKernel::Hopper);
+//      head dims 64 and 128 (80 and 96 run variant 2's kernels). Only on a compute capability
+//      9.0 GPU with a GPU_ARCH=90 build; skipped elsewhere.
+// The benchmark also sweeps the tile shapes of variant 2's and variant 3's kernels.
 //
 // Exit status: 0 when every check passed, 1 otherwise.
 #include <cstring>
@@ -41,12 +41,12 @@ struct Variant {
 const Variant kVariants[] = {
     {1, AttentionKernel::CudaCores, "fp32 CUDA cores, 32x32 tiles"},
     {2, AttentionKernel::TensorCores, "mma.sync + ldmatrix + cp.async"},
-    {3, AttentionKernel::Hopper, "wgmma + TMA forward, warp-specialized"},
+    {3, AttentionKernel::Hopper, "wgmma + TMA forward and backward, warp-specialized"},
 };
 const char* short_name(AttentionKernel kernel) {
     switch (kernel) {
         case AttentionKernel::TensorCores: return "mma.sync";
-        case AttentionKernel::Hopper: return "wgmma+TMA fwd";
+        case AttentionKernel::Hopper: return "wgmma+TMA";
         case AttentionKernel::CudaCores: break;
     }
     return "fp32 CUDA cores";
@@ -298,13 +298,15 @@ template <typename T> void fill_benchmark_inputs(Buffers<T>& buf, std::mt19937_6
     workbench::fill_uniform(buf.dout, buf.out_count, rng(), std::sqrt(3.0f));
 }
 
-// Too slow to check against the CPU: the tensor-core variants are checked against variant 1
-// (validated above) on the benchmark shapes. Each carries about u of rounding error, so their
-// difference is within 2u.
+// Too slow to check against the CPU: on the benchmark shapes every variant is checked against
+// the first one run (variant 1, or variant 2 when 1 is not selected), which the validation above
+// checked against the CPU. Each carries about u of rounding error, so their difference is within 2u.
+// The head-dim-128 shapes run with dropout, so the masks are compared too.
 void cross_check_benchmark_shapes(const std::vector<Variant>& variants, std::mt19937_64& rng, Tally& tally) {
     using T = __nv_bfloat16;
-    std::printf("== Cross-check on the benchmark shapes: tensor-core variants against variant 1 (bf16, tolerance %.1e)\n",
-                output_tolerance<T>());
+    const Variant& trusted_variant = variants.front();
+    std::printf("== Cross-check on the benchmark shapes: the other variants against variant %d (bf16, tolerance %.1e)\n",
+                trusted_variant.number, output_tolerance<T>());
     for (const Shape& s : kBenchmarkShapes) {
         Buffers<T> buf(s);
         fill_benchmark_inputs(buf, rng);
@@ -315,15 +317,15 @@ void cross_check_benchmark_shapes(const std::vector<Variant>& variants, std::mt1
             buf.poison_outputs();
             buf.forward(v.kernel, scale, drop);
             buf.backward(v.kernel, scale, drop);
-            if (v.kernel == AttentionKernel::CudaCores) {
+            if (v.number == trusted_variant.number) {
                 trusted = download_outputs(buf);
                 continue;
             }
             const Outputs got = download_outputs(buf);
             const auto as_double = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
             char label[96];
-            std::snprintf(label, sizeof label, "v%d vs v1 (%d,%d,%d,%d) p=%.1f", v.number, s.B, s.NH, s.T, s.HD,
-                          drop.p);
+            std::snprintf(label, sizeof label, "v%d vs v%d (%d,%d,%d,%d) p=%.1f", v.number, trusted_variant.number, s.B,
+                          s.NH, s.T, s.HD, drop.p);
             tally.add(compare_outputs<T>(label, got, as_double(trusted.out), as_double(trusted.lse),
                                          as_double(trusted.dqkv), s, ""));
         }
@@ -350,7 +352,7 @@ void print_timing_row(const char* shape_label, const char* name, const Timing& t
                 tflops(2.5 * f, t.bwd), t.both, tflops(3.5 * f, t.both));
 }
 
-// Tile-shape sweep of variant 2's kernels and variant 3's forward, timed one kernel at a time. Each
+// Tile-shape sweep of variant 2's kernels and variant 3's forward and dK/dV, timed one kernel at a time. Each
 // configuration's result is compared with variant 2's production configuration's, so a broken
 // shape cannot hide here.
 enum class SweptKernel { Forward, DkDv, Dq };
@@ -375,13 +377,25 @@ template <int HD> struct Sweep {
         attention_detail::hopper::forward<T, HD, Shape>(b.out, b.lse, b.qkv, b.shape.B, b.shape.T, b.shape.NH, scale,
                                                         d, 0);
     }
+    template <int QUERIES, int STAGES, bool PIPELINED>
+    static void hopper_dkdv(Buffers<T>& b, float scale, DropoutParams d) {
+        using Shape = attention_detail::hopper::DkdvShape<HD, QUERIES, STAGES, PIPELINED>;
+        attention_detail::hopper::backward_dkdv<T, HD, Shape>(b.dqkv, b.scratch, b.dout, b.qkv, b.lse, b.shape.B,
+                                                              b.shape.T, b.shape.NH, scale, d, 0);
+    }
+    template <int KEYS, int STAGES> static void hopper_dq(Buffers<T>& b, float scale, DropoutParams d) {
+        using Shape = attention_detail::hopper::DqShape<HD, KEYS, STAGES>;
+        attention_detail::hopper::backward_dq<T, HD, Shape>(b.dqkv, b.scratch, b.dout, b.qkv, b.lse, b.shape.B,
+                                                            b.shape.T, b.shape.NH, scale, d, 0);
+    }
     struct Entry {
         SweptKernel kernel;
         const char* config;
         void (*run)(Buffers<T>&, float, DropoutParams);
         bool hopper = false;  // variant 3's kernels: only where attention_hopper_available()
     };
-    // Variant 3's forward shapes; the first is production (attention_detail::hopper::ForwardConfig).
+    // Variant 3's shapes; the first of each kernel is production (attention_detail::hopper::ForwardConfig,
+    // DkdvConfig, DqConfig).
     static std::vector<Entry> hopper_entries() {
         using K = SweptKernel;
         std::vector<Entry> list = {{K::Forward, "wgmma 2 stages, pipelined", hopper_forward<2, true>, true},
@@ -391,6 +405,14 @@ template <int HD> struct Sweep {
             list.push_back({K::Forward, "wgmma 3 WG, 2 stages, pipelined", hopper_forward<2, true, 3>, true});
             list.push_back({K::Forward, "wgmma 3 WG, 3 stages, pipelined", hopper_forward<3, true, 3>, true});
         }
+        list.push_back({K::DkDv, "wgmma 64 queries, 2 stages, in turn", hopper_dkdv<64, 2, false>, true});
+        list.push_back({K::DkDv, "wgmma 64 queries, 3 stages, in turn", hopper_dkdv<64, 3, false>, true});
+        if constexpr (HD == 64) {  // at HD 128 these exceed the consumers' 240 registers
+            list.push_back({K::DkDv, "wgmma 64 queries, 2 stages, pipelined", hopper_dkdv<64, 2, true>, true});
+            list.push_back({K::Dq, "wgmma 128 keys, 2 stages", hopper_dq<128, 2>, true});
+        }
+        list.push_back({K::Dq, "wgmma 64 keys, 2 stages", hopper_dq<64, 2>, true});
+        list.push_back({K::Dq, "wgmma 64 keys, 3 stages", hopper_dq<64, 3>, true});
         return list;
     }
     // The first entry of each kernel is the production shape (attention_detail::tensor_cores::Config).
@@ -504,7 +526,7 @@ void benchmark(const std::vector<Variant>& variants, bool with_torch, bool with_
         }
     }
     if (!with_sweep) return;
-    std::printf("== Tile-shape sweep of variants 2 and 3 (bf16, no dropout; kernels timed alone)\n");
+    std::printf("== Tile-shape sweep of variant 2 and variant 3's forward and dK/dV (bf16, no dropout; kernels timed alone)\n");
     for (const Shape& s : kBenchmarkShapes) {
         Buffers<T> buf(s);
         fill_benchmark_inputs(buf, rng);
@@ -518,7 +540,8 @@ void print_usage() {
     std::printf("usage: attention [--quick] [--variant N[,M...]] [--no-torch] [--no-sweep]\n"
                 "  --quick      validation only, small shapes (for the test suite)\n"
                 "  --variant N  run only variant N, or the listed ones (1: fp32 CUDA cores, 2: mma.sync tensor\n"
-                "               cores, 3: Hopper wgmma + TMA); the cross-check needs variant 1\n"
+                "               cores, 3: Hopper wgmma + TMA); the cross-check needs two\n"
+                "               (the first listed, 1 or 2, is the trusted one)\n"
                 "  --no-torch   skip the PyTorch SDPA baselines in the benchmark\n"
                 "  --no-sweep   skip the tile-shape sweep in the benchmark\n");
 }
@@ -573,7 +596,8 @@ int main(int argc, char** argv) {
     validate_all<__nv_bfloat16>(variants, quick, rng, tally);
     validate_all<__half>(variants, quick, rng, tally);
     if (!quick) {
-        if (variants.front().kernel == AttentionKernel::CudaCores) cross_check_benchmark_shapes(variants, rng, tally);
+        if (variants.size() > 1 && variants.front().kernel != AttentionKernel::Hopper)
+            cross_check_benchmark_shapes(variants, rng, tally);
         benchmark(variants, with_torch, with_sweep, rng, tally);
     }
     std::printf("attention: %d checks, %d failed: %s\n", tally.checks(), tally.failed, tally.failed ? "FAIL" : "PASS");
