@@ -1,11 +1,16 @@
 // The attention workbench's problem (dev/cuda/attention.cu): its shape, the CPU reference in
-// double, and its device buffers with the calls into kernels/attention.cuh.
+// double, its device buffers with the calls into kernels/attention.cuh, and how close the
+// kernels' outputs must come to the reference.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "dev/cuda/workbench.cuh"
@@ -166,6 +171,69 @@ template <typename T> Outputs download_outputs(const Buffers<T>& buf) {
     CUDA_CHECK(cudaMemcpy(o.lse.data(), buf.lse, buf.stat_count * sizeof(float), cudaMemcpyDeviceToHost));
     o.dqkv = workbench::download(buf.dqkv, buf.qkv_count);
     return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tolerances (relative Frobenius error, ||gpu - ref|| / ||ref||).
+//
+// The reference computes in double on exactly the rounded inputs the GPU gets. What remains is
+// rounding inside the kernels: P (forward) and P, dS (backward) are rounded to the storage type
+// before they enter the next matmul (variant 2; variant 1 keeps them in fp32), and every output
+// is rounded once at the end. Each rounding adds about u/sqrt(3) RMS relative error, u the unit
+// roundoff (bf16 2^-8, fp16 2^-11), so about u in total; the CPU emulation of both variants
+// measured at most 1.2u (bf16 4.7e-3 at T=7, fp16 4.4e-4). 4u leaves room for accumulation-order
+// differences without hiding a real bug: a wrong mask, scale or tile shows up as O(1) errors.
+// lse is fp32 arithmetic on exact products (measured ~1e-7); 1e-5 allows the hardware's
+// approximate exp2/log2 (2 ulp) with margin.
+template <typename T> double output_tolerance() { return std::is_same<T, __half>::value ? 2e-3 : 1.6e-2; }
+constexpr double kLseTolerance = 1e-5;
+
+// Compares O, lse, dQ, dK, dV with expected values and prints one line; returns whether all passed.
+template <typename T>
+bool compare_outputs(const char* label, const Outputs& got, const std::vector<double>& out, const std::vector<double>& lse,
+                     const std::vector<double>& dqkv, const Shape& s, const char* extra) {
+    const double tol = output_tolerance<T>();
+    struct Item {
+        const char* name;
+        workbench::CheckResult result;
+        double tolerance;
+    };
+    // dQ and dK are exactly zero where every query sees a single key (T = 1: a softmax over one
+    // score has no gradient), and a relative error against zero is meaningless; there the error
+    // is measured against the size of the problem's gradients, ||dV||.
+    const std::vector<double> ref_dv = qkv_slice(dqkv, 2, s);
+    const double dv_norm = std::sqrt(std::inner_product(ref_dv.begin(), ref_dv.end(), ref_dv.begin(), 0.0));
+    auto compare_gradient = [&](int part) {
+        const std::vector<double> ref = qkv_slice(dqkv, part, s);
+        const double ref_norm = std::sqrt(std::inner_product(ref.begin(), ref.end(), ref.begin(), 0.0));
+        workbench::CheckResult result = workbench::compare(qkv_slice(got.dqkv, part, s), ref);
+        if (ref_norm == 0.0 && dv_norm > 0.0) {
+            const std::vector<float> ours = qkv_slice(got.dqkv, part, s);
+            double ours2 = 0.0;
+            for (float g : ours) ours2 += (double)g * g;
+            result.relative_error = std::sqrt(ours2) / dv_norm;
+        }
+        return result;
+    };
+    const Item items[] = {
+        {"O", workbench::compare(got.out, out), tol},
+        {"lse", workbench::compare(got.lse, lse), kLseTolerance},
+        {"dQ", compare_gradient(0), tol},
+        {"dK", compare_gradient(1), tol},
+        {"dV", compare_gradient(2), tol},
+    };
+    bool ok = true;
+    std::string line;
+    char buffer[96];
+    for (const Item& item : items) {
+        const bool pass = item.result.all_finite && item.result.relative_error <= item.tolerance;
+        ok = ok && pass;
+        std::snprintf(buffer, sizeof buffer, " %s %.2e%s", item.name, item.result.relative_error,
+                      !item.result.all_finite ? "(NaN)" : pass ? "" : "(!)");
+        line += buffer;
+    }
+    std::printf("  %-44s%s%s  %s\n", label, line.c_str(), extra, ok ? "ok" : "FAIL");
+    return ok;
 }
 
 }  // namespace attention_workbench
