@@ -376,6 +376,11 @@ std::vector<Option> build_options() {
         integer_option(run, "--timeline-step", &C::timeline_step, 0, kMaxCount,
                        "print where this step's time went on rank 0's GPU (forward, backward, gradient "
                        "reduction left after it, optimizer; each layer's reduction), from CUDA events (0 = off)"),
+        bool_option(run, "--cuda-graphs", &C::cuda_graphs,
+                    "replay each training micro-step's forward and backward passes, and the AdamW update, as CUDA "
+                    "graphs captured after the first step: fewer launch gaps, the same losses bit for bit. A "
+                    "micro-step whose backward communicates (ZeRO-2; the last of a step on several GPUs with "
+                    "--overlap-grad-reduce) and the --timeline-step step run eagerly, as the start-up says"),
 
         integer_option(eval, "--val-every", &C::val_every, 0, kMaxCount, "validation loss every N steps (0 = never)"),
         integer_option(eval, "--val-tokens", &C::val_tokens, 0, kMaxCount,

@@ -8,9 +8,11 @@
 //   v = beta2 * v + (1 - beta2) * g^2
 //   master -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 //   params = T(master)                          (round to nearest)
-// The bias corrections are computed once per call on the host in double. One pass: each thread
-// reads 4 consecutive elements of grads, master, m, v (16-byte loads) and writes master, m, v and
-// the 4 compute-copy elements (8 bytes).
+// The bias corrections are computed once per step on the host in double (adamw_step_values).
+// The kernel reads the step's values from device memory, not from its arguments, so that a CUDA
+// graph of the update replays correctly with every step's learning rate (train/step_graph.cuh).
+// One pass: each thread reads 4 consecutive elements of grads, master, m, v (16-byte loads) and
+// writes master, m, v and the 4 compute-copy elements (8 bytes).
 //
 // global_norm_squared is deterministic: a fixed grid of kNormBlocks blocks grid-strides over the
 // gradients accumulating squares in fp64 per thread (free for a memory-bound pass), reduces each
@@ -33,6 +35,16 @@ struct AdamWStep {
     float inv_sqrt_correction2;  // 1 / sqrt(1 - beta2^step)
 };
 
+// The values of update number `step` (1-based, for the bias corrections).
+inline AdamWStep adamw_step_values(float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                                   int step) {
+    REQUIRE(step >= 1, "adamw_step_values: step=%d must be >= 1 (1-based, for the bias corrections)", step);
+    AdamWStep s{lr, beta1, beta2, eps, weight_decay, grad_scale, 0.0f, 0.0f};
+    s.step_size = static_cast<float>(lr / (1.0 - std::pow(static_cast<double>(beta1), step)));
+    s.inv_sqrt_correction2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(static_cast<double>(beta2), step)));
+    return s;
+}
+
 __device__ inline void adamw_element(float& master, float& m, float& v, float grad, const AdamWStep& s) {
     const float g = grad * s.grad_scale;
     master *= 1.0f - s.lr * s.weight_decay;
@@ -48,7 +60,9 @@ template <typename T> struct alignas(8) Vec4 {
 
 template <typename T>
 __global__ void adamw_kernel(T* params, float* master, const float* grads, float* m, float* v, size_t n,
-                             AdamWStep s) {
+                             const AdamWStep* step_values, bool decay) {
+    AdamWStep s = *step_values;
+    if (!decay) s.weight_decay = 0.0f;
     const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
     const size_t first = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const size_t groups = n / 4;
@@ -79,21 +93,20 @@ inline int elementwise_grid(size_t groups, int threads) {
     return static_cast<int>(std::max<size_t>(1, std::min<size_t>(wanted, 65536)));
 }
 
-// params (n) compute copy; master, m, v (n) fp32 state; grads (n) fp32. step is 1-based.
+// params (n) compute copy; master, m, v (n) fp32 state; grads (n) fp32. step_values: device
+// memory holding the update's adamw_step_values() when the kernel runs; without `decay` its
+// weight decay is taken as 0 (biases, LayerNorms, embeddings).
 template <typename T>
-void adamw_update(T* params, float* master, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, float grad_scale, int step, cudaStream_t stream) {
-    REQUIRE(step >= 1, "adamw_update: step=%d must be >= 1 (1-based, for the bias corrections)", step);
+void adamw_update(T* params, float* master, const float* grads, float* m, float* v, size_t n,
+                  const AdamWStep* step_values, bool decay, cudaStream_t stream) {
     REQUIRE(is_aligned16(master) && is_aligned16(grads) && is_aligned16(m) && is_aligned16(v) &&
                 (reinterpret_cast<uintptr_t>(params) & 7) == 0,
             "adamw_update: master, grads, m, v must be 16-byte aligned and params 8-byte aligned (start each "
             "parameter range at a multiple of 4 elements)");
     if (n == 0) return;
-    AdamWStep s{lr, beta1, beta2, eps, weight_decay, grad_scale, 0.0f, 0.0f};
-    s.step_size = static_cast<float>(lr / (1.0 - std::pow(static_cast<double>(beta1), step)));
-    s.inv_sqrt_correction2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(static_cast<double>(beta2), step)));
     constexpr int kThreads = 256;
-    adamw_kernel<<<elementwise_grid(n / 4 + 1, kThreads), kThreads, 0, stream>>>(params, master, grads, m, v, n, s);
+    adamw_kernel<<<elementwise_grid(n / 4 + 1, kThreads), kThreads, 0, stream>>>(params, master, grads, m, v, n,
+                                                                                  step_values, decay);
     CUDA_CHECK_LAUNCH();
 }
 

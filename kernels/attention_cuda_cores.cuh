@@ -49,6 +49,7 @@ template <int HD> __device__ inline float dot_rows(const float* a, const float* 
 template <typename T, int HD>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(T* out, float* lse, const T* qkv, int seq_len, int NH, float softmax_scale, DropoutParams drop) {
+    drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
     constexpr int RF = row_floats<HD>();
     constexpr int kDims = HD / 4;  // accumulators per thread
     extern __shared__ float smem[];
@@ -160,6 +161,7 @@ template <typename T, int HD>
 __global__ void __launch_bounds__(kThreads)
     backward_dq_kernel(T* dqkv, const T* qkv, const T* dout, const float* lse, const float* row_dot, int seq_len,
                        int NH, float softmax_scale, DropoutParams drop) {
+    drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
     constexpr int RF = row_floats<HD>();
     constexpr int kDims = HD / 4;
     extern __shared__ float smem[];
@@ -225,6 +227,7 @@ template <typename T, int HD>
 __global__ void __launch_bounds__(kThreads)
     backward_dkdv_kernel(T* dqkv, const T* qkv, const T* dout, const float* lse, const float* row_dot, int seq_len,
                          int NH, float softmax_scale, DropoutParams drop) {
+    drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
     constexpr int RF = row_floats<HD>();
     constexpr int kDims = HD / 4;
     extern __shared__ float smem[];

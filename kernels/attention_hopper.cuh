@@ -344,6 +344,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                    const __grid_constant__ CUtensorMap out_map, float* lse, int seq_len, int NH, float softmax_scale,
                    DropoutParams drop) {
     if constexpr (kHopperDeviceCode) {
+        drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
         extern __shared__ __align__(1024) unsigned char smem_raw[];
         const ForwardSmem<C> smem{(shared_address(smem_raw) + 1023u) & ~1023u};
         const int h = blockIdx.y, b = blockIdx.z;

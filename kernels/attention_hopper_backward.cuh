@@ -296,6 +296,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                          const float* lse, const float* row_dot, int seq_len, int NH, float softmax_scale,
                          DropoutParams drop) {
     if constexpr (kHopperDeviceCode) {
+        drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
         extern __shared__ __align__(1024) unsigned char smem_raw[];
         const DkdvSmem<C> smem{(shared_address(smem_raw) + 1023u) & ~1023u};
         const int h = blockIdx.y, b = blockIdx.z;
@@ -465,6 +466,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                        const float* lse, const float* row_dot, int seq_len, int NH, float softmax_scale,
                        DropoutParams drop) {
     if constexpr (kHopperDeviceCode) {
+        drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
         extern __shared__ __align__(1024) unsigned char smem_raw[];
         const DqSmem<C> smem{(shared_address(smem_raw) + 1023u) & ~1023u};
         const int h = blockIdx.y, b = blockIdx.z;

@@ -47,6 +47,7 @@ __device__ __forceinline__ void accumulate_scores_times_tile(float (&acc)[HD / 8
 template <typename T, int HD, int NWARPS, int BK>
 __global__ void __launch_bounds__(NWARPS * 32)
     forward_kernel(T* out, float* lse, const T* qkv, int seq_len, int NH, float softmax_scale, DropoutParams drop) {
+    drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
     constexpr int BQ = 16 * NWARPS, P = smem_pitch<HD>(), NTHREADS = NWARPS * 32;
     constexpr int KD = HD / 16;  // k16 steps over the head dim
     constexpr int ND = HD / 8;   // n8 tiles over the head dim
@@ -191,6 +192,7 @@ template <typename T, int HD, int NWARPS, int BK>
 __global__ void __launch_bounds__(NWARPS * 32)
     backward_dq_kernel(T* dqkv, const T* qkv, const T* dout, const float* lse, const float* row_dot, int seq_len,
                        int NH, float softmax_scale, DropoutParams drop) {
+    drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
     constexpr int BQ = 16 * NWARPS, P = smem_pitch<HD>(), NTHREADS = NWARPS * 32;
     constexpr int KD = HD / 16, ND = HD / 8, NK = BK / 8;
     static_assert(BK % 16 == 0 && HD % 16 == 0, "tile shapes must be multiples of 16");
@@ -323,6 +325,7 @@ template <typename T, int HD, int NWARPS, int BQ>
 __global__ void __launch_bounds__(NWARPS * 32)
     backward_dkdv_kernel(T* dqkv, const T* qkv, const T* dout, const float* lse, const float* row_dot, int seq_len,
                          int NH, float softmax_scale, DropoutParams drop) {
+    drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
     constexpr int BKV = 16 * NWARPS, P = smem_pitch<HD>(), NTHREADS = NWARPS * 32;
     constexpr int KD = HD / 16, ND = HD / 8, NQ = BQ / 8;
     static_assert(BQ % 16 == 0 && HD % 16 == 0, "tile shapes must be multiples of 16");

@@ -65,6 +65,18 @@ __host__ __device__ inline bool is_aligned16(const void* p) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A value into device memory, in stream order: per-step settings that kernels replayed from a CUDA
+// graph read at run time (train/step_graph.cuh). The value travels as the kernel's argument, which
+// is copied at launch, so unlike cudaMemcpyAsync from host memory no host buffer must outlive it.
+
+template <typename V> __global__ void store_value_kernel(V* destination, V value) { *destination = value; }
+
+template <typename V> void store_on_device(V* destination, const V& value, cudaStream_t stream) {
+    store_value_kernel<<<1, 1, 0, stream>>>(destination, value);
+    CUDA_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Warp and block reductions (fp32).
 
 __device__ inline float warp_sum(float x) {
@@ -111,19 +123,44 @@ __host__ __device__ inline float uniform_from_bits(uint32_t bits) {
 
 // Dropout for one call site: element i is kept when uniform(seed, offset, i) >= p and then
 // scaled by 1/(1-p). p == 0 disables dropout (and the random number generation).
+//
+// Part of the offset may live in device memory. A CUDA graph replays its kernels with the
+// arguments they were captured with, yet every micro-step needs masks of its own: a replayed pass
+// gets offset = the site's index and offset_base = a device word that the trainer sets to the
+// micro-step's share before each replay (train/step_graph.cuh). Kernels call resolved() once at
+// entry, so the word is read once and the generator's loops see a plain offset; random_words()
+// on unresolved params adds the word too, so a kernel that skips resolved() is slower, not wrong.
 struct DropoutParams {
     float p = 0.0f;
     uint64_t seed = 0;
     uint64_t offset = 0;
+    const uint64_t* offset_base = nullptr;  // device memory, added to offset; nullptr: offset is all of it
 
     __host__ __device__ bool enabled() const { return p > 0.0f; }
     __host__ __device__ float scale() const { return 1.0f / (1.0f - p); }
 
+    // The same site with offset_base folded into offset (device code: the word is in device memory).
+    __device__ DropoutParams resolved() const {
+        DropoutParams plain = *this;
+        plain.offset = full_offset();
+        plain.offset_base = nullptr;
+        return plain;
+    }
+    __host__ __device__ uint64_t full_offset() const {
+#ifdef __CUDA_ARCH__
+        return offset_base ? offset + *offset_base : offset;
+#else
+        REQUIRE(offset_base == nullptr, "DropoutParams: offset_base is device memory; the host cannot read it");
+        return offset;
+#endif
+    }
+
     // Four consecutive elements share one Philox call: elements 4k..4k+3 use its four words.
     __host__ __device__ uint4 random_words(uint64_t group_of_four) const {
+        const uint64_t offset_now = full_offset();
         const uint4 counter = make_uint4(static_cast<uint32_t>(group_of_four),
                                          static_cast<uint32_t>(group_of_four >> 32),
-                                         static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32));
+                                         static_cast<uint32_t>(offset_now), static_cast<uint32_t>(offset_now >> 32));
         return philox4x32_10(counter, make_uint2(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)));
     }
     __host__ __device__ bool keep(uint64_t element) const {

@@ -10,6 +10,7 @@
 
 template <typename T>
 __global__ void dropout_add_kernel(T* out, const T* a, const T* b, DropoutParams drop, int64_t n) {
+    drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
     // Each thread handles one 16-byte vector; its first element index is a multiple of 4, so
     // its Philox calls line up with DropoutParams::keep's groups of four.
     constexpr int V = Vec16<T>::size;

@@ -53,6 +53,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
     dropout_residual_layernorm_forward_kernel(T* ln_out, R* residual_out, float* mean_out, float* rstd_out,
                                               const T* x, const R* residual_in, const T* weight, const T* bias,
                                               DropoutParams drop, float eps, int N, int C) {
+    drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
     __shared__ float exchange[2][kMaxBlockThreads / 32];
     const int warps_per_team = blockDim.x / 32;
     const int chunks = C / kChunk;
@@ -143,6 +144,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
                               const T* dy_extra, const R* d_sum_addend, const R* saved_sum, const float* mean,
                               const float* rstd, const T* weight, DropoutParams drop, int N, int C,
                               int rows_per_team, int components) {
+    drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
     // While walking rows: the column sums of dx, each thread its own slots (registers are full: a
     // third accumulator array spills at two chunks per thread). The fixed stride makes every slot
     // a constant offset from one address and keeps a warp's accesses on distinct banks.

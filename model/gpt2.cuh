@@ -129,6 +129,16 @@ template <typename T, typename R> class Gpt2Model {
     // host_tokens: the (B, T) inputs, for the embedding backward's plan.
     void backward(MatmulContext& matmul, int B, int seq, const DropoutSchedule& schedule, const int* host_tokens,
                   GradientSink& grads, cudaStream_t stream) {
+        backward_to_embedding(matmul, B, seq, schedule, grads, stream);
+        embedding_backward(B, seq, host_tokens, grads, stream);
+    }
+
+    // backward() in two parts. The first, down to d(embedding output), launches the same kernels
+    // with the same arguments for every batch, so a CUDA graph can replay it (train/step_graph.cuh).
+    // The second adds the embedding lookups' gradients to wte and wpe; its plan groups the batch's
+    // positions by token on the host (EncoderBackwardPlan), so it runs eagerly, after the first.
+    void backward_to_embedding(MatmulContext& matmul, int B, int seq, const DropoutSchedule& schedule,
+                               GradientSink& grads, cudaStream_t stream) {
         const ModelShape& s = options_.shape;
         const int L = s.n_layer, C = s.n_embd, N = B * seq, Vp = s.padded_vocab_size;
         const Pass pass{matmul, B, seq, DropoutSites(schedule, options_), stream};
@@ -156,9 +166,13 @@ template <typename T, typename R> class Gpt2Model {
             residual.into_attention_backward(pass, l, grads);
         }
         grads.layer_ready(0, stream);
-        const T* d_embedding = residual.after_embedding_backward(pass);
-        encoder_plan_.build(host_tokens, N, stream);
-        encoder_backward<T>(g.wte, g.wpe, d_embedding, encoder_plan_, B, seq, C, stream);
+        residual.after_embedding_backward(pass);
+    }
+    void embedding_backward(int B, int seq, const int* host_tokens, GradientSink& grads, cudaStream_t stream) {
+        const NonLayerParams<float>& g = grads.non_layer_gradients();
+        encoder_plan_.build(host_tokens, B * seq, stream);
+        encoder_backward<T>(g.wte, g.wpe, act_.grad_a /*d(embedding output)*/, encoder_plan_, B, seq,
+                            options_.shape.n_embd, stream);
     }
 
   private:

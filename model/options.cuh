@@ -22,13 +22,21 @@ struct ModelOptions {
 // has its own Philox offset, so no two masks repeat and backward regenerates each:
 //   micro = (step - 1) * grad_accum + micro_step
 //   offset = (micro * world_size + rank) * (1 + 3 * n_layer) + site
-// (dev/reference/philox.py computes the same; DropoutSites names the sites.)
+// (dev/reference/philox.py computes the same; DropoutSites names the sites.) The first term is
+// the pass's share, pass_offset(); a pass captured in a CUDA graph reads it at run time from
+// `pass_offset_on_device` instead of `micro` (DropoutParams::offset_base).
 struct DropoutSchedule {
     uint64_t seed = 0;
     int64_t micro = 0;
     int world_size = 1;
     int rank = 0;
     bool training = true;
+    const uint64_t* pass_offset_on_device = nullptr;  // device memory holding pass_offset(); replaces micro
+
+    static uint64_t sites_per_pass(int n_layer) { return 1 + 3 * (uint64_t)n_layer; }
+    uint64_t pass_offset(int n_layer) const {
+        return ((uint64_t)micro * world_size + rank) * sites_per_pass(n_layer);
+    }
 };
 
 // The dropout sites of one pass, by name: site 0 is the embedding; layer l has 1 + 3l for the
@@ -46,11 +54,11 @@ class DropoutSites {
 
   private:
     DropoutParams site(float p, int site_index) const {
-        const uint64_t sites_per_pass = 1 + 3 * (uint64_t)options_.shape.n_layer;
         DropoutParams params;
         params.p = schedule_.training ? p : 0.0f;
         params.seed = schedule_.seed;
-        params.offset = ((uint64_t)schedule_.micro * schedule_.world_size + schedule_.rank) * sites_per_pass + site_index;
+        params.offset_base = schedule_.pass_offset_on_device;
+        params.offset = (params.offset_base ? 0 : schedule_.pass_offset(options_.shape.n_layer)) + site_index;
         return params;
     }
     DropoutSchedule schedule_;

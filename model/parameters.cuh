@@ -38,6 +38,7 @@ template <typename T> class ModelParameters {
         CUDA_CHECK(cudaMalloc(&master_, owned * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&adam_m_, owned * sizeof(float)));
         CUDA_CHECK(cudaMalloc(&adam_v_, owned * sizeof(float)));
+        CUDA_CHECK(cudaMalloc(&adamw_step_values_, sizeof(AdamWStep)));
         CUDA_CHECK(cudaMemset(params_, 0, shard_.padded_total * sizeof(T)));
         CUDA_CHECK(cudaMemset(master_, 0, owned * sizeof(float)));
         CUDA_CHECK(cudaMemset(adam_m_, 0, owned * sizeof(float)));
@@ -49,6 +50,7 @@ template <typename T> class ModelParameters {
         cudaFree(master_);
         cudaFree(adam_m_);
         cudaFree(adam_v_);
+        cudaFree(adamw_step_values_);
     }
     ModelParameters(const ModelParameters&) = delete;
     ModelParameters& operator=(const ModelParameters&) = delete;
@@ -93,16 +95,26 @@ template <typename T> class ModelParameters {
 
     // AdamW over this rank's shard, tensor by tensor (weight decay is per tensor); shard_grads
     // holds the reduced gradients of [shard.begin, shard.end). Updates the shard of the compute
-    // copy; with ZeRO the caller gathers the rest from the other ranks.
+    // copy; with ZeRO the caller gathers the rest from the other ranks. adam_step is 1-based.
     void adamw_step(const float* shard_grads, const AdamWSettings& s, int adam_step, cudaStream_t stream) {
+        set_adamw_step(s, adam_step, stream);
+        apply_adamw(shard_grads, stream);
+    }
+    // adamw_step() in two parts: the step's values into device memory, then the update, whose
+    // launches are the same every step, so that a CUDA graph can replay them (train/step_graph.cuh).
+    void set_adamw_step(const AdamWSettings& s, int adam_step, cudaStream_t stream) {
+        store_on_device(adamw_step_values_,
+                        adamw_step_values(s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.grad_scale, adam_step),
+                        stream);
+    }
+    void apply_adamw(const float* shard_grads, cudaStream_t stream) {
         for (const ParamTensor& tensor : layout_.tensors()) {
             const int64_t begin = std::max(tensor.offset, shard_.begin);
             const int64_t end = std::min(tensor.offset + tensor.numel, shard_.end);
             if (begin >= end) continue;
             const int64_t local = begin - shard_.begin;
             adamw_update<T>(params_ + begin, master_ + local, shard_grads + local, adam_m_ + local, adam_v_ + local,
-                            static_cast<size_t>(end - begin), s.lr, s.beta1, s.beta2, s.eps,
-                            tensor.weight_decay ? s.weight_decay : 0.0f, s.grad_scale, adam_step, stream);
+                            static_cast<size_t>(end - begin), adamw_step_values_, tensor.weight_decay, stream);
         }
     }
 
@@ -113,5 +125,6 @@ template <typename T> class ModelParameters {
     float* master_ = nullptr;
     float* adam_m_ = nullptr;
     float* adam_v_ = nullptr;
+    AdamWStep* adamw_step_values_ = nullptr;  // (1): what set_adamw_step() stored, read by apply_adamw()
     ArenaViews<T> views_;
 };

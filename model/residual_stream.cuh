@@ -44,8 +44,8 @@ template <typename T, typename R> class ResidualStream {
     virtual void after_mlp_backward(const Pass& pass, int layer, const GradientSink& grads) const = 0;  // grad_b -> grad_a
     virtual void into_mlp_backward(const Pass& pass, int layer, const GradientSink& grads) const = 0;   // grad_b -> grad_a
     virtual void into_attention_backward(const Pass& pass, int layer, const GradientSink& grads) const = 0;  // grad_b -> grad_a
-    // d(embedding output), after the last step above.
-    virtual const T* after_embedding_backward(const Pass& pass) const = 0;
+    // After the last step above: grad_a = d(embedding output).
+    virtual void after_embedding_backward(const Pass& pass) const = 0;
 };
 
 // Pre-norm, with the residual stream in R (T, or fp32). The LN before layer l's attention adds
@@ -116,7 +116,7 @@ template <typename T, typename R> class PreNormResidual final : public ResidualS
             act_.grad_b, a.residual_attn, a.ln1_mean, a.ln1_rstd, params_.layers[l].ln1_w, added_before(pass, l),
             /*d_residual_is_zero=*/false, pass.tokens(), C(), act_.ln_scratch, pass.stream);
     }
-    const T* after_embedding_backward(const Pass&) const override { return act_.grad_a; }
+    void after_embedding_backward(const Pass&) const override {}  // LN1 of layer 0 wrote it into grad_a
 
   private:
     int C() const { return options_.shape.n_embd; }
@@ -194,10 +194,9 @@ template <typename T, typename R> class PostNormResidual final : public Residual
     }
     void into_attention_backward(const Pass&, int, const GradientSink&) const override {}
     // d(embedding output) = dropout'(grad_b + grad_residual), into grad_a.
-    const T* after_embedding_backward(const Pass& pass) const override {
+    void after_embedding_backward(const Pass& pass) const override {
         dropout_add_backward<T>(act_.grad_a, act_.grad_b, stream_t(act_.grad_residual), pass.dropout.embedding(),
                                 (int64_t)pass.tokens() * C(), pass.stream);
-        return act_.grad_a;
     }
 
   private:

@@ -11,31 +11,27 @@
 #      the test split is evaluated after training and by --eval-only, and --device-batch auto
 #      picks, prints and trains with the largest device batch that fits;
 #   7. checkpoint retention in a real run: the directory ends with the newest checkpoint, the best
-#      by validation loss and the progress checkpoints, and nothing else.
+#      by validation loss and the progress checkpoints, and nothing else;
+#   8. --cuda-graphs 1 trains exactly as --cuda-graphs 0: the same losses and weights bit for bit
+#      (pre-norm with --timeline-step's eager step among the replays, post-norm, fp16 with loss-scale
+#      changes and the fp32 residual, ZeRO-1 and ZeRO-2 on one GPU), and its resume is exact.
+# `scripts/test_gpt2cu.sh --only cuda-graphs` runs section 8 alone (it needs train_gpt2cu only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+only=
+case "$*" in
+    "") ;;
+    "--only cuda-graphs") only=cuda-graphs ;;
+    *) echo "usage: scripts/test_gpt2cu.sh [--only cuda-graphs]" >&2; exit 2 ;;
+esac
 PYTHON=${PYTHON:-python3}
 work=${TEST_GPT2_DIR:-build/test_gpt2}
 rm -rf "$work"
 mkdir -p "$work"
-
-reference() {  # name, flags...
-    local name=$1; shift
-    echo "== reference state: $name ($*)"
-    "$PYTHON" dev/reference/gpt2_reference.py --out "$work/$name" --padded-vocab 50304 --batch 4 --seq-len 128 "$@"
-}
-# Head dims 64, 80, 96 and 128 across the variants (every preset's).
-reference base      --n-layer 4 --n-embd 256 --n-head 4
-reference postnorm  --n-layer 3 --n-embd 320 --n-head 4 --post-norm
-reference rotary    --n-layer 3 --n-embd 384 --n-head 3 --rotary-fraction 0.5 --scale-attn-by-inverse-layer-idx
-reference dropout   --n-layer 3 --n-embd 384 --n-head 4 --dropout 0.1 --fp32-residual
-reference oddlength --n-layer 2 --n-embd 256 --n-head 4 --seq-len 100 --batch 3 --rotary-fraction 1.0 --rotary-interleaved
-
-# A failing comparison must not hide the resume check: remember it, report it at the end.
+# A failing comparison must not hide the later checks: remember it, report it at the end.
 status=0
-./test_gpt2cu "$work"/base "$work"/postnorm "$work"/rotary "$work"/dropout "$work"/oddlength || status=$?
 
-echo "== resume: 20 steps straight vs. resumed at step 10"
+# The training runs' data and settings: dropout on, two micro-steps per step.
 "$PYTHON" - "$work/shards" <<'PY'
 import sys; sys.path.insert(0, "dev/reference")
 from reference_files import write_synthetic_shards
@@ -50,6 +46,65 @@ common=(-e d12 --n-layer 2 --n-embd 256 --n-head 4 --max-seq-len 128 --seq-len 1
 compare_losses() {
     "$PYTHON" scripts/compare_losses.py "$1" "$2" "$3" --first "$4" --tolerance "$5" --show
 }
+
+# 8. CUDA graphs (train/step_graph.cuh) replay the eager launches with the same arguments on the
+# same inputs, so everything must be bit-identical: tolerance 0, and the weights after step 20
+# byte for byte. The variants cover every kernel that reads a dropout offset from device memory
+# (LayerNorm pre- and post-norm, the post-norm embedding dropout, attention, bf16 and fp16, the
+# fp32 residual), a step that runs eagerly among replays (--timeline-step), the micro-step graph
+# captured again when the fp16 loss scale changes (it doubles every 4 clean steps here and halves
+# at the NaN of step 9), and the AdamW graph over ZeRO-1's and ZeRO-2's gradient storage (ZeRO-2's
+# micro-steps stay eager: their backward hands gradients to the comm stream). The resume's first
+# step is eager; graphs are captured in its second.
+cuda_graphs_checks() {
+    echo "== --cuda-graphs 1: the losses and weights of --cuda-graphs 0, bit for bit; an exact resume"
+    local micro_step="a micro-step's forward and backward" variant name expect flags
+    for variant in "prenorm|$micro_step|--timeline-step 5" "postnorm|$micro_step|--post-norm 1" \
+                   "fp16|$micro_step|--precision fp16 --fp32-residual 1 --loss-scale-growth-interval 4 --inject-nan-step 9" \
+                   "zero1|$micro_step|--zero-stage 1" "zero2|the AdamW update|--zero-stage 2"; do
+        IFS='|' read -r name expect flags <<<"$variant"
+        # shellcheck disable=SC2086  # flags: words
+        ./train_gpt2cu "${common[@]}" $flags --cuda-graphs 0 --out-dir "$work/eager-$name" >"$work/eager-$name.log" 2>&1 ||
+            { echo "  $name: the eager run failed"; tail -5 "$work/eager-$name.log"; status=1; continue; }
+        # shellcheck disable=SC2086
+        ./train_gpt2cu "${common[@]}" $flags --cuda-graphs 1 --out-dir "$work/graphs-$name" >"$work/graphs-$name.log" 2>&1 ||
+            { echo "  $name: the run with graphs failed"; tail -5 "$work/graphs-$name.log"; status=1; continue; }
+        grep "^CUDA graphs" "$work/graphs-$name.log" | sed "s/^/  $name: /" || true
+        grep -q "^CUDA graphs: captured $expect at step 2 " "$work/graphs-$name.log" ||
+            { echo "  $name: $expect was not captured at step 2                          FAIL"; status=1; }
+        compare_losses "graphs vs eager ($name)" "$work/eager-$name/log.jsonl" "$work/graphs-$name/log.jsonl" 1 0 || status=1
+        if cmp -s <(tail -c +1025 "$work/eager-$name/model_00000020.bin") <(tail -c +1025 "$work/graphs-$name/model_00000020.bin"); then
+            echo "  $name: weights after step 20 identical (after the 1024-byte header)   ok"
+        else
+            echo "  $name: weights after step 20 differ                                   FAIL"; status=1
+        fi
+    done
+    ./train_gpt2cu "${common[@]}" --cuda-graphs 1 --out-dir "$work/graphs-resumed" \
+        --resume "$work/graphs-prenorm/model_00000010.bin" >"$work/graphs-resumed.log" 2>&1 ||
+        { tail -5 "$work/graphs-resumed.log"; status=1; }
+    compare_losses "graphs: resume" "$work/graphs-prenorm/log.jsonl" "$work/graphs-resumed/log.jsonl" 11 0 || status=1
+}
+if [ "$only" = cuda-graphs ]; then
+    cuda_graphs_checks
+    [ "$status" -eq 0 ] || { echo "test_gpt2cu --only cuda-graphs failed: see the comparisons above"; exit "$status"; }
+    exit 0
+fi
+
+reference() {  # name, flags...
+    local name=$1; shift
+    echo "== reference state: $name ($*)"
+    "$PYTHON" dev/reference/gpt2_reference.py --out "$work/$name" --padded-vocab 50304 --batch 4 --seq-len 128 "$@"
+}
+# Head dims 64, 80, 96 and 128 across the variants (every preset's).
+reference base      --n-layer 4 --n-embd 256 --n-head 4
+reference postnorm  --n-layer 3 --n-embd 320 --n-head 4 --post-norm
+reference rotary    --n-layer 3 --n-embd 384 --n-head 3 --rotary-fraction 0.5 --scale-attn-by-inverse-layer-idx
+reference dropout   --n-layer 3 --n-embd 384 --n-head 4 --dropout 0.1 --fp32-residual
+reference oddlength --n-layer 2 --n-embd 256 --n-head 4 --seq-len 100 --batch 3 --rotary-fraction 1.0 --rotary-interleaved
+
+./test_gpt2cu "$work"/base "$work"/postnorm "$work"/rotary "$work"/dropout "$work"/oddlength || status=$?
+
+echo "== resume: 20 steps straight vs. resumed at step 10"
 ./train_gpt2cu "${common[@]}" --out-dir "$work/straight"
 ./train_gpt2cu "${common[@]}" --out-dir "$work/resumed" --resume "$work/straight/model_00000010.bin"
 compare_losses "resume" "$work/straight/log.jsonl" "$work/resumed/log.jsonl" 11 0 || status=1
@@ -210,4 +265,5 @@ ok = models == expected and states == expected and sorted(val) == list(range(3, 
 print(f"  kept {models}, expected newest + best {best} + progress [10, 20] = {expected}  {'ok' if ok else 'FAIL'}")
 sys.exit(0 if ok else 1)
 PY
+cuda_graphs_checks
 [ "$status" -eq 0 ] || { echo "test_gpt2cu failed: see the comparisons above"; exit "$status"; }

@@ -14,7 +14,11 @@
 #      and where gpt2l's step time goes (--timeline-step);
 #   5. a rank killed mid-run stops the others with an error in bounded time; the run resumes;
 #   6. --eval-only of one checkpoint on 1, 2 and 4 GPUs reads the whole validation split (the same
-#      150 windows, shared out by rank) and gives the same mean loss.
+#      150 windows, shared out by rank) and gives the same mean loss;
+#   7. --cuda-graphs 1 on 2 GPUs, with dropout and two micro-steps per step, gives the losses of
+#      --cuda-graphs 0 bit for bit: ZeRO-0 (overlapped: the first micro-step replayed, the last,
+#      whose backward all-reduces, eager), ZeRO-1 (every micro-step replayed; the reduce-scatter
+#      and all-gather eager) and ZeRO-2 (only AdamW replayed).
 # Tolerance for 1: every run computes the same per-sequence math; they differ only in how the
 # gradient sum is ordered (local accumulation vs. NCCL) and in the matmul algorithms cuBLASLt
 # picks for different batch sizes, i.e. in fp32/bf16 rounding. Over 20 steps that moves the loss
@@ -28,8 +32,15 @@
 # Tolerance for 6: every window's per-token losses come from the same weights and the same
 # kernels; only the ranks' short last batches (other matmul shapes, so possibly other bf16
 # roundings of a few logits) and the order of the sum differ: |Δloss|/loss <= 5e-4.
+# Tolerance for 7: 0. A graph replays the eager kernels with the same arguments on the same inputs,
+# and the collectives are the same calls in the same order (train/step_graph.cuh).
+# `scripts/test_multigpu.sh --only cuda-graphs` runs section 7 alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+case "$*" in
+    "" | "--only cuda-graphs") ;;
+    *) echo "usage: scripts/test_multigpu.sh [--only cuda-graphs]" >&2; exit 2 ;;
+esac
 source dev/bench/common.sh
 export NCCL_NVLS_ENABLE=0
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
@@ -59,6 +70,25 @@ compare() {  # name reference/log.jsonl candidate/log.jsonl [tolerance, default 
 bench_field() {  # field log: the field's value in the log's BENCH line (empty when the run printed none)
     sed -nE "s/^BENCH (.* )?$1=([^ ]+).*/\2/p" "$2"
 }
+cuda_graphs_checks() {
+    echo "== 7. --cuda-graphs 1 vs 0 on 2 GPUs (dropout on, 2 micro-steps per step)"
+    local dropout=(--dropout-embd 0.1 --dropout-resid 0.1 --dropout-attn 0.1) stage graphs
+    for stage in 0 1 2; do
+        for graphs in 0 1; do
+            ./train_gpt2cu "${small[@]}" "${dropout[@]}" --nproc 2 --zero-stage $stage --cuda-graphs $graphs \
+                --out-dir "$work/graphs$graphs-z$stage" > "$work/graphs$graphs-z$stage.log" 2>&1 ||
+                { echo "ZeRO-$stage run with --cuda-graphs $graphs failed"; tail "$work/graphs$graphs-z$stage.log"; status=1; }
+        done
+        grep "^CUDA graphs" "$work/graphs1-z$stage.log" | sed "s/^/  ZeRO-$stage: /"
+        compare "cuda graphs on vs off (ZeRO-$stage, 2 GPUs)" "$work/graphs0-z$stage/log.jsonl" \
+            "$work/graphs1-z$stage/log.jsonl" 0 || status=1
+    done
+}
+if [ "$*" = "--only cuda-graphs" ]; then
+    cuda_graphs_checks
+    echo "multigpu (cuda graphs): $([ $status -eq 0 ] && echo PASS || echo FAIL)"
+    exit $status
+fi
 echo "== 1. same global batch (8192 tokens) on 1, 2, 4 GPUs"
 ./train_gpt2cu "${small[@]}" --out-dir "$work/g1" > "$work/g1.log" 2>&1 || { echo "1-GPU run failed"; tail "$work/g1.log"; status=1; }
 for n in 2 4; do
@@ -139,6 +169,8 @@ print(f"{'ok' if ok else 'FAIL'}: {sys.argv[2]}: norms at step {many['step']} wi
 sys.exit(0 if ok else 1)
 PY
 done
+
+cuda_graphs_checks
 
 echo "== 4. scaling at a fixed per-GPU batch (bf16, no dropout, tokens/s of the whole job)"
 echo "  efficiency: against n x the one-GPU run, and against n x the slowest of the n cards when"

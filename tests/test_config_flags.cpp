@@ -40,6 +40,10 @@ TEST(ConfigFlagTest, FlagsOverrideThePreset) {
     EXPECT_FALSE(parse({"-e", "gpt2s", "--overlap-grad-reduce", "0"}).overlap_grad_reduce);
     EXPECT_EQ(parse({"-e", "gpt2s"}).timeline_step, 0);
     EXPECT_EQ(parse({"-e", "gpt2s", "--timeline-step", "12"}).timeline_step, 12);
+    // CUDA graphs are off unless asked for (train/step_graph.cuh).
+    EXPECT_FALSE(parse({"-e", "gpt2s"}).cuda_graphs);
+    EXPECT_TRUE(parse({"-e", "gpt2s", "--cuda-graphs", "1"}).cuda_graphs);
+    EXPECT_FALSE(parse({"-e", "gpt2s", "--cuda-graphs", "1", "--cuda-graphs", "off"}).cuda_graphs);
 }
 
 // Issue 17, items 8 and 11: the device batch is auto unless given; validation covers the whole
@@ -306,6 +310,7 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
          "--eval-only and --bench-steps exclude each other"},
         {{"--device-batch", "many"}, "--device-batch: 'many' is not an integer (valid: an integer in [1, 65536] or auto)"},
         {{"--test-at-end", "sometimes"}, "--test-at-end: 'sometimes' is not a boolean"},
+        {{"--cuda-graphs", "2"}, "--cuda-graphs: '2' is not a boolean"},
     };
     for (const BadInput& c : cases) {
         const std::string message = error_of(c.args);

@@ -53,6 +53,10 @@ template <typename T> class GradientSync : public GradientSink {
     virtual float* shard_gradients() = 0;
 
     virtual void begin_step(cudaStream_t stream) = 0;
+    // Whether the backward pass of a micro-step (the last of its step or not) hands gradients to
+    // the comm stream while it runs (collectives, cross-stream events), which a CUDA graph of the
+    // micro-step does not capture: train/step_graph.cuh runs such a micro-step eagerly.
+    virtual bool backward_communicates(bool /*last_of_step*/) const { return false; }
     virtual void begin_micro_step(bool /*last_of_step*/) {}
     virtual void end_micro_step(cudaStream_t /*stream*/) {}
     virtual void finish_step(cudaStream_t stream) = 0;

@@ -37,7 +37,8 @@ template <typename T> class AllReduceGradients final : public GradientSync<T> {
     float* idle_between_steps() override { return arena_.data(); }
 
     void begin_step(cudaStream_t stream) override { arena_.clear(stream); }
-    void begin_micro_step(bool last_of_step) override { sending_layers_ = overlap_ && last_of_step; }
+    bool backward_communicates(bool last_of_step) const override { return overlap_ && last_of_step; }
+    void begin_micro_step(bool last_of_step) override { sending_layers_ = backward_communicates(last_of_step); }
     void layer_ready(int layer, cudaStream_t stream) override {
         if (!sending_layers_) return;
         this->timeline_.mark(TimelineMark::LayerHandoff, stream, layer);

@@ -81,6 +81,7 @@ template <typename T> class ShardedGradients final : public ShardedOptimizerSync
     void begin_step(cudaStream_t stream) override {
         CUDA_CHECK(cudaMemsetAsync(shard_grads_, 0, sizes_.shard_floats * sizeof(float), stream));
     }
+    bool backward_communicates(bool /*last_of_step*/) const override { return true; }
     void end_micro_step(cudaStream_t stream) override {
         reduce_to_owners(non_layer_bucket_, stream);
         CUDA_CHECK(cudaEventRecord(buffer_free_[kLayerBuffers], this->dist_.comm_stream));

@@ -6,6 +6,7 @@
 //   train/batch_feed.cuh      token windows -> pinned buffers -> the GPU
 //   model/gpt2.cuh            forward and backward
 //   train/grad_sync*.cuh      gradient storage and reduction over ranks (the ZeRO strategies)
+//   train/step_graph.cuh      --cuda-graphs: the micro-steps and the update replayed from CUDA graphs
 //   train/checkpointing.cuh   initial weights, checkpoints, resume
 //   train/evaluation.cuh      validation and test loss
 //   train/hellaswag_eval.cuh  HellaSwag accuracy (--hellaswag-every)
@@ -41,6 +42,7 @@
 #include "train/norm_monitor.cuh"
 #include "train/run_report.cuh"
 #include "train/sampler.cuh"
+#include "train/step_graph.cuh"
 #include "train/step_timeline_events.cuh"
 
 template <typename T, typename R> class Trainer {
@@ -56,6 +58,9 @@ template <typename T, typename R> class Trainer {
                                                    config_.seq_len, shard_);
         grad_sync_ = make_gradient_sync<T>(config_, dist_, model_->layout(), shard_, timeline_);
         checkpointer_ = std::make_unique<Checkpointer<T, R>>(config_, dist_, *model_, *grad_sync_);
+        graphs_ = std::make_unique<StepGraphs>(
+            config_.cuda_graphs, [&](bool last) { return grad_sync_->backward_communicates(last); },
+            config_.timeline_step, dist_.is_main());
         if (config_.hellaswag_every > 0) hellaswag_.emplace(hellaswag_evaluator(config_, dist_));
         if (config_.norm_monitor_every > 0)
             norm_monitor_.emplace(model_->layout(), shard_, grad_sync_->zero_stage() > 0);
@@ -69,6 +74,7 @@ template <typename T, typename R> class Trainer {
     int run() {
         if (config_.eval_only) return evaluate_checkpoint();
         report_.startup(memory_plan(), precision_name<T>());
+        if (dist_.is_main()) std::printf("%s", graphs_->notes().c_str());
         if (const std::optional<StateHeader> state = checkpointer_->resume(gpu_.stream)) restore(*state);
         else checkpointer_->initialize_weights(gpu_.stream);
         if (config_.bench_steps > 0) return benchmark();
@@ -186,6 +192,7 @@ template <typename T, typename R> class Trainer {
         const bool profiled = step_ == config_.profile_step;  // only this step reaches `ncu --profile-from-start off`
         if (profiled) CUDA_CHECK(cudaProfilerStart());
         timeline_.begin(step_ == config_.timeline_step && dist_.is_main(), gpu_.stream);
+        graphs_->begin_step(step_, step_ == config_.timeline_step);
         // The loss is a mean over the global batch; the fp16 loss scale rides on the gradient.
         const double loss_scale = loss_scaler_.scale();
         const float grad_scale = (float)(loss_scale / (double)targets_per_step());
@@ -215,17 +222,25 @@ template <typename T, typename R> class Trainer {
         return result;
     }
 
+    // Forward and backward of one micro-batch; all but the embedding backward from the micro-step
+    // graph in steps that replay graphs (train/step_graph.cuh).
     void run_micro_step(int micro, float grad_scale) {
         const int B = config_.device_batch, seq = config_.seq_len, N = B * seq;
         const int32_t* inputs = feed_.next_train_batch(micro, model_->device_tokens(), model_->device_targets(), gpu_.stream);
         const DropoutSchedule dropout = training_dropout((step_ - 1) * config_.grad_accum + micro);
-        model_->forward(*gpu_.matmul, B, seq, dropout, true, grad_scale, gpu_.stream);
+        const bool last = micro == config_.grad_accum - 1;
+        grad_sync_->begin_micro_step(last);
+        graphs_->micro_step(
+            dropout, model_->options().shape.n_layer, {B, seq, grad_scale}, !grad_sync_->backward_communicates(last),
+            [&](const DropoutSchedule& schedule) {
+                model_->forward(*gpu_.matmul, B, seq, schedule, true, grad_scale, gpu_.stream);
+                if (last) timeline_.mark(TimelineMark::BackwardStart, gpu_.stream);
+                model_->backward_to_embedding(*gpu_.matmul, B, seq, schedule, *grad_sync_, gpu_.stream);
+            },
+            gpu_.stream);
         CUDA_CHECK(cudaMemcpyAsync(losses_host_ + (size_t)micro * N, model_->losses(), sizeof(float) * N,
                                    cudaMemcpyDeviceToHost, gpu_.stream));
-        const bool last = micro == config_.grad_accum - 1;
-        if (last) timeline_.mark(TimelineMark::BackwardStart, gpu_.stream);
-        grad_sync_->begin_micro_step(last);
-        model_->backward(*gpu_.matmul, B, seq, dropout, inputs, *grad_sync_, gpu_.stream);
+        model_->embedding_backward(B, seq, inputs, *grad_sync_, gpu_.stream);
         grad_sync_->end_micro_step(gpu_.stream);
     }
 
@@ -253,7 +268,8 @@ template <typename T, typename R> class Trainer {
         const AdamWSettings adamw{(float)result.lr,           (float)config_.beta1,        (float)config_.beta2,
                                   (float)config_.adam_eps,    (float)config_.weight_decay, (float)(clip / result.loss_scale)};
         ModelParameters<T>& params = model_->parameters();
-        params.adamw_step(grad_sync_->shard_gradients(), adamw, (int)adam_step_, gpu_.stream);
+        params.set_adamw_step(adamw, (int)adam_step_, gpu_.stream);
+        graphs_->optimizer([&] { params.apply_adamw(grad_sync_->shard_gradients(), gpu_.stream); }, gpu_.stream);
         grad_sync_->parameters_updated(params.compute_copy(), gpu_.stream);
     }
 
@@ -336,6 +352,7 @@ template <typename T, typename R> class Trainer {
     std::unique_ptr<Gpt2Model<T, R>> model_;
     std::unique_ptr<GradientSync<T>> grad_sync_;
     std::unique_ptr<Checkpointer<T, R>> checkpointer_;
+    std::unique_ptr<StepGraphs> graphs_;           // replays or enqueues a step's launches (--cuda-graphs)
     std::optional<HellaSwagEvaluator> hellaswag_;  // with --hellaswag-every
     std::optional<NormMonitor> norm_monitor_;      // with --norm-monitor-every
     float* losses_host_ = nullptr;  // (grad_accum, B*T) per-token losses of the current step

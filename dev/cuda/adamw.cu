@@ -45,11 +45,15 @@ void adamw_reference(std::vector<double>& master, std::vector<double>& m, std::v
 
 std::vector<double> to_double(const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); }
 
-template <typename T> bool validate_adamw(size_t n, float weight_decay, std::mt19937_64& rng) {
-    std::printf("%s adamw n=%zu weight_decay=%.1f\n", precision_name<T>(), n, weight_decay);
+// The update's values hold weight decay 0.1; `decay` false must update as if it were 0 (the
+// tensors without weight decay).
+template <typename T> bool validate_adamw(size_t n, bool decay, std::mt19937_64& rng) {
+    const float weight_decay = 0.1f;
+    std::printf("%s adamw n=%zu weight_decay=%.1f\n", precision_name<T>(), n, decay ? weight_decay : 0.0f);
     T* params = workbench::device_alloc<T>(n);
     float *master = workbench::device_alloc<float>(n), *grads = workbench::device_alloc<float>(n);
     float *m = workbench::device_alloc<float>(n), *v = workbench::device_alloc<float>(n);
+    AdamWStep* step_values = workbench::device_alloc<AdamWStep>(1);
     const std::vector<float> master_initial = workbench::random_vector(n, rng, 0.5f);
     CUDA_CHECK(cudaMemcpy(master, master_initial.data(), n * sizeof(float), cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemset(m, 0, n * sizeof(float)));
@@ -62,9 +66,12 @@ template <typename T> bool validate_adamw(size_t n, float weight_decay, std::mt1
         const std::vector<float> g = workbench::random_vector(n, rng, 1024.0f);
         CUDA_CHECK(cudaMemcpy(grads, g.data(), n * sizeof(float), cudaMemcpyHostToDevice));
         const Hyper h{6e-4f * step / 5, 0.9f, 0.999f, 1e-8f, weight_decay, 1.0f / 1024};  // lr warming up
-        adamw_update(params, master, grads, m, v, n, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.grad_scale, step,
-                     nullptr);
-        adamw_reference(master_ref, m_ref, v_ref, g, h, step);
+        store_on_device(step_values,
+                        adamw_step_values(h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.grad_scale, step), nullptr);
+        adamw_update(params, master, grads, m, v, n, step_values, decay, nullptr);
+        Hyper reference = h;
+        if (!decay) reference.weight_decay = 0.0f;
+        adamw_reference(master_ref, m_ref, v_ref, g, reference, step);
         CUDA_CHECK(cudaDeviceSynchronize());
         const std::vector<float> master_out = workbench::download(master, n);
         bool step_ok = workbench::compare(master_out, master_ref).relative_error <= 1e-5;
@@ -87,7 +94,7 @@ template <typename T> bool validate_adamw(size_t n, float weight_decay, std::mt1
         ok &= step_ok && params_exact;
     }
     if (ok) std::printf("  %-28s ok\n", "params == T(master), 5 steps");
-    for (void* p : std::initializer_list<void*>{params, master, grads, m, v}) CUDA_CHECK(cudaFree(p));
+    for (void* p : std::initializer_list<void*>{params, master, grads, m, v, step_values}) CUDA_CHECK(cudaFree(p));
     return ok;
 }
 
@@ -175,7 +182,7 @@ bool validate_norm(const char* what, size_t total, const std::vector<std::pair<s
 template <typename T> bool validate_all(std::mt19937_64& rng) {
     bool ok = true;
     for (size_t n : {size_t(1), size_t(4099), (size_t(1) << 20) + 3})
-        for (float weight_decay : {0.0f, 0.1f}) ok &= validate_adamw<T>(n, weight_decay, rng);
+        for (bool decay : {false, true}) ok &= validate_adamw<T>(n, decay, rng);
     ok &= validate_copy<T>(4099, rng);
     ok &= validate_copy<T>(3, rng);
     return ok;
@@ -194,6 +201,7 @@ void benchmark(const char* model, size_t n, double copy_gbs, const std::vector<w
     float *m = workbench::device_alloc<float>(n), *v = workbench::device_alloc<float>(n);
     float* out = workbench::device_alloc<float>(1);
     float* scratch = workbench::device_alloc<float>(global_norm_squared_scratch_floats());
+    AdamWStep* step_values = workbench::device_alloc<AdamWStep>(1);
     workbench::fill_uniform(master, n, 1);
     workbench::fill_uniform(grads, n, 2);
     CUDA_CHECK(cudaMemset(m, 0, n * sizeof(float)));
@@ -206,10 +214,9 @@ void benchmark(const char* model, size_t n, double copy_gbs, const std::vector<w
     // Bytes per parameter that must move: AdamW reads grads, master, m, v and writes master, m,
     // v and the compute copy; the norm reads grads; the copy reads master, writes params.
     const double adamw_bytes = 4 * 4 + 3 * 4 + sizeof(T), norm_bytes = 4, copy_bytes = 4 + sizeof(T);
-    int step = 0;
-    row("ours adamw_update", workbench::median_ms([&] {
-            adamw_update(params, master, grads, m, v, n, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, ++step, nullptr);
-        }),
+    store_on_device(step_values, adamw_step_values(6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1), nullptr);
+    row("ours adamw_update",
+        workbench::median_ms([&] { adamw_update(params, master, grads, m, v, n, step_values, /*decay=*/true, nullptr); }),
         adamw_bytes);
     row("ours global_norm_squared",
         workbench::median_ms([&] { global_norm_squared(out, grads, n, scratch, nullptr); }), norm_bytes);
@@ -222,7 +229,8 @@ void benchmark(const char* model, size_t n, double copy_gbs, const std::vector<w
             const bool is_norm = t.name.find(".norm.") != std::string::npos;
             row("torch " + t.name.substr(prefix.size()), t.ms, is_norm ? norm_bytes : adamw_bytes);
         }
-    for (void* p : std::initializer_list<void*>{params, master, grads, m, v, out, scratch}) CUDA_CHECK(cudaFree(p));
+    for (void* p : std::initializer_list<void*>{params, master, grads, m, v, out, scratch, step_values})
+        CUDA_CHECK(cudaFree(p));
 }
 
 }  // namespace

@@ -102,12 +102,23 @@ void validate_case(const ValidationCase& c, const std::vector<Variant>& variants
 // D and dS, so it is classified by the nearer of its two expected values and checked within
 // 4u s c / (q+1). The keep rate over n elements must lie within 5 standard deviations
 // sqrt(r(1-r)/n) of 1-r, r = threshold / 65536 the effective drop rate: a correct generator fails
-// this with probability below 1e-6.
+// this with probability below 1e-6. offset_on_device: the kernels get the offset as a pass replayed
+// from a CUDA graph does, part of it in a device word (DropoutParams::offset_base), and must
+// produce the mask of the whole offset.
 template <typename T>
-void validate_dropout_mask(const Variant& v, const Shape& s, float p, std::mt19937_64& rng, Tally& tally) {
+void validate_dropout_mask(const Variant& v, const Shape& s, float p, bool offset_on_device, std::mt19937_64& rng,
+                           Tally& tally) {
     REQUIRE(s.T < s.HD, "validate_dropout_mask: the read-back needs T < HD");
     Buffers<T> buf(s);
-    const DropoutParams drop{p, rng(), rng() >> 16};
+    const DropoutParams drop{p, rng(), rng() >> 16};  // the expected mask's
+    DropoutParams launched = drop;
+    workbench::DeviceArray<uint64_t> pass_share(1);
+    if (offset_on_device) {  // two large parts, so that a kernel missing either gets another mask
+        const uint64_t share = drop.offset / 2;
+        CUDA_CHECK(cudaMemcpy(pass_share.ptr, &share, sizeof share, cudaMemcpyHostToDevice));
+        launched.offset = drop.offset - share;
+        launched.offset_base = pass_share.ptr;
+    }
     const AttentionDropoutRate rate = attention_dropout_rate(p);
     const double drop_rate = rate.threshold / 65536.0, c = rate.scale;
     const float softmax_scale = 1.0f / std::sqrt(static_cast<float>(s.HD));
@@ -128,8 +139,8 @@ void validate_dropout_mask(const Variant& v, const Shape& s, float p, std::mt199
                 }
         workbench::upload_rounded(buf.qkv, qkv);
         buf.poison_outputs();
-        buf.forward(v.kernel, softmax_scale, drop);
-        if (backward) buf.backward(v.kernel, softmax_scale, drop);
+        buf.forward(v.kernel, softmax_scale, launched);
+        if (backward) buf.backward(v.kernel, softmax_scale, launched);
         return download_outputs(buf);
     };
     std::vector<float> dout(buf.out_count, 0.0f);
@@ -185,9 +196,10 @@ void validate_dropout_mask(const Variant& v, const Shape& s, float p, std::mt199
     const bool rate_ok = std::fabs(keep_rate - (1.0 - drop_rate)) <= 5 * sigma;
     const bool ok = mask_mismatches[0] == 0 && mask_mismatches[1] == 0 && mask_mismatches[2] == 0 &&
                     value_mismatches == 0 && rate_ok && total > 0;
-    std::printf("  v%d %s dropout mask B=%d NH=%d T=%d p=%.2f: %lld elements, mask mismatches fwd %lld dK/dV %lld "
-                "dQ %lld, value mismatches %lld, keep rate %.5f (expected %.5f +- %.5f)  %s\n",
-                v.number, precision_name<T>(), s.B, s.NH, s.T, p, total, mask_mismatches[0], mask_mismatches[1],
+    std::printf("  v%d %s dropout mask B=%d NH=%d T=%d p=%.2f%s: %lld elements, mask mismatches fwd %lld dK/dV "
+                "%lld dQ %lld, value mismatches %lld, keep rate %.5f (expected %.5f +- %.5f)  %s\n",
+                v.number, precision_name<T>(), s.B, s.NH, s.T, p, offset_on_device ? " (offset on device)" : "",
+                total, mask_mismatches[0], mask_mismatches[1],
                 mask_mismatches[2], value_mismatches, keep_rate, 1.0 - drop_rate, 5 * sigma, ok ? "ok" : "FAIL");
     tally.add(ok);
 }
@@ -210,9 +222,10 @@ void validate_all(const std::vector<Variant>& variants, bool quick, std::mt19937
                 precision_name<T>(), output_tolerance<T>(), kLseTolerance);
     for (const ValidationCase& c : cases) validate_case<T>(c, variants, rng, tally);
     for (const Variant& v : variants) {
-        validate_dropout_mask<T>(v, {2, 4, 100, 128}, 0.1f, rng, tally);
-        validate_dropout_mask<T>(v, {2, 4, 127, 128}, 0.5f, rng, tally);
-        validate_dropout_mask<T>(v, {1, 3, 64, 128}, 0.25f, rng, tally);
+        validate_dropout_mask<T>(v, {2, 4, 100, 128}, 0.1f, false, rng, tally);
+        validate_dropout_mask<T>(v, {2, 4, 127, 128}, 0.5f, false, rng, tally);
+        validate_dropout_mask<T>(v, {1, 3, 64, 128}, 0.25f, false, rng, tally);
+        validate_dropout_mask<T>(v, {2, 2, 100, 128}, 0.1f, true, rng, tally);
     }
 }
 
