@@ -139,7 +139,8 @@ TEST(MatmulTuningRecord, BadChoiceLinesSayWhatIsWrong) {
         {"forward bf16 1 2 3 bias gelu fused " + algo + " timed 0.5 nan 0 8", "ms and heuristic_ms"},
         {"forward bf16 1 2 3 bias gelu fused " + algo + " timed 0.5 0.6 8 8", "index must lie in [0, candidates)"},
         {"forward bf16 1 2 3 bias gelu fused " + algo + " timed 0.5 0.6 0 0", "index must lie"},
-        {"forward bf16 32768 3072 768 bias gelu" + good_tail, "forward bf16 M=32768 N=3072 K=768 bias gelu appears twice"},
+        {"forward bf16 32768 3072 768 bias gelu" + good_tail,
+         "forward bf16 M=32768 N=3072 K=768 bias gelu appears twice"},
     };
     for (const auto& [line, expected] : cases) {
         const std::string error = parse_error(with_line(line));
