@@ -5,9 +5,10 @@
 //
 //   start()             before the first step: --matmul-tuning FILE, else on --resume the
 //                       matmul_tuning.txt beside the checkpoint, is replayed; shapes it lacks are
-//                       timed (auto) or take the heuristic's first (off). With several ranks each
-//                       shape's choice is rank 0's, sent to all as the shape is first used (every
-//                       rank runs the same shapes in the same order in the first step).
+//                       timed (auto) or take the heuristic's first (off). With several ranks this
+//                       is rank 0's work, and each shape's choice is rank 0's, sent to all as the
+//                       shape is first used (every rank runs the same shapes in the same order in
+//                       the first step).
 //   after_first_step()  rank 0 writes the record to --out-dir; shapes first used later
 //                       (evaluation and sampling batches, which may differ between ranks) are
 //                       not timed: they take the heuristic's first, the same in every run.
@@ -28,32 +29,30 @@
 
 class RunMatmulTuning {
   public:
-    // `resumed_model_path`: the checkpoint the run resumed from, "" for a fresh start.
+    // `resumed_model_path`: the checkpoint the run resumed from, "" for a fresh start. With
+    // several ranks, rank 0 alone replays and times; the others take its choice of each shape as
+    // the shape is first used, so they need no record and time nothing.
     void start(MatmulContext& matmul, const TrainConfig& config, const std::string& resumed_model_path,
                distributed::DistributedContext& dist) {
         const bool timed = config.matmul_tuning != "off";
-        matmul.set_tuning(timed ? MatmulTuning::kAutotune : MatmulTuning::kAlwaysFused);
+        matmul.set_tuning(timed && dist.is_main() ? MatmulTuning::kAutotune : MatmulTuning::kAlwaysFused);
         if (dist.is_distributed())
             matmul.set_agreement(
                 [&dist](const GemmKey& key, const GemmChoice& mine) { return rank0_choice(key, mine, dist); });
-        const bool given = timed && config.matmul_tuning != "auto";
-        if (!given && resumed_model_path.empty()) return;
-        const std::string path = given ? config.matmul_tuning : record_beside(resumed_model_path);
-        const std::optional<TuningRecord> record = read_tuning_record_file(path);
-        if (!record && given)
-            throw std::runtime_error("--matmul-tuning " + path + ": no such file (give a run's matmul_tuning.txt, "
-                                     "or auto or off)");
-        if (!record) {
-            // A checkpoint of a run from before tuning records: it ran the fused epilogues with
-            // the heuristic's first algorithms, so its continuation does too.
-            matmul.set_tuning(MatmulTuning::kAlwaysFused);
-            if (dist.is_main())
-                std::printf("matmul: no %s beside the checkpoint (a run from before tuning records): the fused "
-                            "epilogues with cuBLASLt's first heuristic algorithms, as that run computed\n",
-                            path.c_str());
-            return;
+        std::string error;
+        if (dist.is_main()) {
+            try {
+                replay_starting_record(matmul, config, resumed_model_path);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
         }
-        replay(matmul, *record, path, dist.is_main());
+        // Every rank stops at once when rank 0 cannot read its record (the others would wait for
+        // its choices until the collectives time out).
+        const float failed = error.empty() ? 0.0f : 1.0f;
+        if (dist.all_reduce_host(failed, distributed::ReduceOp::Max, "matmul tuning record") != 0.0f)
+            throw std::runtime_error(dist.is_main() ? error : "rank 0 could not read its matmul tuning record (its "
+                                                              "message says why)");
     }
 
     // Call after every step; acts after the first one only.
@@ -87,6 +86,28 @@ class RunMatmulTuning {
     }
 
   private:
+    // --matmul-tuning FILE, else on --resume the record beside the checkpoint, if any.
+    static void replay_starting_record(MatmulContext& matmul, const TrainConfig& config,
+                                       const std::string& resumed_model_path) {
+        const bool given = config.matmul_tuning != "auto" && config.matmul_tuning != "off";
+        if (!given && resumed_model_path.empty()) return;
+        const std::string path = given ? config.matmul_tuning : record_beside(resumed_model_path);
+        const std::optional<TuningRecord> record = read_tuning_record_file(path);
+        if (!record && given)
+            throw std::runtime_error("--matmul-tuning " + path + ": no such file (give a run's matmul_tuning.txt, "
+                                     "or auto or off)");
+        if (!record) {
+            // A checkpoint of a run from before tuning records: it ran the fused epilogues with
+            // the heuristic's first algorithms, so its continuation does too.
+            matmul.set_tuning(MatmulTuning::kAlwaysFused);
+            std::printf("matmul: no %s beside the checkpoint (a run from before tuning records): the fused "
+                        "epilogues with cuBLASLt's first heuristic algorithms, as that run computed\n",
+                        path.c_str());
+            return;
+        }
+        replay(matmul, *record, path, /*print=*/true);
+    }
+
     // Rank 0's choice for `key`, on every rank (`mine` is this rank's own): one collective.
     static GemmChoice rank0_choice(const GemmKey& key, const GemmChoice& mine, distributed::DistributedContext& dist) {
         TuningRecord one;  // the record's text is the wire format; device and version are not compared here
