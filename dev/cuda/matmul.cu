@@ -53,12 +53,16 @@ bool validate_candidates(MatmulContext& ctx, LayerBuffers<T>& b, const LayerShap
         std::printf("  %s: %s #%d of %d, %.4f ms (heuristic's first, fused: %.4f ms, %.2fx)\n",
                     describe_gemm(key).c_str(), path_label(key, choice.fused).c_str(), choice.index,
                     choice.candidates, choice.ms, choice.heuristic_ms, choice.heuristic_ms / choice.ms);
-        for (const TimedCandidate& candidate : ctx.timed_candidates(key)) {
+        const std::vector<TimedCandidate> candidates = ctx.timed_candidates(key);
+        for (const TimedCandidate& candidate : candidates) {
             TuningRecord forced = tuned;
             GemmChoice& force = forced.choices[key];
             force.fused = candidate.fused_path;
             force.algo = algo_bytes(candidate.algo);
             force.index = candidate.index;
+            force.candidates = (int)std::count_if(candidates.begin(), candidates.end(), [&](const TimedCandidate& c) {
+                return c.fused_path == candidate.fused_path;
+            });
             REQUIRE(ctx.replay(forced).empty(), "a record of this context must replay");
             const LayerCheck check = check_layer(ctx, b, s, ref, checked, /*print=*/false);
             const bool is_choice = candidate.fused_path == choice.fused && candidate.index == choice.index;
