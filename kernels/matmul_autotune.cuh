@@ -5,9 +5,9 @@
 // The choice leans towards the default, the fused path with the heuristic's first algorithm:
 //   - within a path, another algorithm replaces the heuristic's first only when its median is
 //     more than kAlgorithmMargin faster. The heuristic's first is what cuBLAS users get and it is
-//     rarely far off; a median of 7 timings still moves by a percent or two between runs (clocks
-//     under the power limit, other work on the GPU), and a switch on noise would gain nothing
-//     while making two fresh runs on the same machine choose differently more often.
+//     rarely far off; a median of a few timings still moves between runs (clocks under the power
+//     limit, other work on the GPU), and a switch on noise would gain nothing while making two
+//     fresh runs on the same machine choose differently more often.
 //   - between paths, the unfused one replaces the fused one only when more than
 //     kFusedPreferenceMargin faster: the fused path moves fewer bytes (the GEMM's output is not
 //     read back by a second kernel), which the GEMM-only timing here does not see in full (the
