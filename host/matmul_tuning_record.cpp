@@ -49,6 +49,16 @@ bool parse_milliseconds(const std::string& text, double* value) {
     return true;
 }
 
+// GPU names are printable text; a control character would not survive the record's lines.
+bool printable(const std::string& text) {
+    for (unsigned char c : text)
+        if (c < 0x20 || c == 0x7f) return false;
+    return true;
+}
+
+// How a choice was made: by timing, or the heuristic's first without timing.
+bool known_how(const std::string& how) { return how == "timed" || how == "heuristic"; }
+
 std::optional<GemmSite> site_from_name(const std::string& name) {
     for (GemmSite site : {GemmSite::kForward, GemmSite::kBackwardInput, GemmSite::kBackwardWeight})
         if (name == gemm_site_name(site)) return site;
@@ -108,6 +118,7 @@ class RecordParser {
         const size_t name_start = line.find_first_not_of(" \t", line.find("device") + 6);
         const size_t name_end = line.find_last_not_of(" \t");
         record_.device = line.substr(name_start, name_end + 1 - name_start);
+        if (!printable(record_.device)) throw error("the device name holds a control character");
         ++header_lines_;
     }
 
@@ -142,6 +153,7 @@ class RecordParser {
         const std::optional<MatmulAlgoBytes> algo = algo_from_hex(words[8]);
         if (!algo) throw error("the algorithm is not 128 hex digits (the 64 bytes of cublasLtMatmulAlgo_t)");
         choice.algo = *algo;
+        if (!known_how(words[9])) throw error("how '" + words[9] + "' is neither timed nor heuristic");
         choice.how = words[9];
         if (!parse_milliseconds(words[10], &choice.ms) || !parse_milliseconds(words[11], &choice.heuristic_ms))
             throw error("ms and heuristic_ms must be numbers >= 0");
@@ -196,8 +208,10 @@ std::optional<MatmulAlgoBytes> algo_from_hex(const std::string& hex) {
 }
 
 std::string format_tuning_record(const TuningRecord& record) {
-    if (record.device.empty() || record.device.find_first_of("\r\n") != std::string::npos)
-        throw std::invalid_argument("matmul tuning record: the device name must be one non-empty line");
+    if (record.device.empty() || !printable(record.device) || record.device.front() == ' ' ||
+        record.device.back() == ' ')
+        throw std::invalid_argument("matmul tuning record: the device name must be one non-empty line of printable "
+                                    "text without spaces around it");
     std::string text =
         "# train_gpt2cu matmul tuning record (host/matmul_tuning_record.h): each GEMM shape's cuBLASLt algorithm\n"
         "# and epilogue path; a run resumed from this directory replays them.\n";
@@ -205,8 +219,8 @@ std::string format_tuning_record(const TuningRecord& record) {
                           record.device.c_str(), (unsigned long long)record.cublaslt_version);
     text += "# site dtype M N K bias gelu path algorithm how ms heuristic_ms index candidates\n";
     for (const auto& [key, choice] : record.choices) {
-        if (choice.how.empty() || choice.how.find_first_of(" \t\r\n#") != std::string::npos)
-            throw std::invalid_argument("matmul tuning record: `how` must be one word, not '" + choice.how + "'");
+        if (!known_how(choice.how))
+            throw std::invalid_argument("matmul tuning record: `how` must be timed or heuristic, not '" + choice.how + "'");
         text += string_format("%s %s %d %d %d %s %s %s %s %s %.4f %.4f %d %d\n", gemm_site_name(key.site),
                               gemm_dtype_name(key.dtype), key.M, key.N, key.K, key.bias ? "bias" : "nobias",
                               key.gelu ? "gelu" : "nogelu", choice.fused ? "fused" : "unfused",

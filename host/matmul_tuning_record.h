@@ -14,7 +14,7 @@
 // launchers take them; algorithm: the 64 bytes of cublasLtMatmulAlgo_t as 128 hex digits (cuBLASLt
 // documents the struct as serializable for use with the same library version, hence the header
 // lines: a record of another GPU or cuBLASLt version is not replayed). The rest is what the choice
-// was based on, for people: how it was made (timed), the median ms of the choice and of the
+// was based on, for people: how it was made (timed or heuristic), the median ms of the choice and of the
 // default (the fused path with the heuristic's first algorithm), the chosen algorithm's place in
 // the heuristic's list (0 = its first) and the list's length.
 //
@@ -55,7 +55,7 @@ using MatmulAlgoBytes = std::array<uint64_t, 8>;
 struct GemmChoice {
     bool fused = true;         // the cuBLASLt epilogue (or, for a shape with nothing to fuse, the GEMM)
     MatmulAlgoBytes algo{};    // of the chosen path's GEMM
-    std::string how = "timed";
+    std::string how = "timed"; // or "heuristic": the heuristic's first, not timed
     double ms = 0.0;           // median of the choice when timed
     double heuristic_ms = 0.0; // median of the default: fused path, the heuristic's first algorithm
     int index = 0;             // the algorithm's place in the heuristic's list
