@@ -86,6 +86,9 @@ void check_standalone_modes(const TrainConfig& config, int num_processes) {
 
 void TrainConfig::resolve(int num_processes) {
     if (num_processes < 1) throw ConfigError("world size " + std::to_string(num_processes) + " must be at least 1");
+    // First: the default --out-dir is named after the checkpoint, and would be blamed instead.
+    if (const std::string problem = config_internal::utf8_problem(init_from); !problem.empty())
+        throw ConfigError("-e FILE " + problem);
     for (const Option& option : options()) {
         const std::string problem = option.problem(*this);
         if (!problem.empty()) throw ConfigError(option.flag + " " + problem);

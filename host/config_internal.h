@@ -26,6 +26,8 @@ constexpr int64_t kAutoWarmupSteps = -1;  // --warmup-steps auto: 1% of --steps 
 
 // A whole decimal integer, nothing around it; false if not one or out of long long's range.
 bool parse_integer(const std::string& text, long long* value);
+// "" for UTF-8 text, else why the text cannot be a configuration value.
+std::string utf8_problem(const std::string& text);
 std::string lowercase(std::string text);
 // The JSON rendering of a value, without quotes for strings: one formatter for the table, the
 // help's defaults and error messages.

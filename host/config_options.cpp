@@ -14,6 +14,7 @@
 
 #include "host/config_internal.h"
 #include "host/model_limits.h"
+#include "host/tokenizer.h"
 
 namespace config_internal {
 
@@ -28,6 +29,14 @@ bool parse_integer(const std::string& text, long long* value) {
     if (errno == ERANGE || end != text.c_str() + text.size()) return false;
     *value = parsed;
     return true;
+}
+
+// Text values (paths, globs, names) are printed and saved as JSON (--print-config, config.json),
+// which holds UTF-8 only: other bytes are refused here rather than failing where they are written.
+std::string utf8_problem(const std::string& text) {
+    if (Gpt2Tokenizer::is_valid_utf8(text)) return std::string();
+    return "is not UTF-8 text: the configuration is printed and saved as JSON (config.json), which holds UTF-8 "
+           "only; give the name in UTF-8 (rename the file or directory if needed)";
 }
 
 namespace {
@@ -200,7 +209,7 @@ Option text_option(const std::string& section, const std::string& flag, std::str
                    const std::string& value_name, const std::string& help, const std::string& default_note = "") {
     Option option = make_option(section, flag, value_name, help);
     option.default_note = default_note;
-    option.problem = [](const TrainConfig&) { return std::string(); };
+    option.problem = [member](const TrainConfig& config) { return utf8_problem(config.*member); };
     option.set = [member](TrainConfig& config, const std::string& text) { config.*member = text; };
     option.get = [member](const TrainConfig& config) { return Json(config.*member); };
     return option;

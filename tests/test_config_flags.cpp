@@ -268,6 +268,9 @@ struct BadInput {
 TEST(ConfigErrorTest, BadInputsAreClearErrors) {
     const std::vector<BadInput> cases = {
         {{"--lrr", "1"}, "unknown flag --lrr; did you mean --lr?"},
+        // Found by fuzz/options_fuzzer: a name that is not UTF-8 ended --print-config in std::terminate.
+        {{"-e", "d4", "--val-glob", "a22\xa0)s"}, "--val-glob is not UTF-8 text: the configuration is printed and saved"},
+        {{"--out-dir", "runs/\xff"}, "--out-dir is not UTF-8 text"},
         {{"--frobnicate", "1"}, "unknown flag --frobnicate (--help lists every flag)"},
         {{"--data", "tiny"}, "unknown flag --data; did you mean --data-dir or --dataset?"},
         {{"--batch-size", "8"}, "did you mean --vocab-size, --device-batch or --global-batch-tokens?"},
@@ -326,6 +329,16 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         EXPECT_NE(message.find(c.message), std::string::npos)
             << "args: " << ::testing::PrintToString(c.args) << "\n  got: " << message;
     }
+}
+
+TEST(ConfigErrorTest, ACheckpointNameThatIsNotUtf8IsRefused) {
+    const test_support::ScratchDir scratch("test_config");
+    const TrainConfig source = parse({"-e", "d1", "--n-embd", "64", "--n-head", "1", "--max-seq-len", "32", "--seq-len", "32"});
+    const std::vector<float> params(static_cast<size_t>(source.num_params), 0.5f);
+    const std::string file = (scratch.path / "model\xc3.bin").string();
+    write_model_file(file, source.model_shape(), 10, params.data());
+    const std::string message = error_of({"-e", file});
+    EXPECT_NE(message.find("-e FILE is not UTF-8 text"), std::string::npos) << message;
 }
 
 TEST(ConfigErrorTest, ResolveValidatesFieldsSetInCode) {
