@@ -16,6 +16,7 @@
 #include "fuzz/seed_shapes.h"
 #include "host/checkpoint.h"
 #include "host/shard.h"
+#include "host/matmul_tuning_record.h"
 #include "host/tensor_bundle.h"
 
 namespace fs = std::filesystem;
@@ -127,7 +128,8 @@ int main(int argc, char** argv) {
     const fs::path out = argv[1];
     try {
         for (const char* target : {"tokenizer_fuzzer", "shard_fuzzer", "model_file_fuzzer", "state_file_fuzzer",
-                                   "tensor_bundle_fuzzer", "options_fuzzer", "documents_fuzzer"})
+                                   "tensor_bundle_fuzzer", "options_fuzzer", "documents_fuzzer",
+                                   "matmul_tuning_record_fuzzer"})
             fs::create_directories(out / target);
 
         std::vector<fs::path> texts = {"tests/fixtures/text/plain.txt", "tests/fixtures/text/sentences.json"};
@@ -154,6 +156,20 @@ int main(int argc, char** argv) {
         bundle.add<int32_t>("tokens", {4}, {1, 2, 3, 50256});
         bundle.add<double>("loss", {}, {2.5});
         bundle.save((out / "tensor_bundle_fuzzer/bundle.bin").string());
+
+        TuningRecord record;
+        record.device = "NVIDIA H100 80GB HBM3";
+        record.cublaslt_version = 130100;
+        GemmChoice choice;
+        choice.algo = {1, 2, 3, 4, 5, 6, 7, 0};
+        choice.ms = 0.5;
+        choice.heuristic_ms = 0.625;
+        choice.index = 2;
+        choice.candidates = 8;
+        record.choices[{GemmSite::kForward, GemmDtype::kBf16, 32768, 3072, 768, true, true}] = choice;
+        choice.fused = false;
+        record.choices[{GemmSite::kBackwardInput, GemmDtype::kFp16, 32768, 768, 3072, false, true}] = choice;
+        write_tuning_record_file((out / "matmul_tuning_record_fuzzer/record.txt").string(), record);
 
         const std::vector<std::vector<std::string>> command_lines = {
             {"-e", "gpt2s"},

@@ -245,6 +245,23 @@ Option zero_stage_option(const std::string& section) {
     option.default_note = "auto";
     return option;
 }
+// --matmul-tuning: auto, off, or the path of a tuning record (read when the run starts).
+Option matmul_tuning_option(const std::string& section) {
+    Option option = text_option(
+        section, "--matmul-tuning", &TrainConfig::matmul_tuning, "auto|off|FILE",
+        "how each GEMM shape gets its cuBLASLt algorithm and epilogue path: auto = the fastest of several, timed "
+        "in the first step; off = the fused epilogue with cuBLASLt's first heuristic algorithm, nothing timed "
+        "(two fresh runs then compute alike bit for bit); FILE = the choices of a matmul_tuning.txt (shapes not in "
+        "it are timed). The run saves its choices as matmul_tuning.txt in --out-dir; --resume replays those of "
+        "the run it continues (FILE, if given, instead)");
+    option.valid = "auto, off or the path of a matmul_tuning.txt";
+    option.set = [option](TrainConfig& config, const std::string& text) {
+        if (text.empty()) throw ConfigError(option.flag + ": an empty value is not " + option.valid);
+        const std::string keyword = lowercase(text);
+        config.matmul_tuning = keyword == "auto" || keyword == "off" ? keyword : text;
+    };
+    return option;
+}
 std::vector<Option> build_options() {
     using C = TrainConfig;
     const std::string model = "model", batch = "batch", optimizer = "optimizer", precision = "precision",
@@ -370,6 +387,7 @@ std::vector<Option> build_options() {
         integer_option(run, "--bench-steps", &C::bench_steps, 0, kMaxCount,
                        "benchmark: N steps on real data, then `BENCH tokens_per_s=... mfu=... peak_mem_gb=...` (0 = "
                        "off)"),
+        matmul_tuning_option(run),
         integer_option(run, "--profile-step", &C::profile_step, 0, kMaxCount,
                        "bracket this step with cudaProfilerStart/Stop, for `ncu --profile-from-start off` "
                        "(dev/bench/step_breakdown.sh; 0 = off)"),

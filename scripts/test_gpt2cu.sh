@@ -3,7 +3,8 @@
 #   1. writes PyTorch reference states (dev/reference) for several model variants and checks
 #      test_gpt2cu against each, in bf16 and fp16;
 #   2. resume: 20 steps in one run versus the same run resumed from its step-10 checkpoint must
-#      give bit-identical losses for steps 11..20 (dropout on, gradient accumulation on);
+#      give bit-identical losses for steps 11..20 (dropout on, gradient accumulation on); the
+#      matmul tuning record that makes it so is saved, replayed, and refused where it cannot apply;
 #   3. ZeRO-2's sharded gradient path on one GPU: the same losses as ZeRO-0, and an exact resume;
 #   4. non-finite gradients skip the update (bf16 and fp16) and stop a run after too many in a row;
 #   5. SIGTERM checkpoints and exits with status 3, and the resume is exact;
@@ -106,8 +107,43 @@ reference oddlength --n-layer 2 --n-embd 256 --n-head 4 --seq-len 100 --batch 3 
 
 echo "== resume: 20 steps straight vs. resumed at step 10"
 ./train_gpt2cu "${common[@]}" --out-dir "$work/straight"
-./train_gpt2cu "${common[@]}" --out-dir "$work/resumed" --resume "$work/straight/model_00000010.bin"
+./train_gpt2cu "${common[@]}" --out-dir "$work/resumed" --resume "$work/straight/model_00000010.bin" | tee "$work/resumed.log"
 compare_losses "resume" "$work/straight/log.jsonl" "$work/resumed/log.jsonl" 11 0 || status=1
+
+# The matmul tuning record (train/matmul_tuning.cuh): the straight run timed its GEMMs in its
+# first step and saved the choices; the resumed run replayed them (which made it exact above). A
+# record of another GPU is not replayed, with a note; a malformed one stops the run, naming it.
+echo "== matmul tuning record: saved, replayed on resume, refused when it cannot apply"
+sed 's/^device .*/device Some Other GPU/' "$work/straight/matmul_tuning.txt" >"$work/other-gpu-record.txt"
+./train_gpt2cu "${common[@]}" --steps 1 --checkpoint-every 0 --matmul-tuning "$work/other-gpu-record.txt" \
+    --out-dir "$work/other-gpu" >"$work/other-gpu.log" 2>&1 || status=1
+printf 'matmul-tuning-record 2\ndevice X\ncublaslt 1\nforward bf16 1 2 3\n' >"$work/broken-record.txt"
+broken_status=0
+./train_gpt2cu "${common[@]}" --steps 1 --matmul-tuning "$work/broken-record.txt" --out-dir "$work/broken" \
+    >"$work/broken.log" 2>&1 || broken_status=$?
+"$PYTHON" - "$work" "$broken_status" <<'PY' || status=1
+import sys
+work, broken_status = sys.argv[1], int(sys.argv[2])
+record = open(f"{work}/straight/matmul_tuning.txt").read().splitlines()
+choices = [line.split() for line in record if line and not line.startswith("#")][3:]
+other = open(f"{work}/other-gpu.log").read()
+broken = open(f"{work}/broken.log").read()
+checks = {
+    "the run saved a version-2 record": "matmul-tuning-record 2" in record,
+    f"every GEMM shape of the step in it, timed ({len(choices)} shapes)":
+        len(choices) == 15 and all(c[9] == "timed" for c in choices),
+    "the resumed run replayed it": f"matmul: replaying {work}/straight/matmul_tuning.txt (15 GEMM shapes)"
+                                   in open(f"{work}/resumed.log").read(),
+    "another GPU's record is not replayed, with a note":
+        "is not replayed: its choices were made on Some Other GPU" in other,
+    "... and that run timed its GEMMs again": "15 GEMM shapes, 15 of them chosen by timing" in other,
+    "a malformed record stops the run, naming the file and line":
+        broken_status != 0 and f"{work}/broken-record.txt, line 4: 5 fields where 14 are expected" in broken,
+}
+for name, ok in checks.items():
+    print(f"  {name:60s} {'ok' if ok else 'FAIL'}")
+sys.exit(0 if all(checks.values()) else 1)
+PY
 
 # ZeRO-2 on one GPU: the same steps, but each micro-step's gradients go through the sharded
 # buffers and are added to the shard (two micro-steps per step here). Summing two fp32 partial
@@ -155,10 +191,13 @@ else
     echo "  the run stopped without the expected message                           FAIL"; tail -3 "$work/nan-stop.log"; status=1
 fi
 # A stop signal (SIGTERM; SIGINT and SIGUSR1 alike) finishes the step, writes a checkpoint and
-# exits with status 3; --resume auto then continues exactly as a run that was never stopped.
+# exits with status 3; --resume auto then continues exactly as a run that was never stopped. The
+# stopped run is compared from its first step, so it takes the unstopped run's GEMM algorithms
+# (two runs that each time their GEMMs may choose differently).
 echo "== SIGTERM: checkpoint, exit status 3, exact resume"
 long=("${common[@]}" --steps 150 --checkpoint-every 0)
 ./train_gpt2cu "${long[@]}" --out-dir "$work/unstopped" >/dev/null
+long+=(--matmul-tuning "$work/unstopped/matmul_tuning.txt")
 ./train_gpt2cu "${long[@]}" --out-dir "$work/stopped" >"$work/stopped.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do

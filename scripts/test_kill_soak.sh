@@ -23,6 +23,9 @@ run=(-e d12 --dataset tiny --steps 60 --device-batch 8 --seq-len 256 --max-seq-l
 echo "== reference: the same run, never interrupted"
 ./train_gpt2cu "${run[@]}" --out-dir "$work/reference" >"$work/reference.log" 2>&1 || { tail "$work/reference.log"; exit 1; }
 
+# Compared from the first step, the killed run takes the reference's GEMM algorithms (two runs that
+# each time their GEMMs may choose differently; train/matmul_tuning.cuh).
+run+=(--matmul-tuning "$work/reference/matmul_tuning.txt")
 echo "== $kills kills"
 for ((k = 1; k <= kills; ++k)); do
     ./train_gpt2cu "${run[@]}" --out-dir "$work/killed" --resume auto >>"$work/killed.log" 2>&1 &

@@ -20,9 +20,10 @@
 #      whose backward all-reduces, eager), ZeRO-1 (every micro-step replayed; the reduce-scatter
 #      and all-gather eager) and ZeRO-2 (only AdamW replayed).
 # Tolerance for 1: every run computes the same per-sequence math; they differ only in how the
-# gradient sum is ordered (local accumulation vs. NCCL) and in the matmul algorithms cuBLASLt
-# picks for different batch sizes, i.e. in fp32/bf16 rounding. Over 20 steps that moves the loss
-# by far less than bf16's relative precision 2^-8 = 3.9e-3: we require |Δloss|/loss <= 2e-3.
+# gradient sum is ordered (local accumulation vs. NCCL) and in the matmul algorithms each run
+# picks (other batch sizes, and each run times its own: train/matmul_tuning.cuh), i.e. in fp32/bf16
+# rounding. Over 20 steps that moves the loss by far less than bf16's relative precision
+# 2^-8 = 3.9e-3: we require |Δloss|/loss <= 2e-3.
 # Tolerance for 2: overlap changes only how the gradient arena is cut into all-reduces. With 2
 # ranks every element is one fp32 sum a + b either way, so the losses must be identical
 # (tolerance 0: a bucket reduced before backward finished its layer shows up here); with 4, the
@@ -123,7 +124,9 @@ PY
 echo "== 2. gradient all-reduce overlapped with the backward pass (default) vs after it"
 for n in 2 4; do
     [ "$gpus" -ge "$n" ] || continue
-    ./train_gpt2cu "${small[@]}" --nproc "$n" --overlap-grad-reduce 0 --out-dir "$work/serial$n" > "$work/serial$n.log" 2>&1 || { echo "$n-GPU run without overlap failed"; tail "$work/serial$n.log"; status=1; }
+    # The same GEMM algorithms as the overlapped run (its tuning record), for the exact comparison.
+    ./train_gpt2cu "${small[@]}" --nproc "$n" --overlap-grad-reduce 0 --matmul-tuning "$work/g$n/matmul_tuning.txt" \
+        --out-dir "$work/serial$n" > "$work/serial$n.log" 2>&1 || { echo "$n-GPU run without overlap failed"; tail "$work/serial$n.log"; status=1; }
     compare "overlap on vs off ($n GPUs)" "$work/g$n/log.jsonl" "$work/serial$n/log.jsonl" "$([ "$n" -eq 2 ] && echo 0 || echo 2e-3)" || status=1
 done
 

@@ -96,6 +96,8 @@ check "step_breakdown.sh runs" test $? -eq 0
 check "its runs get bench.sh's conditions, then the extra arguments" \
     grep -qF -- "-e gpt2s --device-batch 32 --seq-len 1024 --precision bf16 --dataset tiny --global-batch-tokens 1 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 --recompute-gelu 0 --bench-steps 25" "$work/trainer_args"
 check "the profiled run profiles one step" grep -qF -- "--bench-steps 9 --profile-step 8" "$work/trainer_args"
+check "the profiled run replays the unprofiled run's GEMM algorithms" grep -qF -- \
+    "--matmul-tuning $work/breakdown_out/breakdown_gpt2s_b32_t1024_plain_run/matmul_tuning.txt" "$work/trainer_args"
 check "the step time is the unprofiled run's" grep -qF "Step 65.50 ms (median, unprofiled run); 6 kernels" "$work/step_breakdown"
 check "the title names the GPU" grep -qF "gpt2s B=32 T=1024, bf16, Stand-in GPU" "$work/step_breakdown"
 check "the clock line gives the busy samples' medians" grep -qE "^SM clock while the GPU was busy: 1755 MHz, 688 W" "$work/step_breakdown"

@@ -46,6 +46,19 @@ TEST(ConfigFlagTest, FlagsOverrideThePreset) {
     EXPECT_FALSE(parse({"-e", "gpt2s", "--cuda-graphs", "1", "--cuda-graphs", "off"}).cuda_graphs);
 }
 
+// How GEMM shapes get their cuBLASLt algorithms (train/matmul_tuning.cuh): timed by default, off,
+// or a record's path; the keywords in any case, a path as given; an empty value is an error.
+TEST(ConfigFlagTest, MatmulTuning) {
+    EXPECT_EQ(parse({"-e", "gpt2s"}).matmul_tuning, "auto");
+    EXPECT_EQ(parse({"--matmul-tuning", "OFF"}).matmul_tuning, "off");
+    EXPECT_EQ(parse({"--matmul-tuning", "runs/A/matmul_tuning.txt"}).matmul_tuning, "runs/A/matmul_tuning.txt");
+    const Json json = Json::parse(parse_args({"--print-config", "--matmul-tuning", "off"}, kContext).config.to_json());
+    EXPECT_EQ(json["matmul_tuning"], "off");
+    EXPECT_NE(error_of({"--matmul-tuning", ""}).find("--matmul-tuning: an empty value is not auto, off or the path"),
+              std::string::npos)
+        << error_of({"--matmul-tuning", ""});
+}
+
 // Issue 17, items 8 and 11: the device batch is auto unless given; validation covers the whole
 // split; the test split is evaluated after training where the dataset has one; --eval-only
 // evaluates a checkpoint. --print-config shows all of it.

@@ -78,6 +78,7 @@ template <typename T, typename R> class Checkpointer {
         if (dist_.is_main())
             std::printf("resumed from %s at step %lld\n\n", files->model_path.c_str(), (long long)header.step);
         resumed_from_ = header.step;
+        resumed_model_path_ = files->model_path;
         return header;
     }
 
@@ -139,6 +140,9 @@ template <typename T, typename R> class Checkpointer {
                 delete_checkpoint(config_.out_dir, step, dist_.world_size);
     }
 
+    // The model file resume() continued from; "" for a fresh start.
+    const std::string& resumed_model_path() const { return resumed_model_path_; }
+
   private:
     static bool all_finite(const float* device, int64_t count) {
         std::vector<float> values(count);
@@ -176,4 +180,5 @@ template <typename T, typename R> class Checkpointer {
     GradientSync<T>& sync_;
     float* own_staging_ = nullptr;
     std::optional<int64_t> resumed_from_;  // never deleted: a failed run falls back to it
+    std::string resumed_model_path_;
 };

@@ -20,8 +20,8 @@ struct GpuContext {
         CUDA_CHECK(cudaGetDeviceProperties(&props, device));
         CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
         peak = gpu_peak_for(props.name);
-        // Always the fused cuBLASLt epilogues (falling back only where cuBLASLt has no algorithm):
-        // a timing-based choice could differ between runs and break bit-exact reproducibility.
+        // Nothing timed unless the user of the context says so: the trainer times during its
+        // first step and records the choices (train/matmul_tuning.cuh); evaluations replay them.
         matmul = std::make_unique<MatmulContext>(MatmulTuning::kAlwaysFused);
     }
     ~GpuContext() {

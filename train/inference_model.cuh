@@ -10,6 +10,7 @@
 #include "host/rank_shard.h"
 #include "model/gpt2.cuh"
 #include "train/gpu_context.cuh"
+#include "train/matmul_tuning.cuh"
 #include "train/model_options.cuh"
 
 template <typename T, typename R> class InferenceModel {
@@ -34,6 +35,8 @@ template <typename T, typename R> class InferenceModel {
         params.load(staging, gpu_.stream);
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
         CUDA_CHECK(cudaFree(staging));
+        // The GEMM algorithms of the run that wrote the checkpoint, where its record lies beside it.
+        RunMatmulTuning::replay_beside(*gpu_.matmul, config.init_from, /*print=*/true);
     }
 
     Gpt2Model<T, R>& model() { return model_; }

@@ -379,6 +379,30 @@ class DistributedContext {
         return *host_scalar_;
     }
 
+    // Rank 0's `text` on every rank (e.g. its matmul tuning record). Blocks until done.
+    std::string broadcast_text_from_main(const std::string& text, const char* what) {
+        if (world_size == 1) return text;
+        // The length travels as a float, exact below 2^24.
+        REQUIRE(!is_main() || text.size() < (size_t(1) << 24), "%s: %zu bytes are too many to broadcast", what,
+                text.size());
+        const size_t bytes = (size_t)all_reduce_host(is_main() ? (float)text.size() : 0.0f, ReduceOp::Max, what);
+        std::string received = is_main() ? text : std::string(bytes, '\0');
+#ifdef USE_NCCL
+        if (bytes == 0) return received;
+        char* device_text = nullptr;
+        CUDA_CHECK(cudaMalloc(&device_text, bytes));
+        if (is_main())
+            CUDA_CHECK(cudaMemcpyAsync(device_text, text.data(), bytes, cudaMemcpyHostToDevice, comm_stream));
+        wait_for_nccl(ncclBroadcast(device_text, device_text, bytes, ncclChar, 0, comm, comm_stream), what, __FILE__,
+                      __LINE__);
+        watch(comm_stream, what);
+        CUDA_CHECK(cudaMemcpyAsync(received.data(), device_text, bytes, cudaMemcpyDeviceToHost, comm_stream));
+        synchronize();
+        CUDA_CHECK(cudaFree(device_text));
+#endif
+        return received;
+    }
+
     // Every rank reaches this point before any leaves it (e.g. around checkpoint writes).
     void barrier() { all_reduce_host(0.0f, ReduceOp::Sum, "barrier"); }
 

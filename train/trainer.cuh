@@ -8,6 +8,7 @@
 //   train/grad_sync*.cuh      gradient storage and reduction over ranks (the ZeRO strategies)
 //   train/step_graph.cuh      --cuda-graphs: the micro-steps and the update replayed from CUDA graphs
 //   train/checkpointing.cuh   initial weights, checkpoints, resume
+//   train/matmul_tuning.cuh   the GEMM algorithms: timed in the first step, saved, replayed on resume
 //   train/evaluation.cuh      validation and test loss
 //   train/hellaswag_eval.cuh  HellaSwag accuracy (--hellaswag-every)
 //   train/norm_monitor.cuh    per-tensor weight and gradient statistics (--norm-monitor-every)
@@ -37,6 +38,7 @@
 #include "train/gpu_context.cuh"
 #include "train/grad_sync_choice.cuh"
 #include "train/hellaswag_eval.cuh"
+#include "train/matmul_tuning.cuh"
 #include "train/model_options.cuh"
 #include "train/nccl_context.cuh"
 #include "train/norm_monitor.cuh"
@@ -77,6 +79,7 @@ template <typename T, typename R> class Trainer {
         if (dist_.is_main()) std::printf("%s", graphs_->notes().c_str());
         if (const std::optional<StateHeader> state = checkpointer_->resume(gpu_.stream)) restore(*state);
         else checkpointer_->initialize_weights(gpu_.stream);
+        matmul_tuning_.start(*gpu_.matmul, config_, checkpointer_->resumed_model_path(), dist_);
         if (config_.bench_steps > 0) return benchmark();
         stop_request::install();
         try {
@@ -124,6 +127,7 @@ template <typename T, typename R> class Trainer {
     // no training, no config.json (out_dir may be the run's own directory).
     int evaluate_checkpoint() {
         const CheckpointFiles checkpoint = checkpointer_->load_weights_to_evaluate(gpu_.stream);
+        RunMatmulTuning::replay_beside(*gpu_.matmul, checkpoint.model_path, dist_.is_main());
         if (dist_.is_main())
             std::printf("evaluating %s (step %lld): %s, %s, %d x %d tokens per batch on %d GPU(s)\n",
                         checkpoint.model_path.c_str(), (long long)checkpoint.step, config_.experiment.c_str(),
@@ -216,6 +220,7 @@ template <typename T, typename R> class Trainer {
         step_in_progress_ = false;
         timeline_.mark(TimelineMark::StepEnd, gpu_.stream);
         CUDA_CHECK(cudaStreamSynchronize(gpu_.stream));
+        matmul_tuning_.after_first_step(*gpu_.matmul, config_, dist_);
         if (timeline_.enabled()) std::printf("%s", timeline_.report(step_).c_str());
         if (profiled) CUDA_CHECK(cudaProfilerStop());
         result.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -349,6 +354,7 @@ template <typename T, typename R> class Trainer {
     LossScaler loss_scaler_;
     UpdateGuard guard_;      // skips non-finite and spiking steps; stops a diverged run
     StepTimeline timeline_;  // --timeline-step
+    RunMatmulTuning matmul_tuning_;  // the GEMM algorithms: timed in the first step, saved, replayed on resume
     std::unique_ptr<Gpt2Model<T, R>> model_;
     std::unique_ptr<GradientSync<T>> grad_sync_;
     std::unique_ptr<Checkpointer<T, R>> checkpointer_;

@@ -66,18 +66,21 @@ export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
 
 echo "step_breakdown.sh: $model B=$batch T=$seq_len: step time without the profiler ..." >&2
 sample_clocks "$out_dir/breakdown_${tag}_plain_clocks.csv" \
-    "$trainer" "${args[@]}" --bench-steps 25 >"$out_dir/breakdown_${tag}_plain.log" 2>&1 ||
+    "$trainer" "${args[@]}" --bench-steps 25 --out-dir "$out_dir/breakdown_${tag}_plain_run" \
+    >"$out_dir/breakdown_${tag}_plain.log" 2>&1 ||
     die "the unprofiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_plain.log")"
 bench_line=$(grep '^BENCH ' "$out_dir/breakdown_${tag}_plain.log" | tail -n1)
 step_ms=$(sed -n 's/.* step_ms=\([0-9.]*\).*/\1/p' <<<"$bench_line")
 [ -n "$step_ms" ] || die "no step_ms in the unprofiled run's BENCH line"
 
 echo "step_breakdown.sh: the kernels of step 8 under ncu ..." >&2
+# With the unprofiled run's GEMM algorithms (its matmul tuning record), so that both time the same kernels.
 csv="$out_dir/breakdown_${tag}.csv"
 sample_clocks "$out_dir/breakdown_${tag}_ncu_clocks.csv" \
     "$ncu" --profile-from-start off --clock-control none --cache-control none --metrics gpu__time_duration.sum \
     --csv --page raw --print-units base --log-file "$csv" \
-    "$trainer" "${args[@]}" --bench-steps 9 --profile-step 8 >"$out_dir/breakdown_${tag}_ncu.log" 2>&1 ||
+    "$trainer" "${args[@]}" --bench-steps 9 --profile-step 8 --out-dir "$out_dir/breakdown_${tag}_ncu_run" \
+    --matmul-tuning "$out_dir/breakdown_${tag}_plain_run/matmul_tuning.txt" >"$out_dir/breakdown_${tag}_ncu.log" 2>&1 ||
     die "the profiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_ncu.log")"
 
 python3 dev/bench/step_breakdown.py "$csv" --step-ms "$step_ms" \
