@@ -140,7 +140,7 @@ struct TrainConfig {
     int64_t profile_step = 0;         // > 0: cudaProfilerStart/Stop around this step (ncu --profile-from-start off)
     int64_t timeline_step = 0;        // > 0: print where this step's time went (CUDA events; rank 0)
     bool cuda_graphs = false;         // replay each micro-step's forward and backward, and AdamW, as CUDA graphs
-    std::string matmul_tuning = "auto";  // auto (timed in the first step), off, or a tuning record to replay
+    std::string matmul_tuning = "off";  // off (the heuristic's first), auto (timed in the first step), or a record to replay
     int nproc = 1;                    // processes to launch (single-node launcher)
     std::string rendezvous;           // shared file for multi-process start-up ("" = default)
     int nccl_timeout = 300;           // seconds (train/nccl_context.cuh)

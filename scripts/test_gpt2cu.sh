@@ -106,12 +106,12 @@ reference oddlength --n-layer 2 --n-embd 256 --n-head 4 --seq-len 100 --batch 3 
 ./test_gpt2cu "$work"/base "$work"/postnorm "$work"/rotary "$work"/dropout "$work"/oddlength || status=$?
 
 echo "== resume: 20 steps straight vs. resumed at step 10"
-./train_gpt2cu "${common[@]}" --out-dir "$work/straight"
+./train_gpt2cu "${common[@]}" --matmul-tuning auto --out-dir "$work/straight"
 ./train_gpt2cu "${common[@]}" --out-dir "$work/resumed" --resume "$work/straight/model_00000010.bin" | tee "$work/resumed.log"
 compare_losses "resume" "$work/straight/log.jsonl" "$work/resumed/log.jsonl" 11 0 || status=1
 
-# The matmul tuning record (train/matmul_tuning.cuh): the straight run timed its GEMMs in its
-# first step and saved the choices; the resumed run replayed them (which made it exact above). A
+# The matmul tuning record (train/matmul_tuning.cuh): the straight run (--matmul-tuning auto)
+# timed its GEMMs in its first step and saved the choices; the resumed run replayed them (which made it exact above). A
 # record of another GPU is not replayed, with a note; a malformed one stops the run, naming it.
 echo "== matmul tuning record: saved, replayed on resume, refused when it cannot apply"
 sed 's/^device .*/device Some Other GPU/' "$work/straight/matmul_tuning.txt" >"$work/other-gpu-record.txt"

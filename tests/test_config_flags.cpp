@@ -46,10 +46,11 @@ TEST(ConfigFlagTest, FlagsOverrideThePreset) {
     EXPECT_FALSE(parse({"-e", "gpt2s", "--cuda-graphs", "1", "--cuda-graphs", "off"}).cuda_graphs);
 }
 
-// How GEMM shapes get their cuBLASLt algorithms (train/matmul_tuning.cuh): timed by default, off,
-// or a record's path; the keywords in any case, a path as given; an empty value is an error.
+// How GEMM shapes get their cuBLASLt algorithms (train/matmul_tuning.cuh): the heuristic's first by
+// default (off), timed (auto), or a record's path; the keywords in any case, a path as given; an empty value is an error.
 TEST(ConfigFlagTest, MatmulTuning) {
-    EXPECT_EQ(parse({"-e", "gpt2s"}).matmul_tuning, "auto");
+    EXPECT_EQ(parse({"-e", "gpt2s"}).matmul_tuning, "off");
+    EXPECT_EQ(parse({"--matmul-tuning", "Auto"}).matmul_tuning, "auto");
     EXPECT_EQ(parse({"--matmul-tuning", "OFF"}).matmul_tuning, "off");
     EXPECT_EQ(parse({"--matmul-tuning", "runs/A/matmul_tuning.txt"}).matmul_tuning, "runs/A/matmul_tuning.txt");
     const Json json = Json::parse(parse_args({"--print-config", "--matmul-tuning", "off"}, kContext).config.to_json());
