@@ -1,9 +1,9 @@
 // Attention forward on Hopper (sm_90a; AttentionKernel::Hopper), after FlashAttention-3: tiles
 // copied by the tensor memory accelerator (TMA), matrix products by asynchronous warpgroup
 // multiplies (wgmma), a producer warp and consumer warpgroups that meet on mbarriers. Same
-// function, layouts, lse and dropout mask as kernels/attention.cuh describes; backward runs on
-// the mma.sync family, which takes this forward's O and lse. Head dims 64 and 128 (80 and 96
-// run the mma.sync forward). Primitives in kernels/attention_hopper_primitives.cuh.
+// function, layouts, lse and dropout mask as kernels/attention.cuh describes; the backward is in
+// kernels/attention_hopper_backward.cuh. Tiles of head dim 64 and 128; head dims 80 and 96 run on
+// the 128-wide tiles (tile_head_dim). Primitives in kernels/attention_hopper_primitives.cuh.
 //
 // Block: 128 queries, three warpgroups. Warpgroup 0 is the producer: one thread loads the Q
 // tile once and K/V tiles of 128 keys into a ring of kStages shared-memory stages; a stage's
@@ -382,12 +382,14 @@ inline bool forward_available() {
     return attributes.binaryVersion == 90;
 }
 
+// HD: the tiles' head dim; head_dim: the tensors' (tile_head_dim(head_dim) == HD).
 template <typename T, int HD, typename C = ForwardConfig<HD>>
-void forward(T* out, float* lse, const T* qkv, int B, int T_len, int NH, float softmax_scale, DropoutParams drop,
-             cudaStream_t stream) {
-    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kQueries);
-    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kKeys);
-    const CUtensorMap out_map = head_rows_tensor_map<T>(out, B, T_len, NH, HD, 64);
+void forward(T* out, float* lse, const T* qkv, int B, int T_len, int NH, int head_dim, float softmax_scale,
+             DropoutParams drop, cudaStream_t stream) {
+    check_tile_head_dim("attention_forward", HD, head_dim);
+    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kQueries);
+    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kKeys);
+    const CUtensorMap out_map = head_rows_tensor_map<T>(out, B, T_len, NH, head_dim, 64);
     allow_dynamic_smem(forward_kernel<T, HD, C>, C::kSharedBytes);
     forward_kernel<T, HD, C><<<dim3(ceil_div(T_len, C::kQueries), NH, B), C::kThreads, C::kSharedBytes, stream>>>(
         q_map, kv_map, out_map, lse, T_len, NH, softmax_scale, drop);

@@ -497,11 +497,12 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 // dQ of every head into dqkv; row_dot holds D = rowsum(dO * O).
 template <typename T, int HD, typename C = DqConfig<HD>>
 void backward_dq(T* dqkv, const float* row_dot, const T* dout, const T* qkv, const float* lse, int B, int T_len,
-                 int NH, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
-    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kQueries);
-    const CUtensorMap dout_map = head_rows_tensor_map(dout, B, T_len, NH, HD, C::kQueries);
-    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kKeys);
-    const CUtensorMap dq_map = head_rows_tensor_map<T>(dqkv, B, T_len, 3 * NH, HD, 64);
+                 int NH, int head_dim, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
+    check_tile_head_dim("attention_backward", HD, head_dim);
+    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kQueries);
+    const CUtensorMap dout_map = head_rows_tensor_map(dout, B, T_len, NH, head_dim, C::kQueries);
+    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kKeys);
+    const CUtensorMap dq_map = head_rows_tensor_map<T>(dqkv, B, T_len, 3 * NH, head_dim, 64);
     allow_dynamic_smem(backward_dq_kernel<T, HD, C>, C::kSharedBytes);
     backward_dq_kernel<T, HD, C><<<dim3(ceil_div(T_len, C::kQueries), NH, B), C::kThreads, C::kSharedBytes, stream>>>(
         q_map, dout_map, kv_map, dq_map, lse, row_dot, T_len, NH, softmax_scale, drop);
@@ -511,11 +512,12 @@ void backward_dq(T* dqkv, const float* row_dot, const T* dout, const T* qkv, con
 // dK and dV of every head into dqkv; row_dot holds D = rowsum(dO * O) (attention_backward_row_dot).
 template <typename T, int HD, typename C = DkdvConfig<HD>>
 void backward_dkdv(T* dqkv, const float* row_dot, const T* dout, const T* qkv, const float* lse, int B, int T_len,
-                   int NH, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
-    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kKeys);
-    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kQueries);
-    const CUtensorMap dout_map = head_rows_tensor_map(dout, B, T_len, NH, HD, C::kQueries);
-    const CUtensorMap dkv_map = head_rows_tensor_map<T>(dqkv, B, T_len, 3 * NH, HD, 64);
+                   int NH, int head_dim, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
+    check_tile_head_dim("attention_backward", HD, head_dim);
+    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kKeys);
+    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kQueries);
+    const CUtensorMap dout_map = head_rows_tensor_map(dout, B, T_len, NH, head_dim, C::kQueries);
+    const CUtensorMap dkv_map = head_rows_tensor_map<T>(dqkv, B, T_len, 3 * NH, head_dim, 64);
     allow_dynamic_smem(backward_dkdv_kernel<T, HD, C>, C::kSharedBytes);
     backward_dkdv_kernel<T, HD, C><<<dim3(ceil_div(T_len, C::kKeys), NH, B), C::kThreads, C::kSharedBytes, stream>>>(
         kv_map, q_map, dout_map, dkv_map, lse, row_dot, T_len, NH, softmax_scale, drop);

@@ -286,6 +286,18 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     return encoder;
 }
 
+// The head dim of the tiles the wgmma kernels use for a tensor's head dim: 64 and 128 as they are,
+// 80 and 96 on the 128-wide tiles. The tensor maps describe the tensor's own head dim, so TMA loads
+// the columns past it as zeros (they add nothing to Q K^T, and P V, dV, dK and dQ get zero columns
+// there) and the stores skip them. The price is the padded columns' multiplies (1.6x at 80, 1.33x
+// at 96), against the mma.sync kernels' lower throughput.
+constexpr int tile_head_dim(int head_dim) { return head_dim <= 64 ? 64 : 128; }
+
+inline void check_tile_head_dim(const char* who, int tile_hd, int head_dim) {
+    REQUIRE(tile_head_dim(head_dim) == tile_hd && head_dim % 16 == 0,
+            "%s: head dim %d does not run on %d-wide tiles", who, head_dim, tile_hd);
+}
+
 // Tensor map of the rows of one head in a (B, T, slots, HD) tensor of 16-bit elements (qkv:
 // slots = 3 NH, the slot of head h's q, k, v being h, NH + h, 2 NH + h; out: slots = NH), as 4-D
 // (HD, T, slots, B), boxes of 64 columns x `box_rows` rows in the 128-byte swizzle. Rows past T
