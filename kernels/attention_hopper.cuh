@@ -345,29 +345,25 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                    DropoutParams drop) {
     if constexpr (kHopperDeviceCode) {
         drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
-        extern __shared__ __align__(1024) unsigned char smem_raw[];
-        const ForwardSmem<C> smem{(shared_address(smem_raw) + 1023u) & ~1023u};
+        const ForwardSmem<C> smem{swizzle_aligned_shared_memory()};
         const int h = blockIdx.y, b = blockIdx.z;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * C::kQueries;
         const int num_k_tiles = ceil_div(min(q0 + C::kQueries, seq_len), C::kKeys);
         init_barriers<C>(smem, smem.q_full(), 1);
-        const int warpgroup = threadIdx.x / 128;
-        if (warpgroup == 0) {
-            setmaxnreg_decrease<C::kProducerRegisters>();
-            if (threadIdx.x == 0) {
+        run_warp_specialized<C>(
+            [&] {
+                if (threadIdx.x != 0) return;
                 mbarrier_arrive_expect_bytes(smem.q_full(), C::kQBytes);
                 tma_load_rows<HD>(smem.q(), C::kQueries, q_map, q0, h, b, smem.q_full());
                 stream_key_tiles<HD, C>(smem, kv_map, h, b, NH, num_k_tiles);
-            }
-        } else {
-            setmaxnreg_increase<C::kConsumerRegisters>();
-            const int consumer = warpgroup - 1;
-            ConsumerRows<T, HD, C> rows(smem, drop, consumer, q0, h, b, seq_len, NH, softmax_scale);
-            mbarrier_wait(smem.q_full(), 0);
-            if constexpr (C::kPipelined) rows.attend_pipelined(num_k_tiles);
-            else rows.attend_in_turn(num_k_tiles);
-            rows.finish(out_map, lse, consumer, h, b, seq_len, NH, softmax_scale);
-        }
+            },
+            [&](int consumer) {
+                ConsumerRows<T, HD, C> rows(smem, drop, consumer, q0, h, b, seq_len, NH, softmax_scale);
+                mbarrier_wait(smem.q_full(), 0);
+                if constexpr (C::kPipelined) rows.attend_pipelined(num_k_tiles);
+                else rows.attend_in_turn(num_k_tiles);
+                rows.finish(out_map, lse, consumer, h, b, seq_len, NH, softmax_scale);
+            });
     }
 }
 

@@ -297,26 +297,23 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                          DropoutParams drop) {
     if constexpr (kHopperDeviceCode) {
         drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
-        extern __shared__ __align__(1024) unsigned char smem_raw[];
-        const DkdvSmem<C> smem{(shared_address(smem_raw) + 1023u) & ~1023u};
+        const DkdvSmem<C> smem{swizzle_aligned_shared_memory()};
         const int h = blockIdx.y, b = blockIdx.z;
         const int k0 = blockIdx.x * C::kKeys;
         const int first_q_tile = k0 / C::kQueries, num_q_tiles = ceil_div(seq_len, C::kQueries);
         init_barriers<C>(smem, smem.kv_full(), C::kFullArrivals);
-        const int warpgroup = threadIdx.x / 128;
-        if (warpgroup == 0) {
-            setmaxnreg_decrease<C::kProducerRegisters>();
-            if (threadIdx.x < 32)
+        run_warp_specialized<C>(
+            [&] {
+                if (threadIdx.x >= 32) return;
                 load_query_tiles<HD, C>(smem, kv_map, q_map, dout_map, lse, row_dot, k0, first_q_tile, num_q_tiles, h,
                                         b, seq_len, NH);
-        } else {
-            setmaxnreg_increase<C::kConsumerRegisters>();
-            const int consumer = warpgroup - 1;
-            ConsumerKeys<T, HD, C> keys(smem, drop, consumer, k0, h, b, seq_len, NH, softmax_scale);
-            mbarrier_wait(smem.kv_full(), 0);
-            keys.template accumulate<C::kPipelined>(first_q_tile, num_q_tiles - first_q_tile);
-            keys.finish(dkv_map, consumer, h, b, seq_len, NH, softmax_scale);
-        }
+            },
+            [&](int consumer) {
+                ConsumerKeys<T, HD, C> keys(smem, drop, consumer, k0, h, b, seq_len, NH, softmax_scale);
+                mbarrier_wait(smem.kv_full(), 0);
+                keys.template accumulate<C::kPipelined>(first_q_tile, num_q_tiles - first_q_tile);
+                keys.finish(dkv_map, consumer, h, b, seq_len, NH, softmax_scale);
+            });
     }
 }
 
@@ -467,30 +464,26 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                        DropoutParams drop) {
     if constexpr (kHopperDeviceCode) {
         drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
-        extern __shared__ __align__(1024) unsigned char smem_raw[];
-        const DqSmem<C> smem{(shared_address(smem_raw) + 1023u) & ~1023u};
+        const DqSmem<C> smem{swizzle_aligned_shared_memory()};
         const int h = blockIdx.y, b = blockIdx.z;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * C::kQueries;
         const int num_k_tiles = ceil_div(min(q0 + C::kQueries, seq_len), C::kKeys);
         init_barriers<C>(smem, smem.q_full(), 1);
-        const int warpgroup = threadIdx.x / 128;
-        if (warpgroup == 0) {
-            setmaxnreg_decrease<C::kProducerRegisters>();
-            if (threadIdx.x == 0) {
+        run_warp_specialized<C>(
+            [&] {
+                if (threadIdx.x != 0) return;
                 mbarrier_arrive_expect_bytes(smem.q_full(), 2 * C::kQBytes);
                 tma_load_rows<HD>(smem.q(), C::kQueries, q_map, q0, h, b, smem.q_full());
                 tma_load_rows<HD>(smem.dout(), C::kQueries, dout_map, q0, h, b, smem.q_full());
                 stream_key_tiles<HD, C>(smem, kv_map, h, b, NH, num_k_tiles);
-            }
-        } else {
-            setmaxnreg_increase<C::kConsumerRegisters>();
-            const int consumer = warpgroup - 1;
-            ConsumerQueries<T, HD, C> queries(smem, drop, lse, row_dot, consumer, q0, h, b, seq_len, NH,
-                                              softmax_scale);
-            mbarrier_wait(smem.q_full(), 0);
-            queries.accumulate(num_k_tiles);
-            queries.finish(dq_map, consumer, h, b, seq_len, softmax_scale);
-        }
+            },
+            [&](int consumer) {
+                ConsumerQueries<T, HD, C> queries(smem, drop, lse, row_dot, consumer, q0, h, b, seq_len, NH,
+                                                  softmax_scale);
+                mbarrier_wait(smem.q_full(), 0);
+                queries.accumulate(num_k_tiles);
+                queries.finish(dq_map, consumer, h, b, seq_len, softmax_scale);
+            });
     }
 }
 

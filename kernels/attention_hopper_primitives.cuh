@@ -246,6 +246,27 @@ template <int R> __device__ __forceinline__ void setmaxnreg_decrease() {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
 }
 
+// The block's dynamic shared memory, its start rounded up to the 1024 bytes the 128-byte swizzle
+// needs (each block shape asks for 1024 bytes of slack).
+__device__ __forceinline__ uint32_t swizzle_aligned_shared_memory() {
+    extern __shared__ __align__(1024) unsigned char dynamic_smem[];
+    return (shared_address(dynamic_smem) + 1023u) & ~1023u;
+}
+
+// The roles of a warp-specialized block C: warpgroup 0 gives up its registers and runs produce();
+// every other warpgroup takes them and runs consume(consumer), consumer = 0, 1, ... .
+template <typename C, typename Produce, typename Consume>
+__device__ __forceinline__ void run_warp_specialized(Produce&& produce, Consume&& consume) {
+    const int warpgroup = threadIdx.x / 128;
+    if (warpgroup == 0) {
+        setmaxnreg_decrease<C::kProducerRegisters>();
+        produce();
+    } else {
+        setmaxnreg_increase<C::kConsumerRegisters>();
+        consume(warpgroup - 1);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // TMA. The tensor map lives in kernel parameter space (__grid_constant__); coordinates are
 // element indices, innermost first. Loads complete on an mbarrier; stores are bulk groups.
