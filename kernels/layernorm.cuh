@@ -21,6 +21,11 @@
 // are chosen per C (row_team_shape) to leave as few lanes idle as possible, e.g. C = 768 -> one
 // warp with 3 chunks per thread, C = 2560 -> 5 warps with 2, C = 8192 -> 8 warps with 4.
 //
+// Two backward kernels take the same arguments (BackwardKernel; kDefaultBackwardKernel is the
+// trainer's): layernorm_backward_kernel below loads a row after storing the previous one;
+// prefetching_layernorm_backward_kernel (layernorm_backward_prefetch.cuh) keeps the next row's
+// loads in flight while it computes the current one. dev/cuda/layernorm times them side by side.
+//
 // Deterministic parameter gradients without atomics. Each backward thread accumulates dweight
 // and dbias for its own columns over the rows its team visits; the teams of a block are summed
 // in shared memory in a fixed order; each block writes one partial row to scratch; a second

@@ -8,7 +8,10 @@
 //
 // Variants are launch shapes of the production kernels: how many warps share a row and how many
 // 8-element chunks each thread keeps in registers (forward and backward), and how many warps
-// the backward keeps in flight (which sets its rows per block). The public launchers' choice is
+// the backward keeps in flight (which sets its rows per block). The backward has numbered
+// kernels (BackwardKernel): 1 the row-team kernel, 2 the prefetching kernel (the next row's loads
+// in flight while the current row is computed), 3 the same with two rows per step. The benchmark
+// prints every kernel's backward for every form and width; the public launchers' choice is
 // marked '*'; every variant is validated before it is timed.
 //
 // Validation: a CPU reference in double computes the same math with the same dropout mask
@@ -117,8 +120,13 @@ std::vector<Variant> variants_for(int C) {
     }
     for (const NumberedKernel& k : kBackwardKernels) {
         if (k.kernel == BackwardKernel::row_team) continue;
-        for (int block_threads : {128, 256, 512})
-            variants.push_back(backward_kernel_variant(k, C, 0, prefetch_row_team_shape(C, block_threads)));
+        int previous_teams = 0;
+        for (int block_threads : {128, 256, 512}) {
+            const RowTeamShape shape = prefetch_row_team_shape(C, block_threads);
+            if (shape.teams_per_block == previous_teams) continue;  // wide rows: one team per block
+            previous_teams = shape.teams_per_block;
+            variants.push_back(backward_kernel_variant(k, C, 0, shape));
+        }
     }
     return variants;
 }
