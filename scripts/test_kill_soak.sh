@@ -28,6 +28,7 @@ echo "== reference: the same run, never interrupted"
 run+=(--matmul-tuning "$work/reference/matmul_tuning.txt")
 echo "== $kills kills"
 for ((k = 1; k <= kills; ++k)); do
+    touch "$work/attempt-start"
     ./train_gpt2cu "${run[@]}" --out-dir "$work/killed" --resume auto >>"$work/killed.log" 2>&1 &
     pid=$!
     delay=$(printf '%d.%03d' $((RANDOM % 6)) $((RANDOM % 1000)))  # 0 to 6 s: start-up, steps, evals, writes
@@ -35,7 +36,15 @@ for ((k = 1; k <= kills; ++k)); do
     if kill -9 "$pid" 2>/dev/null; then
         wait "$pid" 2>/dev/null
         last=$(ls "$work/killed"/model_*.bin 2>/dev/null | tail -n1)
-        echo "  kill $k after ${delay} s (newest checkpoint: ${last:-none})"
+        # Where the kill landed: a checkpoint's .tmp file written by this attempt means in the
+        # middle of writing it; else the run's last console line (a step, a validation, start-up).
+        partial=$(find "$work/killed" -name '*.tmp' -newer "$work/attempt-start" 2>/dev/null | head -n1)
+        if [ -n "$partial" ]; then
+            where="while writing $(basename "$partial")"
+        else
+            where="after: $(tail -n1 "$work/killed.log" | cut -c1-70)"
+        fi
+        echo "  kill $k after ${delay} s (newest checkpoint: ${last:-none}; $where)"
     else
         wait "$pid"; echo "  kill $k: the run had already finished (status $?)"; break
     fi
