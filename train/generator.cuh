@@ -28,6 +28,7 @@
 #include "kernels/row_argmax.cuh"
 #include "model/gpt2.cuh"
 #include "model/kv_cache.cuh"
+#include "train/cuda_graph.cuh"
 
 struct GenerationSettings {
     SamplingSettings sampling;
@@ -66,7 +67,6 @@ template <typename T, typename R> class Generator {
         CUDA_CHECK(cudaMallocHost(&host_best_logits_, max_batch * sizeof(float)));
     }
     ~Generator() {
-        if (graph_) cudaGraphExecDestroy(graph_);
         cudaFreeHost(host_best_logits_);
         cudaFreeHost(host_best_tokens_);
         cudaFreeHost(host_inputs_);
@@ -186,7 +186,7 @@ template <typename T, typename R> class Generator {
     void decode(MatmulContext& matmul, int B, int max_position, bool cuda_graph, cudaStream_t stream) {
         if (cuda_graph && graph_batch_ != B && warmed_batch_ == B) capture(matmul, B, stream);
         if (cuda_graph && graph_batch_ == B) {
-            CUDA_CHECK(cudaGraphLaunch(graph_, stream));
+            graph_.launch(stream);
             return;
         }
         model_.decode_step(matmul, B, cache_, positions_, max_position, next_logits_, stream);
@@ -195,20 +195,10 @@ template <typename T, typename R> class Generator {
 
     // The decode step of B rows as a graph, for positions up to the cache's last.
     void capture(MatmulContext& matmul, int B, cudaStream_t stream) {
-        if (graph_) CUDA_CHECK(cudaGraphExecDestroy(graph_));
-        graph_ = nullptr;
-        cudaGraph_t graph = nullptr;
-        CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-        try {
-            model_.decode_step(matmul, B, cache_, positions_, cache_.max_seq() - 1, next_logits_, stream);
-        } catch (...) {
-            cudaStreamEndCapture(stream, &graph);
-            if (graph) cudaGraphDestroy(graph);
-            throw;
-        }
-        CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-        CUDA_CHECK(cudaGraphInstantiate(&graph_, graph, 0));
-        CUDA_CHECK(cudaGraphDestroy(graph));
+        graph_batch_ = 0;
+        graph_.capture(
+            [&] { model_.decode_step(matmul, B, cache_, positions_, cache_.max_seq() - 1, next_logits_, stream); },
+            stream);
         graph_batch_ = B;
     }
 
@@ -245,7 +235,7 @@ template <typename T, typename R> class Generator {
     int* host_inputs_ = nullptr;   // (2, max_batch) pinned: the step's tokens, then positions
     int* host_best_tokens_ = nullptr;   // (max_batch) pinned copies of best_tokens_ and best_logits_
     float* host_best_logits_ = nullptr;
-    cudaGraphExec_t graph_ = nullptr;  // the decode step of graph_batch_ rows
-    int graph_batch_ = 0;              // 0: no graph
+    CudaGraph graph_;       // the decode step of graph_batch_ rows
+    int graph_batch_ = 0;   // 0: no graph
     int warmed_batch_ = 0;             // the batch size of the last eager step
 };

@@ -43,43 +43,7 @@
 
 #include "kernels/common.cuh"
 #include "model/options.cuh"
-
-// One CUDA graph: what a callable enqueues on a stream, captured once and replayed.
-class CudaGraph {
-  public:
-    CudaGraph() = default;
-    ~CudaGraph() { reset(); }
-    CudaGraph(const CudaGraph&) = delete;
-    CudaGraph& operator=(const CudaGraph&) = delete;
-
-    bool empty() const { return exec_ == nullptr; }
-    size_t nodes() const { return nodes_; }
-
-    // Records what `enqueue()` puts on `stream` (nothing runs), replacing an earlier capture.
-    // Thread-local capture mode: other threads (the NCCL watchdog polls events) are not bound by it.
-    template <typename Enqueue> void capture(Enqueue&& enqueue, cudaStream_t stream) {
-        reset();
-        cudaGraph_t graph = nullptr;
-        CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-        enqueue();
-        const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-        REQUIRE(ended == cudaSuccess, "CUDA-graph capture failed (%s); --cuda-graphs 0 trains without graphs",
-                cudaGetErrorString(ended));
-        CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &nodes_));
-        CUDA_CHECK(cudaGraphInstantiate(&exec_, graph, 0));
-        CUDA_CHECK(cudaGraphDestroy(graph));
-    }
-    void launch(cudaStream_t stream) const { CUDA_CHECK(cudaGraphLaunch(exec_, stream)); }
-
-  private:
-    void reset() {
-        if (exec_) cudaGraphExecDestroy(exec_);
-        exec_ = nullptr;
-        nodes_ = 0;
-    }
-    cudaGraphExec_t exec_ = nullptr;
-    size_t nodes_ = 0;
-};
+#include "train/cuda_graph.cuh"
 
 // What a micro-step graph takes as kernel arguments that may change during a run.
 struct MicroStepShape {

@@ -52,7 +52,13 @@ fi
 mkdir -p "$out_dir/logs" || die "cannot create $out_dir/logs"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
 gpu=${gpu:-"no GPU found by nvidia-smi"}
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The commit benchmarked: only where this tree is a checkout's top (a copy of a tree inside another
+# checkout would otherwise report the outer one's), marked when files differ from it.
+commit="unknown (not a git checkout)"
+if [ "$(git rev-parse --show-toplevel 2>/dev/null)" = "$(pwd -P)" ]; then
+    commit=$(git rev-parse --short HEAD)
+    git diff --quiet HEAD -- 2>/dev/null || commit="$commit with local changes"
+fi
 failures=0
 
 # Value of key=... in a BENCH line ("" when absent); gpu="..." keeps its spaces.
