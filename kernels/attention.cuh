@@ -42,8 +42,9 @@
 //                Any GPU from sm_80 on.
 //   Hopper:      FlashAttention-3-style forward, dK/dV and dQ on sm_90a: TMA copies, wgmma,
 //                a producer warp and two consumer warpgroups (kernels/attention_hopper.cuh,
-//                kernels/attention_hopper_backward.cuh), head dims 64 and 128 (80 and 96 take
-//                the mma.sync kernels); D = rowsum(dO * O) is the common kernel.
+//                kernels/attention_hopper_backward.cuh), tiles of head dim 64 and 128 (80 and 96
+//                run on the 128-wide tiles, their extra columns zero); D = rowsum(dO * O) is the
+//                common kernel.
 //   CudaCores:   the same tiling in plain fp32 on CUDA cores, 32 x 32 tiles. Several times
 //                slower; kept as the trusted fallback and as variant 1 of the dev/cuda workbench
 //                (kernels/attention_cuda_cores.cuh).
@@ -104,11 +105,10 @@ void attention_forward_using(AttentionKernel kernel, T* out /*(B,T,NH,HD)*/, flo
     attention_detail::dispatch_head_dim(HD, [&](auto head_dim) {
         constexpr int D = decltype(head_dim)::value;
         using Config = attention_detail::tensor_cores::Config<D>;
-        if constexpr (D == 64 || D == 128) {
-            if (kernel == AttentionKernel::Hopper) {
-                attention_detail::hopper::forward<T, D>(out, lse, qkv, B, T_len, NH, softmax_scale, drop, stream);
-                return;
-            }
+        if (kernel == AttentionKernel::Hopper) {
+            constexpr int kTileHD = attention_detail::hopper::tile_head_dim(D);
+            attention_detail::hopper::forward<T, kTileHD>(out, lse, qkv, B, T_len, NH, D, softmax_scale, drop, stream);
+            return;
         }
         if (kernel == AttentionKernel::CudaCores)
             attention_detail::cuda_cores::forward<T, D>(out, lse, qkv, B, T_len, NH, softmax_scale, drop, stream);
@@ -137,14 +137,14 @@ void attention_backward_using(AttentionKernel kernel, T* dqkv /*(B,T,3,NH,HD) ov
         namespace tc = attention_detail::tensor_cores;
         using Config = tc::Config<D>;
         if (kernel != AttentionKernel::CudaCores) {  // TensorCores and Hopper
-            if constexpr (D == 64 || D == 128) {
-                if (kernel == AttentionKernel::Hopper) {
-                    namespace hopper = attention_detail::hopper;
-                    hopper::backward_dkdv<T, D>(dqkv, row_dot, dout, qkv, lse, B, T_len, NH, softmax_scale, drop,
+            if (kernel == AttentionKernel::Hopper) {
+                namespace hopper = attention_detail::hopper;
+                constexpr int kTileHD = hopper::tile_head_dim(D);
+                hopper::backward_dkdv<T, kTileHD>(dqkv, row_dot, dout, qkv, lse, B, T_len, NH, D, softmax_scale, drop,
+                                                  stream);
+                hopper::backward_dq<T, kTileHD>(dqkv, row_dot, dout, qkv, lse, B, T_len, NH, D, softmax_scale, drop,
                                                 stream);
-                    hopper::backward_dq<T, D>(dqkv, row_dot, dout, qkv, lse, B, T_len, NH, softmax_scale, drop, stream);
-                    return;
-                }
+                return;
             }
             tc::backward_dkdv<T, D, Config::kDkdvWarps, Config::kDkdvQueries>(dqkv, row_dot, dout, qkv, lse, B, T_len,
                                                                               NH, softmax_scale, drop, stream);

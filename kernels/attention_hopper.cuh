@@ -1,9 +1,9 @@
 // Attention forward on Hopper (sm_90a; AttentionKernel::Hopper), after FlashAttention-3: tiles
 // copied by the tensor memory accelerator (TMA), matrix products by asynchronous warpgroup
 // multiplies (wgmma), a producer warp and consumer warpgroups that meet on mbarriers. Same
-// function, layouts, lse and dropout mask as kernels/attention.cuh describes; backward runs on
-// the mma.sync family, which takes this forward's O and lse. Head dims 64 and 128 (80 and 96
-// run the mma.sync forward). Primitives in kernels/attention_hopper_primitives.cuh.
+// function, layouts, lse and dropout mask as kernels/attention.cuh describes; the backward is in
+// kernels/attention_hopper_backward.cuh. Tiles of head dim 64 and 128; head dims 80 and 96 run on
+// the 128-wide tiles (tile_head_dim). Primitives in kernels/attention_hopper_primitives.cuh.
 //
 // Block: 128 queries, three warpgroups. Warpgroup 0 is the producer: one thread loads the Q
 // tile once and K/V tiles of 128 keys into a ring of kStages shared-memory stages; a stage's
@@ -345,29 +345,25 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                    DropoutParams drop) {
     if constexpr (kHopperDeviceCode) {
         drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
-        extern __shared__ __align__(1024) unsigned char smem_raw[];
-        const ForwardSmem<C> smem{(shared_address(smem_raw) + 1023u) & ~1023u};
+        const ForwardSmem<C> smem{swizzle_aligned_shared_memory()};
         const int h = blockIdx.y, b = blockIdx.z;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * C::kQueries;
         const int num_k_tiles = ceil_div(min(q0 + C::kQueries, seq_len), C::kKeys);
         init_barriers<C>(smem, smem.q_full(), 1);
-        const int warpgroup = threadIdx.x / 128;
-        if (warpgroup == 0) {
-            setmaxnreg_decrease<C::kProducerRegisters>();
-            if (threadIdx.x == 0) {
+        run_warp_specialized<C>(
+            [&] {
+                if (threadIdx.x != 0) return;
                 mbarrier_arrive_expect_bytes(smem.q_full(), C::kQBytes);
                 tma_load_rows<HD>(smem.q(), C::kQueries, q_map, q0, h, b, smem.q_full());
                 stream_key_tiles<HD, C>(smem, kv_map, h, b, NH, num_k_tiles);
-            }
-        } else {
-            setmaxnreg_increase<C::kConsumerRegisters>();
-            const int consumer = warpgroup - 1;
-            ConsumerRows<T, HD, C> rows(smem, drop, consumer, q0, h, b, seq_len, NH, softmax_scale);
-            mbarrier_wait(smem.q_full(), 0);
-            if constexpr (C::kPipelined) rows.attend_pipelined(num_k_tiles);
-            else rows.attend_in_turn(num_k_tiles);
-            rows.finish(out_map, lse, consumer, h, b, seq_len, NH, softmax_scale);
-        }
+            },
+            [&](int consumer) {
+                ConsumerRows<T, HD, C> rows(smem, drop, consumer, q0, h, b, seq_len, NH, softmax_scale);
+                mbarrier_wait(smem.q_full(), 0);
+                if constexpr (C::kPipelined) rows.attend_pipelined(num_k_tiles);
+                else rows.attend_in_turn(num_k_tiles);
+                rows.finish(out_map, lse, consumer, h, b, seq_len, NH, softmax_scale);
+            });
     }
 }
 
@@ -382,12 +378,14 @@ inline bool forward_available() {
     return attributes.binaryVersion == 90;
 }
 
+// HD: the tiles' head dim; head_dim: the tensors' (tile_head_dim(head_dim) == HD).
 template <typename T, int HD, typename C = ForwardConfig<HD>>
-void forward(T* out, float* lse, const T* qkv, int B, int T_len, int NH, float softmax_scale, DropoutParams drop,
-             cudaStream_t stream) {
-    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kQueries);
-    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kKeys);
-    const CUtensorMap out_map = head_rows_tensor_map<T>(out, B, T_len, NH, HD, 64);
+void forward(T* out, float* lse, const T* qkv, int B, int T_len, int NH, int head_dim, float softmax_scale,
+             DropoutParams drop, cudaStream_t stream) {
+    check_tile_head_dim("attention_forward", HD, head_dim);
+    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kQueries);
+    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kKeys);
+    const CUtensorMap out_map = head_rows_tensor_map<T>(out, B, T_len, NH, head_dim, 64);
     allow_dynamic_smem(forward_kernel<T, HD, C>, C::kSharedBytes);
     forward_kernel<T, HD, C><<<dim3(ceil_div(T_len, C::kQueries), NH, B), C::kThreads, C::kSharedBytes, stream>>>(
         q_map, kv_map, out_map, lse, T_len, NH, softmax_scale, drop);

@@ -297,26 +297,23 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                          DropoutParams drop) {
     if constexpr (kHopperDeviceCode) {
         drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
-        extern __shared__ __align__(1024) unsigned char smem_raw[];
-        const DkdvSmem<C> smem{(shared_address(smem_raw) + 1023u) & ~1023u};
+        const DkdvSmem<C> smem{swizzle_aligned_shared_memory()};
         const int h = blockIdx.y, b = blockIdx.z;
         const int k0 = blockIdx.x * C::kKeys;
         const int first_q_tile = k0 / C::kQueries, num_q_tiles = ceil_div(seq_len, C::kQueries);
         init_barriers<C>(smem, smem.kv_full(), C::kFullArrivals);
-        const int warpgroup = threadIdx.x / 128;
-        if (warpgroup == 0) {
-            setmaxnreg_decrease<C::kProducerRegisters>();
-            if (threadIdx.x < 32)
+        run_warp_specialized<C>(
+            [&] {
+                if (threadIdx.x >= 32) return;
                 load_query_tiles<HD, C>(smem, kv_map, q_map, dout_map, lse, row_dot, k0, first_q_tile, num_q_tiles, h,
                                         b, seq_len, NH);
-        } else {
-            setmaxnreg_increase<C::kConsumerRegisters>();
-            const int consumer = warpgroup - 1;
-            ConsumerKeys<T, HD, C> keys(smem, drop, consumer, k0, h, b, seq_len, NH, softmax_scale);
-            mbarrier_wait(smem.kv_full(), 0);
-            keys.template accumulate<C::kPipelined>(first_q_tile, num_q_tiles - first_q_tile);
-            keys.finish(dkv_map, consumer, h, b, seq_len, NH, softmax_scale);
-        }
+            },
+            [&](int consumer) {
+                ConsumerKeys<T, HD, C> keys(smem, drop, consumer, k0, h, b, seq_len, NH, softmax_scale);
+                mbarrier_wait(smem.kv_full(), 0);
+                keys.template accumulate<C::kPipelined>(first_q_tile, num_q_tiles - first_q_tile);
+                keys.finish(dkv_map, consumer, h, b, seq_len, NH, softmax_scale);
+            });
     }
 }
 
@@ -467,41 +464,38 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                        DropoutParams drop) {
     if constexpr (kHopperDeviceCode) {
         drop = drop.resolved();  // the pass's offset, read once (DropoutParams)
-        extern __shared__ __align__(1024) unsigned char smem_raw[];
-        const DqSmem<C> smem{(shared_address(smem_raw) + 1023u) & ~1023u};
+        const DqSmem<C> smem{swizzle_aligned_shared_memory()};
         const int h = blockIdx.y, b = blockIdx.z;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * C::kQueries;
         const int num_k_tiles = ceil_div(min(q0 + C::kQueries, seq_len), C::kKeys);
         init_barriers<C>(smem, smem.q_full(), 1);
-        const int warpgroup = threadIdx.x / 128;
-        if (warpgroup == 0) {
-            setmaxnreg_decrease<C::kProducerRegisters>();
-            if (threadIdx.x == 0) {
+        run_warp_specialized<C>(
+            [&] {
+                if (threadIdx.x != 0) return;
                 mbarrier_arrive_expect_bytes(smem.q_full(), 2 * C::kQBytes);
                 tma_load_rows<HD>(smem.q(), C::kQueries, q_map, q0, h, b, smem.q_full());
                 tma_load_rows<HD>(smem.dout(), C::kQueries, dout_map, q0, h, b, smem.q_full());
                 stream_key_tiles<HD, C>(smem, kv_map, h, b, NH, num_k_tiles);
-            }
-        } else {
-            setmaxnreg_increase<C::kConsumerRegisters>();
-            const int consumer = warpgroup - 1;
-            ConsumerQueries<T, HD, C> queries(smem, drop, lse, row_dot, consumer, q0, h, b, seq_len, NH,
-                                              softmax_scale);
-            mbarrier_wait(smem.q_full(), 0);
-            queries.accumulate(num_k_tiles);
-            queries.finish(dq_map, consumer, h, b, seq_len, softmax_scale);
-        }
+            },
+            [&](int consumer) {
+                ConsumerQueries<T, HD, C> queries(smem, drop, lse, row_dot, consumer, q0, h, b, seq_len, NH,
+                                                  softmax_scale);
+                mbarrier_wait(smem.q_full(), 0);
+                queries.accumulate(num_k_tiles);
+                queries.finish(dq_map, consumer, h, b, seq_len, softmax_scale);
+            });
     }
 }
 
 // dQ of every head into dqkv; row_dot holds D = rowsum(dO * O).
 template <typename T, int HD, typename C = DqConfig<HD>>
 void backward_dq(T* dqkv, const float* row_dot, const T* dout, const T* qkv, const float* lse, int B, int T_len,
-                 int NH, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
-    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kQueries);
-    const CUtensorMap dout_map = head_rows_tensor_map(dout, B, T_len, NH, HD, C::kQueries);
-    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kKeys);
-    const CUtensorMap dq_map = head_rows_tensor_map<T>(dqkv, B, T_len, 3 * NH, HD, 64);
+                 int NH, int head_dim, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
+    check_tile_head_dim("attention_backward", HD, head_dim);
+    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kQueries);
+    const CUtensorMap dout_map = head_rows_tensor_map(dout, B, T_len, NH, head_dim, C::kQueries);
+    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kKeys);
+    const CUtensorMap dq_map = head_rows_tensor_map<T>(dqkv, B, T_len, 3 * NH, head_dim, 64);
     allow_dynamic_smem(backward_dq_kernel<T, HD, C>, C::kSharedBytes);
     backward_dq_kernel<T, HD, C><<<dim3(ceil_div(T_len, C::kQueries), NH, B), C::kThreads, C::kSharedBytes, stream>>>(
         q_map, dout_map, kv_map, dq_map, lse, row_dot, T_len, NH, softmax_scale, drop);
@@ -511,11 +505,12 @@ void backward_dq(T* dqkv, const float* row_dot, const T* dout, const T* qkv, con
 // dK and dV of every head into dqkv; row_dot holds D = rowsum(dO * O) (attention_backward_row_dot).
 template <typename T, int HD, typename C = DkdvConfig<HD>>
 void backward_dkdv(T* dqkv, const float* row_dot, const T* dout, const T* qkv, const float* lse, int B, int T_len,
-                   int NH, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
-    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kKeys);
-    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, HD, C::kQueries);
-    const CUtensorMap dout_map = head_rows_tensor_map(dout, B, T_len, NH, HD, C::kQueries);
-    const CUtensorMap dkv_map = head_rows_tensor_map<T>(dqkv, B, T_len, 3 * NH, HD, 64);
+                   int NH, int head_dim, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
+    check_tile_head_dim("attention_backward", HD, head_dim);
+    const CUtensorMap kv_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kKeys);
+    const CUtensorMap q_map = head_rows_tensor_map(qkv, B, T_len, 3 * NH, head_dim, C::kQueries);
+    const CUtensorMap dout_map = head_rows_tensor_map(dout, B, T_len, NH, head_dim, C::kQueries);
+    const CUtensorMap dkv_map = head_rows_tensor_map<T>(dqkv, B, T_len, 3 * NH, head_dim, 64);
     allow_dynamic_smem(backward_dkdv_kernel<T, HD, C>, C::kSharedBytes);
     backward_dkdv_kernel<T, HD, C><<<dim3(ceil_div(T_len, C::kKeys), NH, B), C::kThreads, C::kSharedBytes, stream>>>(
         kv_map, q_map, dout_map, dkv_map, lse, row_dot, T_len, NH, softmax_scale, drop);

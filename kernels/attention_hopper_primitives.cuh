@@ -246,6 +246,27 @@ template <int R> __device__ __forceinline__ void setmaxnreg_decrease() {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
 }
 
+// The block's dynamic shared memory, its start rounded up to the 1024 bytes the 128-byte swizzle
+// needs (each block shape asks for 1024 bytes of slack).
+__device__ __forceinline__ uint32_t swizzle_aligned_shared_memory() {
+    extern __shared__ __align__(1024) unsigned char dynamic_smem[];
+    return (shared_address(dynamic_smem) + 1023u) & ~1023u;
+}
+
+// The roles of a warp-specialized block C: warpgroup 0 gives up its registers and runs produce();
+// every other warpgroup takes them and runs consume(consumer), consumer = 0, 1, ... .
+template <typename C, typename Produce, typename Consume>
+__device__ __forceinline__ void run_warp_specialized(Produce&& produce, Consume&& consume) {
+    const int warpgroup = threadIdx.x / 128;
+    if (warpgroup == 0) {
+        setmaxnreg_decrease<C::kProducerRegisters>();
+        produce();
+    } else {
+        setmaxnreg_increase<C::kConsumerRegisters>();
+        consume(warpgroup - 1);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // TMA. The tensor map lives in kernel parameter space (__grid_constant__); coordinates are
 // element indices, innermost first. Loads complete on an mbarrier; stores are bulk groups.
@@ -284,6 +305,18 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
         return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
     }();
     return encoder;
+}
+
+// The head dim of the tiles the wgmma kernels use for a tensor's head dim: 64 and 128 as they are,
+// 80 and 96 on the 128-wide tiles. The tensor maps describe the tensor's own head dim, so TMA loads
+// the columns past it as zeros (they add nothing to Q K^T, and P V, dV, dK and dQ get zero columns
+// there) and the stores skip them. The price is the padded columns' multiplies (1.6x at 80, 1.33x
+// at 96), against the mma.sync kernels' lower throughput.
+constexpr int tile_head_dim(int head_dim) { return head_dim <= 64 ? 64 : 128; }
+
+inline void check_tile_head_dim(const char* who, int tile_hd, int head_dim) {
+    REQUIRE(tile_head_dim(head_dim) == tile_hd && head_dim % 16 == 0,
+            "%s: head dim %d does not run on %d-wide tiles", who, head_dim, tile_hd);
 }
 
 // Tensor map of the rows of one head in a (B, T, slots, HD) tensor of 16-bit elements (qkv:

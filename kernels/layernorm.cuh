@@ -21,6 +21,11 @@
 // are chosen per C (row_team_shape) to leave as few lanes idle as possible, e.g. C = 768 -> one
 // warp with 3 chunks per thread, C = 2560 -> 5 warps with 2, C = 8192 -> 8 warps with 4.
 //
+// Two backward kernels take the same arguments (BackwardKernel; kDefaultBackwardKernel is the
+// trainer's): layernorm_backward_kernel below loads a row after storing the previous one;
+// prefetching_layernorm_backward_kernel (layernorm_backward_prefetch.cuh) keeps the next row's
+// loads in flight while it computes the current one. dev/cuda/layernorm times them side by side.
+//
 // Deterministic parameter gradients without atomics. Each backward thread accumulates dweight
 // and dbias for its own columns over the rows its team visits; the teams of a block are summed
 // in shared memory in a fixed order; each block writes one partial row to scratch; a second
@@ -41,6 +46,7 @@
 #include <type_traits>
 
 #include "kernels/common.cuh"
+#include "kernels/layernorm_backward_prefetch.cuh"
 #include "kernels/layernorm_rows.cuh"
 
 namespace layernorm_detail {
@@ -61,6 +67,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
     const bool row_valid = row < N;  // no early return: team_sum has block-wide barriers
     const size_t row_offset = size_t(row) * C;
     const float keep_scale = drop.scale();
+    const uint32_t keep_threshold = dropout_keep_threshold(drop);
     const float inv_C = 1.0f / C;
 
     // Every load of the row (and the weights) before any store: the compiler may not move loads
@@ -92,7 +99,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
             continue;
         }
         const size_t offset = row_offset + size_t(chunk) * kChunk;
-        const uint32_t keep = dropout_keep_bits(drop, offset);
+        const uint32_t keep = dropout_keep_bits(drop, keep_threshold, offset);
 #pragma unroll
         for (int j = 0; j < kChunk; ++j) {
             const float dropped = (keep >> j) & 1u ? x_raw[k].get(j) * keep_scale : 0.0f;
@@ -155,6 +162,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
     const int warps_per_team = blockDim.x / 32;
     const int chunks = C / kChunk;
     const float keep_scale = drop.scale();
+    const uint32_t keep_threshold = dropout_keep_threshold(drop);
     const float inv_C = 1.0f / C;
 
     const bool sum_dx = components == 3;
@@ -217,7 +225,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
             const int chunk = threadIdx.x + k * blockDim.x;
             if (!row_valid || chunk >= chunks) continue;
             const size_t offset = row_offset + size_t(chunk) * kChunk;
-            const uint32_t keep = dropout_keep_bits(drop, offset);
+            const uint32_t keep = dropout_keep_bits(drop, keep_threshold, offset);
             float d_sum[kChunk], dx_chunk[kChunk];
 #pragma unroll
             for (int j = 0; j < kChunk; ++j) {
@@ -236,7 +244,6 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
 
     // Teams -> one partial row per component and block, column slot by column slot, in team
     // order: the dx sums first (already in shared memory), then dweight and dbias through it.
-    const int thread_index = threadIdx.y * blockDim.x + threadIdx.x;
     const int slot_columns = blockDim.x * kChunk;  // columns covered by one chunk slot of the team
     float* block_partials = partials + size_t(blockIdx.x) * components * C;
     if (sum_dx) {  // uniform over the block: the barriers stay matched
@@ -248,19 +255,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
             });
         }
     }
-#pragma unroll
-    for (int component = 0; component < 2; ++component) {
-#pragma unroll
-        for (int k = 0; k < kChunksPerThread; ++k) {
-            __syncthreads();  // the previous readers of shared_sums are done
-#pragma unroll
-            for (int j = 0; j < kChunk; ++j)
-                shared_sums[thread_index * kChunk + j] = component == 0 ? dweight_acc[k][j] : dbias_acc[k][j];
-            __syncthreads();
-            store_team_sums(block_partials + component * C, k, slot_columns, C, slot_columns,
-                            [&](int i) { return shared_sums + i; });
-        }
-    }
+    store_block_partial_row(block_partials, dweight_acc, C, shared_sums);
+    store_block_partial_row(block_partials + C, dbias_acc, C, shared_sums);
 }
 
 // dweight[c] += sum over blocks of partials[b][0][c]; dbias likewise from partials[b][1][c], and
@@ -305,24 +301,52 @@ template <int kMax, typename Body> void dispatch_chunks_per_thread(int chunks_pe
     }
 }
 
+// The trainer's backward kernel (the public launchers' choice; dev/cuda/layernorm times every
+// BackwardKernel side by side).
+constexpr BackwardKernel kDefaultBackwardKernel = BackwardKernel::row_team;
+
+// The row-team layout each backward kernel is written for, at width C.
+inline RowTeamShape backward_row_team_shape(BackwardKernel kernel, int C) {
+    return kernel == BackwardKernel::row_team ? row_team_shape(C, kBackwardMaxChunksPerThread)
+                                              : prefetch_row_team_shape(C, kTargetBlockThreads);
+}
+inline size_t backward_dynamic_smem_bytes(BackwardKernel kernel, const RowTeamShape& shape) {
+    return kernel == BackwardKernel::row_team ? 0 : size_t(shape.block_threads()) * kChunk * sizeof(float);
+}
+
+// Calls body(the kernel function) for `kernel` instantiated at chunks_per_thread.
+template <typename T, typename R, typename Body>
+void with_backward_kernel(BackwardKernel kernel, int chunks_per_thread, Body&& body) {
+    dispatch_chunks_per_thread<kBackwardMaxChunksPerThread>(chunks_per_thread, [&](auto chunks) {
+        constexpr int K = decltype(chunks)::value;
+        switch (kernel) {
+            case BackwardKernel::row_team: body(layernorm_backward_kernel<T, R, K>); return;
+            case BackwardKernel::prefetch: body(prefetching_layernorm_backward_kernel<T, R, K, 1>); return;
+            case BackwardKernel::prefetch_pairs: body(prefetching_layernorm_backward_kernel<T, R, K, 2>); return;
+        }
+        REQUIRE(false, "LayerNorm backward: unknown kernel %d", int(kernel));
+    });
+}
+
 // The default backward grid is one full wave: as many blocks as the GPU keeps resident at once.
 // A fixed block count leaves a partial last wave for some widths (block sizes follow the row
 // team shape), which idles most SMs for a whole round; the per-block partial rows of a full wave
 // stay a few percent of the traffic. (The README's LayerNorm section has the sweep.)
-template <typename T, typename R> int backward_wave_warps(const RowTeamShape& shape) {
+template <typename T, typename R> int backward_wave_warps(BackwardKernel kernel, const RowTeamShape& shape) {
     int device = 0, sms = 0, blocks_per_sm = 0;
     CUDA_CHECK(cudaGetDevice(&device));
     CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    dispatch_chunks_per_thread<kBackwardMaxChunksPerThread>(shape.chunks_per_thread, [&](auto chunks_per_thread) {
-        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-            &blocks_per_sm, layernorm_backward_kernel<T, R, decltype(chunks_per_thread)::value>,
-            shape.block_threads(), 0));
+    with_backward_kernel<T, R>(kernel, shape.chunks_per_thread, [&](auto kernel_function) {
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel_function,
+                                                                 shape.block_threads(),
+                                                                 backward_dynamic_smem_bytes(kernel, shape)));
     });
     return std::max(1, blocks_per_sm) * sms * shape.block_threads() / 32;
 }
-template <typename T, typename R> BackwardPlan default_backward_plan(int N, int C) {
-    const RowTeamShape shape = row_team_shape(C, kBackwardMaxChunksPerThread);
-    return backward_plan(N, shape, backward_wave_warps<T, R>(shape));
+template <typename T, typename R>
+BackwardPlan default_backward_plan(int N, int C, BackwardKernel kernel = kDefaultBackwardKernel) {
+    const RowTeamShape shape = backward_row_team_shape(kernel, C);
+    return backward_plan(kernel, N, shape, backward_wave_warps<T, R>(kernel, shape));
 }
 
 inline void check_row_shape(int N, int C) {
@@ -372,6 +396,12 @@ void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweig
                      int N, int C, float* scratch, cudaStream_t stream) {
     check_row_shape(N, C);
     check_shape_fits(plan.shape, C, kBackwardMaxChunksPerThread);
+    REQUIRE(plan.kernel == BackwardKernel::row_team || plan.shape.teams_per_block <= kMaxNamedBarrierTeams,
+            "LayerNorm backward: %d teams per block; the prefetching kernel gives each team one of %d barriers",
+            plan.shape.teams_per_block, kMaxNamedBarrierTeams);
+    REQUIRE(dy_extra == nullptr || (d_sum_addend == nullptr && std::is_same_v<T, R>),
+            "LayerNorm backward: the extra output gradient (post-norm) comes without a residual-gradient addend "
+            "(pre-norm) and only with R == T");
     REQUIRE(plan.rows_per_team >= 1 && size_t(plan.blocks) * plan.rows_per_team * plan.shape.teams_per_block >= size_t(N),
             "LayerNorm backward: plan of %d blocks x %d teams x %d rows does not cover N = %d", plan.blocks,
             plan.shape.teams_per_block, plan.rows_per_team, N);
@@ -384,10 +414,10 @@ void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweig
             "LayerNorm backward: every (N, C) tensor and the weight must be 16-byte aligned");
     const dim3 block(32 * plan.shape.warps_per_team, plan.shape.teams_per_block);
     const int components = d_sublayer_bias != nullptr ? 3 : 2;
-    dispatch_chunks_per_thread<kBackwardMaxChunksPerThread>(plan.shape.chunks_per_thread, [&](auto chunks_per_thread) {
-        layernorm_backward_kernel<T, R, decltype(chunks_per_thread)::value>
-            <<<plan.blocks, block, 0, stream>>>(dx, d_sum_out, scratch, dy, dy_extra, d_sum_addend, saved_sum,
-                                                mean, rstd, weight, drop, N, C, plan.rows_per_team, components);
+    with_backward_kernel<T, R>(plan.kernel, plan.shape.chunks_per_thread, [&](auto kernel_function) {
+        kernel_function<<<plan.blocks, block, backward_dynamic_smem_bytes(plan.kernel, plan.shape), stream>>>(
+            dx, d_sum_out, scratch, dy, dy_extra, d_sum_addend, saved_sum, mean, rstd, weight, drop, N, C,
+            plan.rows_per_team, components);
     });
     CUDA_CHECK_LAUNCH();
     layernorm_param_grads_reduce_kernel<<<ceil_div(components * C, 32), dim3(32, kReduceRows), 0, stream>>>(
@@ -408,8 +438,8 @@ void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweig
 template <typename T, typename R> size_t layernorm_backward_scratch_floats(int N, int C) {
     using namespace layernorm_detail;
     check_row_shape(N, C);
-    const RowTeamShape shape = row_team_shape(C, kBackwardMaxChunksPerThread);
-    const int target_teams = std::max(1, backward_wave_warps<T, R>(shape) / shape.warps_per_team);
+    const RowTeamShape shape = backward_row_team_shape(kDefaultBackwardKernel, C);
+    const int target_teams = std::max(1, backward_wave_warps<T, R>(kDefaultBackwardKernel, shape) / shape.warps_per_team);
     const int max_blocks = std::min(ceil_div(N, shape.teams_per_block), ceil_div(target_teams, shape.teams_per_block));
     return size_t(max_blocks) * kMaxComponents * C;
 }

@@ -51,7 +51,16 @@ inline RowTeamShape row_team_shape(int C, int max_chunks_per_thread) {
     return best;
 }
 
+// The backward kernels (kernels/layernorm.cuh and layernorm_backward_prefetch.cuh; the dev/cuda
+// workbench times them side by side). All take the same arguments and write the same partials.
+enum class BackwardKernel {
+    row_team,        // layernorm_backward_kernel: loads a row after storing the previous one
+    prefetch,        // prefetching_layernorm_backward_kernel, one row per step
+    prefetch_pairs,  // the same, two rows per step
+};
+
 struct BackwardPlan {
+    BackwardKernel kernel = BackwardKernel::row_team;
     RowTeamShape shape;
     int rows_per_team = 0;
     int blocks = 0;
@@ -60,8 +69,9 @@ struct BackwardPlan {
 
 // Backward blocks loop over rows: about target_warps warps in all, each team taking an equal
 // share of the N rows.
-inline BackwardPlan backward_plan(int N, RowTeamShape shape, int target_warps) {
+inline BackwardPlan backward_plan(BackwardKernel kernel, int N, RowTeamShape shape, int target_warps) {
     BackwardPlan plan;
+    plan.kernel = kernel;
     plan.shape = shape;
     const int target_teams = std::max(1, target_warps / shape.warps_per_team);
     plan.rows_per_team = std::max(1, ceil_div(N, target_teams));
@@ -106,9 +116,18 @@ template <typename S> __device__ inline void store_chunk(S* address, const float
 }
 template <typename S> __device__ inline float round_to(float value) { return to_float(from_float<S>(value)); }
 
+// The smallest random word DropoutParams::keep keeps: uniform_from_bits(word) = (word >> 8) / 2^24
+// exactly, and p * 2^24 is exact in fp32, so uniform >= p iff (word >> 8) >= ceil(p * 2^24) iff
+// word >= ceil(p * 2^24) << 8 (below 2^32 for p < 1). One integer compare per element instead of
+// a shift, a conversion, a multiply and a float compare.
+__device__ inline uint32_t dropout_keep_threshold(const DropoutParams& drop) {
+    return static_cast<uint32_t>(ceilf(drop.p * 16777216.0f)) << 8;
+}
+
 // Bit j set iff element first + j is kept (first is a multiple of 8): the same Philox words as
-// DropoutParams::keep, two generator calls per chunk instead of eight.
-__device__ inline uint32_t dropout_keep_bits(const DropoutParams& drop, uint64_t first) {
+// DropoutParams::keep, two generator calls per chunk instead of eight. `threshold` is
+// dropout_keep_threshold(drop).
+__device__ inline uint32_t dropout_keep_bits(const DropoutParams& drop, uint32_t threshold, uint64_t first) {
     if (!drop.enabled()) return 0xFFu;
     uint32_t bits = 0;
 #pragma unroll
@@ -116,7 +135,7 @@ __device__ inline uint32_t dropout_keep_bits(const DropoutParams& drop, uint64_t
         const uint4 words = drop.random_words((first >> 2) + half);
         const uint32_t word[4] = {words.x, words.y, words.z, words.w};
 #pragma unroll
-        for (int j = 0; j < 4; ++j) bits |= uint32_t(uniform_from_bits(word[j]) >= drop.p) << (4 * half + j);
+        for (int j = 0; j < 4; ++j) bits |= uint32_t(word[j] >= threshold) << (4 * half + j);
     }
     return bits;
 }
@@ -125,8 +144,10 @@ __device__ inline uint32_t dropout_keep_bits(const DropoutParams& drop, uint64_t
 // the same bits: the xor butterfly is symmetric and the cross-warp sum has a fixed order.
 // `exchange` holds blockDim.y * W * kValues floats. One barrier per call: callers alternate
 // between two exchange buffers, so a buffer is rewritten only after the next call's barrier,
-// which every reader of the previous contents has passed. Called by every thread of the block.
-template <int kValues> __device__ inline void team_sum(float (&values)[kValues], int warps_per_team, float* exchange) {
+// which every reader of the previous contents has passed. `barrier` synchronizes at least the
+// team (every thread it covers must call).
+template <int kValues, typename Barrier>
+__device__ inline void team_sum(float (&values)[kValues], int warps_per_team, float* exchange, Barrier barrier) {
 #pragma unroll
     for (int i = 0; i < kValues; ++i) values[i] = warp_sum(values[i]);
     if (warps_per_team == 1) return;
@@ -135,13 +156,25 @@ template <int kValues> __device__ inline void team_sum(float (&values)[kValues],
 #pragma unroll
         for (int i = 0; i < kValues; ++i) exchange[(team_first_warp + threadIdx.x / 32) * kValues + i] = values[i];
     }
-    __syncthreads();
+    barrier();
 #pragma unroll
     for (int i = 0; i < kValues; ++i) {
         float total = 0.0f;
         for (int warp = 0; warp < warps_per_team; ++warp) total += exchange[(team_first_warp + warp) * kValues + i];
         values[i] = total;
     }
+}
+// The block-wide form: called by every thread of the block.
+template <int kValues> __device__ inline void team_sum(float (&values)[kValues], int warps_per_team, float* exchange) {
+    team_sum(values, warps_per_team, exchange, [] { __syncthreads(); });
+}
+
+// A barrier of the calling thread's row team alone (hardware barrier 1 + threadIdx.y; 0 is
+// __syncthreads'), so teams of a block do not wait for each other row by row. Teams per block
+// must not exceed kMaxNamedBarrierTeams.
+constexpr int kMaxNamedBarrierTeams = 15;
+__device__ inline void team_barrier() {
+    asm volatile("bar.sync %0, %1;" ::"r"(1 + int(threadIdx.y)), "r"(int(blockDim.x)) : "memory");
 }
 
 // Backward's sums over the teams of a block, for chunk slot k: for each column k * slot_columns + i
@@ -159,6 +192,24 @@ __device__ __forceinline__ void store_team_sums(float* partial_row, int k, int s
         float total = 0.0f;
         for (int team = 0; team < blockDim.y; ++team) total += value[team * team_stride];
         partial_row[column] = total;
+    }
+}
+
+// One partial row of a per-column accumulator held in registers: partial_row[c] = the block's
+// teams' values for column c, summed in team order. `shared` holds blockDim.x * blockDim.y *
+// kChunk floats. Called by every thread of the block.
+template <int kChunksPerThread>
+__device__ inline void store_block_partial_row(float* partial_row, const float (&accumulator)[kChunksPerThread][kChunk],
+                                               int C, float* shared) {
+    const int thread_index = threadIdx.y * blockDim.x + threadIdx.x;
+    const int slot_columns = blockDim.x * kChunk;  // columns covered by one chunk slot of the team
+#pragma unroll
+    for (int k = 0; k < kChunksPerThread; ++k) {
+        __syncthreads();  // the previous readers of `shared` are done
+#pragma unroll
+        for (int j = 0; j < kChunk; ++j) shared[thread_index * kChunk + j] = accumulator[k][j];
+        __syncthreads();
+        store_team_sums(partial_row, k, slot_columns, C, slot_columns, [&](int i) { return shared + i; });
     }
 }
 }  // namespace layernorm_detail

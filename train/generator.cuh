@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "host/parallel_for.h"
 #include "host/sampling.h"
 #include "host/tokenizer.h"
 #include "kernels/row_argmax.cuh"
@@ -95,11 +96,14 @@ template <typename T, typename R> class Generator {
         t = GenerationTiming{};
         if (logits) logits->assign((size_t)B * N * V, 0.0f);
         std::vector<Completion> completions(B);
-        std::vector<float> row(V);
         // Token `step` of every running sequence from its row of next_logits_: greedy
         // from the GPU's argmax, else drawn on the host from the row (which then crosses, as it
-        // does where `logits` wants it).
+        // does where `logits` wants it). The host's rows are independent (each sequence draws
+        // from its own generator), so they are spread over host threads, each with its own row
+        // buffer: a batch's draws cost what one row's does, and give the same tokens.
         const bool greedy = settings.sampling.temperature == 0.0, rows_to_host = !greedy || logits;
+        const int host_workers = rows_to_host ? std::min(B, host_sampling_workers()) : 1;
+        std::vector<std::vector<float>> rows(host_workers, std::vector<float>(rows_to_host ? V : 0));
         auto choose = [&](int step) {
             const int Vp = shape.padded_vocab_size;
             if (greedy) {
@@ -113,9 +117,10 @@ template <typename T, typename R> class Generator {
                 CUDA_CHECK(cudaMemcpyAsync(host_logits_, next_logits_, (size_t)B * Vp * sizeof(T),
                                            cudaMemcpyDeviceToHost, stream));
             CUDA_CHECK(cudaStreamSynchronize(stream));
-            for (int b = 0; b < B; ++b) {
+            parallel_for(B, host_workers, [&](int b, int worker) {
                 Completion& c = completions[b];
-                if (c.stopped_at_end_of_text) continue;
+                if (c.stopped_at_end_of_text) return;
+                std::vector<float>& row = rows[worker];
                 if (rows_to_host) {
                     const T* source = host_logits_ + (size_t)b * Vp;
                     for (int v = 0; v < V; ++v) row[v] = to_float(source[v]);
@@ -123,7 +128,7 @@ template <typename T, typename R> class Generator {
                 }
                 c.tokens.push_back(greedy ? greedy_token(b) : sample_token(row.data(), V, settings.sampling, rngs[b]));
                 c.stopped_at_end_of_text = settings.stop_at_end_of_text && c.tokens.back() == Gpt2Tokenizer::kEndOfText;
-            }
+            });
         };
 
         const auto prefill_start = Clock::now();
