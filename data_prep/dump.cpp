@@ -58,7 +58,7 @@ int run(int argc, char** argv) {
     if (show_text) {
         const Gpt2Tokenizer tokenizer = Gpt2Tokenizer::load(vocab_dir.empty() ? Gpt2Tokenizer::default_vocab_dir() : vocab_dir);
         const size_t count = limit < 0 ? tokens.size() : std::min<size_t>(tokens.size(), static_cast<size_t>(limit));
-        const std::string text = tokenizer.decode(std::vector<int>(tokens.begin(), tokens.begin() + count));
+        const std::string text = tokenizer.decode_text(std::vector<int>(tokens.begin(), tokens.begin() + count));
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fputc('\n', stdout);
     }

@@ -324,3 +324,7 @@ std::string Gpt2Tokenizer::decode(const std::vector<int>& ids) const {
     }
     return text;
 }
+
+std::string Gpt2Tokenizer::decode_text(const std::vector<int>& ids) const {
+    return replace_invalid_utf8(decode(ids));
+}

@@ -58,6 +58,10 @@ class Gpt2Tokenizer {
     // the vocabulary throw std::out_of_range naming the id.
     std::string decode(const std::vector<int>& ids) const;
     std::string decode_token(int id) const;
+    // decode() for people and text files (console samples, generations): UTF-8 always, the bytes
+    // of a character that the ids split (a sample cut off mid-character) each U+FFFD as
+    // replace_invalid_utf8 gives them, as tiktoken's decode (errors="replace") does.
+    std::string decode_text(const std::vector<int>& ids) const;
 
     // ---- Building blocks, public for the tests and tools ----
 

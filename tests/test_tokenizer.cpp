@@ -356,6 +356,17 @@ TEST(TokenizerDecode, RoundTrip) {
     EXPECT_FALSE(Gpt2Tokenizer::is_valid_utf8(tokenizer().decode_token(thumbs[0])));
 }
 
+TEST(TokenizerDecode, TextForPeopleIsAlwaysUtf8) {
+    // A sample cut after the first token of U+1F44D: its bytes are no character. The console and
+    // JSON get U+FFFD (as tiktoken's decode), and whole characters come back as they were.
+    const std::vector<int> thumbs = tokenizer().encode("ok \U0001F44D");
+    std::vector<int> cut(thumbs.begin(), thumbs.end() - 1);
+    const std::string text = tokenizer().decode_text(cut);
+    EXPECT_TRUE(Gpt2Tokenizer::is_valid_utf8(text));
+    EXPECT_EQ(text, "ok \xEF\xBF\xBD");
+    EXPECT_EQ(tokenizer().decode_text(thumbs), "ok \U0001F44D");
+}
+
 TEST(TokenizerDecode, RejectsIdsOutsideTheVocabulary) {
     for (int bad : {-1, Gpt2Tokenizer::kVocabSize, 1 << 20}) {
         try {

@@ -152,7 +152,7 @@ template <typename T, typename R> int run_generation(const TrainConfig& config) 
         std::vector<int> new_text_tokens = c.tokens;
         if (c.stopped_at_end_of_text) new_text_tokens.pop_back();
         std::string text;
-        if (tokenizer) text = tokenizer->decode(new_text_tokens);
+        if (tokenizer) text = tokenizer->decode_text(new_text_tokens);
         std::printf("=== %d/%d: %zu prompt tokens, %zu new%s ===\n%s%s%s\n", b + 1, B, prompts[b].size(),
                     c.tokens.size(), c.stopped_at_end_of_text ? ", stopped at <|endoftext|>" : "",
                     tokenizer ? texts[b].c_str() : detail::ids_text(prompts[b]).c_str(), tokenizer ? "" : " | ",

@@ -22,8 +22,9 @@ class TextSampler {
     SampleRng& rng() { return rng_; }  // its state goes into checkpoints
 
     // Up to --sample-tokens tokens (fewer where the model's positions end, or at <|endoftext|>),
-    // decoded. The KV cache is allocated for the sample and freed after it: samples are rare and
-    // small, and the training step keeps the memory the rest of the time.
+    // decoded as UTF-8 text (decode_text). The KV cache is allocated for the sample and freed
+    // after it: samples are rare and small, and the training step keeps the memory the rest of
+    // the time.
     template <typename T, typename R>
     std::string sample(Gpt2Model<T, R>& model, MatmulContext& matmul, cudaStream_t stream) {
         GenerationSettings settings;
@@ -38,7 +39,7 @@ class TextSampler {
         rng_ = rngs.front();
         std::vector<int> text_tokens = completion.tokens;
         if (completion.stopped_at_end_of_text) text_tokens.pop_back();
-        return tokenizer().decode(text_tokens);
+        return tokenizer().decode_text(text_tokens);
     }
 
   private:
