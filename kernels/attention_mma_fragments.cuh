@@ -135,12 +135,15 @@ __device__ inline void load_floats_async(float* dst /*(N)*/, const float* src, i
 
 // A warp's 16 x HD fp32 accumulators (C layout, n8 tiles along HD) -> T rows in shared memory,
 // rows g and g+8 multiplied by scale0 and scale1. Packed 32-bit stores: with the padded pitch
-// the 32 lanes hit 32 distinct banks.
+// the 32 lanes hit 32 distinct banks. `dst` is rows this warp read before (its Q, K or V tile):
+// the __syncwarp orders every lane's earlier reads before any lane's stores, which independent
+// thread scheduling does not promise otherwise (compute-sanitizer's racecheck flags it).
 template <typename T, int HD>
 __device__ inline void stage_rows(T* dst /*(16, pitch)*/, const float (&acc)[HD / 8][4], float scale0, float scale1,
                                   int lane) {
     constexpr int P = smem_pitch<HD>();
     const int g = lane / 4, t = lane % 4;
+    __syncwarp();
 #pragma unroll
     for (int dt = 0; dt < HD / 8; ++dt) {
         *reinterpret_cast<uint32_t*>(dst + g * P + dt * 8 + 2 * t) = pack_pair<T>(acc[dt][0] * scale0, acc[dt][1] * scale0);
