@@ -302,10 +302,10 @@ template <int kMax, typename Body> void dispatch_chunks_per_thread(int chunks_pe
 }
 
 // The trainer's backward kernel (the public launchers' choice; dev/cuda/layernorm times every
-// BackwardKernel side by side). H100, 2026-12-07, N = 32768 rows: the prefetching kernel at
-// about 512 threads a block moves 73-86% of copy bandwidth with a 16-bit residual where the row
-// team moved 54-67% (C = 768..2048), and 85-89% against 82-86% with an fp32 residual; at C = 2560
-// (one team a block either way) the two are within 2%.
+// BackwardKernel side by side). H100, 2026-12-07, N = 32768 rows, with a 16-bit residual: the
+// prefetching kernel at about 512 threads a block moves 79-86% of copy bandwidth at C = 768, 1280
+// and 2048 and 68% at 1600, where the row team moved 51-67%; with an fp32 residual 85-89% against
+// 73-86%; at C = 2560 (one team a block) the two are within 2%.
 constexpr BackwardKernel kDefaultBackwardKernel = BackwardKernel::prefetch;
 // The prefetching kernels' block size: the most rows in flight per SM that the sweep rewarded.
 constexpr int kPrefetchBackwardBlockThreads = 512;
