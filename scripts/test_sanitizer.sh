@@ -10,6 +10,10 @@
 #     in the first GEMM, and initcheck reports reads of memory that cuBLASLt's own kernels and the
 #     GEMMs' outputs left "uninitialized" (2026-12-07, README).
 #
+# The four tools run at the same time, one process each on the one GPU (the sanitizers' cost is
+# mostly on the host), each through its list in turn; every check prints its seconds and stops at
+# SANITIZER_TIMEOUT (default 900 s), which counts as a failure.
+#
 #   scripts/test_sanitizer.sh          (make sanitize; needs a GPU, compute-sanitizer, PyTorch)
 #   SANITIZER_TOOLS="racecheck initcheck" scripts/test_sanitizer.sh    (some of the tools only)
 set -uo pipefail
@@ -44,34 +48,61 @@ for bench in build/dev/cuda/*; do
 done
 [ ${#workbenches[@]} -gt 0 ] || { echo "no workbenches in build/dev/cuda (make dev)"; exit 1; }
 
-status=0
-check() {  # tool name command...
-    local tool=$1 name=$2; shift 2
-    local log=$work/$tool-$name.log
-    "$SANITIZER" --tool "$tool" --error-exitcode 99 --print-limit 20 "$@" >"$log" 2>&1
-    local rc=$?
-    local summary
-    summary=$(grep -E '^========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tail -n1)
-    if [ $rc -eq 0 ]; then
-        printf '  %-9s %-16s ok    %s\n' "$tool" "$name" "$summary"
-    else
-        printf '  %-9s %-16s FAIL  %s (exit %d, log %s)\n' "$tool" "$name" "$summary" $rc "$log"
-        grep -m5 -E '^========= (Invalid|Uninitialized|Race|Barrier|Error|Warning|Internal)' "$log" | sed 's/^/      /'
-        status=1
-    fi
-}
-for tool in ${SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck}; do
+check_timeout=${SANITIZER_TIMEOUT:-900}
+[[ "$check_timeout" =~ ^[0-9]+$ ]] || { echo "SANITIZER_TIMEOUT must be whole seconds, got '$check_timeout'"; exit 2; }
+tools=(${SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck})
+for tool in "${tools[@]}"; do
     case $tool in memcheck | racecheck | initcheck | synccheck) ;;
         *) echo "SANITIZER_TOOLS: unknown tool '$tool' (memcheck, racecheck, initcheck, synccheck)"; exit 2 ;;
     esac
+done
+
+# One program under one tool: prints one line (and the first reports when it fails); returns 1 on a
+# failure.
+check() {  # tool name command...
+    local tool=$1 name=$2; shift 2
+    local log=$work/$tool-$name.log start=$SECONDS
+    timeout --kill-after=30 "$check_timeout" "$SANITIZER" --tool "$tool" --error-exitcode 99 --print-limit 20 "$@" \
+        >"$log" 2>&1
+    local rc=$? seconds=$((SECONDS - start))
+    local summary
+    summary=$(grep -E '^========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tail -n1)
+    if [ $rc -eq 0 ]; then
+        printf '  %-9s %-16s ok   %4ds  %s\n' "$tool" "$name" $seconds "$summary"
+        return 0
+    fi
+    [ $rc -eq 124 ] || [ $rc -eq 137 ] && summary="timed out after ${check_timeout}s (SANITIZER_TIMEOUT)"
+    printf '  %-9s %-16s FAIL %4ds  %s (exit %d, log %s)\n' "$tool" "$name" $seconds "$summary" $rc "$log"
+    grep -m5 -E '^========= (Invalid|Uninitialized|Race|Barrier|Error|Warning|Internal)' "$log" | sed 's/^/      /'
+    if [ $rc -ne 99 ] && [ $rc -ne 124 ] && [ $rc -ne 137 ]; then  # the program itself failed: its last words
+        grep -v '^=========' "$log" | grep -v '^[[:space:]]*$' | tail -n3 | sed 's/^/      /'
+    fi
+    return 1
+}
+
+# One tool's list, in turn; its lines go to $work/<tool>.summary.
+run_tool() {  # tool
+    local tool=$1 failed=0
     for bench in "${workbenches[@]}"; do
         [ "$(basename "$bench")" = matmul ] && [ "$tool" = racecheck -o "$tool" = initcheck ] && continue
-        check "$tool" "$(basename "$bench")" "$bench" --quick
+        check "$tool" "$(basename "$bench")" "$bench" --quick || failed=1
     done
     case $tool in memcheck | synccheck)
-        check "$tool" test_gpt2cu ./test_gpt2cu "$work/ref" --precision bf16
-        check "$tool" train "${train[@]}" --out-dir "$work/run-$tool" ;;
+        check "$tool" test_gpt2cu ./test_gpt2cu "$work/ref" --precision bf16 || failed=1
+        check "$tool" train "${train[@]}" --out-dir "$work/run-$tool" || failed=1 ;;
     esac
+    return $failed
+}
+
+pids=()
+for tool in "${tools[@]}"; do
+    run_tool "$tool" >"$work/$tool.summary" 2>&1 &
+    pids+=($!)
+done
+status=0
+for i in "${!tools[@]}"; do
+    wait "${pids[$i]}" || status=1
+    cat "$work/${tools[$i]}.summary"
 done
 [ $status -eq 0 ] && echo "sanitizer: PASS" || echo "sanitizer: FAIL"
 exit $status

@@ -12,9 +12,14 @@
 // copy bandwidth, beside torch.optim.AdamW (fused and foreach, eager; torch.compile'd step) and
 // torch.linalg.vector_norm (eager, compiled).
 //
-// Tolerances, relative L2 error against the double reference:
-//   master, m, v: 1e-5. Every update is a handful of fp32 operations (~1e-7 relative each), and
-//     the reference state stays in double, so five steps stay near 1e-6.
+// Tolerances, L2 error against the double reference:
+//   master, m, v: 1e-5 relative to the magnitude of what each value sums (workbench::compare with
+//     a magnitude): m sums beta1 * m and (1 - beta1) * g, which cancel now and then, and master sums
+//     its decayed self and the updates. Against the value itself, a single element (n = 1) failed
+//     about 0.7% of runs per configuration when m or master landed near zero. Every update is a
+//     handful of fp32 operations (~1e-7 relative to its terms each), and the reference state stays
+//     in double: a CPU simulation of the kernel's arithmetic over 10^6 five-step runs stayed under
+//     5e-7 of the magnitude.
 //   norm squared: 2e-7. Squares of fp32 values are exact in fp64 and the sum is fp64, so the only
 //     visible error is the final rounding to fp32 (2^-24 = 6e-8).
 #include <random>
@@ -28,22 +33,34 @@ struct Hyper {
     float lr, beta1, beta2, eps, weight_decay, grad_scale;
 };
 
+// The reference optimizer state, and the magnitudes that bound its fp32 rounding: the same sums
+// over the absolute values of their terms (v sums only positive terms: v is its own magnitude).
+struct ReferenceState {
+    std::vector<double> master, m, v, master_magnitude, m_magnitude;
+    explicit ReferenceState(const std::vector<float>& master_initial)
+        : master(master_initial.begin(), master_initial.end()), m(master.size(), 0.0), v(master.size(), 0.0),
+          master_magnitude(master.size()), m_magnitude(master.size(), 0.0) {
+        for (size_t i = 0; i < master.size(); ++i) master_magnitude[i] = std::abs(master[i]);
+    }
+};
+
 // torch.optim.AdamW's single-tensor update, in double.
-void adamw_reference(std::vector<double>& master, std::vector<double>& m, std::vector<double>& v,
-                     const std::vector<float>& grads, const Hyper& h, int step) {
+void adamw_reference(ReferenceState& state, const std::vector<float>& grads, const Hyper& h, int step) {
     const double correction1 = 1.0 - std::pow(double(h.beta1), step);
     const double correction2_sqrt = std::sqrt(1.0 - std::pow(double(h.beta2), step));
     const double step_size = double(h.lr) / correction1;
-    for (size_t i = 0; i < master.size(); ++i) {
+    const double decay = 1.0 - double(h.lr) * h.weight_decay;
+    for (size_t i = 0; i < state.master.size(); ++i) {
         const double g = double(grads[i]) * h.grad_scale;
-        master[i] *= 1.0 - double(h.lr) * h.weight_decay;
-        m[i] += (1.0 - h.beta1) * (g - m[i]);
-        v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
-        master[i] -= step_size * m[i] / (std::sqrt(v[i]) / correction2_sqrt + h.eps);
+        double &master = state.master[i], &m = state.m[i], &v = state.v[i];
+        m += (1.0 - h.beta1) * (g - m);
+        v = h.beta2 * v + (1.0 - h.beta2) * g * g;
+        const double update = step_size * m / (std::sqrt(v) / correction2_sqrt + h.eps);
+        master = master * decay - update;
+        state.m_magnitude[i] = h.beta1 * state.m_magnitude[i] + (1.0 - h.beta1) * std::abs(g);
+        state.master_magnitude[i] = state.master_magnitude[i] * decay + std::abs(update);
     }
 }
-
-std::vector<double> to_double(const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); }
 
 // The update's values hold weight decay 0.1; `decay` false must update as if it were 0 (the
 // tensors without weight decay).
@@ -59,7 +76,7 @@ template <typename T> bool validate_adamw(size_t n, bool decay, std::mt19937_64&
     CUDA_CHECK(cudaMemset(m, 0, n * sizeof(float)));
     CUDA_CHECK(cudaMemset(v, 0, n * sizeof(float)));
     workbench::poison(params, n);
-    std::vector<double> master_ref = to_double(master_initial), m_ref(n, 0.0), v_ref(n, 0.0);
+    ReferenceState ref(master_initial);
     bool ok = true;
     for (int step = 1; step <= 5; ++step) {
         // Gradients as a loss-scaled fp16 run sees them: large, unscaled by grad_scale.
@@ -71,17 +88,19 @@ template <typename T> bool validate_adamw(size_t n, bool decay, std::mt19937_64&
         adamw_update(params, master, grads, m, v, n, step_values, decay, nullptr);
         Hyper reference = h;
         if (!decay) reference.weight_decay = 0.0f;
-        adamw_reference(master_ref, m_ref, v_ref, g, reference, step);
+        adamw_reference(ref, g, reference, step);
         CUDA_CHECK(cudaDeviceSynchronize());
         const std::vector<float> master_out = workbench::download(master, n);
-        bool step_ok = workbench::compare(master_out, master_ref).relative_error <= 1e-5;
-        step_ok &= workbench::compare(workbench::download(m, n), m_ref).relative_error <= 1e-5;
-        step_ok &= workbench::compare(workbench::download(v, n), v_ref).relative_error <= 1e-5;
+        const workbench::CheckResult checks[] = {workbench::compare(master_out, ref.master, ref.master_magnitude),
+                                                 workbench::compare(workbench::download(m, n), ref.m, ref.m_magnitude),
+                                                 workbench::compare(workbench::download(v, n), ref.v, ref.v)};
+        bool step_ok = true;
+        for (const auto& check : checks) step_ok &= check.all_finite && check.relative_error <= 1e-5;
         if (!step_ok || step == 5) {
             std::printf("  after step %d:\n", step);
-            workbench::report_check("master", workbench::compare(master_out, master_ref), 1e-5);
-            workbench::report_check("m", workbench::compare(workbench::download(m, n), m_ref), 1e-5);
-            workbench::report_check("v", workbench::compare(workbench::download(v, n), v_ref), 1e-5);
+            workbench::report_check("master", checks[0], 1e-5);
+            workbench::report_check("m", checks[1], 1e-5);
+            workbench::report_check("v", checks[2], 1e-5);
         }
         std::vector<T> params_out(n);
         CUDA_CHECK(cudaMemcpy(params_out.data(), params, n * sizeof(T), cudaMemcpyDeviceToHost));
