@@ -1,6 +1,9 @@
 // test_gpt2cu: the whole model against the PyTorch reference (dev/reference/gpt2_reference.py).
 //
-//   ./test_gpt2cu REF_DIR [--precision bf16|fp16|both]
+//   ./test_gpt2cu REF_DIR [--precision bf16|fp16|both] [--matmul-engine cublaslt|simple]
+//
+// --matmul-engine simple runs every GEMM on our own plain kernel instead of cuBLASLt (the
+// trainer's flag of that name), so that compute-sanitizer can check all of a step (make sanitize).
 //
 // REF_DIR holds model.bin (the weights both sides start from) and ref.bin (the reference state:
 // tokens, logits, loss, every parameter gradient, and the losses and gradient norms of AdamW
@@ -112,8 +115,8 @@ static ReferenceRun read_reference_run(const tensor_bundle::Bundle& bundle) {
 }
 
 template <typename T, typename R>
-static void check_against_reference(const std::string& dir, bool recompute_gelu, DistributedContext& dist,
-                                    Report& report) {
+static void check_against_reference(const std::string& dir, bool recompute_gelu, MatmulEngine engine,
+                                    DistributedContext& dist, Report& report) {
     const std::string model_path = dir + "/model.bin";
     const tensor_bundle::Bundle ref = tensor_bundle::Bundle::load(dir + "/ref.bin");
     const ModelFileHeader header = read_model_header(model_path);
@@ -121,10 +124,11 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     const ModelShape& shape = header.shape;
     const Tolerances tol = tolerances<T>();
     const int B = run.B, T_ = run.T, N = B * T_, V = shape.vocab_size, Vp = shape.padded_vocab_size;
-    std::printf("\n%s | %s%s%s%s%s%s | L=%d C=%d NH=%d B=%d T=%d dropout=%.2f\n", dir.c_str(), precision_name<T>(),
+    std::printf("\n%s | %s%s%s%s%s%s%s | L=%d C=%d NH=%d B=%d T=%d dropout=%.2f\n", dir.c_str(), precision_name<T>(),
                 shape.post_norm ? " post-norm" : " pre-norm", shape.rotary_dim ? " rotary" : "",
                 shape.scale_attn_by_inverse_layer_idx ? " attn/(layer+1)" : "", shape.fp32_residual ? " fp32-residual" : "",
-                recompute_gelu ? " recompute-gelu" : "", shape.n_layer, shape.n_embd, shape.n_head, B, T_, run.dropout);
+                recompute_gelu ? " recompute-gelu" : "", engine == MatmulEngine::simple ? " simple-gemm" : "",
+                shape.n_layer, shape.n_embd, shape.n_head, B, T_, run.dropout);
     std::printf("  %-34s %11s  %9s\n", "quantity", "rel.error", "tolerance");
 
     ModelOptions options;
@@ -138,7 +142,7 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     StepTimeline no_timeline;
     AllReduceGradients<T> grads(dist, model.layout(), shard, /*overlap=*/false, no_timeline);
     ModelParameters<T>& params = model.parameters();
-    MatmulContext matmul;
+    MatmulContext matmul(MatmulTuning::kAutotune, engine);
     cudaStream_t stream;
     CUDA_CHECK(cudaStreamCreate(&stream));
 
@@ -253,33 +257,39 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
 }
 
 template <typename T>
-static void check_precision(const std::string& dir, bool recompute_gelu, DistributedContext& dist, Report& report) {
+static void check_precision(const std::string& dir, bool recompute_gelu, MatmulEngine engine, DistributedContext& dist,
+                            Report& report) {
     if (read_model_header(dir + "/model.bin").shape.fp32_residual)
-        check_against_reference<T, float>(dir, recompute_gelu, dist, report);
+        check_against_reference<T, float>(dir, recompute_gelu, engine, dist, report);
     else
-        check_against_reference<T, T>(dir, recompute_gelu, dist, report);
+        check_against_reference<T, T>(dir, recompute_gelu, engine, dist, report);
 }
 
 int main(int argc, char** argv) {
     std::vector<std::string> dirs;
-    std::string precision = "both";
+    std::string precision = "both", engine_name = "cublaslt";
+    const char* usage = "usage: %s REF_DIR... [--precision bf16|fp16|both] [--matmul-engine cublaslt|simple]\n";
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--precision" && i + 1 < argc) {
             precision = argv[++i];
+        } else if (arg == "--matmul-engine" && i + 1 < argc) {
+            engine_name = argv[++i];
         } else if (arg.rfind("--", 0) == 0) {
-            std::fprintf(stderr, "error: unknown flag %s\nusage: %s REF_DIR... [--precision bf16|fp16|both]\n",
-                         arg.c_str(), argv[0]);
+            std::fprintf(stderr, "error: unknown flag %s\n", arg.c_str());
+            std::fprintf(stderr, usage, argv[0]);
             return 2;
         } else {
             dirs.push_back(arg);
         }
     }
-    if (dirs.empty() || (precision != "bf16" && precision != "fp16" && precision != "both")) {
-        std::fprintf(stderr, "usage: %s REF_DIR... [--precision bf16|fp16|both]\n"
-                             "  (write a REF_DIR with dev/reference/gpt2_reference.py --out REF_DIR)\n", argv[0]);
+    if (dirs.empty() || (precision != "bf16" && precision != "fp16" && precision != "both") ||
+        (engine_name != "cublaslt" && engine_name != "simple")) {
+        std::fprintf(stderr, usage, argv[0]);
+        std::fprintf(stderr, "  (write a REF_DIR with dev/reference/gpt2_reference.py --out REF_DIR)\n");
         return 2;
     }
+    const MatmulEngine engine = engine_name == "simple" ? MatmulEngine::simple : MatmulEngine::cublaslt;
     DistributedContext dist;  // one process: the gradient path the trainer runs on one GPU
     cudaDeviceProp props{};
     CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
@@ -289,8 +299,8 @@ int main(int argc, char** argv) {
         // Both ways of getting the fc_proj input (stored or recomputed GELU) for every variant.
         for (const std::string& dir : dirs) {
             for (const bool recompute_gelu : {true, false}) {
-                if (precision != "fp16") check_precision<__nv_bfloat16>(dir, recompute_gelu, dist, report);
-                if (precision != "bf16") check_precision<__half>(dir, recompute_gelu, dist, report);
+                if (precision != "fp16") check_precision<__nv_bfloat16>(dir, recompute_gelu, engine, dist, report);
+                if (precision != "bf16") check_precision<__half>(dir, recompute_gelu, engine, dist, report);
             }
         }
     } catch (const std::exception& error) {

@@ -389,6 +389,12 @@ std::vector<Option> build_options() {
                        "benchmark: N steps on real data, then `BENCH tokens_per_s=... mfu=... peak_mem_gb=...` (0 = "
                        "off)"),
         matmul_tuning_option(run),
+        choice_option<MatmulEngine>(run, "--matmul-engine", &C::matmul_engine,
+                                    {{"cublaslt", MatmulEngine::cublaslt}, {"simple", MatmulEngine::simple}},
+                                    "what runs the GEMMs: cublaslt (the default), or simple = our own plain CUDA-core "
+                                    "GEMM with unfused epilogues, far slower, for compute-sanitizer: with it a step "
+                                    "runs no cuBLASLt kernel, so racecheck and initcheck can check all of it (make "
+                                    "sanitize)"),
         integer_option(run, "--profile-step", &C::profile_step, 0, kMaxCount,
                        "bracket this step with cudaProfilerStart/Stop, for `ncu --profile-from-start off` "
                        "(dev/bench/step_breakdown.sh; 0 = off)"),

@@ -28,6 +28,10 @@
 // algorithm, a pure function of the GPU, shape, types, alignment and cuBLASLt version, and needs no
 // synchronization (e.g. inside CUDA-graph capture).
 //
+// The engine. MatmulEngine::simple replaces every cuBLASLt GEMM by our own plain kernel
+// (kernels/matmul_simple.cuh) with the unfused epilogues, for compute-sanitizer runs (the
+// trainer's --matmul-engine simple); tuning, records and replays then concern nothing.
+//
 // Descriptors, layouts and the heuristic's answers are built once per shape and cached. One
 // context serves one stream at a time: the workspace, scratch and the descriptors' pointer
 // attributes are shared by all calls.
@@ -40,11 +44,13 @@
 #include <memory>
 #include <string>
 
+#include "host/matmul_engine.h"
 #include "host/matmul_tuning_record.h"
 #include "kernels/common.cuh"
 #include "kernels/matmul_autotune.cuh"
 #include "kernels/matmul_epilogues.cuh"
 #include "kernels/matmul_plan.cuh"
+#include "kernels/matmul_simple.cuh"
 
 enum class MatmulTuning {
     kAutotune,       // time every path and algorithm on first use of each shape; keep the fastest (default)
@@ -74,8 +80,8 @@ class MatmulContext {
     static constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // what Hopper's fastest kernels ask for
     static constexpr int kMaxCandidates = 8;  // algorithms asked of the heuristic per path when autotuning
 
-    explicit MatmulContext(MatmulTuning tuning = MatmulTuning::kAutotune)
-        : tuning_(tuning), cublaslt_version_(cublasLtGetVersion()) {
+    explicit MatmulContext(MatmulTuning tuning = MatmulTuning::kAutotune, MatmulEngine engine = MatmulEngine::cublaslt)
+        : tuning_(tuning), engine_(engine), cublaslt_version_(cublasLtGetVersion()) {
         CUBLASLT_CHECK(cublasLtCreate(&handle_));
         CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
         CUDA_CHECK(cudaMalloc(&column_sum_scratch_, kColumnSumScratchFloats * sizeof(float)));
@@ -95,6 +101,7 @@ class MatmulContext {
     MatmulContext& operator=(const MatmulContext&) = delete;
 
     MatmulTuning tuning() const { return tuning_; }
+    MatmulEngine engine() const { return engine_; }
     // For shapes first used from now on (the trainer times during its first step only).
     void set_tuning(MatmulTuning tuning) { tuning_ = tuning; }
 
@@ -233,6 +240,7 @@ class MatmulContext {
     }
 
     MatmulTuning tuning_;
+    MatmulEngine engine_;
     std::string device_name_;   // cudaDeviceProp::name: a record names the GPU it was made on
     uint64_t cublaslt_version_;
     cublasLtHandle_t handle_ = nullptr;
@@ -272,6 +280,13 @@ void matmul_forward(MatmulContext& context, T* out, T* pre_gelu, const T* inp, c
     require_matmul_operand("matmul_forward", "weight", weight);
     require_matmul_operand("matmul_forward", "bias", bias);
     const bool gelu = pre_gelu != nullptr;
+    if (context.engine() == MatmulEngine::simple) {  // the unfused path, on our own GEMM
+        T* gemm_out = gelu ? pre_gelu : out;
+        simple_gemm(gemm_out, inp, weight, M, N, K, K, 1, K, 1, /*accumulate=*/false, stream);
+        if (bias) add_bias(gemm_out, bias, M, N, stream);
+        if (gelu) gelu_forward(out, pre_gelu, static_cast<long long>(M) * N, stream);
+        return;
+    }
     const GemmKey key{GemmSite::kForward, gemm_dtype<T>(), M, N, K, bias != nullptr, gelu};
     GemmPlan& plan = context.plan_for(key, bias, pre_gelu);
     auto run = [&](bool fused) {
@@ -312,24 +327,34 @@ void matmul_backward(MatmulContext& context, T* dinp, float* dbias_of_dinp, floa
     require_matmul_operand("matmul_backward", "weight", weight);
     require_matmul_operand("matmul_backward", "inp_pre_gelu", inp_pre_gelu);
 
+    const bool simple = context.engine() == MatmulEngine::simple;  // our own GEMM, unfused
     if (dinp) {
         const bool gelu = inp_pre_gelu != nullptr;
-        const GemmKey key{GemmSite::kBackwardInput, gemm_dtype<T>(), M, N, K, false, gelu};
-        GemmPlan& plan = context.plan_for(key, nullptr, inp_pre_gelu);
-        auto run = [&](bool fused) {
-            if (fused) {
-                context.run_gemm(plan, plan.fused, weight, dout, dinp, 0.0f, nullptr, inp_pre_gelu, stream);
-            } else {
-                context.run_gemm(plan, plan.unfused, weight, dout, dinp, 0.0f, nullptr, nullptr, stream);
-                gelu_backward_inplace(dinp, inp_pre_gelu, static_cast<long long>(M) * K, stream);
-            }
-        };
-        if (!plan.decided) context.decide(plan, key, run, stream);
-        run(plan.use_fused);
+        if (simple) {
+            // dinp (M,K): A = dout (M,N) along its rows, B(k, n) = weight (N,K) down its columns.
+            simple_gemm(dinp, dout, weight, M, K, N, N, 1, 1, K, /*accumulate=*/false, stream);
+            if (gelu) gelu_backward_inplace(dinp, inp_pre_gelu, static_cast<long long>(M) * K, stream);
+        } else {
+            const GemmKey key{GemmSite::kBackwardInput, gemm_dtype<T>(), M, N, K, false, gelu};
+            GemmPlan& plan = context.plan_for(key, nullptr, inp_pre_gelu);
+            auto run = [&](bool fused) {
+                if (fused) {
+                    context.run_gemm(plan, plan.fused, weight, dout, dinp, 0.0f, nullptr, inp_pre_gelu, stream);
+                } else {
+                    context.run_gemm(plan, plan.unfused, weight, dout, dinp, 0.0f, nullptr, nullptr, stream);
+                    gelu_backward_inplace(dinp, inp_pre_gelu, static_cast<long long>(M) * K, stream);
+                }
+            };
+            if (!plan.decided) context.decide(plan, key, run, stream);
+            run(plan.use_fused);
+        }
         if (dbias_of_dinp) column_sum_accumulate(dbias_of_dinp, dinp, M, K, context.column_sum_scratch_, stream);
     }
 
-    if (dweight) {
+    if (dweight && simple) {
+        // dweight (N,K) += dout^T inp: A(n, m) = dout (M,N) down its columns, B(k, m) = inp (M,K) likewise.
+        simple_gemm(dweight, dout, inp, N, K, M, 1, N, 1, K, /*accumulate=*/true, stream);
+    } else if (dweight) {
         const GemmKey key{GemmSite::kBackwardWeight, gemm_dtype<T>(), M, N, K, false, false};
         GemmPlan& plan = context.plan_for(key, nullptr, nullptr);
         auto run = [&](bool) {

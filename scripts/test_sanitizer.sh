@@ -4,11 +4,13 @@
 #   - Our kernels, one workbench at a time (build/dev/cuda/*, --quick: every kernel and variant,
 #     validated on small shapes), under all four tools; the GEMM workbench (our epilogue kernels
 #     between cuBLASLt's GEMMs) under memcheck and synccheck only, as the whole programs below.
-#   - test_gpt2cu and a short training run at a small size (the whole model with cuBLASLt's GEMMs)
-#     under memcheck and synccheck. racecheck and initcheck do not run them: on CUDA 13.1's
-#     cuBLASLt (H100, compute-sanitizer 2025.3.1) racecheck stops with "Internal Sanitizer Error"
-#     in the first GEMM, and initcheck reports reads of memory that cuBLASLt's own kernels and the
-#     GEMMs' outputs left "uninitialized" (2026-12-07, README).
+#   - test_gpt2cu and a short training run at a small size (the whole model), under all four
+#     tools with --matmul-engine simple (our own GEMM in place of cuBLASLt: every kernel of a step
+#     is then ours), and under memcheck and synccheck as they normally run, on cuBLASLt. racecheck
+#     and initcheck cannot check cuBLASLt's kernels: on CUDA 13.1 (H100, compute-sanitizer
+#     2025.3.1) racecheck stops with "Internal Sanitizer Error" in the first GEMM, and initcheck
+#     reports reads of memory that cuBLASLt's own kernels and the GEMMs' outputs left
+#     "uninitialized" (2026-12-07, README).
 #
 # The four tools run at the same time, one process each on the one GPU (the sanitizers' cost is
 # mostly on the host), each through its list in turn; every check prints its seconds and stops at
@@ -68,11 +70,11 @@ check() {  # tool name command...
     local summary
     summary=$(grep -E '^========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tail -n1)
     if [ $rc -eq 0 ]; then
-        printf '  %-9s %-16s ok   %4ds  %s\n' "$tool" "$name" $seconds "$summary"
+        printf '  %-9s %-18s ok   %4ds  %s\n' "$tool" "$name" $seconds "$summary"
         return 0
     fi
     [ $rc -eq 124 ] || [ $rc -eq 137 ] && summary="timed out after ${check_timeout}s (SANITIZER_TIMEOUT)"
-    printf '  %-9s %-16s FAIL %4ds  %s (exit %d, log %s)\n' "$tool" "$name" $seconds "$summary" $rc "$log"
+    printf '  %-9s %-18s FAIL %4ds  %s (exit %d, log %s)\n' "$tool" "$name" $seconds "$summary" $rc "$log"
     grep -m5 -E '^========= (Invalid|Uninitialized|Race|Barrier|Error|Warning|Internal)' "$log" | sed 's/^/      /'
     if [ $rc -ne 99 ] && [ $rc -ne 124 ] && [ $rc -ne 137 ]; then  # the program itself failed: its last words
         grep -v '^=========' "$log" | grep -v '^[[:space:]]*$' | tail -n3 | sed 's/^/      /'
@@ -87,6 +89,8 @@ run_tool() {  # tool
         [ "$(basename "$bench")" = matmul ] && [ "$tool" = racecheck -o "$tool" = initcheck ] && continue
         check "$tool" "$(basename "$bench")" "$bench" --quick || failed=1
     done
+    check "$tool" test_gpt2cu-simple ./test_gpt2cu "$work/ref" --precision bf16 --matmul-engine simple || failed=1
+    check "$tool" train-simple "${train[@]}" --matmul-engine simple --out-dir "$work/run-$tool-simple" || failed=1
     case $tool in memcheck | synccheck)
         check "$tool" test_gpt2cu ./test_gpt2cu "$work/ref" --precision bf16 || failed=1
         check "$tool" train "${train[@]}" --out-dir "$work/run-$tool" || failed=1 ;;

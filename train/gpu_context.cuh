@@ -14,7 +14,7 @@ struct GpuContext {
     GpuPeak peak;
     std::unique_ptr<MatmulContext> matmul;
 
-    GpuContext() {
+    explicit GpuContext(MatmulEngine matmul_engine) {
         int device = 0;
         CUDA_CHECK(cudaGetDevice(&device));
         CUDA_CHECK(cudaGetDeviceProperties(&props, device));
@@ -22,7 +22,7 @@ struct GpuContext {
         peak = gpu_peak_for(props.name);
         // Nothing timed unless the user of the context says so: the trainer times during its
         // first step and records the choices (train/matmul_tuning.cuh); evaluations replay them.
-        matmul = std::make_unique<MatmulContext>(MatmulTuning::kAlwaysFused);
+        matmul = std::make_unique<MatmulContext>(MatmulTuning::kAlwaysFused, matmul_engine);
     }
     ~GpuContext() {
         matmul.reset();

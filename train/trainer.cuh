@@ -50,7 +50,8 @@
 template <typename T, typename R> class Trainer {
   public:
     Trainer(const TrainConfig& config, DistributedContext& dist)
-        : config_(with_device_batch_for_gpu(config, dist)), dist_(dist), feed_(config_, dist_), report_(config_, dist_, gpu_),
+        : gpu_(config.matmul_engine), config_(with_device_batch_for_gpu(config, dist)), dist_(dist),
+          feed_(config_, dist_), report_(config_, dist_, gpu_),
           shard_(optimizer_shard_for(config_, dist_)), sampler_(config_),
           loss_scaler_(config_.loss_scale_init, config_.loss_scale_growth_interval,
                        config_.precision == Precision::fp16),

@@ -4,8 +4,9 @@
 //   build/dev/cuda/matmul [--quick] [--no-torch]
 //
 // Validation (always): every layer of two small models (odd row counts, partial column tiles),
-// bf16 and fp16, through three contexts: fused epilogues with the heuristic's first algorithm
-// (the trainer's choice without tuning), unfused GEMM + kernel pairs, and autotuned; in the
+// bf16 and fp16, through four contexts: fused epilogues with the heuristic's first algorithm
+// (the trainer's choice without tuning), unfused GEMM + kernel pairs, our own simple GEMM
+// (MatmulEngine::simple, what make sanitize runs the model on), and autotuned; in the
 // autotuned one every candidate algorithm of every path of every GEMM, each checked against the
 // same CPU reference (dev/cuda/matmul_problem.cuh: what is checked, tolerances): a wrong
 // algorithm fails here. Then the tuning record: replayed from its text it gives the same choices
@@ -28,9 +29,12 @@ namespace {
 
 using namespace matmul_workbench;
 
-const char* mode_name(MatmulTuning t) {
-    return t == MatmulTuning::kAlwaysFused ? "fused" : t == MatmulTuning::kAlwaysUnfused ? "unfused" : "autotuned";
-}
+// A context the validation runs every layer through.
+struct ValidatedMode {
+    const char* name;
+    MatmulTuning tuning;
+    MatmulEngine engine;
+};
 
 std::string path_label(const GemmKey& key, bool fused_path) {
     return key.bias || key.gelu ? (fused_path ? "fused" : "unfused") : "gemm";
@@ -139,18 +143,25 @@ template <typename T> bool validate_tuning_replay(const MatmulContext& tuned, co
 template <typename T> bool validate_small_models(std::mt19937_64& rng) {
     const std::vector<ModelShape> models = {{"small-a", 64, 200, 512}, {"small-b", 96, 333, 384}};
     bool ok = true;
-    for (MatmulTuning tuning : {MatmulTuning::kAlwaysFused, MatmulTuning::kAlwaysUnfused, MatmulTuning::kAutotune}) {
-        MatmulContext ctx(tuning);
+    const ValidatedMode modes[] = {
+        {"fused", MatmulTuning::kAlwaysFused, MatmulEngine::cublaslt},
+        {"unfused", MatmulTuning::kAlwaysUnfused, MatmulEngine::cublaslt},
+        {"autotuned", MatmulTuning::kAutotune, MatmulEngine::cublaslt},
+        {"simple-engine", MatmulTuning::kAlwaysFused, MatmulEngine::simple},  // our own GEMM (make sanitize's)
+    };
+    for (const ValidatedMode& mode : modes) {
+        MatmulContext ctx(mode.tuning, mode.engine);
+        const bool autotuned = mode.tuning == MatmulTuning::kAutotune;
         for (const ModelShape& model : models)
             for (const LayerShape& layer : model_layers(model.C, model.Vp)) {
-                std::printf("%s %s %s %s (M=%d N=%d K=%d)\n", precision_name<T>(), mode_name(tuning), model.name,
-                            layer.name, model.M, layer.N, layer.K);
+                std::printf("%s %s %s %s (M=%d N=%d K=%d)\n", precision_name<T>(), mode.name, model.name, layer.name,
+                            model.M, layer.N, layer.K);
                 LayerBuffers<T> buffers(model.M, layer);
                 const LayerReference ref = prepare_layer(buffers, layer, rng);
                 ok &= check_layer(ctx, buffers, layer, ref, Checked::kWholeLayer, /*print=*/true).ok;
-                if (tuning == MatmulTuning::kAutotune) ok &= validate_candidates(ctx, buffers, layer, ref);
+                if (autotuned) ok &= validate_candidates(ctx, buffers, layer, ref);
             }
-        if (tuning == MatmulTuning::kAutotune) ok &= validate_tuning_replay<T>(ctx, models);
+        if (autotuned) ok &= validate_tuning_replay<T>(ctx, models);
     }
     return ok;
 }
