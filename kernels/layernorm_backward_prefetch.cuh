@@ -25,12 +25,13 @@
 namespace layernorm_detail {
 
 // One chunk per thread where the row fits in kMaxBlockThreads threads, else the fewest chunks that
-// fit; teams fill the block up to target_block_threads (at least one, at most
-// kMaxNamedBarrierTeams: each team owns a hardware barrier).
-inline RowTeamShape prefetch_row_team_shape(int C, int target_block_threads) {
+// fit (or at least min_chunks_per_thread: each thread then keeps more bytes of a row in flight, and
+// a team needs fewer warps); teams fill the block up to target_block_threads (at least one, at
+// most kMaxNamedBarrierTeams: each team owns a hardware barrier).
+inline RowTeamShape prefetch_row_team_shape(int C, int target_block_threads, int min_chunks_per_thread = 1) {
     const int chunks = C / kChunk;
     RowTeamShape shape;
-    shape.chunks_per_thread = ceil_div(chunks, kMaxBlockThreads);
+    shape.chunks_per_thread = std::max(ceil_div(chunks, kMaxBlockThreads), min_chunks_per_thread);
     shape.warps_per_team = ceil_div(chunks, 32 * shape.chunks_per_thread);
     shape.teams_per_block =
         std::clamp(target_block_threads / (32 * shape.warps_per_team), 1, kMaxNamedBarrierTeams);

@@ -84,17 +84,24 @@ Variant backward_kernel_variant(const NumberedKernel& k, int C, int target_warps
     return backward_kernel_variant(k, C, target_warps, layernorm_detail::backward_row_team_shape(k.kernel, C));
 }
 
-// Every backward kernel at its launcher's shape, one wave and a few blocks (validation).
+// Every backward kernel at its launcher's shape, one wave and a few blocks, and the prefetching
+// kernels also at two chunks per thread, which the sweep times (validation).
 std::vector<Variant> backward_kernel_variants(int C) {
+    using namespace layernorm_detail;
     std::vector<Variant> variants;
-    for (const NumberedKernel& k : kBackwardKernels)
+    for (const NumberedKernel& k : kBackwardKernels) {
         for (int target_warps : {0, kValidationWarps}) variants.push_back(backward_kernel_variant(k, C, target_warps));
+        const RowTeamShape two_chunks = prefetch_row_team_shape(C, kPrefetchBackwardBlockThreads, 2);
+        if (k.kernel != BackwardKernel::row_team && two_chunks.chunks_per_thread == 2 &&
+            two_chunks.chunks_per_thread != backward_row_team_shape(k.kernel, C).chunks_per_thread)
+            variants.push_back(backward_kernel_variant(k, C, kValidationWarps, two_chunks));
+    }
     return variants;
 }
 
 // Forward variants (with the default backward), then backward variants (with the default forward):
 // kernel 1's shapes at fixed warp counts and one wave; the prefetching kernels (2, 3) at one wave
-// with 128, 256 (the default) and 512 threads per block.
+// with 128, 256 and 512 threads per block (512: the launchers'), one and two chunks per thread.
 std::vector<Variant> variants_for(int C) {
     using namespace layernorm_detail;
     const RowTeamShape forward_default = row_team_shape(C, kForwardMaxChunksPerThread);
@@ -120,12 +127,15 @@ std::vector<Variant> variants_for(int C) {
     }
     for (const NumberedKernel& k : kBackwardKernels) {
         if (k.kernel == BackwardKernel::row_team) continue;
-        int previous_teams = 0;
-        for (int block_threads : {128, 256, 512}) {
-            const RowTeamShape shape = prefetch_row_team_shape(C, block_threads);
-            if (shape.teams_per_block == previous_teams) continue;  // wide rows: one team per block
-            previous_teams = shape.teams_per_block;
-            variants.push_back(backward_kernel_variant(k, C, 0, shape));
+        for (int chunks = 1; chunks <= kBackwardMaxChunksPerThread; ++chunks) {
+            int previous_teams = 0;
+            for (int block_threads : {128, 256, 512}) {
+                const RowTeamShape shape = prefetch_row_team_shape(C, block_threads, chunks);
+                if (shape.chunks_per_thread != chunks) break;  // the row needs more chunks a thread
+                if (shape.teams_per_block == previous_teams) continue;  // wide rows: one team per block
+                previous_teams = shape.teams_per_block;
+                variants.push_back(backward_kernel_variant(k, C, 0, shape));
+            }
         }
     }
     return variants;
