@@ -1,9 +1,13 @@
 // test_gpt2cu: the whole model against the PyTorch reference (dev/reference/gpt2_reference.py).
 //
 //   ./test_gpt2cu REF_DIR [--precision bf16|fp16|both] [--matmul-engine cublaslt|simple]
+//                 [--matmul-tuning auto|off]
 //
 // --matmul-engine simple runs every GEMM on our own plain kernel instead of cuBLASLt (the
 // trainer's flag of that name), so that compute-sanitizer can check all of a step (make sanitize).
+// --matmul-tuning: auto (the default) times cuBLASLt's candidates per shape, as the trainer's
+// --matmul-tuning auto, and runs the fastest; off takes the heuristic's first (the trainer's
+// default), which a sanitizer run prefers: it spares the timing repeats.
 //
 // REF_DIR holds model.bin (the weights both sides start from) and ref.bin (the reference state:
 // tokens, logits, loss, every parameter gradient, and the losses and gradient norms of AdamW
@@ -116,7 +120,7 @@ static ReferenceRun read_reference_run(const tensor_bundle::Bundle& bundle) {
 
 template <typename T, typename R>
 static void check_against_reference(const std::string& dir, bool recompute_gelu, MatmulEngine engine,
-                                    DistributedContext& dist, Report& report) {
+                                    MatmulTuning tuning, DistributedContext& dist, Report& report) {
     const std::string model_path = dir + "/model.bin";
     const tensor_bundle::Bundle ref = tensor_bundle::Bundle::load(dir + "/ref.bin");
     const ModelFileHeader header = read_model_header(model_path);
@@ -142,7 +146,7 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     StepTimeline no_timeline;
     AllReduceGradients<T> grads(dist, model.layout(), shard, /*overlap=*/false, no_timeline);
     ModelParameters<T>& params = model.parameters();
-    MatmulContext matmul(MatmulTuning::kAutotune, engine);
+    MatmulContext matmul(tuning, engine);
     cudaStream_t stream;
     CUDA_CHECK(cudaStreamCreate(&stream));
 
@@ -257,24 +261,27 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
 }
 
 template <typename T>
-static void check_precision(const std::string& dir, bool recompute_gelu, MatmulEngine engine, DistributedContext& dist,
-                            Report& report) {
+static void check_precision(const std::string& dir, bool recompute_gelu, MatmulEngine engine, MatmulTuning tuning,
+                            DistributedContext& dist, Report& report) {
     if (read_model_header(dir + "/model.bin").shape.fp32_residual)
-        check_against_reference<T, float>(dir, recompute_gelu, engine, dist, report);
+        check_against_reference<T, float>(dir, recompute_gelu, engine, tuning, dist, report);
     else
-        check_against_reference<T, T>(dir, recompute_gelu, engine, dist, report);
+        check_against_reference<T, T>(dir, recompute_gelu, engine, tuning, dist, report);
 }
 
 int main(int argc, char** argv) {
     std::vector<std::string> dirs;
-    std::string precision = "both", engine_name = "cublaslt";
-    const char* usage = "usage: %s REF_DIR... [--precision bf16|fp16|both] [--matmul-engine cublaslt|simple]\n";
+    std::string precision = "both", engine_name = "cublaslt", tuning_name = "auto";
+    const char* usage = "usage: %s REF_DIR... [--precision bf16|fp16|both] [--matmul-engine cublaslt|simple] "
+                        "[--matmul-tuning auto|off]\n";
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--precision" && i + 1 < argc) {
             precision = argv[++i];
         } else if (arg == "--matmul-engine" && i + 1 < argc) {
             engine_name = argv[++i];
+        } else if (arg == "--matmul-tuning" && i + 1 < argc) {
+            tuning_name = argv[++i];
         } else if (arg.rfind("--", 0) == 0) {
             std::fprintf(stderr, "error: unknown flag %s\n", arg.c_str());
             std::fprintf(stderr, usage, argv[0]);
@@ -284,12 +291,13 @@ int main(int argc, char** argv) {
         }
     }
     if (dirs.empty() || (precision != "bf16" && precision != "fp16" && precision != "both") ||
-        (engine_name != "cublaslt" && engine_name != "simple")) {
+        (engine_name != "cublaslt" && engine_name != "simple") || (tuning_name != "auto" && tuning_name != "off")) {
         std::fprintf(stderr, usage, argv[0]);
         std::fprintf(stderr, "  (write a REF_DIR with dev/reference/gpt2_reference.py --out REF_DIR)\n");
         return 2;
     }
     const MatmulEngine engine = engine_name == "simple" ? MatmulEngine::simple : MatmulEngine::cublaslt;
+    const MatmulTuning tuning = tuning_name == "auto" ? MatmulTuning::kAutotune : MatmulTuning::kAlwaysFused;
     DistributedContext dist;  // one process: the gradient path the trainer runs on one GPU
     cudaDeviceProp props{};
     CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
@@ -299,8 +307,9 @@ int main(int argc, char** argv) {
         // Both ways of getting the fc_proj input (stored or recomputed GELU) for every variant.
         for (const std::string& dir : dirs) {
             for (const bool recompute_gelu : {true, false}) {
-                if (precision != "fp16") check_precision<__nv_bfloat16>(dir, recompute_gelu, engine, dist, report);
-                if (precision != "bf16") check_precision<__half>(dir, recompute_gelu, engine, dist, report);
+                if (precision != "fp16")
+                    check_precision<__nv_bfloat16>(dir, recompute_gelu, engine, tuning, dist, report);
+                if (precision != "bf16") check_precision<__half>(dir, recompute_gelu, engine, tuning, dist, report);
             }
         }
     } catch (const std::exception& error) {
