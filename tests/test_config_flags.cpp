@@ -38,6 +38,9 @@ TEST(ConfigFlagTest, FlagsOverrideThePreset) {
     // The gradient all-reduce overlaps the backward pass unless turned off (scaling comparisons).
     EXPECT_TRUE(parse({"-e", "gpt2s"}).overlap_grad_reduce);
     EXPECT_FALSE(parse({"-e", "gpt2s", "--overlap-grad-reduce", "0"}).overlap_grad_reduce);
+    // cuBLASLt runs the GEMMs unless our simple kernel is asked for (compute-sanitizer runs).
+    EXPECT_EQ(parse({"-e", "gpt2s"}).matmul_engine, MatmulEngine::cublaslt);
+    EXPECT_EQ(parse({"-e", "gpt2s", "--matmul-engine", "SIMPLE"}).matmul_engine, MatmulEngine::simple);
     EXPECT_EQ(parse({"-e", "gpt2s"}).timeline_step, 0);
     EXPECT_EQ(parse({"-e", "gpt2s", "--timeline-step", "12"}).timeline_step, 12);
     // CUDA graphs are off unless asked for (train/step_graph.cuh).
@@ -288,6 +291,7 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         {{"--lr", "nan"}, "--lr: 'nan' is not a number"},
         {{"--lr", "0"}, "--lr 0 is out of range"},
         {{"--precision", "fp8"}, "--precision: 'fp8' is not one of bf16|fp16"},
+        {{"--matmul-engine", "cublas"}, "--matmul-engine: 'cublas' is not one of cublaslt|simple"},
         {{"--post-norm", "maybe"}, "--post-norm: 'maybe' is not a boolean"},
         {{"--zero-stage", "3"}, "--zero-stage 3 is out of range: valid is an integer in [0, 2]"},
         {{"--n-embd", "776"}, "--n-embd 776 is not divisible by --n-head 12"},
