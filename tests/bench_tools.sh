@@ -4,7 +4,8 @@
 # the trainer's arguments), dev/bench/step_breakdown.py on a small ncu-style CSV (grouping, the
 # sums, the remainder row), and dev/bench/step_breakdown.sh end to end with stand-ins for ncu and
 # nvidia-smi (the trainer's arguments, the step time it reads, the clock line); dev/bench/generate.sh
-# against a stand-in trainer (the table, a failed row and why, the exit status, the arguments).
+# against a stand-in trainer (the table, a failed row and why, the exit status, the arguments);
+# dev/bench/presets.sh against a stand-in trainer (a row, a failed row, TRAINER and extra arguments).
 set -u
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -126,6 +127,37 @@ check "the title names the GPU" grep -qF "Generation, bf16, Stand-in GPU" "$work
 check "the runs get the bench flags, the sampling, then the extra arguments" \
     grep -qF -- "-e gpt2s --generate-bench 1 --max-new-tokens 64 --precision bf16 --temperature 1 --top-k 50 --seed 7" "$work/generator_args"
 check "the table is also written to generate.md" cmp -s "$work/generate" "$work/gen_out/generate.md"
+
+# presets.sh: a stand-in trainer answers --print-config with the preset's fields and a training
+# run with the lines the table is read from; gpt3xl fails. TRAINER picks it, `--` adds arguments.
+mkdir -p "$work/bin"
+printf '#!/usr/bin/env bash\necho "Stand-in GPU"\n' >"$work/bin/nvidia-smi"
+cat >"$work/preset_trainer" <<'SH'
+#!/usr/bin/env bash
+echo "$*" >>"$(dirname "$0")/preset_args"
+case " $* " in
+    *" --print-config"*) printf '{\n  "seq_len": 1024,\n  "precision": "fp16",\n  "num_params": 124475904,\n}\n'; exit 0 ;;
+    *" -e gpt3xl "*) echo "error: out of memory"; exit 1 ;;
+esac
+echo "device batch 32 (auto): the largest that fits; gradient accumulation 2"
+echo "bench step 1/20 | loss 11.0180 | 1.0 s"
+echo "bench step 20/20 | loss 10.1060 | 0.1 s"
+echo "BENCH tokens_per_s=467580 mfu=38.00 peak_mem_gb=27.30 step_ms=140.1 gpu=\"Stand-in GPU\" gpus=1"
+SH
+chmod +x "$work/bin/nvidia-smi" "$work/preset_trainer"
+PATH="$work/bin:$PATH" TRAINER="$work/preset_trainer" BENCH_LOG_DIR="$work/presets" \
+    dev/bench/presets.sh gpt2s:64 gpt3xl:8 -- --attention-keep-mask 1 >"$work/presets_out" 2>"$work/presets_err"
+check "presets.sh: a row from the run's lines" \
+    grep -qF "| gpt2s | fp16 | 32 x 1024 (2) | 124.5M | 11.0180 | 10.1060 | 467580 | 38.00% | 27.30 GB |" "$work/presets_out"
+check "presets.sh: a failed run's row points at its log" grep -qF "| gpt3xl | run failed: see $work/presets/gpt3xl.log |" \
+    "$work/presets_out"
+check "presets.sh: the extra arguments reach --print-config and the run" \
+    grep -qF -- "-e gpt2s --dataset tiny --bench-steps 20 --global-batch-tokens 65536 --attention-keep-mask 1" \
+    "$work/preset_args"
+check "presets.sh: ... and the configuration it reads" grep -qF -- "-e gpt2s --attention-keep-mask 1 --print-config" \
+    "$work/preset_args"
+TRAINER="$work/missing" dev/bench/presets.sh gpt2s:64 >/dev/null 2>"$work/presets_missing"
+check "presets.sh: a missing trainer is named" grep -qF "$work/missing not found" "$work/presets_missing"
 
 echo "bench_tools: $failures failed"
 [ "$failures" -eq 0 ]

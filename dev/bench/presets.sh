@@ -6,17 +6,24 @@
 #   dev/bench/presets.sh                                  (the ten presets at the table's batches)
 #   dev/bench/presets.sh gpt2s:64 gpt3xl:8                (some of them)
 #   STEPS=10 dev/bench/presets.sh gpt2s:32
+#   dev/bench/presets.sh gpt2s:64 -- --cuda-graphs 1      (extra train_gpt2cu arguments for every run)
+#   TRAINER=path/to/train_gpt2cu dev/bench/presets.sh     (another build, e.g. a branch's)
 #
 # Prints one markdown row per preset: the device batch auto chose x T (and the accumulation), the
 # parameters, the first and the last step's loss, tokens/s and MFU (median step), and the GPU
-# memory in use. Needs ./train_gpt2cu and data/tiny (make setup).
+# memory in use. Needs ./train_gpt2cu (or $TRAINER) and data/tiny (make setup).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=${STEPS:-20}
-rows=("$@")
+trainer=${TRAINER:-./train_gpt2cu}
+rows=() extra_args=()
+while [ $# -gt 0 ]; do
+    if [ "$1" = -- ]; then shift; extra_args=("$@"); break; fi
+    rows+=("$1"); shift
+done
 [ ${#rows[@]} -gt 0 ] || rows=(gpt2s:64 gpt2m:64 gpt2l:32 gpt2xl:16 gpt3s:32 gpt3m:32 gpt3l:16 gpt3xl:8
                                 gpt3-2.7B:4 gpt3m-rotary:32)
-[ -x ./train_gpt2cu ] || { echo "presets.sh: ./train_gpt2cu not found: make train_gpt2cu" >&2; exit 1; }
+[ -x "$trainer" ] || { echo "presets.sh: $trainer not found: make train_gpt2cu (or set TRAINER)" >&2; exit 1; }
 log_dir=${BENCH_LOG_DIR:-build/bench-presets}
 mkdir -p "$log_dir"
 
@@ -32,11 +39,11 @@ for row in "${rows[@]}"; do
     preset=${row%%:*} sequences=${row#*:}
     [[ "$preset" != "$row" && "$sequences" =~ ^[1-9][0-9]*$ ]] || {
         echo "presets.sh: '$row' is not PRESET:SEQUENCES (e.g. gpt2s:64)" >&2; exit 2; }
-    config=$(./train_gpt2cu -e "$preset" --print-config)
+    config=$("$trainer" -e "$preset" "${extra_args[@]}" --print-config)
     seq_len=$(config_field seq_len) precision=$(config_field precision) params=$(config_field num_params)
     log=$log_dir/$preset.log
-    if ! ./train_gpt2cu -e "$preset" --dataset tiny --bench-steps "$steps" \
-        --global-batch-tokens $((sequences * seq_len)) >"$log" 2>&1; then
+    if ! "$trainer" -e "$preset" --dataset tiny --bench-steps "$steps" \
+        --global-batch-tokens $((sequences * seq_len)) "${extra_args[@]}" >"$log" 2>&1; then
         echo "| $preset | run failed: see $log |"; tail -n3 "$log" >&2; continue
     fi
     batch=$(sed -n 's/^device batch \([0-9]*\) (auto).*gradient accumulation \([0-9]*\).*/\1 x '"$seq_len"' (\2)/p' "$log")
