@@ -282,6 +282,7 @@ void matmul_forward(MatmulContext& context, T* out, T* pre_gelu, const T* inp, c
     const bool gelu = pre_gelu != nullptr;
     if (context.engine() == MatmulEngine::simple) {  // the unfused path, on our own GEMM
         T* gemm_out = gelu ? pre_gelu : out;
+        // (M,N): A = inp (M,K) and B = weight (N,K), both along their rows.
         simple_gemm(gemm_out, inp, weight, M, N, K, K, 1, K, 1, /*accumulate=*/false, stream);
         if (bias) add_bias(gemm_out, bias, M, N, stream);
         if (gelu) gelu_forward(out, pre_gelu, static_cast<long long>(M) * N, stream);
