@@ -1,4 +1,4 @@
-// A plain GEMM of our own on CUDA cores, for MatmulEngine::kSimple (kernels/matmul.cuh): with it a
+// A plain GEMM of our own on CUDA cores, for MatmulEngine::simple (kernels/matmul.cuh): with it a
 // training step runs no cuBLASLt kernel, so compute-sanitizer's racecheck and initcheck can check a
 // whole step (they cannot check cuBLASLt's kernels: racecheck stops inside its first GEMM, and
 // initcheck flags reads that cuBLASLt's kernels make; README, Results). Slow by design (one 16 x 16

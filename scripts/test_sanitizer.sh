@@ -74,10 +74,12 @@ check() {  # tool name command...
         printf '  %-9s %-18s ok   %4ds  %s\n' "$tool" "$name" $seconds "$summary"
         return 0
     fi
-    [ $rc -eq 124 ] || [ $rc -eq 137 ] && summary="timed out after ${check_timeout}s (SANITIZER_TIMEOUT)"
+    local timed_out=0
+    { [ $rc -eq 124 ] || [ $rc -eq 137 ]; } && timed_out=1
+    [ $timed_out -eq 1 ] && summary="timed out after ${check_timeout}s (SANITIZER_TIMEOUT)"
     printf '  %-9s %-18s FAIL %4ds  %s (exit %d, log %s)\n' "$tool" "$name" $seconds "$summary" $rc "$log"
     grep -m5 -E '^========= (Invalid|Uninitialized|Race|Barrier|Error|Warning|Internal)' "$log" | sed 's/^/      /'
-    if [ $rc -ne 99 ] && [ $rc -ne 124 ] && [ $rc -ne 137 ]; then  # the program itself failed: its last words
+    if [ $rc -ne 99 ] && [ $timed_out -eq 0 ]; then  # the program itself failed: its last words
         grep -v '^=========' "$log" | grep -v '^[[:space:]]*$' | tail -n3 | sed 's/^/      /'
     fi
     return 1

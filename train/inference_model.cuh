@@ -17,7 +17,8 @@ template <typename T, typename R> class InferenceModel {
   public:
     // Room for passes of up to max_batch x max_seq tokens.
     InferenceModel(const TrainConfig& config, int max_batch, int max_seq)
-        : gpu_(config.matmul_engine), model_(model_options_for(config), config.base_init_std, max_batch, max_seq, whole_model(config)) {
+        : gpu_(config.matmul_engine),
+          model_(model_options_for(config), config.base_init_std, max_batch, max_seq, whole_model(config)) {
         ModelParameters<T>& params = model_.parameters();
         float* staging = nullptr;
         CUDA_CHECK(cudaMalloc(&staging, params.count() * sizeof(float)));

@@ -91,9 +91,10 @@ template <typename T> bool validate_adamw(size_t n, bool decay, std::mt19937_64&
         adamw_reference(ref, g, reference, step);
         CUDA_CHECK(cudaDeviceSynchronize());
         const std::vector<float> master_out = workbench::download(master, n);
+        // v sums only positive terms: it is its own magnitude.
         const workbench::CheckResult checks[] = {workbench::compare(master_out, ref.master, ref.master_magnitude),
                                                  workbench::compare(workbench::download(m, n), ref.m, ref.m_magnitude),
-                                                 workbench::compare(workbench::download(v, n), ref.v, ref.v)};
+                                                 workbench::compare(workbench::download(v, n), ref.v)};
         bool step_ok = true;
         for (const auto& check : checks) step_ok &= check.all_finite && check.relative_error <= 1e-5;
         if (!step_ok || step == 5) {

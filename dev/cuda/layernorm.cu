@@ -88,10 +88,10 @@ Variant backward_kernel_variant(const NumberedKernel& k, int C, int target_warps
 // kernels also at two chunks per thread, which the sweep times (validation).
 std::vector<Variant> backward_kernel_variants(int C) {
     using namespace layernorm_detail;
+    const RowTeamShape two_chunks = prefetch_row_team_shape(C, kPrefetchBackwardBlockThreads, 2);
     std::vector<Variant> variants;
     for (const NumberedKernel& k : kBackwardKernels) {
         for (int target_warps : {0, kValidationWarps}) variants.push_back(backward_kernel_variant(k, C, target_warps));
-        const RowTeamShape two_chunks = prefetch_row_team_shape(C, kPrefetchBackwardBlockThreads, 2);
         if (k.kernel != BackwardKernel::row_team && two_chunks.chunks_per_thread == 2 &&
             two_chunks.chunks_per_thread != backward_row_team_shape(k.kernel, C).chunks_per_thread)
             variants.push_back(backward_kernel_variant(k, C, kValidationWarps, two_chunks));
