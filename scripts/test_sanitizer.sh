@@ -13,8 +13,9 @@
 #     reports reads of memory that cuBLASLt's own kernels and the GEMMs' outputs left
 #     "uninitialized" (2026-12-07, README).
 #
-# The four tools run at the same time, one process each on the one GPU (the sanitizers' cost is
-# mostly on the host), each through its list in turn; every check prints its seconds and stops at
+# Every (tool, program) pair is a check of its own, and SANITIZER_JOBS of them (default: the CPU
+# count) run at once on the one GPU: a sanitizer's cost is mostly on the host, one core per process.
+# The whole-model checks, the longest, start first. Every check prints its seconds and stops at
 # SANITIZER_TIMEOUT (default 900 s), which counts as a failure.
 #
 #   scripts/test_sanitizer.sh          (make sanitize; needs a GPU, compute-sanitizer, PyTorch)
@@ -27,6 +28,17 @@ work=${SANITIZE_DIR:-build/sanitize}
 rm -rf "$work"
 mkdir -p "$work"
 command -v "$SANITIZER" >/dev/null || { echo "compute-sanitizer not found (set SANITIZER=/path)"; exit 1; }
+
+check_timeout=${SANITIZER_TIMEOUT:-900}
+[[ "$check_timeout" =~ ^[0-9]+$ ]] || { echo "SANITIZER_TIMEOUT must be whole seconds, got '$check_timeout'"; exit 2; }
+max_jobs=${SANITIZER_JOBS:-$(nproc)}
+[[ "$max_jobs" =~ ^[1-9][0-9]*$ ]] || { echo "SANITIZER_JOBS must be a positive whole number, got '$max_jobs'"; exit 2; }
+tools=(${SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck})
+for tool in "${tools[@]}"; do
+    case $tool in memcheck | racecheck | initcheck | synccheck) ;;
+        *) echo "SANITIZER_TOOLS: unknown tool '$tool' (memcheck, racecheck, initcheck, synccheck)"; exit 2 ;;
+    esac
+done
 
 # A two-layer model with every feature test_gpt2cu checks: dropout, fp32 residual, rotary.
 "$PYTHON" dev/reference/gpt2_reference.py --out "$work/ref" --padded-vocab 50304 --batch 2 --seq-len 64 \
@@ -50,15 +62,6 @@ for bench in build/dev/cuda/*; do
     [ -x "$bench" ] && [ -f "$bench" ] && workbenches+=("$bench")
 done
 [ ${#workbenches[@]} -gt 0 ] || { echo "no workbenches in build/dev/cuda (make dev)"; exit 1; }
-
-check_timeout=${SANITIZER_TIMEOUT:-900}
-[[ "$check_timeout" =~ ^[0-9]+$ ]] || { echo "SANITIZER_TIMEOUT must be whole seconds, got '$check_timeout'"; exit 2; }
-tools=(${SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck})
-for tool in "${tools[@]}"; do
-    case $tool in memcheck | racecheck | initcheck | synccheck) ;;
-        *) echo "SANITIZER_TOOLS: unknown tool '$tool' (memcheck, racecheck, initcheck, synccheck)"; exit 2 ;;
-    esac
-done
 
 # One program under one tool: prints one line (and the first reports when it fails); returns 1 on a
 # failure.
@@ -85,31 +88,46 @@ check() {  # tool name command...
     return 1
 }
 
-# One tool's list, in turn; its lines go to $work/<tool>.summary.
-run_tool() {  # tool
-    local tool=$1 failed=0
-    for bench in "${workbenches[@]}"; do
-        [ "$(basename "$bench")" = matmul ] && [ "$tool" = racecheck -o "$tool" = initcheck ] && continue
-        check "$tool" "$(basename "$bench")" "$bench" --quick || failed=1
-    done
-    check "$tool" test_gpt2cu-simple ./test_gpt2cu "$work/ref" --precision bf16 --matmul-engine simple || failed=1
-    check "$tool" train-simple "${train[@]}" --matmul-engine simple --out-dir "$work/run-$tool-simple" || failed=1
-    case $tool in memcheck | synccheck)
-        check "$tool" test_gpt2cu ./test_gpt2cu "$work/ref" --precision bf16 --matmul-tuning off || failed=1
-        check "$tool" train "${train[@]}" --out-dir "$work/run-$tool" || failed=1 ;;
+# One check by its name: a workbench, or one of the whole-model programs.
+run_named() {  # tool name
+    local tool=$1 name=$2
+    case $name in
+        test_gpt2cu-simple) check "$tool" "$name" ./test_gpt2cu "$work/ref" --precision bf16 --matmul-engine simple ;;
+        train-simple) check "$tool" "$name" "${train[@]}" --matmul-engine simple --out-dir "$work/run-$tool-simple" ;;
+        test_gpt2cu) check "$tool" "$name" ./test_gpt2cu "$work/ref" --precision bf16 --matmul-tuning off ;;
+        train) check "$tool" "$name" "${train[@]}" --out-dir "$work/run-$tool" ;;
+        *) check "$tool" "$name" "build/dev/cuda/$name" --quick ;;
     esac
-    return $failed
 }
 
-pids=()
+checks=()  # "tool name", the whole-model programs first
 for tool in "${tools[@]}"; do
-    run_tool "$tool" >"$work/$tool.summary" 2>&1 &
-    pids+=($!)
+    checks+=("$tool test_gpt2cu-simple" "$tool train-simple")
+    case $tool in memcheck | synccheck) checks+=("$tool test_gpt2cu" "$tool train") ;; esac
 done
+for tool in "${tools[@]}"; do
+    for bench in "${workbenches[@]}"; do
+        [ "$(basename "$bench")" = matmul ] && [ "$tool" = racecheck -o "$tool" = initcheck ] && continue
+        checks+=("$tool $(basename "$bench")")
+    done
+done
+
+running=0
+for entry in "${checks[@]}"; do
+    if [ $running -ge "$max_jobs" ]; then wait -n; running=$((running - 1)); fi
+    { run_named $entry; echo $? >"$work/${entry/ /-}.status"; } >"$work/${entry/ /-}.line" 2>&1 &
+    running=$((running + 1))
+done
+wait
+
+# The lines in a fixed order, a tool's together; a check that left no status 0 failed.
 status=0
-for i in "${!tools[@]}"; do
-    wait "${pids[$i]}" || status=1
-    cat "$work/${tools[$i]}.summary"
+for tool in "${tools[@]}"; do
+    for entry in "${checks[@]}"; do
+        [ "${entry%% *}" = "$tool" ] || continue
+        cat "$work/${entry/ /-}.line"
+        [ "$(cat "$work/${entry/ /-}.status" 2>/dev/null)" = 0 ] || status=1
+    done
 done
 [ $status -eq 0 ] && echo "sanitizer: PASS" || echo "sanitizer: FAIL"
 exit $status
