@@ -6,7 +6,7 @@
 #                         else a visible "skipped" line
 #   make test-gpu         test_gpt2cu against the PyTorch reference, every dev/cuda validation,
 #                         Hugging Face interop against transformers (scripts/test_hf_interop.py)
-#   make sanitize         compute-sanitizer's four tools on our kernels' workbenches, memcheck and synccheck on test_gpt2cu and a short run (GPU)
+#   make sanitize         compute-sanitizer's four tools on our kernels' workbenches, test_gpt2cu and a short run (GPU)
 #   make kill-soak        a run killed KILLS (20) times at random, resumed bit-identically (GPU)
 #   make quickstart       setup, `tiny` shards, build, train a small GPT on one GPU, plot it
 #   make test-asan        the CPU tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)
