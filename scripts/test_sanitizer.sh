@@ -20,11 +20,15 @@
 #
 #   scripts/test_sanitizer.sh          (make sanitize; needs a GPU, compute-sanitizer, PyTorch)
 #   SANITIZER_TOOLS="racecheck initcheck" scripts/test_sanitizer.sh    (some of the tools only)
+#   SANITIZER_JOBS=4 SANITIZER_TIMEOUT=300 scripts/test_sanitizer.sh  (fewer at once, a shorter limit)
+# SANITIZER, PYTHON and WORKBENCH_DIR (default build/dev/cuda) name other programs: tests/sanitizer_script.sh
+# runs the script with stand-ins for them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 SANITIZER=${SANITIZER:-compute-sanitizer}
 work=${SANITIZE_DIR:-build/sanitize}
+workbench_dir=${WORKBENCH_DIR:-build/dev/cuda}
 rm -rf "$work"
 mkdir -p "$work"
 command -v "$SANITIZER" >/dev/null || { echo "compute-sanitizer not found (set SANITIZER=/path)"; exit 1; }
@@ -55,22 +59,28 @@ train=(./train_gpt2cu -e d12 --n-layer 2 --n-embd 128 --n-head 2 --seq-len 64 --
        --train-glob "$work/shards/synthetic_train_*.bin" --val-glob "$work/shards/synthetic_val_*.bin")
 
 workbenches=()
-for bench in build/dev/cuda/*; do
+for bench in "$workbench_dir"/*; do
     case $(basename "$bench") in
         nccl_allreduce | *.d) continue ;;  # NCCL's kernels, not ours
     esac
     [ -x "$bench" ] && [ -f "$bench" ] && workbenches+=("$bench")
 done
-[ ${#workbenches[@]} -gt 0 ] || { echo "no workbenches in build/dev/cuda (make dev)"; exit 1; }
+[ ${#workbenches[@]} -gt 0 ] || { echo "no workbenches in $workbench_dir (make dev)"; exit 1; }
 
 # One program under one tool: prints one line (and the first reports when it fails); returns 1 on a
 # failure.
 check() {  # tool name command...
     local tool=$1 name=$2; shift 2
     local log=$work/$tool-$name.log start=$SECONDS
+    # In the background, its pid on file, so that stop_checks can end it (the timeout runs in a
+    # process group of its own, which a signal to ours does not reach).
     timeout --kill-after=30 "$check_timeout" "$SANITIZER" --tool "$tool" --error-exitcode 99 --print-limit 20 "$@" \
-        >"$log" 2>&1
+        >"$log" 2>&1 &
+    local pid=$!
+    echo $pid >"$work/$tool-$name.pid"
+    wait $pid
     local rc=$? seconds=$((SECONDS - start))
+    rm -f "$work/$tool-$name.pid"
     local summary
     summary=$(grep -E '^========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tail -n1)
     if [ $rc -eq 0 ]; then
@@ -80,9 +90,10 @@ check() {  # tool name command...
     local timed_out=0
     { [ $rc -eq 124 ] || [ $rc -eq 137 ]; } && timed_out=1
     [ $timed_out -eq 1 ] && summary="timed out after ${check_timeout}s (SANITIZER_TIMEOUT)"
+    [ $rc -eq 143 ] && summary="stopped by a signal"
     printf '  %-9s %-18s FAIL %4ds  %s (exit %d, log %s)\n' "$tool" "$name" $seconds "$summary" $rc "$log"
     grep -m5 -E '^========= (Invalid|Uninitialized|Race|Barrier|Error|Warning|Internal)' "$log" | sed 's/^/      /'
-    if [ $rc -ne 99 ] && [ $timed_out -eq 0 ]; then  # the program itself failed: its last words
+    if [ $rc -ne 99 ] && [ $rc -ne 143 ] && [ $timed_out -eq 0 ]; then  # the program itself failed: its last words
         grep -v '^=========' "$log" | grep -v '^[[:space:]]*$' | tail -n3 | sed 's/^/      /'
     fi
     return 1
@@ -96,7 +107,7 @@ run_named() {  # tool name
         train-simple) check "$tool" "$name" "${train[@]}" --matmul-engine simple --out-dir "$work/run-$tool-simple" ;;
         test_gpt2cu) check "$tool" "$name" ./test_gpt2cu "$work/ref" --precision bf16 --matmul-tuning off ;;
         train) check "$tool" "$name" "${train[@]}" --out-dir "$work/run-$tool" ;;
-        *) check "$tool" "$name" "build/dev/cuda/$name" --quick ;;
+        *) check "$tool" "$name" "$workbench_dir/$name" --quick ;;
     esac
 }
 
@@ -112,22 +123,38 @@ for tool in "${tools[@]}"; do
     done
 done
 
-running=0
+# A TERM or INT (an outer timeout, ^C) stops the checks in flight (each one's timeout forwards the
+# signal to its sanitizer), starts no more, and still reports every check. The pool's shells ignore
+# the signal themselves, so each stays to write its check's line and status.
+stopped=0
+stop_checks() {
+    stopped=1
+    local pid_file
+    for pid_file in "$work"/*.pid; do [ -f "$pid_file" ] && kill -TERM "$(cat "$pid_file")" 2>/dev/null; done
+}
+trap stop_checks TERM INT
+
 for entry in "${checks[@]}"; do
-    if [ $running -ge "$max_jobs" ]; then wait -n; running=$((running - 1)); fi
-    { run_named $entry; echo $? >"$work/${entry/ /-}.status"; } >"$work/${entry/ /-}.line" 2>&1 &
-    running=$((running + 1))
+    [ $stopped -eq 1 ] && break
+    while [ "$(jobs -pr | wc -l)" -ge "$max_jobs" ]; do wait -n; done
+    [ $stopped -eq 1 ] && break
+    { trap '' TERM INT; run_named $entry; echo $? >"$work/${entry/ /-}.status"; } >"$work/${entry/ /-}.line" 2>&1 &
 done
-wait
+while [ -n "$(jobs -pr)" ]; do wait; done  # a trapped signal ends a wait early
 
 # The lines in a fixed order, a tool's together; a check that left no status 0 failed.
 status=0
 for tool in "${tools[@]}"; do
     for entry in "${checks[@]}"; do
         [ "${entry%% *}" = "$tool" ] || continue
-        cat "$work/${entry/ /-}.line"
+        if [ -f "$work/${entry/ /-}.line" ]; then
+            cat "$work/${entry/ /-}.line"
+        else
+            printf '  %-9s %-18s not run (stopped)\n' $entry
+        fi
         [ "$(cat "$work/${entry/ /-}.status" 2>/dev/null)" = 0 ] || status=1
     done
 done
+[ $stopped -eq 1 ] && echo "stopped by a signal before every check had run"
 [ $status -eq 0 ] && echo "sanitizer: PASS" || echo "sanitizer: FAIL"
 exit $status

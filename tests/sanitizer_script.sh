@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# scripts/test_sanitizer.sh (make sanitize) without a GPU, against a stand-in compute-sanitizer that
+# records what it was asked to check and fails or sleeps on request: which programs run under which
+# tool, a clean pass, a reported error, a check over SANITIZER_TIMEOUT, at most SANITIZER_JOBS checks
+# at once, bad options, and a TERM from outside (the checks in flight stopped, every check reported,
+# no process left behind).
+set -u
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+check() {  # description, then a command that must succeed
+    local what=$1; shift
+    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
+}
+
+# The stand-in sanitizer: "--tool T --error-exitcode N --print-limit N PROGRAM ARGS..."; logs
+# "start"/"end" events with the time, fails for the "tool:program" pairs in STANDIN_FAIL, and sleeps
+# STANDIN_SLEEP seconds.
+cat >"$work/sanitizer" <<'SH'
+#!/usr/bin/env bash
+tool=$2 program=$(basename "$7")
+[ "$program" = test_gpt2cu ] && [[ " $* " == *" --matmul-engine simple "* ]] && program=test_gpt2cu-simple
+[ "$program" = train_gpt2cu ] && program=train && [[ " $* " == *" --matmul-engine simple "* ]] && program=train-simple
+echo "start $(date +%s%N) $tool $program" >>"$STANDIN_LOG"
+sleep "${STANDIN_SLEEP:-0}"
+echo "end $(date +%s%N) $tool $program" >>"$STANDIN_LOG"
+case " ${STANDIN_FAIL:-} " in
+    *" $tool:$program "*) echo "========= Race reported"; echo "========= ERROR SUMMARY: 1 error"; exit 99 ;;
+esac
+echo "========= ERROR SUMMARY: 0 errors"
+SH
+printf '#!/usr/bin/env bash\nexit 0\n' >"$work/python"  # the reference and shards are not read
+chmod +x "$work/sanitizer" "$work/python"
+mkdir -p "$work/workbenches"
+for name in adamw matmul nccl_allreduce; do printf '#!/bin/sh\n' >"$work/workbenches/$name"; done
+chmod +x "$work/workbenches/"*
+touch "$work/workbenches/adamw.d"
+
+run() {  # out_file, then environment assignments; runs the script with the stand-ins
+    local out=$1; shift
+    : >"$work/events"
+    env SANITIZER="$work/sanitizer" PYTHON="$work/python" WORKBENCH_DIR="$work/workbenches" \
+        SANITIZE_DIR="$work/sanitize" STANDIN_LOG="$work/events" "$@" scripts/test_sanitizer.sh >"$out" 2>&1
+}
+checked() { sort -u <(awk '$1 == "start" { print $3, $4 }' "$work/events"); }
+# The most checks that ran at once, from the start and end events.
+most_at_once() {
+    awk '{ print $2, ($1 == "start" ? 1 : -1) }' "$work/events" | sort -n |
+        awk '{ n += $2; if (n > most) most = n } END { print most + 0 }'
+}
+
+run "$work/pass.out"
+check "a clean run exits 0 and says PASS" bash -c "grep -q '^sanitizer: PASS$' '$work/pass.out'"
+expected="initcheck adamw
+initcheck test_gpt2cu-simple
+initcheck train-simple
+memcheck adamw
+memcheck matmul
+memcheck test_gpt2cu
+memcheck test_gpt2cu-simple
+memcheck train
+memcheck train-simple
+racecheck adamw
+racecheck test_gpt2cu-simple
+racecheck train-simple
+synccheck adamw
+synccheck matmul
+synccheck test_gpt2cu
+synccheck test_gpt2cu-simple
+synccheck train
+synccheck train-simple"
+check "every workbench but NCCL's under all four tools, the GEMM workbench and the cuBLASLt programs under memcheck and synccheck only" \
+    [ "$(checked)" = "$expected" ]
+check "one line per check, each 'ok'" [ "$(grep -c ' ok ' "$work/pass.out")" = 18 ]
+
+run "$work/fail.out" STANDIN_FAIL="racecheck:adamw"
+check "a reported error fails the run" grep -q '^sanitizer: FAIL$' "$work/fail.out"
+check "the failing check's line names the tool, the program and the report" \
+    bash -c "grep -A1 'racecheck adamw *FAIL' '$work/fail.out' | grep -q 'Race reported'"
+check "the other checks still pass" [ "$(grep -c ' ok ' "$work/fail.out")" = 17 ]
+
+run "$work/jobs.out" SANITIZER_JOBS=2 STANDIN_SLEEP=0.3
+check "SANITIZER_JOBS=2 runs at most two checks at once, and all of them" \
+    bash -c "[ \"\$(grep -c ' ok ' '$work/jobs.out')\" = 18 ] && [ '$(most_at_once)' -le 2 ]"
+run "$work/jobs16.out" SANITIZER_JOBS=16 STANDIN_SLEEP=0.3
+check "SANITIZER_JOBS=16 runs several at once" [ "$(most_at_once)" -gt 2 ]
+
+run "$work/timeout.out" SANITIZER_TOOLS=memcheck SANITIZER_TIMEOUT=1 STANDIN_SLEEP=5
+check "a check over SANITIZER_TIMEOUT fails and says so" \
+    bash -c "grep -q 'memcheck *adamw *FAIL.*timed out after 1s (SANITIZER_TIMEOUT)' '$work/timeout.out' && grep -q '^sanitizer: FAIL$' '$work/timeout.out'"
+
+run "$work/jobs0.out" SANITIZER_JOBS=0
+status=$?
+check "SANITIZER_JOBS=0 is refused with a message" \
+    bash -c "[ $status = 2 ] && grep -q 'SANITIZER_JOBS must be a positive whole number' '$work/jobs0.out'"
+run "$work/tool.out" SANITIZER_TOOLS="memcheck leakcheck"
+check "an unknown tool is refused with a message" grep -q "unknown tool 'leakcheck'" "$work/tool.out"
+
+# A TERM from outside while the whole-model checks run: they stop, the rest never start, every
+# check has its line, and no stand-in is left running.
+start=$SECONDS
+run "$work/term.out" SANITIZER_JOBS=4 STANDIN_SLEEP=30 timeout 3 env
+status=$?
+check "a TERM from outside ends the run within seconds, failed" bash -c "[ $status -ne 0 ] && [ $((SECONDS - start)) -lt 20 ]"
+check "the checks in flight say they were stopped" [ "$(grep -c 'FAIL.*stopped by a signal' "$work/term.out")" = 4 ]
+check "the checks never started say so" [ "$(grep -c 'not run (stopped)' "$work/term.out")" = 14 ]
+check "the run says it was stopped" grep -q 'stopped by a signal before every check had run' "$work/term.out"
+no_standin_running() { ! pgrep -f "$work/[s]anitizer " >/dev/null; }  # [s]: the pattern is not its own match
+sleep 1
+check "no stand-in sanitizer is left running" no_standin_running
+
+[ $failures -eq 0 ] && echo "sanitizer script: all checks passed" || echo "sanitizer script: $failures failed"
+[ $failures -eq 0 ]
