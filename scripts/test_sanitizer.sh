@@ -138,7 +138,8 @@ for entry in "${checks[@]}"; do
     [ $stopped -eq 1 ] && break
     while [ "$(jobs -pr | wc -l)" -ge "$max_jobs" ]; do wait -n; done
     [ $stopped -eq 1 ] && break
-    { trap '' TERM INT; run_named $entry; echo $? >"$work/${entry/ /-}.status"; } >"$work/${entry/ /-}.line" 2>&1 &
+    base=$work/${entry/ /-}  # the check's files: .line, .status (and check's .log, .pid)
+    { trap '' TERM INT; run_named $entry; echo $? >"$base.status"; } >"$base.line" 2>&1 &
 done
 while [ -n "$(jobs -pr)" ]; do wait; done  # a trapped signal ends a wait early
 
@@ -147,12 +148,9 @@ status=0
 for tool in "${tools[@]}"; do
     for entry in "${checks[@]}"; do
         [ "${entry%% *}" = "$tool" ] || continue
-        if [ -f "$work/${entry/ /-}.line" ]; then
-            cat "$work/${entry/ /-}.line"
-        else
-            printf '  %-9s %-18s not run (stopped)\n' $entry
-        fi
-        [ "$(cat "$work/${entry/ /-}.status" 2>/dev/null)" = 0 ] || status=1
+        base=$work/${entry/ /-}
+        if [ -f "$base.line" ]; then cat "$base.line"; else printf '  %-9s %-18s not run (stopped)\n' $entry; fi
+        [ "$(cat "$base.status" 2>/dev/null)" = 0 ] || status=1
     done
 done
 [ $stopped -eq 1 ] && echo "stopped by a signal before every check had run"

@@ -8,13 +8,7 @@
 # dev/bench/presets.sh against a stand-in trainer (a row, a failed row, TRAINER and extra arguments).
 set -u
 cd "$(dirname "$0")/.."
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-check() {  # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
+source tests/support/checks.sh
 
 # Stand-ins: the trainer records its arguments and prints a BENCH line (or fails for gpt2xl);
 # the "Python" runs torch_baseline.py's part of the contract: one BENCH line.
@@ -159,5 +153,4 @@ check "presets.sh: ... and the configuration it reads" grep -qF -- "-e gpt2s --a
 TRAINER="$work/missing" dev/bench/presets.sh gpt2s:64 >/dev/null 2>"$work/presets_missing"
 check "presets.sh: a missing trainer is named" grep -qF "$work/missing not found" "$work/presets_missing"
 
-echo "bench_tools: $failures failed"
-[ "$failures" -eq 0 ]
+finish_checks bench_tools

@@ -6,13 +6,7 @@
 # no process left behind).
 set -u
 cd "$(dirname "$0")/.."
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-check() {  # description, then a command that must succeed
-    local what=$1; shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
+source tests/support/checks.sh
 
 # The stand-in sanitizer: "--tool T --error-exitcode N --print-limit N PROGRAM ARGS..."; logs
 # "start"/"end" events with the time, fails for the "tool:program" pairs in STANDIN_FAIL, and sleeps
@@ -110,5 +104,4 @@ no_standin_running() { ! pgrep -f "$work/[s]anitizer " >/dev/null; }  # [s]: the
 sleep 1
 check "no stand-in sanitizer is left running" no_standin_running
 
-[ $failures -eq 0 ] && echo "sanitizer script: all checks passed" || echo "sanitizer script: $failures failed"
-[ $failures -eq 0 ]
+finish_checks sanitizer_script
