@@ -135,7 +135,6 @@ stop_checks() {
 trap stop_checks TERM INT
 
 for entry in "${checks[@]}"; do
-    [ $stopped -eq 1 ] && break
     while [ "$(jobs -pr | wc -l)" -ge "$max_jobs" ]; do wait -n; done
     [ $stopped -eq 1 ] && break
     base=$work/${entry/ /-}  # the check's files: .line, .status (and check's .log, .pid)

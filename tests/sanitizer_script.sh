@@ -45,7 +45,8 @@ most_at_once() {
 }
 
 run "$work/pass.out"
-check "a clean run exits 0 and says PASS" bash -c "grep -q '^sanitizer: PASS$' '$work/pass.out'"
+status=$?
+check "a clean run exits 0 and says PASS" bash -c "[ $status = 0 ] && grep -q '^sanitizer: PASS$' '$work/pass.out'"
 expected="initcheck adamw
 initcheck test_gpt2cu-simple
 initcheck train-simple
