@@ -5,12 +5,16 @@
 //
 // Block: 128 keys and three warpgroups. Warpgroup 0 is the producer: its first warp loads the K
 // and V tiles once, then streams the query tiles that see these keys (from the diagonal to the
-// end) into a ring of kStages stages: one lane copies Q and dO by TMA, and the warp's 32 lanes
-// copy the tile's lse (times log2 e) and D with ordinary loads (their rows need not be 16-byte
-// aligned, which a bulk copy would require). A stage's "full" mbarrier completes when the TMA
-// bytes have landed and the 32 lanes have arrived; its "empty" one when every consumer warp has
-// finished with it. Warpgroups 1 and 2 own 64 keys each; per query tile, all in the key-row
-// (transposed) orientation so that each warpgroup's accumulators are its own keys:
+// end) into a ring of kStages stages: one lane copies Q and dO by TMA. A stage's "full" mbarrier
+// completes when the TMA bytes have landed; its "empty" one when every consumer warp has finished
+// with it. Each consumer warpgroup reads the tile's lse (times log2 e) and D itself: its threads
+// load them from global memory one tile ahead, into registers, and publish them in the
+// warpgroup's own double buffer of shared memory behind a barrier of the warpgroup's 128 threads
+// (their rows need not be 16-byte aligned, which a bulk copy would require; and a barrier that
+// every reader and writer takes is an ordering compute-sanitizer's racecheck follows, where an
+// mbarrier arrival of the writers is not). Warpgroups 1 and 2 own 64 keys each; per query tile,
+// all in the key-row (transposed) orientation so that each warpgroup's accumulators are its own
+// keys:
 //   S^T = K Q^T, dP^T = V dO^T   wgmma from shared memory, all operands K-major;
 //   P^T = exp2(S^T scale log2 e - lse log2 e), the causal mask on tiles that cross the diagonal,
 //   dS^T = P^T (dP^T - D), with dropout applied to P^T (for dV) and dP^T as mma.sync's dK/dV
@@ -19,7 +23,7 @@
 //   dV += P^T dO, dK += dS^T Q   wgmma with P^T and dS^T from registers (c_pair_to_a) and dO, Q
 //                                from shared memory, N-major (their rows are queries).
 // At the end each consumer stages dK (times the softmax scale) in its K rows and dV in its V rows
-// and stores them with TMA. Rows past T: TMA loads zeros for Q and dO, the producer writes lse =
+// and stores them with TMA. Rows past T: TMA loads zeros for Q and dO, the consumers take lse =
 // +inf (so P = 0) and D = 0 for them, and the stores clip them; any T works. No atomics: every
 // key's gradient is summed by one warpgroup in a fixed order, so results repeat bit for bit.
 
@@ -40,20 +44,21 @@ template <int HD, int QUERIES, int STAGES, bool PIPELINED> struct DkdvShape : Wa
     static constexpr int kQueries = QUERIES;       // per streamed tile
     static constexpr int kStages = STAGES;
     static constexpr bool kPipelined = PIPELINED;
-    // Shared memory (bytes from a 1024-byte aligned base): K, V, Q stages, dO stages, lse stages,
-    // D stages, barriers.
+    // Shared memory (bytes from a 1024-byte aligned base): K, V, Q stages, dO stages, each
+    // consumer's two buffers of a tile's lse and D, barriers.
     static constexpr int kKeyTileBytes = kKeys * HD * 2, kQueryTileBytes = kQueries * HD * 2;
     static constexpr int kVOffset = kKeyTileBytes, kQOffset = 2 * kKeyTileBytes;
     static constexpr int kDoOffset = kQOffset + kStages * kQueryTileBytes;
-    static constexpr int kLseOffset = kDoOffset + kStages * kQueryTileBytes;
-    static constexpr int kRowDotOffset = kLseOffset + kStages * kQueries * 4;
-    static constexpr int kBarrierOffset = kRowDotOffset + kStages * kQueries * 4;
+    static constexpr int kStatsBytes = 2 * kQueries * 4;  // one buffer: lse[kQueries], then D[kQueries]
+    static constexpr int kStatsOffset = kDoOffset + kStages * kQueryTileBytes;
+    static constexpr int kBarrierOffset = kStatsOffset + kConsumers * 2 * kStatsBytes;
     static constexpr int kBarriers = 1 + 2 * kStages;  // K/V full, then full and empty per stage
     static constexpr size_t kSharedBytes = kBarrierOffset + 8 * kBarriers + 1024;  // + alignment slack
     static_assert(kSharedBytes <= 227 * 1024, "shared memory per block");
-    // Arrivals that complete a stage's "full" barrier: the TMA lane's expect_tx, then each
-    // producer lane after its lse and D stores.
-    static constexpr int kFullArrivals = 1 + 32;
+    // Arrivals that complete a stage's "full" barrier: the TMA lane's expect_tx.
+    static constexpr int kFullArrivals = 1;
+    // Stats values each consumer thread loads per tile (lse and D of kQueries queries, 128 threads).
+    static constexpr int kStatsPerThread = 2 * kQueries / 128;
 };
 
 // Production shape per head dim (the workbench's sweep times the others).
@@ -66,8 +71,10 @@ template <typename C> struct DkdvSmem {
     __device__ uint32_t v() const { return base + C::kVOffset; }
     __device__ uint32_t q(int stage) const { return base + C::kQOffset + stage * C::kQueryTileBytes; }
     __device__ uint32_t dout(int stage) const { return base + C::kDoOffset + stage * C::kQueryTileBytes; }
-    __device__ uint32_t lse(int stage) const { return base + C::kLseOffset + stage * C::kQueries * 4; }
-    __device__ uint32_t row_dot(int stage) const { return base + C::kRowDotOffset + stage * C::kQueries * 4; }
+    // Consumer `consumer`'s stats buffer `buffer` (0, 1): lse at stats(...), D kQueries floats on.
+    __device__ uint32_t stats(int consumer, int buffer) const {
+        return base + C::kStatsOffset + (2 * consumer + buffer) * C::kStatsBytes;
+    }
     __device__ uint32_t kv_full() const { return base + C::kBarrierOffset; }
     __device__ uint32_t full(int stage) const { return kv_full() + 8 * (1 + stage); }
     __device__ uint32_t empty(int stage) const { return kv_full() + 8 * (1 + C::kStages + stage); }
@@ -79,37 +86,21 @@ __device__ __forceinline__ float* shared_floats(uint32_t address) {
     return reinterpret_cast<float*>(smem_raw + (address - shared_address(smem_raw)));
 }
 
-// Producer (the 32 lanes of warp 0): K and V once, then query tile first_q_tile + j into stage
-// j % kStages once the consumers have released the tile that used it before.
+// Producer (one thread): K and V once, then query tile first_q_tile + j into stage j % kStages
+// once the consumers have released the tile that used it before.
 template <int HD, typename C>
 __device__ __forceinline__ void load_query_tiles(const DkdvSmem<C>& smem, const CUtensorMap& kv_map,
-                                                 const CUtensorMap& q_map, const CUtensorMap& dout_map,
-                                                 const float* lse, const float* row_dot, int k0, int first_q_tile,
-                                                 int num_q_tiles, int h, int b, int seq_len, int NH) {
-    const int lane = threadIdx.x % 32;
-    if (lane == 0) {
-        mbarrier_arrive_expect_bytes(smem.kv_full(), 2 * C::kKeyTileBytes);
-        tma_load_rows<HD>(smem.k(), C::kKeys, kv_map, k0, NH + h, b, smem.kv_full());
-        tma_load_rows<HD>(smem.v(), C::kKeys, kv_map, k0, 2 * NH + h, b, smem.kv_full());
-    }
-    const int64_t stat_base = (static_cast<int64_t>(b) * NH + h) * seq_len;
+                                                 const CUtensorMap& q_map, const CUtensorMap& dout_map, int k0,
+                                                 int first_q_tile, int num_q_tiles, int h, int b, int NH) {
+    mbarrier_arrive_expect_bytes(smem.kv_full(), 2 * C::kKeyTileBytes);
+    tma_load_rows<HD>(smem.k(), C::kKeys, kv_map, k0, NH + h, b, smem.kv_full());
+    tma_load_rows<HD>(smem.v(), C::kKeys, kv_map, k0, 2 * NH + h, b, smem.kv_full());
     for (int j = 0; first_q_tile + j < num_q_tiles; ++j) {
         const int stage = j % C::kStages, use = j / C::kStages, qs0 = (first_q_tile + j) * C::kQueries;
         if (use > 0) mbarrier_wait(smem.empty(stage), (use - 1) & 1);
-        if (lane == 0) {
-            mbarrier_arrive_expect_bytes(smem.full(stage), 2 * C::kQueryTileBytes);
-            tma_load_rows<HD>(smem.q(stage), C::kQueries, q_map, qs0, h, b, smem.full(stage));
-            tma_load_rows<HD>(smem.dout(stage), C::kQueries, dout_map, qs0, h, b, smem.full(stage));
-        }
-        float* lse_s = shared_floats(smem.lse(stage));
-        float* row_dot_s = shared_floats(smem.row_dot(stage));
-        for (int i = lane; i < C::kQueries; i += 32) {
-            const int query = qs0 + i;
-            const bool valid = query < seq_len;
-            lse_s[i] = valid ? lse[stat_base + query] * kLog2e : INFINITY;
-            row_dot_s[i] = valid ? row_dot[stat_base + query] : 0.0f;
-        }
-        mbarrier_arrive(smem.full(stage));
+        mbarrier_arrive_expect_bytes(smem.full(stage), 2 * C::kQueryTileBytes);
+        tma_load_rows<HD>(smem.q(stage), C::kQueries, q_map, qs0, h, b, smem.full(stage));
+        tma_load_rows<HD>(smem.dout(stage), C::kQueries, dout_map, qs0, h, b, smem.full(stage));
     }
 }
 
@@ -126,10 +117,19 @@ template <typename T, int HD, typename C> struct ConsumerKeys {
     uint64_t drop_call0, drop_calls_per_query;
     float st[NQ][4], dpt[NQ][4], dk[ND][4], dv[ND][4];
     uint32_t p_frag[NQ / 2][4], ds_frag[NQ / 2][4];
+    // The tile's lse (times log2 e) and D: this (b, h)'s rows in global memory, this thread's
+    // values of the next tile in registers, the warpgroup's buffers in shared memory.
+    const float *lse_rows, *row_dot_rows;
+    int seq_len, consumer;
+    float next_stats[C::kStatsPerThread];
 
-    __device__ ConsumerKeys(const DkdvSmem<C>& smem_, const DropoutParams& drop_, int consumer, int k0, int h,
-                            int b, int seq_len, int NH, float softmax_scale)
-        : smem(smem_), drop(drop_) {
+    __device__ ConsumerKeys(const DkdvSmem<C>& smem_, const DropoutParams& drop_, const float* lse,
+                            const float* row_dot, int consumer_, int k0, int h, int b, int seq_len_, int NH,
+                            float softmax_scale)
+        : smem(smem_), drop(drop_), seq_len(seq_len_), consumer(consumer_) {
+        const int64_t stat_base = (static_cast<int64_t>(b) * NH + h) * seq_len;
+        lse_rows = lse + stat_base;
+        row_dot_rows = row_dot + stat_base;
         const int thread = threadIdx.x % 128, warp = thread / 32;
         lane = thread % 32;
         t = lane % 4;
@@ -156,6 +156,27 @@ template <typename T, int HD, typename C> struct ConsumerKeys {
             for (int e = 0; e < 4; ++e) dk[i][e] = dv[i][e] = 0.0f;
     }
 
+    // Loads query tile qs0's lse (times log2 e) and D into next_stats: value i of the tile's
+    // [lse..., D...] is thread i's, thread i + 128's, ...; +inf and 0 past T.
+    __device__ __forceinline__ void prefetch_stats(int qs0) {
+        const int thread = threadIdx.x % 128;
+#pragma unroll
+        for (int s = 0; s < C::kStatsPerThread; ++s) {
+            const int i = thread + 128 * s, is_d = i >= C::kQueries, query = qs0 + i - (is_d ? C::kQueries : 0);
+            const bool valid = query < seq_len;
+            next_stats[s] = is_d ? (valid ? row_dot_rows[query] : 0.0f) : (valid ? lse_rows[query] * kLog2e : INFINITY);
+        }
+    }
+    // Publishes next_stats as tile j's (buffer j & 1) to the warpgroup. The buffer was last read
+    // for tile j - 2, before every thread reached tile j - 1's barrier, which this write follows.
+    __device__ __forceinline__ void publish_stats(int j) {
+        float* buffer = shared_floats(smem.stats(consumer, j & 1));
+        const int thread = threadIdx.x % 128;
+#pragma unroll
+        for (int s = 0; s < C::kStatsPerThread; ++s) buffer[thread + 128 * s] = next_stats[s];
+        named_barrier_sync(3 + consumer, 128);  // ids 1, 2: store_warpgroup_rows'
+    }
+
     // Issues S^T = K Q^T and dP^T = V dO^T for the tile in `stage` (one commit group).
     __device__ __forceinline__ void issue_scores(int stage) {
         wgmma_rows_times_rows<T, C::kQueries, HD>(st, k_rows, C::kKeys, smem.q(stage), C::kQueries);
@@ -169,10 +190,11 @@ template <typename T, int HD, typename C> struct ConsumerKeys {
         wgmma_commit();
     }
 
-    // S^T, dP^T (completed) of the query tile at qs0 -> dropped P^T (in st) and dS^T (in dpt).
-    __device__ __forceinline__ void scores_to_gradients(int qs0, int stage) {
-        const float* lse_s = shared_floats(smem.lse(stage));
-        const float* row_dot_s = shared_floats(smem.row_dot(stage));
+    // S^T, dP^T (completed) of query tile j at qs0 -> dropped P^T (in st) and dS^T (in dpt); its
+    // lse and D are published (publish_stats(j)).
+    __device__ __forceinline__ void scores_to_gradients(int qs0, int j) {
+        const float* lse_s = shared_floats(smem.stats(consumer, j & 1));
+        const float* row_dot_s = lse_s + C::kQueries;
         const bool masked_tile = warp_k0 + 15 > qs0;  // some key of this warp after some query
         tensor_cores::TileKeep<NQ> keep;
         if (drop.enabled())
@@ -222,15 +244,22 @@ template <typename T, int HD, typename C> struct ConsumerKeys {
         keep_until_here(ds_frag);
     }
 
+    // Tile j's stats published and tile j + 1's loads in flight (while tile j's multiplies run).
+    __device__ __forceinline__ void stats_of_tile(int first_q_tile, int j, int num_tiles) {
+        publish_stats(j);
+        if (j + 1 < num_tiles) prefetch_stats(query0(first_q_tile, j + 1));
+    }
+
     // P^T and dS^T of tile j in fragments, nothing else in flight.
-    __device__ __forceinline__ void fragments_of_tile(int first_q_tile, int j) {
+    __device__ __forceinline__ void fragments_of_tile(int first_q_tile, int j, int num_tiles) {
         wait_full(j);
         wgmma_fence();
         issue_scores(j % C::kStages);
+        stats_of_tile(first_q_tile, j, num_tiles);
         wgmma_wait<0>();
         keep_in_place(st);
         keep_in_place(dpt);
-        scores_to_gradients(query0(first_q_tile, j), j % C::kStages);
+        scores_to_gradients(query0(first_q_tile, j), j);
         gradients_to_fragments();
     }
 
@@ -245,25 +274,27 @@ template <typename T, int HD, typename C> struct ConsumerKeys {
             release(begin % C::kStages);
         }
         if (begin == num_tiles) return;
+        prefetch_stats(query0(first_q_tile, begin));
         if constexpr (!PIPELINED) {
             for (int j = begin; j < num_tiles; ++j) {
-                fragments_of_tile(first_q_tile, j);
+                fragments_of_tile(first_q_tile, j, num_tiles);
                 wgmma_fence();
                 issue_gradients(j % C::kStages);
                 wait_gradients();
                 release(j % C::kStages);
             }
         } else {
-            fragments_of_tile(first_q_tile, begin);
+            fragments_of_tile(first_q_tile, begin, num_tiles);
             for (int j = begin + 1; j < num_tiles; ++j) {
                 wait_full(j);
                 wgmma_fence();
                 issue_scores(j % C::kStages);
                 issue_gradients((j - 1) % C::kStages);
+                stats_of_tile(first_q_tile, j, num_tiles);
                 wgmma_wait<1>();  // S^T, dP^T of tile j have landed; tile j - 1's products may still run
                 keep_in_place(st);
                 keep_in_place(dpt);
-                scores_to_gradients(query0(first_q_tile, j), j % C::kStages);
+                scores_to_gradients(query0(first_q_tile, j), j);
                 wait_gradients();
                 release((j - 1) % C::kStages);
                 gradients_to_fragments();
@@ -304,12 +335,11 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         init_barriers<C>(smem, smem.kv_full(), C::kFullArrivals);
         run_warp_specialized<C>(
             [&] {
-                if (threadIdx.x >= 32) return;
-                load_query_tiles<HD, C>(smem, kv_map, q_map, dout_map, lse, row_dot, k0, first_q_tile, num_q_tiles, h,
-                                        b, seq_len, NH);
+                if (threadIdx.x != 0) return;
+                load_query_tiles<HD, C>(smem, kv_map, q_map, dout_map, k0, first_q_tile, num_q_tiles, h, b, NH);
             },
             [&](int consumer) {
-                ConsumerKeys<T, HD, C> keys(smem, drop, consumer, k0, h, b, seq_len, NH, softmax_scale);
+                ConsumerKeys<T, HD, C> keys(smem, drop, lse, row_dot, consumer, k0, h, b, seq_len, NH, softmax_scale);
                 mbarrier_wait(smem.kv_full(), 0);
                 keys.template accumulate<C::kPipelined>(first_q_tile, num_q_tiles - first_q_tile);
                 keys.finish(dkv_map, consumer, h, b, seq_len, NH, softmax_scale);
