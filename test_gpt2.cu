@@ -1,10 +1,11 @@
 // test_gpt2cu: the whole model against the PyTorch reference (dev/reference/gpt2_reference.py).
 //
 //   ./test_gpt2cu REF_DIR [--precision bf16|fp16|both] [--matmul-engine cublaslt|simple]
-//                 [--matmul-tuning auto|off]
+//                 [--matmul-tuning auto|off] [--attention-kernel auto|hopper|tensor-cores|cuda-cores]
 //
 // --matmul-engine simple runs every GEMM on our own plain kernel instead of cuBLASLt (the
 // trainer's flag of that name), so that compute-sanitizer can check all of a step (make sanitize).
+// --attention-kernel names the attention kernels, as the trainer's flag of that name.
 // --matmul-tuning: auto (the default) times cuBLASLt's candidates per shape, as the trainer's
 // --matmul-tuning auto, and runs the fastest; off takes the heuristic's first (the trainer's
 // default), which a sanitizer run prefers: it spares the timing repeats.
@@ -33,6 +34,7 @@
 //   step-6 norm by 9.4e-3 against 9e-5 at step 1; at lr 1e-4 by at most 2.0e-3 (fp16: 4.5e-4).
 //   A trajectory check there would measure that chaos, not our arithmetic (a base-model fp16
 //   build failed it at 1.12e-2 against 1e-2 on 2026-11-28, with step-1 gradients right to 1e-3).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -118,9 +120,16 @@ static ReferenceRun read_reference_run(const tensor_bundle::Bundle& bundle) {
     return run;
 }
 
+// What runs the model: the GEMMs (engine, tuning) and the attention kernels (the flags above).
+struct Kernels {
+    MatmulEngine engine;
+    MatmulTuning tuning;
+    AttentionKernelChoice attention;
+};
+
 template <typename T, typename R>
-static void check_against_reference(const std::string& dir, bool recompute_gelu, MatmulEngine engine,
-                                    MatmulTuning tuning, DistributedContext& dist, Report& report) {
+static void check_against_reference(const std::string& dir, bool recompute_gelu, const Kernels& kernels,
+                                    DistributedContext& dist, Report& report) {
     const std::string model_path = dir + "/model.bin";
     const tensor_bundle::Bundle ref = tensor_bundle::Bundle::load(dir + "/ref.bin");
     const ModelFileHeader header = read_model_header(model_path);
@@ -131,7 +140,7 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     std::printf("\n%s | %s%s%s%s%s%s%s | L=%d C=%d NH=%d B=%d T=%d dropout=%.2f\n", dir.c_str(), precision_name<T>(),
                 shape.post_norm ? " post-norm" : " pre-norm", shape.rotary_dim ? " rotary" : "",
                 shape.scale_attn_by_inverse_layer_idx ? " attn/(layer+1)" : "", shape.fp32_residual ? " fp32-residual" : "",
-                recompute_gelu ? " recompute-gelu" : "", engine == MatmulEngine::simple ? " simple-gemm" : "",
+                recompute_gelu ? " recompute-gelu" : "", kernels.engine == MatmulEngine::simple ? " simple-gemm" : "",
                 shape.n_layer, shape.n_embd, shape.n_head, B, T_, run.dropout);
     std::printf("  %-34s %11s  %9s\n", "quantity", "rel.error", "tolerance");
 
@@ -139,6 +148,7 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     options.shape = shape;
     options.dropout_embd = options.dropout_resid = options.dropout_attn = run.dropout;
     options.recompute_gelu = recompute_gelu;
+    options.attention_kernel = kernels.attention;
     const ParamLayout layout(shape, 0.02);
     const OptimizerShard shard{0, layout.total(), layout.total()};
     Gpt2Model<T, R> model(options, 0.02, B, T_, shard);
@@ -146,7 +156,7 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
     StepTimeline no_timeline;
     AllReduceGradients<T> grads(dist, model.layout(), shard, /*overlap=*/false, no_timeline);
     ModelParameters<T>& params = model.parameters();
-    MatmulContext matmul(tuning, engine);
+    MatmulContext matmul(kernels.tuning, kernels.engine);
     cudaStream_t stream;
     CUDA_CHECK(cudaStreamCreate(&stream));
 
@@ -261,19 +271,24 @@ static void check_against_reference(const std::string& dir, bool recompute_gelu,
 }
 
 template <typename T>
-static void check_precision(const std::string& dir, bool recompute_gelu, MatmulEngine engine, MatmulTuning tuning,
+static void check_precision(const std::string& dir, bool recompute_gelu, const Kernels& kernels,
                             DistributedContext& dist, Report& report) {
     if (read_model_header(dir + "/model.bin").shape.fp32_residual)
-        check_against_reference<T, float>(dir, recompute_gelu, engine, tuning, dist, report);
+        check_against_reference<T, float>(dir, recompute_gelu, kernels, dist, report);
     else
-        check_against_reference<T, T>(dir, recompute_gelu, engine, tuning, dist, report);
+        check_against_reference<T, T>(dir, recompute_gelu, kernels, dist, report);
 }
 
 int main(int argc, char** argv) {
     std::vector<std::string> dirs;
-    std::string precision = "both", engine_name = "cublaslt", tuning_name = "auto";
+    std::string precision = "both", engine_name = "cublaslt", tuning_name = "auto", attention_name = "auto";
     const char* usage = "usage: %s REF_DIR... [--precision bf16|fp16|both] [--matmul-engine cublaslt|simple] "
-                        "[--matmul-tuning auto|off]\n";
+                        "[--matmul-tuning auto|off] [--attention-kernel auto|hopper|tensor-cores|cuda-cores]\n";
+    const std::vector<std::pair<std::string, AttentionKernelChoice>> attention_choices = {
+        {"auto", AttentionKernelChoice::automatic},
+        {"hopper", AttentionKernelChoice::hopper},
+        {"tensor-cores", AttentionKernelChoice::tensor_cores},
+        {"cuda-cores", AttentionKernelChoice::cuda_cores}};
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--precision" && i + 1 < argc) {
@@ -282,6 +297,8 @@ int main(int argc, char** argv) {
             engine_name = argv[++i];
         } else if (arg == "--matmul-tuning" && i + 1 < argc) {
             tuning_name = argv[++i];
+        } else if (arg == "--attention-kernel" && i + 1 < argc) {
+            attention_name = argv[++i];
         } else if (arg.rfind("--", 0) == 0) {
             std::fprintf(stderr, "error: unknown flag %s\n", arg.c_str());
             std::fprintf(stderr, usage, argv[0]);
@@ -290,14 +307,18 @@ int main(int argc, char** argv) {
             dirs.push_back(arg);
         }
     }
+    const auto attention = std::find_if(attention_choices.begin(), attention_choices.end(),
+                                        [&](const auto& choice) { return choice.first == attention_name; });
     if (dirs.empty() || (precision != "bf16" && precision != "fp16" && precision != "both") ||
-        (engine_name != "cublaslt" && engine_name != "simple") || (tuning_name != "auto" && tuning_name != "off")) {
+        (engine_name != "cublaslt" && engine_name != "simple") || (tuning_name != "auto" && tuning_name != "off") ||
+        attention == attention_choices.end()) {
         std::fprintf(stderr, usage, argv[0]);
         std::fprintf(stderr, "  (write a REF_DIR with dev/reference/gpt2_reference.py --out REF_DIR)\n");
         return 2;
     }
-    const MatmulEngine engine = engine_name == "simple" ? MatmulEngine::simple : MatmulEngine::cublaslt;
-    const MatmulTuning tuning = tuning_name == "auto" ? MatmulTuning::kAutotune : MatmulTuning::kAlwaysFused;
+    const Kernels kernels{engine_name == "simple" ? MatmulEngine::simple : MatmulEngine::cublaslt,
+                          tuning_name == "auto" ? MatmulTuning::kAutotune : MatmulTuning::kAlwaysFused,
+                          attention->second};
     DistributedContext dist;  // one process: the gradient path the trainer runs on one GPU
     cudaDeviceProp props{};
     CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
@@ -307,9 +328,8 @@ int main(int argc, char** argv) {
         // Both ways of getting the fc_proj input (stored or recomputed GELU) for every variant.
         for (const std::string& dir : dirs) {
             for (const bool recompute_gelu : {true, false}) {
-                if (precision != "fp16")
-                    check_precision<__nv_bfloat16>(dir, recompute_gelu, engine, tuning, dist, report);
-                if (precision != "bf16") check_precision<__half>(dir, recompute_gelu, engine, tuning, dist, report);
+                if (precision != "fp16") check_precision<__nv_bfloat16>(dir, recompute_gelu, kernels, dist, report);
+                if (precision != "bf16") check_precision<__half>(dir, recompute_gelu, kernels, dist, report);
             }
         }
     } catch (const std::exception& error) {

@@ -18,6 +18,7 @@
 
 #include "host/checkpoint.h"
 #include "host/checkpoint_retention.h"
+#include "host/attention_kernel.h"
 #include "host/matmul_engine.h"
 #include "host/schedule.h"
 
@@ -143,6 +144,7 @@ struct TrainConfig {
     bool cuda_graphs = false;         // replay each micro-step's forward and backward, and AdamW, as CUDA graphs
     std::string matmul_tuning = "off";  // off (the heuristic's first), auto (timed in the first step), or a record to replay
     MatmulEngine matmul_engine = MatmulEngine::cublaslt;  // simple: our own GEMM, for compute-sanitizer runs
+    AttentionKernelChoice attention_kernel = AttentionKernelChoice::automatic;  // Hopper where it runs, else mma.sync
     int nproc = 1;                    // processes to launch (single-node launcher)
     std::string rendezvous;           // shared file for multi-process start-up ("" = default)
     int nccl_timeout = 300;           // seconds (train/nccl_context.cuh)

@@ -395,6 +395,16 @@ std::vector<Option> build_options() {
                                     "GEMM with unfused epilogues, far slower, for compute-sanitizer: with it a step "
                                     "runs no cuBLASLt kernel, so racecheck and initcheck can check all of it (make "
                                     "sanitize)"),
+        choice_option<AttentionKernelChoice>(run, "--attention-kernel", &C::attention_kernel,
+                                             {{"auto", AttentionKernelChoice::automatic},
+                                              {"hopper", AttentionKernelChoice::hopper},
+                                              {"tensor-cores", AttentionKernelChoice::tensor_cores},
+                                              {"cuda-cores", AttentionKernelChoice::cuda_cores}},
+                                             "the attention kernels: auto (the default: hopper on a compute "
+                                             "capability 9.0 GPU with an sm_90a build, else tensor-cores), hopper "
+                                             "(wgmma + TMA), tensor-cores (mma.sync, any GPU from sm_80), or "
+                                             "cuda-cores (fp32, slow): to compare them, or for compute-sanitizer's "
+                                             "initcheck, which does not see TMA stores (make sanitize)"),
         integer_option(run, "--profile-step", &C::profile_step, 0, kMaxCount,
                        "bracket this step with cudaProfilerStart/Stop, for `ncu --profile-from-start off` "
                        "(dev/bench/step_breakdown.sh; 0 = off)"),

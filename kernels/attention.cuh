@@ -51,21 +51,19 @@
 // Pieces all use (argument checks, head-dim dispatch, D = rowsum(dO * O)) are in
 // kernels/attention_common.cuh.
 //
-// attention_forward/attention_backward use default_attention_kernel(): the Hopper forward where
-// it can run, else mma.sync; the *_using variants take the family as an argument (the families
-// can be mixed: their O and lse agree).
+// attention_forward_using/attention_backward_using take the family as an argument (the families
+// can be mixed: their O and lse agree); resolve_attention_kernel() turns a run's choice into one.
 //
 // Layouts: qkv (B, T, 3, NH, HD) packed as the QKV matmul writes it (row stride 3*NH*HD);
 // out and dout (B, T, NH, HD); lse (B, NH, T), natural log; dqkv like qkv.
 #pragma once
 
+#include "host/attention_kernel.h"
 #include "kernels/attention_common.cuh"
 #include "kernels/attention_cuda_cores.cuh"
 #include "kernels/attention_hopper.cuh"
 #include "kernels/attention_hopper_backward.cuh"
 #include "kernels/attention_mma_sync.cuh"
-
-enum class AttentionKernel { TensorCores, CudaCores, Hopper };
 
 inline const char* attention_kernel_name(AttentionKernel kernel) {
     switch (kernel) {
@@ -80,8 +78,18 @@ inline const char* attention_kernel_name(AttentionKernel kernel) {
 // for sm_90a (GPU_ARCH=90).
 inline bool attention_hopper_available() { return attention_detail::hopper::forward_available(); }
 
-// The family attention_forward and attention_backward use (backward is mma.sync's for both).
-inline AttentionKernel default_attention_kernel() {
+// The family a run asked for (--attention-kernel), checked against this GPU and build.
+inline AttentionKernel resolve_attention_kernel(AttentionKernelChoice choice) {
+    switch (choice) {
+        case AttentionKernelChoice::automatic: break;
+        case AttentionKernelChoice::hopper:
+            REQUIRE(attention_hopper_available(),
+                    "--attention-kernel hopper: the Hopper kernels need a compute capability 9.0 GPU and a build for "
+                    "it (make GPU_ARCH=90); use --attention-kernel auto or tensor-cores");
+            return AttentionKernel::Hopper;
+        case AttentionKernelChoice::tensor_cores: return AttentionKernel::TensorCores;
+        case AttentionKernelChoice::cuda_cores: return AttentionKernel::CudaCores;
+    }
     return attention_hopper_available() ? AttentionKernel::Hopper : AttentionKernel::TensorCores;
 }
 
@@ -155,18 +163,4 @@ void attention_backward_using(AttentionKernel kernel, T* dqkv /*(B,T,3,NH,HD) ov
                                                          drop, stream);
         }
     });
-}
-
-template <typename T>
-void attention_forward(T* out /*(B,T,NH,HD)*/, float* lse /*(B,NH,T)*/, const T* qkv /*(B,T,3,NH,HD)*/, int B,
-                       int T_len, int NH, int HD, float softmax_scale, DropoutParams drop, cudaStream_t stream) {
-    attention_forward_using(default_attention_kernel(), out, lse, qkv, B, T_len, NH, HD, softmax_scale, drop, stream);
-}
-
-template <typename T>
-void attention_backward(T* dqkv /*(B,T,3,NH,HD) overwritten*/, float* scratch, const T* dout /*(B,T,NH,HD)*/,
-                        const T* qkv, const T* out, const float* lse /*(B,NH,T)*/, int B, int T_len, int NH, int HD,
-                        float softmax_scale, DropoutParams drop, cudaStream_t stream) {
-    attention_backward_using(default_attention_kernel(), dqkv, scratch, dout, qkv, out, lse, B, T_len, NH, HD,
-                             softmax_scale, drop, stream);
 }

@@ -35,7 +35,11 @@ struct Pass {
 template <typename T, typename R> class TransformerBlock {
   public:
     TransformerBlock(const ModelOptions& options, int layer, const LayerParams<T>& params, const Activations<T, R>& act)
-        : shape_(options.shape), layer_(layer), p_(params), act_(act) {}
+        : shape_(options.shape),
+          attention_kernel_(resolve_attention_kernel(options.attention_kernel)),
+          layer_(layer),
+          p_(params),
+          act_(act) {}
 
     // ---- Attention ----------------------------------------------------------------------------
 
@@ -49,8 +53,8 @@ template <typename T, typename R> class TransformerBlock {
             if (shape_.rotary_dim > 0)
                 rotary_forward<T>(a.qkv, pass.B, pass.seq, NH, HD, shape_.rotary_dim, (float)shape_.rotary_base,
                                   shape_.rotary_interleaved, pass.stream);
-            ::attention_forward<T>(a.att, a.lse, a.qkv, pass.B, pass.seq, NH, HD, softmax_scale(),
-                                 pass.dropout.attention_probs(layer_), pass.stream);
+            attention_forward_using<T>(attention_kernel_, a.att, a.lse, a.qkv, pass.B, pass.seq, NH, HD,
+                                       softmax_scale(), pass.dropout.attention_probs(layer_), pass.stream);
         }
         matmul_forward<T>(pass.matmul, act_.sublayer_out, nullptr, a.att, p_.attn_proj_w, p_.attn_proj_b, N, C, C,
                           pass.stream);
@@ -69,8 +73,9 @@ template <typename T, typename R> class TransformerBlock {
         matmul_backward<T>(pass.matmul, act_.grad_b, nullptr, g.attn_proj_w, nullptr, act_.grad_a, a.att,
                            p_.attn_proj_w, nullptr, N, C, C, pass.stream);
         before_attention_core();
-        ::attention_backward<T>(act_.grad_wide, act_.attention_scratch, act_.grad_b, a.qkv, a.att, a.lse, pass.B,
-                              pass.seq, NH, HD, softmax_scale(), pass.dropout.attention_probs(layer_), pass.stream);
+        attention_backward_using<T>(attention_kernel_, act_.grad_wide, act_.attention_scratch, act_.grad_b, a.qkv,
+                                    a.att, a.lse, pass.B, pass.seq, NH, HD, softmax_scale(),
+                                    pass.dropout.attention_probs(layer_), pass.stream);
         if (shape_.rotary_dim > 0)
             rotary_backward<T>(act_.grad_wide, pass.B, pass.seq, NH, HD, shape_.rotary_dim, (float)shape_.rotary_base,
                                shape_.rotary_interleaved, pass.stream);
@@ -138,6 +143,7 @@ template <typename T, typename R> class TransformerBlock {
     }
 
     ModelShape shape_;
+    AttentionKernel attention_kernel_;
     int layer_;
     LayerParams<T> p_;
     const Activations<T, R>& act_;

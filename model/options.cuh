@@ -1,9 +1,11 @@
 // What the model computes beyond its shape (model/param_layout.h): LayerNorm epsilon, the three
-// dropout rates and where each dropout mask comes from, and whether the GELU output is stored.
+// dropout rates and where each dropout mask comes from, whether the GELU output is stored, and
+// which attention kernels compute it.
 #pragma once
 
 #include <cstdint>
 
+#include "host/attention_kernel.h"
 #include "kernels/common.cuh"
 #include "model/param_layout.h"
 
@@ -16,6 +18,9 @@ struct ModelOptions {
     // Store only each MLP's GELU input and recompute gelu(pre_gelu) in backward (one element-wise
     // pass per layer) instead of keeping L x (N, 4C) GELU outputs.
     bool recompute_gelu = false;
+    // The family the attention forward and backward run (resolve_attention_kernel() checks that
+    // this GPU and build can run it).
+    AttentionKernelChoice attention_kernel = AttentionKernelChoice::automatic;
 };
 
 // Where one pass's dropout masks come from. Every dropout site of every micro-step of every rank

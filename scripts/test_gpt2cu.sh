@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU half of `make test-gpu` for the whole model:
 #   1. writes PyTorch reference states (dev/reference) for several model variants and checks
-#      test_gpt2cu against each, in bf16 and fp16;
+#      test_gpt2cu against each, in bf16 and fp16 (on an H100-class GPU, whose model runs the
+#      Hopper attention, also on the mma.sync attention, --attention-kernel tensor-cores);
 #   2. resume: 20 steps in one run versus the same run resumed from its step-10 checkpoint must
 #      give bit-identical losses for steps 11..20 (dropout on, gradient accumulation on); the
 #      matmul tuning record that makes it so is saved, replayed, and refused where it cannot apply;
@@ -104,6 +105,11 @@ reference dropout   --n-layer 3 --n-embd 384 --n-head 4 --dropout 0.1 --fp32-res
 reference oddlength --n-layer 2 --n-embd 256 --n-head 4 --seq-len 100 --batch 3 --rotary-fraction 1.0 --rotary-interleaved
 
 ./test_gpt2cu "$work"/base "$work"/postnorm "$work"/rotary "$work"/dropout "$work"/oddlength || status=$?
+if [ "$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n1)" = "9.0" ]; then
+    echo "== the same references on the mma.sync attention (--attention-kernel tensor-cores: every other GPU's)"
+    ./test_gpt2cu "$work"/base "$work"/postnorm "$work"/rotary "$work"/dropout "$work"/oddlength \
+        --attention-kernel tensor-cores || status=$?
+fi
 
 echo "== resume: 20 steps straight vs. resumed at step 10"
 ./train_gpt2cu "${common[@]}" --matmul-tuning auto --out-dir "$work/straight"

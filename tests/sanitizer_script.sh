@@ -14,8 +14,10 @@ source tests/support/checks.sh
 cat >"$work/sanitizer" <<'SH'
 #!/usr/bin/env bash
 tool=$2 program=$(basename "$7")
-[ "$program" = test_gpt2cu ] && [[ " $* " == *" --matmul-engine simple "* ]] && program=test_gpt2cu-simple
-[ "$program" = train_gpt2cu ] && program=train && [[ " $* " == *" --matmul-engine simple "* ]] && program=train-simple
+# "-simple": every kernel ours and storing with ordinary instructions (our GEMM, the mma.sync attention).
+ours=0; [[ " $* " == *" --matmul-engine simple "* && " $* " == *" --attention-kernel tensor-cores "* ]] && ours=1
+[ "$program" = test_gpt2cu ] && [ $ours = 1 ] && program=test_gpt2cu-simple
+[ "$program" = train_gpt2cu ] && program=train && [ $ours = 1 ] && program=train-simple
 echo "start $(date +%s%N) $tool $program" >>"$STANDIN_LOG"
 sleep "${STANDIN_SLEEP:-0}"
 echo "end $(date +%s%N) $tool $program" >>"$STANDIN_LOG"

@@ -41,6 +41,13 @@ TEST(ConfigFlagTest, FlagsOverrideThePreset) {
     // cuBLASLt runs the GEMMs unless our simple kernel is asked for (compute-sanitizer runs).
     EXPECT_EQ(parse({"-e", "gpt2s"}).matmul_engine, MatmulEngine::cublaslt);
     EXPECT_EQ(parse({"-e", "gpt2s", "--matmul-engine", "SIMPLE"}).matmul_engine, MatmulEngine::simple);
+    // The attention kernels follow the GPU unless a family is named.
+    EXPECT_EQ(parse({"-e", "gpt2s"}).attention_kernel, AttentionKernelChoice::automatic);
+    EXPECT_EQ(parse({"-e", "gpt2s", "--attention-kernel", "tensor-cores"}).attention_kernel,
+              AttentionKernelChoice::tensor_cores);
+    EXPECT_EQ(parse({"-e", "gpt2s", "--attention-kernel", "Hopper"}).attention_kernel, AttentionKernelChoice::hopper);
+    EXPECT_EQ(parse({"-e", "gpt2s", "--attention-kernel", "cuda-cores", "--attention-kernel", "auto"}).attention_kernel,
+              AttentionKernelChoice::automatic);
     EXPECT_EQ(parse({"-e", "gpt2s"}).timeline_step, 0);
     EXPECT_EQ(parse({"-e", "gpt2s", "--timeline-step", "12"}).timeline_step, 12);
     // CUDA graphs are off unless asked for (train/step_graph.cuh).
@@ -292,6 +299,8 @@ TEST(ConfigErrorTest, BadInputsAreClearErrors) {
         {{"--lr", "0"}, "--lr 0 is out of range"},
         {{"--precision", "fp8"}, "--precision: 'fp8' is not one of bf16|fp16"},
         {{"--matmul-engine", "cublas"}, "--matmul-engine: 'cublas' is not one of cublaslt|simple"},
+        {{"--attention-kernel", "flash"},
+         "--attention-kernel: 'flash' is not one of auto|hopper|tensor-cores|cuda-cores"},
         {{"--post-norm", "maybe"}, "--post-norm: 'maybe' is not a boolean"},
         {{"--zero-stage", "3"}, "--zero-stage 3 is out of range: valid is an integer in [0, 2]"},
         {{"--n-embd", "776"}, "--n-embd 776 is not divisible by --n-head 12"},

@@ -1,6 +1,6 @@
 // The model a configuration describes: its shape and what it computes beyond it (LayerNorm
-// epsilon, dropout rates, GELU recomputation). The trainer and the evaluation-only runs
-// (train/inference_model.cuh) build their models from this one place.
+// epsilon, dropout rates, GELU recomputation, the attention kernels). The trainer and the
+// evaluation-only runs (train/inference_model.cuh) build their models from this one place.
 #pragma once
 
 #include "host/config.h"
@@ -14,5 +14,6 @@ inline ModelOptions model_options_for(const TrainConfig& config) {
     options.dropout_resid = (float)config.dropout_resid;
     options.dropout_attn = (float)config.dropout_attn;
     options.recompute_gelu = config.recompute_gelu;
+    options.attention_kernel = config.attention_kernel;
     return options;
 }
