@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "host/attention_kernel.h"
 #include "host/checkpoint.h"
 #include "host/checkpoint_retention.h"
-#include "host/attention_kernel.h"
 #include "host/matmul_engine.h"
 #include "host/schedule.h"
 
