@@ -25,6 +25,7 @@
 #   scripts/test_sanitizer.sh          (make sanitize; needs a GPU, compute-sanitizer, PyTorch)
 #   SANITIZER_TOOLS="racecheck initcheck" scripts/test_sanitizer.sh    (some of the tools only)
 #   SANITIZER_JOBS=4 SANITIZER_TIMEOUT=300 scripts/test_sanitizer.sh  (fewer at once, a shorter limit)
+#   SANITIZER_CHECKS="racecheck:layernorm initcheck:train-simple" scripts/test_sanitizer.sh  (those checks only)
 # SANITIZER, PYTHON and WORKBENCH_DIR (default build/dev/cuda) name other programs: tests/sanitizer_script.sh
 # runs the script with stand-ins for them.
 set -uo pipefail
@@ -48,15 +49,6 @@ for tool in "${tools[@]}"; do
     esac
 done
 
-# A two-layer model with every feature test_gpt2cu checks: dropout, fp32 residual, rotary.
-"$PYTHON" dev/reference/gpt2_reference.py --out "$work/ref" --padded-vocab 50304 --batch 2 --seq-len 64 \
-    --n-layer 2 --n-embd 128 --n-head 2 --dropout 0.1 --fp32-residual --rotary-fraction 0.5 --steps 2 \
-    >"$work/ref.log" 2>&1 || { tail "$work/ref.log"; exit 1; }
-"$PYTHON" - "$work/shards" <<'PY'
-import sys; sys.path.insert(0, "dev/reference")
-from reference_files import write_synthetic_shards
-write_synthetic_shards(sys.argv[1], 7, [("train", 20_000), ("val", 4_000)])
-PY
 train=(./train_gpt2cu -e d12 --n-layer 2 --n-embd 128 --n-head 2 --seq-len 64 --max-seq-len 64 --device-batch 2
        --global-batch-tokens 256 --steps 3 --dropout-embd 0.1 --dropout-resid 0.1 --dropout-attn 0.1
        --val-every 3 --val-tokens 256 --sample-every 0 --checkpoint-every 3
@@ -129,6 +121,40 @@ for tool in "${tools[@]}"; do
         checks+=("$tool $(basename "$bench")")
     done
 done
+
+# SANITIZER_CHECKS="tool:program ...": only those of the checks above (in the order above).
+if [ -n "${SANITIZER_CHECKS:-}" ]; then
+    read -ra wanted_checks <<<"$SANITIZER_CHECKS"
+    for wanted in "${wanted_checks[@]}"; do
+        [[ " ${checks[*]/ /:} " == *" $wanted "* ]] || {
+            echo "SANITIZER_CHECKS: '$wanted' is not one of the checks (tool:program):"
+            printf '  %s\n' "${checks[@]/ /:}"
+            exit 2
+        }
+    done
+    selected=()
+    for entry in "${checks[@]}"; do
+        [[ " ${wanted_checks[*]} " == *" ${entry/ /:} "* ]] && selected+=("$entry")
+    done
+    checks=("${selected[@]}")
+fi
+
+# The whole-model checks' inputs: a two-layer model with every feature test_gpt2cu checks (dropout,
+# fp32 residual, rotary), and token shards for the training run.
+whole_model=0
+for entry in "${checks[@]}"; do
+    case ${entry#* } in test_gpt2cu | test_gpt2cu-simple | train | train-simple) whole_model=1 ;; esac
+done
+if [ $whole_model -eq 1 ]; then
+    "$PYTHON" dev/reference/gpt2_reference.py --out "$work/ref" --padded-vocab 50304 --batch 2 --seq-len 64 \
+        --n-layer 2 --n-embd 128 --n-head 2 --dropout 0.1 --fp32-residual --rotary-fraction 0.5 --steps 2 \
+        >"$work/ref.log" 2>&1 || { tail "$work/ref.log"; exit 1; }
+    "$PYTHON" - "$work/shards" <<'PY'
+import sys; sys.path.insert(0, "dev/reference")
+from reference_files import write_synthetic_shards
+write_synthetic_shards(sys.argv[1], 7, [("train", 20_000), ("val", 4_000)])
+PY
+fi
 
 # A TERM or INT (an outer timeout, ^C) stops the checks in flight (each one's timeout forwards the
 # signal to its sanitizer), starts no more, and still reports every check. The pool's shells ignore

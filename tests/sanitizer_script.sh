@@ -2,8 +2,8 @@
 # scripts/test_sanitizer.sh (make sanitize) without a GPU, against a stand-in compute-sanitizer that
 # records what it was asked to check and fails or sleeps on request: which programs run under which
 # tool, a clean pass, a reported error, a check over SANITIZER_TIMEOUT, at most SANITIZER_JOBS checks
-# at once, bad options, and a TERM from outside (the checks in flight stopped, every check reported,
-# no process left behind).
+# at once, SANITIZER_CHECKS's selection, bad options, and a TERM from outside (the checks in flight
+# stopped, every check reported, no process left behind).
 set -u
 cd "$(dirname "$0")/.."
 source tests/support/checks.sh
@@ -26,7 +26,8 @@ case " ${STANDIN_FAIL:-} " in
 esac
 echo "========= ERROR SUMMARY: 0 errors"
 SH
-printf '#!/usr/bin/env bash\nexit 0\n' >"$work/python"  # the reference and shards are not read
+# The stand-in Python writes no reference or shards (nothing reads them) and counts its calls.
+printf '#!/usr/bin/env bash\necho called >>"%s"\n' "$work/python_calls" >"$work/python"
 chmod +x "$work/sanitizer" "$work/python"
 mkdir -p "$work/workbenches"
 for name in adamw matmul nccl_allreduce; do printf '#!/bin/sh\n' >"$work/workbenches/$name"; done
@@ -86,6 +87,19 @@ check "SANITIZER_JOBS=16 runs several at once" [ "$(most_at_once)" -gt 2 ]
 run "$work/timeout.out" SANITIZER_TOOLS=memcheck SANITIZER_TIMEOUT=1 STANDIN_SLEEP=5
 check "a check over SANITIZER_TIMEOUT fails and says so" \
     bash -c "grep -q 'memcheck *adamw *FAIL.*timed out after 1s (SANITIZER_TIMEOUT)' '$work/timeout.out' && grep -q '^sanitizer: FAIL$' '$work/timeout.out'"
+
+rm -f "$work/python_calls"
+run "$work/some.out" SANITIZER_CHECKS="racecheck:adamw memcheck:train"
+check "SANITIZER_CHECKS runs those checks only" \
+    bash -c "[ \"\$(grep -c ' ok ' '$work/some.out')\" = 2 ] && [ '$(checked | tr '\n' ,)' = 'memcheck train,racecheck adamw,' ]"
+check "... and writes the whole-model checks' inputs when one of them is among them" [ -s "$work/python_calls" ]
+rm -f "$work/python_calls"
+run "$work/bench-only.out" SANITIZER_CHECKS="synccheck:matmul"
+check "... and not when none is" bash -c "grep -q ' ok ' '$work/bench-only.out' && [ ! -e '$work/python_calls' ]"
+run "$work/unknown-check.out" SANITIZER_CHECKS="racecheck:matmul"
+status=$?
+check "a check the run does not have is refused, with the list" \
+    bash -c "[ $status = 2 ] && grep -q \"SANITIZER_CHECKS: 'racecheck:matmul' is not one of the checks\" '$work/unknown-check.out' && grep -q '^  memcheck:matmul$' '$work/unknown-check.out'"
 
 run "$work/jobs0.out" SANITIZER_JOBS=0
 status=$?
