@@ -284,11 +284,6 @@ int main(int argc, char** argv) {
     std::string precision = "both", engine_name = "cublaslt", tuning_name = "auto", attention_name = "auto";
     const char* usage = "usage: %s REF_DIR... [--precision bf16|fp16|both] [--matmul-engine cublaslt|simple] "
                         "[--matmul-tuning auto|off] [--attention-kernel auto|hopper|tensor-cores|cuda-cores]\n";
-    const std::vector<std::pair<std::string, AttentionKernelChoice>> attention_choices = {
-        {"auto", AttentionKernelChoice::automatic},
-        {"hopper", AttentionKernelChoice::hopper},
-        {"tensor-cores", AttentionKernelChoice::tensor_cores},
-        {"cuda-cores", AttentionKernelChoice::cuda_cores}};
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--precision" && i + 1 < argc) {
@@ -307,6 +302,7 @@ int main(int argc, char** argv) {
             dirs.push_back(arg);
         }
     }
+    const auto& attention_choices = attention_kernel_choices();
     const auto attention = std::find_if(attention_choices.begin(), attention_choices.end(),
                                         [&](const auto& choice) { return choice.first == attention_name; });
     if (dirs.empty() || (precision != "bf16" && precision != "fp16" && precision != "both") ||

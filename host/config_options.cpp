@@ -396,10 +396,7 @@ std::vector<Option> build_options() {
                                     "runs no cuBLASLt kernel, so racecheck and initcheck can check all of it (make "
                                     "sanitize)"),
         choice_option<AttentionKernelChoice>(run, "--attention-kernel", &C::attention_kernel,
-                                             {{"auto", AttentionKernelChoice::automatic},
-                                              {"hopper", AttentionKernelChoice::hopper},
-                                              {"tensor-cores", AttentionKernelChoice::tensor_cores},
-                                              {"cuda-cores", AttentionKernelChoice::cuda_cores}},
+                                             attention_kernel_choices(),
                                              "the attention kernels: auto (the default: hopper on a compute "
                                              "capability 9.0 GPU with an sm_90a build, else tensor-cores), hopper "
                                              "(wgmma + TMA), tensor-cores (mma.sync, any GPU from sm_80), or "

@@ -124,7 +124,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
     // own, so a team could leave as soon as its rows are done, but compute-sanitizer's racecheck
     // then took the block barriers of store_block_partial_row for no ordering between the teams
     // (20 hazards at C = 768; 0 with equal step counts, H100, 2026-12-07).
-    auto block_has_step = [&](int index) { return index < rows_per_team && block_first_row + index * int(blockDim.y) < N; };
+    auto block_has_step = [&](int index) {
+        return index < rows_per_team && block_first_row + index * int(blockDim.y) < N;  // team 0's row valid
+    };
     for (int first = 0, step = 0; block_has_step(first); first += kRowsPerStep, ++step) {
         Inputs current[kRowsPerStep];
 #pragma unroll

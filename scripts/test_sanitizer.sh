@@ -10,8 +10,8 @@
 #     attention's TMA stores as writes, so the GEMM that reads its output would be reported; the
 #     Hopper kernels are checked by all four tools in the attention workbench, whose outputs are
 #     written before the kernels run), and under memcheck and synccheck on cuBLASLt and the
-#     default attention (test_gpt2cu without its GEMM
-#     timing, --matmul-tuning off: the timing repeats are slow under a sanitizer). racecheck
+#     default attention (test_gpt2cu without its GEMM timing, --matmul-tuning off: the timing
+#     repeats are slow under a sanitizer). racecheck
 #     and initcheck cannot check cuBLASLt's kernels: on CUDA 13.1 (H100, compute-sanitizer
 #     2025.3.1) racecheck stops with "Internal Sanitizer Error" in the first GEMM, and initcheck
 #     reports reads of memory that cuBLASLt's own kernels and the GEMMs' outputs left
