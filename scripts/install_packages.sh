@@ -53,6 +53,7 @@ fi
 echo "install_packages.sh: installing ${missing[*]}"
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" || {
-    echo "install_packages.sh: apt-get could not install ${missing[*]} (above: why)" >&2
+    echo "install_packages.sh: apt-get could not install ${missing[*]} (above: why). If they are installed" \
+        "another way (conda, modules), run again with NO_APT=1 to go on without apt-get." >&2
     exit 1
 }

@@ -84,7 +84,8 @@ bin=$tmp/bin; INSTALLED="" NO_APT=1 run build
     { fail "NO_APT=1: not only listed"; cat "$tmp/out"; }
 
 APT_FAILS=1 INSTALLED="" run build
-[ $? -eq 1 ] && grep -q "apt-get could not install build-essential" "$tmp/out" || { fail "apt-get's failure hidden"; cat "$tmp/out"; }
+[ $? -eq 1 ] && grep -q "apt-get could not install build-essential" "$tmp/out" && grep -q "NO_APT=1" "$tmp/out" ||
+    { fail "apt-get's failure hidden"; cat "$tmp/out"; }
 
 bin=$tmp/bin-no-dpkg; stand_ins "$bin" dpkg
 run build
