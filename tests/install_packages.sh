@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# scripts/install_packages.sh against stand-ins for dpkg, apt-get, sudo, id, node and npm (the only
-# commands on PATH): it installs exactly what is missing, through sudo when not root, changes
+# scripts/install_packages.sh against stand-ins for dpkg, apt-get, sudo, id, node, npm and python3
+# (the only commands on PATH): it installs exactly what is missing, through sudo when not root, changes
 # nothing when all is there, and says clearly what to do when it cannot install.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,8 +10,9 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 script=$PWD/scripts/install_packages.sh
 
-# A PATH of stand-ins. INSTALLED: the packages dpkg knows; UID_IS: what id -u prints; every apt-get
-# and sudo call is logged to $tmp/calls; APT_FAILS=1 makes apt-get install fail.
+# A PATH of stand-ins. INSTALLED: the packages dpkg knows; PY_MODULES: those python3 imports;
+# UID_IS: what id -u prints; every apt-get and sudo call is logged to $tmp/calls; APT_FAILS=1
+# makes apt-get install fail.
 stand_ins() {  # DIR, then the stand-ins to leave out
     local dir=$1; shift
     rm -rf "$dir"; mkdir -p "$dir"
@@ -34,6 +35,8 @@ SH
     printf '#!/bin/bash\necho "$UID_IS"\n' >"$dir/id"
     printf '#!/bin/bash\nexit 0\n' >"$dir/node"
     printf '#!/bin/bash\nexit 0\n' >"$dir/npm"
+    # python3 -c "import X" succeeds for the X in PY_MODULES
+    printf '#!/bin/bash\n[[ " $PY_MODULES " == *" ${2#import } "* ]]\n' >"$dir/python3"
     chmod +x "$dir"/*
     local left_out
     for left_out in "$@"; do rm -f "$dir/$left_out"; done
@@ -42,7 +45,7 @@ SH
 # run NAME GROUP: the script with PATH=$bin, its output in $tmp/out, its calls in $tmp/calls.
 run() {
     : >"$tmp/calls"
-    PATH=$bin /bin/bash "$script" "$1" >"$tmp/out" 2>&1
+    (unset PYTHON; PATH=$bin /bin/bash "$script" "$1") >"$tmp/out" 2>&1  # PYTHON: the stand-in python3
 }
 everything="build-essential libarchive-dev libcurl4-openssl-dev libzstd-dev liblzma-dev zlib1g-dev
     nlohmann-json3-dev libopenmpi-dev openmpi-bin python3-matplotlib libgtest-dev python3-torch python3-numpy
@@ -69,6 +72,12 @@ grep -q "install .* libgtest-dev python3-torch python3-numpy procps$" "$tmp/call
 UID_IS=1000 INSTALLED=${everything/clang /} run sanitizers
 [ $? -eq 0 ] && grep -qx "sudo apt-get" "$tmp/calls" && grep -q "install .* clang$" "$tmp/calls" ||
     { fail "not root: apt-get not through sudo"; cat "$tmp/calls" "$tmp/out"; }
+
+# Python modules installed with pip count as their python3-* packages
+PY_MODULES="torch numpy" INSTALLED="${everything% libgtest-dev*} libgtest-dev procps" run test
+[ $? -eq 0 ] && [ ! -s "$tmp/calls" ] || { fail "torch and numpy from pip: installed anyway"; cat "$tmp/calls"; }
+PY_MODULES="numpy" INSTALLED="${everything% libgtest-dev*} libgtest-dev procps" run test
+grep -q "install .* python3-torch$" "$tmp/calls" || { fail "no torch anywhere: not installed"; cat "$tmp/calls"; }
 
 bin=$tmp/bin-no-sudo; stand_ins "$bin" sudo
 UID_IS=1000 INSTALLED=${everything/clang /} run sanitizers
