@@ -139,11 +139,13 @@ if [ -n "${SANITIZER_CHECKS:-}" ]; then
     checks=("${selected[@]}")
 fi
 
-# The whole-model checks' inputs: a two-layer model with every feature test_gpt2cu checks (dropout,
-# fp32 residual, rotary), and token shards for the training run.
+# The whole-model checks' inputs (needed when a check is not a workbench's): a two-layer model with
+# every feature test_gpt2cu checks (dropout, fp32 residual, rotary), and token shards for the
+# training run.
 whole_model=0
+workbench_names=" ${workbenches[*]##*/} "
 for entry in "${checks[@]}"; do
-    case ${entry#* } in test_gpt2cu | test_gpt2cu-simple | train | train-simple) whole_model=1 ;; esac
+    [[ $workbench_names == *" ${entry#* } "* ]] || whole_model=1
 done
 if [ $whole_model -eq 1 ]; then
     "$PYTHON" dev/reference/gpt2_reference.py --out "$work/ref" --padded-vocab 50304 --batch 2 --seq-len 64 \
