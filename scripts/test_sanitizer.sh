@@ -11,11 +11,10 @@
 #     Hopper kernels are checked by all four tools in the attention workbench, whose outputs are
 #     written before the kernels run), and under memcheck and synccheck on cuBLASLt and the
 #     default attention (test_gpt2cu without its GEMM timing, --matmul-tuning off: the timing
-#     repeats are slow under a sanitizer). racecheck
-#     and initcheck cannot check cuBLASLt's kernels: on CUDA 13.1 (H100, compute-sanitizer
-#     2025.3.1) racecheck stops with "Internal Sanitizer Error" in the first GEMM, and initcheck
-#     reports reads of memory that cuBLASLt's own kernels and the GEMMs' outputs left
-#     "uninitialized" (2026-12-07, README).
+#     repeats are slow under a sanitizer). racecheck and initcheck cannot check cuBLASLt's
+#     kernels: on CUDA 13.1 (H100, compute-sanitizer 2025.3.1) racecheck stops with "Internal
+#     Sanitizer Error" in the first GEMM, and initcheck reports reads of memory that cuBLASLt's own
+#     kernels and the GEMMs' outputs left "uninitialized" (2026-12-07, README).
 #
 # Every (tool, program) pair is a check of its own, and SANITIZER_JOBS of them (default: the CPU
 # count) run at once on the one GPU: a sanitizer's cost is mostly on the host, one core per process.
