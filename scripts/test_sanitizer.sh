@@ -18,6 +18,9 @@
 #
 # Every (tool, program) pair is a check of its own, and SANITIZER_JOBS of them (default: the CPU
 # count) run at once on the one GPU: a sanitizer's cost is mostly on the host, one core per process.
+# Under racecheck, which follows every shared-memory access, each attention variant this GPU runs
+# (`attention --list-variants`) is a check of its own, attention-v1, attention-v2, ...: together the
+# variants did not end within 430 s on an H100 (2026-12-07).
 # The whole-model checks, the longest, start first. Every check prints its seconds and stops at
 # SANITIZER_TIMEOUT (default 900 s), which counts as a failure.
 #
@@ -105,6 +108,7 @@ run_named() {  # tool name
         train-simple) check "$tool" "$name" "${train[@]}" "${ours[@]}" --out-dir "$work/run-$tool-simple" ;;
         test_gpt2cu) check "$tool" "$name" ./test_gpt2cu "$work/ref" --precision bf16 --matmul-tuning off ;;
         train) check "$tool" "$name" "${train[@]}" --out-dir "$work/run-$tool" ;;
+        attention-v*) check "$tool" "$name" "$workbench_dir/attention" --quick --variant "${name#attention-v}" ;;
         *) check "$tool" "$name" "$workbench_dir/$name" --quick ;;
     esac
 }
@@ -116,8 +120,15 @@ for tool in "${tools[@]}"; do
 done
 for tool in "${tools[@]}"; do
     for bench in "${workbenches[@]}"; do
-        [ "$(basename "$bench")" = matmul ] && [ "$tool" = racecheck -o "$tool" = initcheck ] && continue
-        checks+=("$tool $(basename "$bench")")
+        name=$(basename "$bench")
+        [ "$name" = matmul ] && [ "$tool" = racecheck -o "$tool" = initcheck ] && continue
+        if [ "$name" = attention ] && [ "$tool" = racecheck ]; then
+            variants=$("$bench" --list-variants) && [ -n "$variants" ] ||
+                { echo "$bench --list-variants named no variant (rebuild it: make dev)"; exit 1; }
+            for variant in $variants; do checks+=("$tool attention-v$variant"); done
+            continue
+        fi
+        checks+=("$tool $name")
     done
 done
 
@@ -144,7 +155,8 @@ fi
 whole_model=0
 workbench_names=" ${workbenches[*]##*/} "
 for entry in "${checks[@]}"; do
-    [[ $workbench_names == *" ${entry#* } "* ]] || whole_model=1
+    name=${entry#* }
+    [[ $workbench_names == *" ${name%-v[0-9]*} "* ]] || whole_model=1  # attention-vN: the attention workbench's
 done
 if [ $whole_model -eq 1 ]; then
     "$PYTHON" dev/reference/gpt2_reference.py --out "$work/ref" --padded-vocab 50304 --batch 2 --seq-len 64 \

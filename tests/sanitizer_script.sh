@@ -18,6 +18,7 @@ tool=$2 program=$(basename "$7")
 ours=0; [[ " $* " == *" --matmul-engine simple "* && " $* " == *" --attention-kernel tensor-cores "* ]] && ours=1
 [ "$program" = test_gpt2cu ] && [ $ours = 1 ] && program=test_gpt2cu-simple
 [ "$program" = train_gpt2cu ] && program=train && [ $ours = 1 ] && program=train-simple
+[[ " $* " =~ " --variant "([0-9]+)" " ]] && program=$program-v${BASH_REMATCH[1]}  # attention --variant N
 echo "start $(date +%s%N) $tool $program" >>"$STANDIN_LOG"
 sleep "${STANDIN_SLEEP:-0}"
 echo "end $(date +%s%N) $tool $program" >>"$STANDIN_LOG"
@@ -31,6 +32,12 @@ printf '#!/usr/bin/env bash\necho called >>"%s"\n' "$work/python_calls" >"$work/
 chmod +x "$work/sanitizer" "$work/python"
 mkdir -p "$work/workbenches"
 for name in adamw matmul nccl_allreduce; do printf '#!/bin/sh\n' >"$work/workbenches/$name"; done
+# The attention workbench's stand-in lists the variants in STANDIN_VARIANTS (default 1 2 3).
+cat >"$work/workbenches/attention" <<'SH'
+#!/usr/bin/env bash
+[ "$1" = --list-variants ] && printf '%s\n' ${STANDIN_VARIANTS-1 2 3}
+exit 0
+SH
 chmod +x "$work/workbenches/"*
 touch "$work/workbenches/adamw.d"
 
@@ -51,36 +58,42 @@ run "$work/pass.out"
 status=$?
 check "a clean run exits 0 and says PASS" bash -c "[ $status = 0 ] && grep -q '^sanitizer: PASS$' '$work/pass.out'"
 expected="initcheck adamw
+initcheck attention
 initcheck test_gpt2cu-simple
 initcheck train-simple
 memcheck adamw
+memcheck attention
 memcheck matmul
 memcheck test_gpt2cu
 memcheck test_gpt2cu-simple
 memcheck train
 memcheck train-simple
 racecheck adamw
+racecheck attention-v1
+racecheck attention-v2
+racecheck attention-v3
 racecheck test_gpt2cu-simple
 racecheck train-simple
 synccheck adamw
+synccheck attention
 synccheck matmul
 synccheck test_gpt2cu
 synccheck test_gpt2cu-simple
 synccheck train
 synccheck train-simple"
-check "every workbench but NCCL's under all four tools, the GEMM workbench and the cuBLASLt programs under memcheck and synccheck only" \
+check "every workbench but NCCL's under all four tools, the GEMM workbench and the cuBLASLt programs under memcheck and synccheck only, each attention variant alone under racecheck" \
     [ "$(checked)" = "$expected" ]
-check "one line per check, each 'ok'" [ "$(grep -c ' ok ' "$work/pass.out")" = 18 ]
+check "one line per check, each 'ok'" [ "$(grep -c ' ok ' "$work/pass.out")" = 24 ]
 
 run "$work/fail.out" STANDIN_FAIL="racecheck:adamw"
 check "a reported error fails the run" grep -q '^sanitizer: FAIL$' "$work/fail.out"
 check "the failing check's line names the tool, the program and the report" \
     bash -c "grep -A1 'racecheck adamw *FAIL' '$work/fail.out' | grep -q 'Race reported'"
-check "the other checks still pass" [ "$(grep -c ' ok ' "$work/fail.out")" = 17 ]
+check "the other checks still pass" [ "$(grep -c ' ok ' "$work/fail.out")" = 23 ]
 
 run "$work/jobs.out" SANITIZER_JOBS=2 STANDIN_SLEEP=0.3
 check "SANITIZER_JOBS=2 runs at most two checks at once, and all of them" \
-    bash -c "[ \"\$(grep -c ' ok ' '$work/jobs.out')\" = 18 ] && [ '$(most_at_once)' -le 2 ]"
+    bash -c "[ \"\$(grep -c ' ok ' '$work/jobs.out')\" = 24 ] && [ '$(most_at_once)' -le 2 ]"
 run "$work/jobs16.out" SANITIZER_JOBS=16 STANDIN_SLEEP=0.3
 check "SANITIZER_JOBS=16 runs several at once" [ "$(most_at_once)" -gt 2 ]
 
@@ -96,6 +109,13 @@ check "... and writes the whole-model checks' inputs when one of them is among t
 rm -f "$work/python_calls"
 run "$work/bench-only.out" SANITIZER_CHECKS="synccheck:matmul"
 check "... and not when none is" bash -c "grep -q ' ok ' '$work/bench-only.out' && [ ! -e '$work/python_calls' ]"
+run "$work/variant.out" SANITIZER_CHECKS="racecheck:attention-v2"
+check "... nor for one attention variant, which runs the attention workbench with --variant" \
+    bash -c "grep -q 'racecheck attention-v2 *ok' '$work/variant.out' && [ '$(checked)' = 'racecheck attention-v2' ] && [ ! -e '$work/python_calls' ]"
+run "$work/no-variants.out" SANITIZER_TOOLS=racecheck STANDIN_VARIANTS=""
+status=$?
+check "an attention workbench that lists no variant stops the run, saying so" \
+    bash -c "[ $status = 1 ] && grep -q 'attention --list-variants named no variant' '$work/no-variants.out'"
 run "$work/unknown-check.out" SANITIZER_CHECKS="racecheck:matmul"
 status=$?
 check "a check the run does not have is refused, with the list" \
@@ -115,7 +135,7 @@ run "$work/term.out" SANITIZER_JOBS=4 STANDIN_SLEEP=30 timeout 3 env
 status=$?
 check "a TERM from outside ends the run within seconds, failed" bash -c "[ $status -ne 0 ] && [ $((SECONDS - start)) -lt 20 ]"
 check "the checks in flight say they were stopped" [ "$(grep -c 'FAIL.*stopped by a signal' "$work/term.out")" = 4 ]
-check "the checks never started say so" [ "$(grep -c 'not run (stopped)' "$work/term.out")" = 14 ]
+check "the checks never started say so" [ "$(grep -c 'not run (stopped)' "$work/term.out")" = 20 ]
 check "the run says it was stopped" grep -q 'stopped by a signal before every check had run' "$work/term.out"
 no_standin_running() { ! pgrep -f "$work/[s]anitizer " >/dev/null; }  # [s]: the pattern is not its own match
 sleep 1

@@ -7,6 +7,8 @@
 //   build/dev/cuda/attention --quick       validation only, small shapes (what `make test-gpu` runs)
 //   build/dev/cuda/attention --variant N   only variant N (or N,M: a list);  --no-torch  skip the
 //                                          PyTorch baselines;  --no-sweep  skip the tile sweep
+//   build/dev/cuda/attention --list-variants   the numbers of the variants this GPU and build run,
+//                                          one a line (make sanitize runs each alone under racecheck)
 //
 // Variants, in the order they were written:
 //   1  fp32 CUDA cores: 32 x 32 tiles, online softmax (AttentionKernel::CudaCores, the fallback)
@@ -489,19 +491,20 @@ void benchmark(const std::vector<Variant>& variants, bool with_torch, bool with_
 }
 
 void print_usage() {
-    std::printf("usage: attention [--quick] [--variant N[,M...]] [--no-torch] [--no-sweep]\n"
+    std::printf("usage: attention [--quick] [--variant N[,M...]] [--no-torch] [--no-sweep] [--list-variants]\n"
                 "  --quick      validation only, small shapes (for the test suite)\n"
                 "  --variant N  run only variant N, or the listed ones (1: fp32 CUDA cores, 2: mma.sync tensor\n"
                 "               cores, 3: Hopper wgmma + TMA); the cross-check needs two\n"
                 "               (the first listed, 1 or 2, is the trusted one)\n"
                 "  --no-torch   skip the PyTorch SDPA baselines in the benchmark\n"
-                "  --no-sweep   skip the tile-shape sweep in the benchmark\n");
+                "  --no-sweep   skip the tile-shape sweep in the benchmark\n"
+                "  --list-variants  print the numbers of the variants this GPU and build run, one a line\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool quick = false, with_torch = true, with_sweep = true;
+    bool quick = false, with_torch = true, with_sweep = true, list_variants = false;
     std::vector<Variant> variants(std::begin(kVariants), std::end(kVariants));
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
@@ -511,6 +514,8 @@ int main(int argc, char** argv) {
             with_torch = false;
         } else if (arg == "--no-sweep") {
             with_sweep = false;
+        } else if (arg == "--list-variants") {
+            list_variants = true;
         } else if (arg == "--variant" && i + 1 < argc) {
             const std::string list = argv[++i];
             variants.clear();
@@ -529,6 +534,11 @@ int main(int argc, char** argv) {
             print_usage();
             return 2;
         }
+    }
+    if (list_variants) {
+        for (const Variant& v : kVariants)
+            if (v.kernel != AttentionKernel::Hopper || attention_hopper_available()) std::printf("%d\n", v.number);
+        return 0;
     }
     std::printf("attention workbench on %s\n", workbench::device_info().name.c_str());
     if (!attention_hopper_available()) {
