@@ -20,6 +20,7 @@ ours=0; [[ " $* " == *" --matmul-engine simple "* && " $* " == *" --attention-ke
 [ "$program" = train_gpt2cu ] && program=train && [ $ours = 1 ] && program=train-simple
 [[ " $* " =~ " --variant "([0-9]+)" " ]] && program=$program-v${BASH_REMATCH[1]}  # attention --variant N
 echo "start $(date +%s%N) $tool $program" >>"$STANDIN_LOG"
+echo "$tool $program: ${*:7}" >>"$STANDIN_LOG.commands"
 sleep "${STANDIN_SLEEP:-0}"
 echo "end $(date +%s%N) $tool $program" >>"$STANDIN_LOG"
 case " ${STANDIN_FAIL:-} " in
@@ -44,6 +45,7 @@ touch "$work/workbenches/adamw.d"
 run() {  # out_file, then environment assignments; runs the script with the stand-ins
     local out=$1; shift
     : >"$work/events"
+    : >"$work/events.commands"
     env SANITIZER="$work/sanitizer" PYTHON="$work/python" WORKBENCH_DIR="$work/workbenches" \
         SANITIZE_DIR="$work/sanitize" STANDIN_LOG="$work/events" "$@" scripts/test_sanitizer.sh >"$out" 2>&1
 }
@@ -84,6 +86,9 @@ synccheck train-simple"
 check "every workbench but NCCL's under all four tools, the GEMM workbench and the cuBLASLt programs under memcheck and synccheck only, each attention variant alone under racecheck" \
     [ "$(checked)" = "$expected" ]
 check "one line per check, each 'ok'" [ "$(grep -c ' ok ' "$work/pass.out")" = 24 ]
+check "racecheck runs variant 1 of attention on its cases of at most 257 tokens, the others on all" \
+    bash -c "grep -q '^racecheck attention-v1: .*/attention --quick --variant 1 --max-seq-len 257\$' '$work/events.commands' &&
+             grep -q '^racecheck attention-v2: .*/attention --quick --variant 2\$' '$work/events.commands'"
 
 run "$work/fail.out" STANDIN_FAIL="racecheck:adamw"
 check "a reported error fails the run" grep -q '^sanitizer: FAIL$' "$work/fail.out"

@@ -9,6 +9,8 @@
 //                                          PyTorch baselines;  --no-sweep  skip the tile sweep
 //   build/dev/cuda/attention --list-variants   the numbers of the variants this GPU and build run,
 //                                          one a line (make sanitize runs each alone under racecheck)
+//   build/dev/cuda/attention --max-seq-len N   validate only the cases of at most N tokens (make
+//                                          sanitize: variant 1 under racecheck, see there)
 //
 // Variants, in the order they were written:
 //   1  fp32 CUDA cores: 32 x 32 tiles, online softmax (AttentionKernel::CudaCores, the fallback)
@@ -21,9 +23,12 @@
 // The benchmark also sweeps the tile shapes of variant 2's and variant 3's kernels.
 //
 // Exit status: 0 when every check passed, 1 otherwise.
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 
 #include "dev/cuda/attention_problem.cuh"
@@ -207,7 +212,8 @@ void validate_dropout_mask(const Variant& v, const Shape& s, float p, bool offse
 }
 
 template <typename T>
-void validate_all(const std::vector<Variant>& variants, bool quick, std::mt19937_64& rng, Tally& tally) {
+void validate_all(const std::vector<Variant>& variants, bool quick, int max_seq_len, std::mt19937_64& rng,
+                  Tally& tally) {
     std::vector<ValidationCase> cases = {
         {{2, 3, 1, 64}, 1.0f, 0.0f},    {{1, 2, 7, 80}, 1.0f, 0.0f},      {{2, 2, 100, 96}, 1.0f, 0.0f},
         {{2, 2, 64, 64}, 1.0f, 0.0f},   {{1, 2, 1000, 128}, 1.0f, 0.0f},  {{1, 2, 200, 96}, 3.0f, 0.0f},
@@ -220,8 +226,15 @@ void validate_all(const std::vector<Variant>& variants, bool quick, std::mt19937
         };
         cases.insert(cases.end(), larger.begin(), larger.end());
     }
+    const size_t all_cases = cases.size();
+    cases.erase(std::remove_if(cases.begin(), cases.end(),
+                               [&](const ValidationCase& c) { return c.shape.T > max_seq_len; }),
+                cases.end());
     std::printf("== Validation, %s (tolerances: O dQ dK dV %.1e, lse %.0e; relative Frobenius error)\n",
                 precision_name<T>(), output_tolerance<T>(), kLseTolerance);
+    if (cases.size() < all_cases)
+        std::printf("  %zu of %zu cases skipped: longer than --max-seq-len %d\n", all_cases - cases.size(), all_cases,
+                    max_seq_len);
     for (const ValidationCase& c : cases) validate_case<T>(c, variants, rng, tally);
     for (const Variant& v : variants) {
         validate_dropout_mask<T>(v, {2, 4, 100, 128}, 0.1f, false, rng, tally);
@@ -492,19 +505,22 @@ void benchmark(const std::vector<Variant>& variants, bool with_torch, bool with_
 
 void print_usage() {
     std::printf("usage: attention [--quick] [--variant N[,M...]] [--no-torch] [--no-sweep] [--list-variants]\n"
+                "                 [--max-seq-len N]\n"
                 "  --quick      validation only, small shapes (for the test suite)\n"
                 "  --variant N  run only variant N, or the listed ones (1: fp32 CUDA cores, 2: mma.sync tensor\n"
                 "               cores, 3: Hopper wgmma + TMA); the cross-check needs two\n"
                 "               (the first listed, 1 or 2, is the trusted one)\n"
                 "  --no-torch   skip the PyTorch SDPA baselines in the benchmark\n"
                 "  --no-sweep   skip the tile-shape sweep in the benchmark\n"
-                "  --list-variants  print the numbers of the variants this GPU and build run, one a line\n");
+                "  --list-variants  print the numbers of the variants this GPU and build run, one a line\n"
+                "  --max-seq-len N  validate only the cases of at most N tokens\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     bool quick = false, with_torch = true, with_sweep = true, list_variants = false;
+    int max_seq_len = std::numeric_limits<int>::max();
     std::vector<Variant> variants(std::begin(kVariants), std::end(kVariants));
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
@@ -516,6 +532,15 @@ int main(int argc, char** argv) {
             with_sweep = false;
         } else if (arg == "--list-variants") {
             list_variants = true;
+        } else if (arg == "--max-seq-len" && i + 1 < argc) {
+            char* end = nullptr;
+            const long value = std::strtol(argv[++i], &end, 10);
+            if (*end != '\0' || value < 1 || value > std::numeric_limits<int>::max()) {
+                std::fprintf(stderr, "attention: --max-seq-len %s: expected a whole number of tokens, at least 1\n",
+                             argv[i]);
+                return 2;
+            }
+            max_seq_len = static_cast<int>(value);
         } else if (arg == "--variant" && i + 1 < argc) {
             const std::string list = argv[++i];
             variants.clear();
@@ -555,8 +580,8 @@ int main(int argc, char** argv) {
 
     std::mt19937_64 rng(20261127);
     Tally tally;
-    validate_all<__nv_bfloat16>(variants, quick, rng, tally);
-    validate_all<__half>(variants, quick, rng, tally);
+    validate_all<__nv_bfloat16>(variants, quick, max_seq_len, rng, tally);
+    validate_all<__half>(variants, quick, max_seq_len, rng, tally);
     if (!quick) {
         if (variants.size() > 1 && variants.front().kernel != AttentionKernel::Hopper)
             cross_check_benchmark_shapes(variants, rng, tally);
