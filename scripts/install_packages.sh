@@ -30,7 +30,7 @@ missing=()
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if ! command -v dpkg >/dev/null; then
-    for p in "${wanted[@]}"; do missing+=("$p"); done
+    missing+=("${wanted[@]}")
     echo "install_packages.sh: no dpkg here (not Debian or Ubuntu), so nothing is installed. Make sure the" \
         "equivalents of these Debian packages are installed: ${missing[*]}" >&2
     exit 0
