@@ -503,6 +503,10 @@ void benchmark(const std::vector<Variant>& variants, bool with_torch, bool with_
     }
 }
 
+// Whether this GPU and build run the variant: the Hopper kernels need compute capability 9.0 and a
+// GPU_ARCH=90 build.
+bool runs_here(const Variant& v) { return v.kernel != AttentionKernel::Hopper || attention_hopper_available(); }
+
 void print_usage() {
     std::printf("usage: attention [--quick] [--variant N[,M...]] [--no-torch] [--no-sweep] [--list-variants]\n"
                 "                 [--max-seq-len N]\n"
@@ -562,19 +566,16 @@ int main(int argc, char** argv) {
     }
     if (list_variants) {
         for (const Variant& v : kVariants)
-            if (v.kernel != AttentionKernel::Hopper || attention_hopper_available()) std::printf("%d\n", v.number);
+            if (runs_here(v)) std::printf("%d\n", v.number);
         return 0;
     }
     std::printf("attention workbench on %s\n", workbench::device_info().name.c_str());
-    if (!attention_hopper_available()) {
-        const auto hopper = std::find_if(variants.begin(), variants.end(),
-                                         [](const Variant& v) { return v.kernel == AttentionKernel::Hopper; });
-        if (hopper != variants.end()) {
-            std::printf("  variant 3 skipped: needs a compute capability 9.0 GPU and a GPU_ARCH=90 build\n");
-            variants.erase(hopper);
-        }
-        if (variants.empty()) return 2;
-    }
+    for (const Variant& v : variants)
+        if (!runs_here(v))
+            std::printf("  variant %d skipped: needs a compute capability 9.0 GPU and a GPU_ARCH=90 build\n", v.number);
+    variants.erase(std::remove_if(variants.begin(), variants.end(), [](const Variant& v) { return !runs_here(v); }),
+                   variants.end());
+    if (variants.empty()) return 2;
     for (const Variant& v : variants)
         std::printf("  variant %d: %s (%s)\n", v.number, v.description, attention_kernel_name(v.kernel));
 
