@@ -102,7 +102,7 @@ TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
         packages-build packages-test packages-sanitizers
 all: train_gpt2cu test_gpt2cu data_prep dev $(BUILD)/tests/cpu_tests
 data_prep: $(DATA_TOOLS)
-dev: $(DEV_CUDA)
+dev: $(DEV_CUDA) $(BUILD)/dev/bench/libkernel_trace.so
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -126,6 +126,11 @@ data_prep/%: data_prep/%.cpp $(BUILD)/libdataprep.a $(BUILD)/libhost.a
 $(BUILD)/dev/cuda/%: dev/cuda/%.cu $(BUILD)/libhost.a
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) $< -o $@ -L$(BUILD) -lhost $(CUDA_LIBS)
+
+# The CUPTI kernel tracer that dev/bench/step_breakdown.sh loads into the trainer (CUDA_INJECTION64_PATH).
+$(BUILD)/dev/bench/libkernel_trace.so: dev/bench/kernel_trace.cpp
+	@mkdir -p $(dir $@)
+	$(NVCC) -std=c++17 -O2 -shared -Xcompiler -fPIC,-Wall,-Wextra $< -o $@ -lcupti
 
 $(BUILD)/tests/cpu_tests: $(TEST_OBJS) $(BUILD)/libdataprep.a $(BUILD)/libhost.a
 	$(CXX) $(TEST_OBJS) -o $@ -L$(BUILD) -ldataprep -lhost -lgtest -lgtest_main $(DATA_LIBS)

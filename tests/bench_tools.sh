@@ -2,8 +2,9 @@
 # The benchmark tools without a GPU: dev/bench/bench.sh against a stand-in trainer and a stand-in
 # PyTorch baseline (the table, the ratio, a failed run's FAILED cell and reason, the exit status,
 # the trainer's arguments), dev/bench/step_breakdown.py on a small ncu-style CSV (grouping, the
-# sums, the remainder row), and dev/bench/step_breakdown.sh end to end with stand-ins for ncu and
-# nvidia-smi (the trainer's arguments, the step time it reads, the clock line); dev/bench/generate.sh
+# sums, the remainder row; with --trace, the loaded step's times and its idle spaces), and
+# dev/bench/step_breakdown.sh end to end with stand-ins for ncu, nvidia-smi and the CUPTI tracer
+# (the trainer's arguments, the step time it reads, the clock line, the traced run); dev/bench/generate.sh
 # against a stand-in trainer (the table, a failed row and why, the exit status, the arguments);
 # dev/bench/presets.sh against a stand-in trainer (a row, a failed row, TRAINER and extra arguments).
 set -u
@@ -18,6 +19,11 @@ echo "$*" >>"$(dirname "$0")/trainer_args"
 case " $* " in
     *" -e gpt2xl "*) echo "CUDA error: out of memory"; exit 1 ;;
 esac
+# As kernel_trace.cpp would, when the driver loads it: the trace of the profiled step.
+if [ -n "${CUDA_INJECTION64_PATH:-}" ]; then
+    echo "$CUDA_INJECTION64_PATH" >"$(dirname "$0")/injected"
+    cp "$(dirname "$0")/trace.csv" "$KERNEL_TRACE_FILE"
+fi
 echo "BENCH tokens_per_s=500000 mfu=40.00 peak_mem_gb=13.80 step_ms=65.5 gpu=\"Stand-in GPU\" gpus=1"
 SH
 cat >"$work/python" <<'SH'
@@ -63,6 +69,33 @@ check "attention forward grouped" grep -qF "| attention forward | 1 | 1.00 | 12.
 check "attention backward grouped" grep -qF "| attention backward | 1 | 1.50 | 18.8% |" "$work/breakdown"
 check "unknown kernels go to other" grep -qF "| other | 1 | 0.25 | 3.1% |" "$work/breakdown"
 check "the remainder is step minus kernel time" grep -qE "^\| step minus kernel time .* \| - \| 1.50 \| 18.8% \|" "$work/breakdown"
+# --trace: the same kernels back to back (the attention forward 10% slower), a copy first, an NCCL
+# kernel on another stream inside the GEMM (no idle time), and idle spaces of 10, 80 and 500 us
+# inside a span of 7.1 ms.
+cat >"$work/trace.csv" <<'CSV'
+kind,start_ns,end_ns,stream,name
+memcpy,0,10000,7,"262144 bytes"
+kernel,20000,3020000,7,"nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT"
+kernel,100000,200000,9,"ncclDevKernel_AllReduce_Sum_f32_RING_LL(ncclDevKernelArgsStorage<4096ul>)"
+kernel,3020000,4120000,7,"void attention_detail::hopper::forward_kernel<__nv_bfloat16, 64>(int)"
+kernel,4200000,5700000,7,"void attention_detail::tensor_cores::backward_dq_kernel<__nv_bfloat16, 64, 4, 64>(int)"
+kernel,5700000,6200000,7,"void layernorm_detail::layernorm_backward_kernel<__nv_bfloat16, __nv_bfloat16, 2>(int)"
+kernel,6700000,6950000,7,"void adamw_kernel<__nv_bfloat16>(float*)"
+kernel,6950000,7100000,7,"some_unknown_kernel"
+CSV
+python3 dev/bench/step_breakdown.py "$work/kernels.csv" --step-ms 8 --trace "$work/trace.csv" >"$work/traced" 2>&1
+check "step_breakdown.py --trace runs" test $? -eq 0
+check "each group's traced time beside ncu's" grep -qF "| attention forward | 1.00 | 1.10 | 1.10 |" "$work/traced"
+check "copies are a group of their own" grep -qF "| memcpy (host and device copies) | 0.00 | 0.01 | - |" "$work/traced"
+check "the span, the idle time inside it and the rest of the step" grep -qF \
+    "Traced span 7.10 ms (first start to last end): the GPU idle inside it 0.59 ms (7.4% of the step) in 3 spaces; the step minus the span (the host before the first launch and after the last) 0.90 ms (11.2%)." "$work/traced"
+check "the longest idle space first, with its neighbours" grep -qF \
+    "| 500.0 | \`layernorm_detail::layernorm_backward_kernel\` | \`adamw_kernel\` |" "$work/traced"
+check "a copy is named by its kind and size" grep -qF "| 10.0 | \`memcpy 262144 bytes\` |" "$work/traced"
+printf 'kind,start_ns\n' >"$work/bad_trace.csv"
+python3 dev/bench/step_breakdown.py "$work/kernels.csv" --step-ms 8 --trace "$work/bad_trace.csv" >/dev/null 2>"$work/bad_trace_err"
+check "a trace without the needed columns is a clear error" grep -qF "expected a kernel_trace CSV" "$work/bad_trace_err"
+
 # step_breakdown.sh: stand-ins for ncu (writes the CSV above to --log-file, then runs the program)
 # and nvidia-smi (a GPU name; busy samples at 1755 MHz and 688 W while sampling).
 mkdir -p "$work/bin"
@@ -86,8 +119,11 @@ SH
 chmod +x "$work/bin/ncu" "$work/bin/nvidia-smi"
 : >"$work/trainer_args"
 PATH="$work/bin:$PATH" dev/bench/step_breakdown.sh --trainer "$work/trainer" --out "$work/breakdown_out" \
-    -- --recompute-gelu 0 >"$work/step_breakdown" 2>&1
+    --tracer "$work/no_tracer.so" -- --recompute-gelu 0 >"$work/step_breakdown" 2>&1
 check "step_breakdown.sh runs" test $? -eq 0
+check "without the tracer it says the idle time is not split out" grep -qF "the idle time inside the step is not split out" \
+    "$work/step_breakdown"
+check "... and runs the trainer twice" test "$(grep -c -- "-e gpt2s --device-batch 32" "$work/trainer_args")" -eq 2
 check "its runs get bench.sh's conditions, then the extra arguments" \
     grep -qF -- "-e gpt2s --device-batch 32 --seq-len 1024 --precision bf16 --dataset tiny --global-batch-tokens 1 --dropout-embd 0 --dropout-resid 0 --dropout-attn 0 --recompute-gelu 0 --bench-steps 25" "$work/trainer_args"
 check "the profiled run profiles one step" grep -qF -- "--bench-steps 9 --profile-step 8" "$work/trainer_args"
@@ -96,6 +132,17 @@ check "the profiled run replays the unprofiled run's GEMM algorithms" grep -qF -
 check "the step time is the unprofiled run's" grep -qF "Step 65.50 ms (median, unprofiled run); 6 kernels" "$work/step_breakdown"
 check "the title names the GPU" grep -qF "gpt2s B=32 T=1024, bf16, Stand-in GPU" "$work/step_breakdown"
 check "the clock line gives the busy samples' medians" grep -qE "^SM clock while the GPU was busy: 1755 MHz, 688 W" "$work/step_breakdown"
+
+touch "$work/tracer.so"
+: >"$work/trainer_args"
+PATH="$work/bin:$PATH" dev/bench/step_breakdown.sh --trainer "$work/trainer" --out "$work/traced_out" \
+    --tracer "$work/tracer.so" >"$work/step_breakdown_traced" 2>&1
+check "with the tracer, step_breakdown.sh runs" test $? -eq 0
+check "the third run loads the tracer" grep -qF "$work/tracer.so" "$work/injected"
+check "... profiles the same step with the same GEMM algorithms" grep -qF -- \
+    "--bench-steps 9 --profile-step 8 --out-dir $work/traced_out/breakdown_gpt2s_b32_t1024_trace_run --matmul-tuning" \
+    "$work/trainer_args"
+check "the breakdown gets the trace" grep -qF "Traced span 7.10 ms" "$work/step_breakdown_traced"
 
 printf '"ID","Name"\n' >"$work/bad.csv"
 python3 dev/bench/step_breakdown.py "$work/bad.csv" --step-ms 8 >/dev/null 2>"$work/bad_err"

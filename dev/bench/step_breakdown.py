@@ -2,6 +2,13 @@
 gpu__time_duration.sum) by op and prints a markdown table against the step's wall time.
 
     python3 dev/bench/step_breakdown.py KERNELS.csv --step-ms 70.9 [--title TEXT] [--top 15]
+                                        [--trace TRACE.csv]
+
+--trace: the same step of a run without ncu, as dev/bench/kernel_trace.cpp recorded it (every
+kernel, copy and memset with its start and end). It adds each group's time in the loaded step
+beside ncu's and splits "step minus kernel time" into the GPU's idle time inside the step (the
+spaces between its kernels: launch gaps, host synchronizations) and what lies outside the traced
+span (the host between steps); the longest idle spaces are listed with their neighbours.
 
 Standard library only (runs with any python3).
 """
@@ -65,6 +72,70 @@ def read_kernels(path):
     return kernels
 
 
+def read_trace(path):
+    """(kind, start_ns, end_ns, name) per record of a kernel_trace.cpp CSV, sorted by start."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    expected = {"kind", "start_ns", "end_ns", "name"}
+    if not rows or not expected <= set(rows[0]):
+        sys.exit(f"{path}: expected a kernel_trace CSV with columns {sorted(expected)} and at least one record")
+    records = [(row["kind"], int(row["start_ns"]), int(row["end_ns"]), row["name"]) for row in rows]
+    return sorted(records, key=lambda record: record[1])
+
+
+def idle_spaces(records):
+    """The spaces inside the traced span when nothing ran: (ns, record before, record after)."""
+    spaces, busy_until, last = [], records[0][2], records[0]
+    for record in records[1:]:
+        if record[1] > busy_until:
+            spaces.append((record[1] - busy_until, last, record))
+        if record[2] > busy_until:
+            busy_until, last = record[2], record
+    return spaces
+
+
+def print_trace_split(records, kernels_ns_by_group, step_ns, top):
+    """The loaded step's kernel time per group beside ncu's, then where the rest of the step went."""
+    traced_by_group = collections.defaultdict(float)
+    for kind, start, end, name in records:
+        traced_by_group[group_of(name) if kind == "kernel" else f"{kind} (host and device copies)"] += end - start
+    span_ns = max(end for _, _, end, _ in records) - records[0][1]
+    spaces = idle_spaces(records)
+    idle_ns = sum(ns for ns, _, _ in spaces)
+    traced_ns = sum(traced_by_group.values())
+
+    print()
+    print("The same step traced in a run without ncu (dev/bench/kernel_trace.cpp: kernels back to back, at the "
+          "loaded GPU's clock):")
+    print()
+    print("| group | ms, ncu (alone) | ms, traced (loaded) | traced / ncu |")
+    print("| --- | --- | --- | --- |")
+    for group in sorted(set(kernels_ns_by_group) | set(traced_by_group),
+                        key=lambda g: -max(kernels_ns_by_group.get(g, 0), traced_by_group.get(g, 0))):
+        alone, loaded = kernels_ns_by_group.get(group, 0.0), traced_by_group.get(group, 0.0)
+        ratio = f"{loaded / alone:.2f}" if alone > 0 else "-"
+        print(f"| {group} | {alone / 1e6:.2f} | {loaded / 1e6:.2f} | {ratio} |")
+    print(f"| all traced work | {sum(kernels_ns_by_group.values()) / 1e6:.2f} | {traced_ns / 1e6:.2f} | "
+          f"{traced_ns / max(sum(kernels_ns_by_group.values()), 1):.2f} |")
+    print()
+    print(f"Traced span {span_ns / 1e6:.2f} ms (first start to last end): the GPU idle inside it "
+          f"{idle_ns / 1e6:.2f} ms ({100 * idle_ns / step_ns:.1f}% of the step) in {len(spaces)} spaces; "
+          f"the step minus the span (the host before the first launch and after the last) "
+          f"{(step_ns - span_ns) / 1e6:.2f} ms ({100 * (step_ns - span_ns) / step_ns:.1f}%).")
+    print()
+    print(f"Longest {top} idle spaces:")
+    print()
+    print("| idle us | after this ended | until this started |")
+    print("| --- | --- | --- |")
+    for ns, before, after in sorted(spaces, key=lambda space: -space[0])[:top]:
+        print(f"| {ns / 1e3:.1f} | `{trace_label(before)}` | `{trace_label(after)}` |")
+
+
+def trace_label(record):
+    kind, _, _, name = record
+    return short_name(name)[:60] if kind == "kernel" else f"{kind} {name}"
+
+
 def short_name(name):
     """The function name without return type, template arguments and parameters."""
     name = re.sub(r"\(.*$", "", name)
@@ -85,6 +156,7 @@ def main():
     parser.add_argument("--step-ms", type=float, required=True, help="the unprofiled median step time")
     parser.add_argument("--title", default="")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--trace", help="the same step traced without ncu (dev/bench/kernel_trace.cpp)")
     args = parser.parse_args()
 
     kernels = read_kernels(args.csv)
@@ -117,6 +189,9 @@ def main():
     print("| --- | --- | --- | --- |")
     for name, (ns, count) in sorted(by_kernel.items(), key=lambda item: -item[1][0])[: args.top]:
         print(f"| `{name[:90]}` | {count} | {ns / 1e6:.2f} | {100 * ns / step_ns:.1f}% |")
+    if args.trace:
+        print_trace_split(read_trace(args.trace), {group: ns for group, (ns, _) in by_group.items()}, step_ns,
+                          top=10)
 
 
 if __name__ == "__main__":

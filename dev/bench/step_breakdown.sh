@@ -3,7 +3,7 @@
 # timed by Nsight Compute, grouped by op, against the step's wall time from an unprofiled run.
 #
 #   dev/bench/step_breakdown.sh [--model M] [--batch B] [--seq-len T] [--out DIR] [--trainer PATH]
-#                               [-- extra train_gpt2cu arguments]
+#                               [--tracer LIB] [-- extra train_gpt2cu arguments]
 #
 # Defaults: gpt2s, B=32, T=1024, bf16, with bench.sh's conditions (dev/bench/common.sh: tiny
 # dataset, accumulation 1, dropout off).
@@ -16,11 +16,15 @@
 # own time; step time minus that sum is what the GPU spent between kernels (launch gaps, host
 # synchronizations, copies) plus any overlap that serialization removed, plus what a lower clock
 # in the loaded step costs: the SM clock and power are sampled during both runs and reported.
+# A third run, when the CUPTI tracer is built (--tracer, default build/dev/bench/libkernel_trace.so,
+# `make dev`), records the same step without ncu, kernels back to back at the loaded clock: it
+# splits that remainder into the GPU's idle time inside the step and the host between steps.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source dev/bench/common.sh
 
 model=gpt2s batch=32 seq_len=1024 out_dir=${OUT:-build/bench} trainer=./train_gpt2cu
+tracer=build/dev/bench/libkernel_trace.so
 die() { echo "step_breakdown.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -29,7 +33,8 @@ while [ $# -gt 0 ]; do
         --seq-len) [ $# -ge 2 ] || die "--seq-len needs a number"; seq_len=$2; shift 2 ;;
         --out) [ $# -ge 2 ] || die "--out needs a directory"; out_dir=$2; shift 2 ;;
         --trainer) [ $# -ge 2 ] || die "--trainer needs a path"; trainer=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --tracer) [ $# -ge 2 ] || die "--tracer needs a path (or '' for none)"; tracer=$2; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; break ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -83,7 +88,22 @@ sample_clocks "$out_dir/breakdown_${tag}_ncu_clocks.csv" \
     --matmul-tuning "$out_dir/breakdown_${tag}_plain_run/matmul_tuning.txt" >"$out_dir/breakdown_${tag}_ncu.log" 2>&1 ||
     die "the profiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_ncu.log")"
 
-python3 dev/bench/step_breakdown.py "$csv" --step-ms "$step_ms" \
+trace_args=()
+if [ -n "$tracer" ] && [ -f "$tracer" ]; then
+    echo "step_breakdown.sh: step 8 traced without ncu ..." >&2
+    trace="$out_dir/breakdown_${tag}_trace.csv"
+    rm -f "$trace"
+    CUDA_INJECTION64_PATH=$(realpath "$tracer") KERNEL_TRACE_FILE=$trace \
+        "$trainer" "${args[@]}" --bench-steps 9 --profile-step 8 --out-dir "$out_dir/breakdown_${tag}_trace_run" \
+        --matmul-tuning "$out_dir/breakdown_${tag}_plain_run/matmul_tuning.txt" >"$out_dir/breakdown_${tag}_trace.log" 2>&1 ||
+        die "the traced run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_trace.log")"
+    [ -f "$trace" ] || die "the traced run wrote no $trace: $(grep kernel_trace "$out_dir/breakdown_${tag}_trace.log")"
+    trace_args=(--trace "$trace")
+else
+    echo "step_breakdown.sh: no tracer at '$tracer' (make dev builds it): the idle time inside the step is not split out" >&2
+fi
+
+python3 dev/bench/step_breakdown.py "$csv" --step-ms "$step_ms" "${trace_args[@]}" \
     --title "$model B=$batch T=$seq_len, bf16, $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n1)" |
     tee "$out_dir/breakdown_${tag}.md"
 {
