@@ -64,6 +64,9 @@ run_gpu_suite() {
     log=$log_dir/test_run_insight.log
     ./scripts/test_run_insight.sh >"$log" 2>&1
     record test_run_insight $? "$log"
+    log=$log_dir/test_kernel_trace.log
+    ./scripts/test_kernel_trace.sh >"$log" 2>&1
+    record test_kernel_trace $? "$log"
     log=$log_dir/test_generate.log
     "${PYTHON:-python3}" scripts/test_generate.py --work build/test_generate >"$log" 2>&1
     record test_generate $? "$log"
