@@ -10,8 +10,8 @@
 //
 // The records kept are those that start between the trainer's cudaProfilerStart and its
 // cudaProfilerStop (--profile-step N brackets step N). Recording itself runs from the start of the
-// process: CUPTI's set-up when an activity kind is first enabled takes milliseconds (5.5 ms on an
-// H100 for the trainer), which would otherwise fall inside the traced step. At the stop the records are written to KERNEL_TRACE_FILE,
+// process: enabled at the step's start instead, CUPTI's set-up put a 5.5 ms idle space at the
+// start of the traced step (gpt2s on an H100), which no untraced step has. At the stop the records are written to KERNEL_TRACE_FILE,
 // one CSV row each: kind,start_ns,end_ns,stream,name (kernel names demangled). A run that never
 // reaches the stop writes no file, and any CUPTI failure is reported on stderr and leaves the trace
 // unwritten.
