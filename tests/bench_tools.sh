@@ -140,7 +140,7 @@ PATH="$work/bin:$PATH" dev/bench/step_breakdown.sh --trainer "$work/trainer" --o
 check "with the tracer, step_breakdown.sh runs" test $? -eq 0
 check "the third run loads the tracer" grep -qF "$work/tracer.so" "$work/injected"
 check "... profiles the same step with the same GEMM algorithms" grep -qF -- \
-    "--bench-steps 9 --profile-step 8 --out-dir $work/traced_out/breakdown_gpt2s_b32_t1024_trace_run --matmul-tuning" \
+    "--bench-steps 9 --profile-step 8 --matmul-tuning $work/traced_out/breakdown_gpt2s_b32_t1024_plain_run/matmul_tuning.txt --out-dir $work/traced_out/breakdown_gpt2s_b32_t1024_trace_run" \
     "$work/trainer_args"
 check "the breakdown gets the trace" grep -qF "Traced span 7.10 ms" "$work/step_breakdown_traced"
 

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,13 +69,38 @@ void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_recor
     *max_records = 0;  // as many as fit
 }
 
-std::string demangled(const char* name) {
-    if (!name) return "?";
+std::string demangled(const std::string& name) {
     int status = 0;
-    char* text = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    char* text = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
     std::string result = status == 0 && text ? text : name;
     std::free(text);
     return result;
+}
+
+// One record's entry in the trace, if it started inside the window (and is of a kind traced).
+std::optional<Record> record_of(const CUpti_Activity* record, uint64_t window_start_ns) {
+    std::optional<Record> entry;
+    switch (record->kind) {
+    case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
+        const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
+        entry = Record{"kernel", k->start, k->end, k->streamId, k->name ? k->name : "?"};  // demangled when written
+        break;
+    }
+    case CUPTI_ACTIVITY_KIND_MEMCPY: {
+        const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(record);
+        entry = Record{"memcpy", m->start, m->end, m->streamId, std::to_string(m->bytes) + " bytes"};
+        break;
+    }
+    case CUPTI_ACTIVITY_KIND_MEMSET: {
+        const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(record);
+        entry = Record{"memset", m->start, m->end, m->streamId, std::to_string(m->bytes) + " bytes"};
+        break;
+    }
+    default:
+        break;
+    }
+    if (entry && entry->start_ns < window_start_ns) entry.reset();
+    return entry;
 }
 
 void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid_bytes) {
@@ -82,30 +108,9 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     CUpti_Activity* record = nullptr;
     {
         std::lock_guard<std::mutex> lock(t.mutex);
-        while (cuptiActivityGetNextRecord(buffer, valid_bytes, &record) == CUPTI_SUCCESS) {
-            switch (record->kind) {
-            case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
-                const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
-                if (k->start >= t.window_start_ns)
-                    t.records.push_back({"kernel", k->start, k->end, k->streamId, demangled(k->name)});
-                break;
-            }
-            case CUPTI_ACTIVITY_KIND_MEMCPY: {
-                const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(record);
-                if (m->start >= t.window_start_ns)
-                    t.records.push_back({"memcpy", m->start, m->end, m->streamId, std::to_string(m->bytes) + " bytes"});
-                break;
-            }
-            case CUPTI_ACTIVITY_KIND_MEMSET: {
-                const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(record);
-                if (m->start >= t.window_start_ns)
-                    t.records.push_back({"memset", m->start, m->end, m->streamId, std::to_string(m->bytes) + " bytes"});
-                break;
-            }
-            default:
-                break;
-            }
-        }
+        while (cuptiActivityGetNextRecord(buffer, valid_bytes, &record) == CUPTI_SUCCESS)
+            if (std::optional<Record> entry = record_of(record, t.window_start_ns))
+                t.records.push_back(std::move(*entry));
         size_t dropped = 0;
         if (cuptiActivityGetNumDroppedRecords(nullptr, 0, &dropped) == CUPTI_SUCCESS && dropped > 0) {
             std::fprintf(stderr, "kernel_trace: CUPTI dropped %zu records; no trace will be written\n", dropped);
@@ -144,7 +149,8 @@ void stop_and_write() {
     }
     std::fprintf(file, "kind,start_ns,end_ns,stream,name\n");
     for (const Record& r : t.records) {
-        std::string name = r.name;  // CSV: quotes doubled inside a quoted field
+        std::string name = std::strcmp(r.kind, "kernel") == 0 ? demangled(r.name) : r.name;
+        // CSV: quotes doubled inside a quoted field
         for (size_t at = name.find('"'); at != std::string::npos; at = name.find('"', at + 2)) name.insert(at, "\"");
         std::fprintf(file, "%s,%llu,%llu,%u,\"%s\"\n", r.kind, (unsigned long long)r.start_ns,
                      (unsigned long long)r.end_ns, r.stream, name.c_str());

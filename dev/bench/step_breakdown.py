@@ -102,7 +102,7 @@ def print_trace_split(records, kernels_ns_by_group, step_ns, top):
     span_ns = max(end for _, _, end, _ in records) - records[0][1]
     spaces = idle_spaces(records)
     idle_ns = sum(ns for ns, _, _ in spaces)
-    traced_ns = sum(traced_by_group.values())
+    traced_ns, alone_ns = sum(traced_by_group.values()), sum(kernels_ns_by_group.values())
 
     print()
     print("The same step traced in a run without ncu (dev/bench/kernel_trace.cpp: kernels back to back, at the "
@@ -115,8 +115,7 @@ def print_trace_split(records, kernels_ns_by_group, step_ns, top):
         alone, loaded = kernels_ns_by_group.get(group, 0.0), traced_by_group.get(group, 0.0)
         ratio = f"{loaded / alone:.2f}" if alone > 0 else "-"
         print(f"| {group} | {alone / 1e6:.2f} | {loaded / 1e6:.2f} | {ratio} |")
-    print(f"| all traced work | {sum(kernels_ns_by_group.values()) / 1e6:.2f} | {traced_ns / 1e6:.2f} | "
-          f"{traced_ns / max(sum(kernels_ns_by_group.values()), 1):.2f} |")
+    print(f"| all traced work | {alone_ns / 1e6:.2f} | {traced_ns / 1e6:.2f} | {traced_ns / max(alone_ns, 1):.2f} |")
     print()
     print(f"Traced span {span_ns / 1e6:.2f} ms (first start to last end): the GPU idle inside it "
           f"{idle_ns / 1e6:.2f} ms ({100 * idle_ns / step_ns:.1f}% of the step) in {len(spaces)} spaces; "

@@ -78,14 +78,17 @@ bench_line=$(grep '^BENCH ' "$out_dir/breakdown_${tag}_plain.log" | tail -n1)
 step_ms=$(sed -n 's/.* step_ms=\([0-9.]*\).*/\1/p' <<<"$bench_line")
 [ -n "$step_ms" ] || die "no step_ms in the unprofiled run's BENCH line"
 
+# The profiled and the traced run: step 8 of 9, with the unprofiled run's GEMM algorithms (its
+# matmul tuning record), so that all three runs time the same kernels.
+step_8=(--bench-steps 9 --profile-step 8 --matmul-tuning "$out_dir/breakdown_${tag}_plain_run/matmul_tuning.txt")
+
 echo "step_breakdown.sh: the kernels of step 8 under ncu ..." >&2
-# With the unprofiled run's GEMM algorithms (its matmul tuning record), so that both time the same kernels.
 csv="$out_dir/breakdown_${tag}.csv"
 sample_clocks "$out_dir/breakdown_${tag}_ncu_clocks.csv" \
     "$ncu" --profile-from-start off --clock-control none --cache-control none --metrics gpu__time_duration.sum \
     --csv --page raw --print-units base --log-file "$csv" \
-    "$trainer" "${args[@]}" --bench-steps 9 --profile-step 8 --out-dir "$out_dir/breakdown_${tag}_ncu_run" \
-    --matmul-tuning "$out_dir/breakdown_${tag}_plain_run/matmul_tuning.txt" >"$out_dir/breakdown_${tag}_ncu.log" 2>&1 ||
+    "$trainer" "${args[@]}" "${step_8[@]}" --out-dir "$out_dir/breakdown_${tag}_ncu_run" \
+    >"$out_dir/breakdown_${tag}_ncu.log" 2>&1 ||
     die "the profiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_ncu.log")"
 
 trace_args=()
@@ -94,8 +97,8 @@ if [ -n "$tracer" ] && [ -f "$tracer" ]; then
     trace="$out_dir/breakdown_${tag}_trace.csv"
     rm -f "$trace"
     CUDA_INJECTION64_PATH=$(realpath "$tracer") KERNEL_TRACE_FILE=$trace \
-        "$trainer" "${args[@]}" --bench-steps 9 --profile-step 8 --out-dir "$out_dir/breakdown_${tag}_trace_run" \
-        --matmul-tuning "$out_dir/breakdown_${tag}_plain_run/matmul_tuning.txt" >"$out_dir/breakdown_${tag}_trace.log" 2>&1 ||
+        "$trainer" "${args[@]}" "${step_8[@]}" --out-dir "$out_dir/breakdown_${tag}_trace_run" \
+        >"$out_dir/breakdown_${tag}_trace.log" 2>&1 ||
         die "the traced run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_trace.log")"
     [ -f "$trace" ] || die "the traced run wrote no $trace: $(grep kernel_trace "$out_dir/breakdown_${tag}_trace.log")"
     trace_args=(--trace "$trace")
