@@ -23,6 +23,7 @@ esac
 if [ -n "${CUDA_INJECTION64_PATH:-}" ]; then
     echo "$CUDA_INJECTION64_PATH" >"$(dirname "$0")/injected"
     cp "$(dirname "$0")/trace.csv" "$KERNEL_TRACE_FILE"
+    echo "bench step 8/9 | loss 10.0000 | 7.30 ms"
 fi
 echo "BENCH tokens_per_s=500000 mfu=40.00 peak_mem_gb=13.80 step_ms=65.5 gpu=\"Stand-in GPU\" gpus=1"
 SH
@@ -92,6 +93,13 @@ check "the span, the idle time inside it and the rest of the step" grep -qF \
 check "the longest idle space first, with its neighbours" grep -qF \
     "| 500.0 | \`layernorm_detail::layernorm_backward_kernel\` | \`adamw_kernel\` |" "$work/traced"
 check "a copy is named by its kind and size" grep -qF "| 10.0 | \`memcpy 262144 bytes\` |" "$work/traced"
+python3 dev/bench/step_breakdown.py "$work/kernels.csv" --step-ms 8 --trace "$work/trace.csv" --traced-step-ms 7.3 \
+    >"$work/traced_own" 2>&1
+check "with the traced step's own time, the rest is measured against it" grep -qF \
+    "the traced step took 7.30 ms on the host's clock, of which 0.20 ms (2.7%) lay outside the span (the host before the first launch and after the last), and 0.70 ms less than the unprofiled median." \
+    "$work/traced_own"
+python3 dev/bench/step_breakdown.py "$work/kernels.csv" --step-ms 8 --traced-step-ms 7.3 >/dev/null 2>"$work/own_err"
+check "--traced-step-ms without --trace is refused" grep -qF "goes with --trace" "$work/own_err"
 printf 'kind,start_ns\n' >"$work/bad_trace.csv"
 python3 dev/bench/step_breakdown.py "$work/kernels.csv" --step-ms 8 --trace "$work/bad_trace.csv" >/dev/null 2>"$work/bad_trace_err"
 check "a trace without the needed columns is a clear error" grep -qF "expected a kernel_trace CSV" "$work/bad_trace_err"
@@ -143,6 +151,8 @@ check "... profiles the same step with the same GEMM algorithms" grep -qF -- \
     "--bench-steps 9 --profile-step 8 --matmul-tuning $work/traced_out/breakdown_gpt2s_b32_t1024_plain_run/matmul_tuning.txt --out-dir $work/traced_out/breakdown_gpt2s_b32_t1024_trace_run" \
     "$work/trainer_args"
 check "the breakdown gets the trace" grep -qF "Traced span 7.10 ms" "$work/step_breakdown_traced"
+check "... and the traced step's own time from its log" grep -qF "the traced step took 7.30 ms on the host's clock" \
+    "$work/step_breakdown_traced"
 
 printf '"ID","Name"\n' >"$work/bad.csv"
 python3 dev/bench/step_breakdown.py "$work/bad.csv" --step-ms 8 >/dev/null 2>"$work/bad_err"

@@ -295,7 +295,7 @@ template <typename T, typename R> class Trainer {
             const StepResult result = train_step();
             if (i >= warmup) ms.push_back(result.ms);
             if (dist_.is_main())
-                std::printf("bench step %lld/%lld | loss %.4f | %.1f ms\n", (long long)(i + 1),
+                std::printf("bench step %lld/%lld | loss %.4f | %.2f ms\n", (long long)(i + 1),
                             (long long)config_.bench_steps, result.loss, result.ms);
         }
         REQUIRE(!ms.empty(), "--bench-steps must exceed the %d warm-up steps", warmup);

@@ -2,13 +2,16 @@
 gpu__time_duration.sum) by op and prints a markdown table against the step's wall time.
 
     python3 dev/bench/step_breakdown.py KERNELS.csv --step-ms 70.9 [--title TEXT] [--top 15]
-                                        [--trace TRACE.csv]
+                                        [--trace TRACE.csv [--traced-step-ms 71.2]]
 
 --trace: the same step of a run without ncu, as dev/bench/kernel_trace.cpp recorded it (every
 kernel, copy and memset with its start and end). It adds each group's time in the loaded step
 beside ncu's and splits "step minus kernel time" into the GPU's idle time inside the step (the
 spaces between its kernels: launch gaps, host synchronizations) and what lies outside the traced
-span (the host between steps); the longest idle spaces are listed with their neighbours.
+span (the host before the step's first launch and after its last); the longest idle spaces are
+listed with their neighbours. --traced-step-ms, the traced step's own time on the host's clock
+(the trainer's "bench step" line), measures what lies outside the span against that step itself
+rather than the unprofiled median, and says how far the traced step was from the median.
 
 Standard library only (runs with any python3).
 """
@@ -94,7 +97,7 @@ def idle_spaces(records):
     return spaces
 
 
-def print_trace_split(records, kernels_ns_by_group, step_ns, top):
+def print_trace_split(records, kernels_ns_by_group, step_ns, traced_step_ns, top):
     """The loaded step's kernel time per group beside ncu's, then where the rest of the step went."""
     traced_by_group = collections.defaultdict(float)
     for kind, start, end, name in records:
@@ -117,10 +120,17 @@ def print_trace_split(records, kernels_ns_by_group, step_ns, top):
         print(f"| {group} | {alone / 1e6:.2f} | {loaded / 1e6:.2f} | {ratio} |")
     print(f"| all traced work | {alone_ns / 1e6:.2f} | {traced_ns / 1e6:.2f} | {traced_ns / max(alone_ns, 1):.2f} |")
     print()
-    print(f"Traced span {span_ns / 1e6:.2f} ms (first start to last end): the GPU idle inside it "
-          f"{idle_ns / 1e6:.2f} ms ({100 * idle_ns / step_ns:.1f}% of the step) in {len(spaces)} spaces; "
-          f"the step minus the span (the host before the first launch and after the last) "
-          f"{(step_ns - span_ns) / 1e6:.2f} ms ({100 * (step_ns - span_ns) / step_ns:.1f}%).")
+    span = (f"Traced span {span_ns / 1e6:.2f} ms (first start to last end): the GPU idle inside it "
+            f"{idle_ns / 1e6:.2f} ms ({100 * idle_ns / step_ns:.1f}% of the step) in {len(spaces)} spaces; ")
+    if traced_step_ns is None:
+        print(span + f"the step minus the span (the host before the first launch and after the last) "
+              f"{(step_ns - span_ns) / 1e6:.2f} ms ({100 * (step_ns - span_ns) / step_ns:.1f}%).")
+    else:
+        outside_ns, off_median_ns = traced_step_ns - span_ns, traced_step_ns - step_ns
+        print(span + f"the traced step took {traced_step_ns / 1e6:.2f} ms on the host's clock, of which "
+              f"{outside_ns / 1e6:.2f} ms ({100 * outside_ns / traced_step_ns:.1f}%) lay outside the span (the "
+              f"host before the first launch and after the last), and {abs(off_median_ns) / 1e6:.2f} ms "
+              f"{'more' if off_median_ns >= 0 else 'less'} than the unprofiled median.")
     print()
     print(f"Longest {top} idle spaces:")
     print()
@@ -156,7 +166,11 @@ def main():
     parser.add_argument("--title", default="")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--trace", help="the same step traced without ncu (dev/bench/kernel_trace.cpp)")
+    parser.add_argument("--traced-step-ms", type=float,
+                        help="the traced step's own time on the host's clock (its run's 'bench step' line)")
     args = parser.parse_args()
+    if args.traced_step_ms is not None and not args.trace:
+        parser.error("--traced-step-ms goes with --trace (it is the traced step's time)")
 
     kernels = read_kernels(args.csv)
     step_ns = args.step_ms * 1e6
@@ -189,8 +203,9 @@ def main():
     for name, (ns, count) in sorted(by_kernel.items(), key=lambda item: -item[1][0])[: args.top]:
         print(f"| `{name[:90]}` | {count} | {ns / 1e6:.2f} | {100 * ns / step_ns:.1f}% |")
     if args.trace:
+        traced_step_ns = args.traced_step_ms * 1e6 if args.traced_step_ms is not None else None
         print_trace_split(read_trace(args.trace), {group: ns for group, (ns, _) in by_group.items()}, step_ns,
-                          top=10)
+                          traced_step_ns, top=10)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@
 # in the loaded step costs: the SM clock and power are sampled during both runs and reported.
 # A third run, when the CUPTI tracer is built (--tracer, default build/dev/bench/libkernel_trace.so,
 # `make dev`), records the same step without ncu, kernels back to back at the loaded clock: it
-# splits that remainder into the GPU's idle time inside the step and the host between steps.
+# splits that remainder into the GPU's idle time inside the step and the host's time before the
+# step's first launch and after its last (against the traced step's own time from its log).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source dev/bench/common.sh
@@ -102,6 +103,13 @@ if [ -n "$tracer" ] && [ -f "$tracer" ]; then
         die "the traced run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_trace.log")"
     [ -f "$trace" ] || die "the traced run wrote no $trace: $(grep kernel_trace "$out_dir/breakdown_${tag}_trace.log")"
     trace_args=(--trace "$trace")
+    # The traced step's own time, so that what lies outside its span is measured against itself.
+    traced_ms=$(sed -n 's/^bench step 8\/9 | .* | \([0-9.]*\) ms$/\1/p' "$out_dir/breakdown_${tag}_trace.log" | tail -n1)
+    if [ -n "$traced_ms" ]; then
+        trace_args+=(--traced-step-ms "$traced_ms")
+    else
+        echo "step_breakdown.sh: no 'bench step 8/9' line in the traced run's log: its span is set against the median" >&2
+    fi
 else
     echo "step_breakdown.sh: no tracer at '$tracer' (make dev builds it): the idle time inside the step is not split out" >&2
 fi
