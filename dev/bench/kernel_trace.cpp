@@ -11,10 +11,10 @@
 // The records kept are those that start between the trainer's cudaProfilerStart and its
 // cudaProfilerStop (--profile-step N brackets step N). Recording itself runs from the start of the
 // process: enabled at the step's start instead, CUPTI's set-up put a 5.5 ms idle space at the
-// start of the traced step (gpt2s on an H100), which no untraced step has. At the stop the records are written to KERNEL_TRACE_FILE,
-// one CSV row each: kind,start_ns,end_ns,stream,name (kernel names demangled). A run that never
-// reaches the stop writes no file, and any CUPTI failure is reported on stderr and leaves the trace
-// unwritten.
+// start of the traced step (gpt2s on an H100), which no untraced step has. At the stop the records
+// are written to KERNEL_TRACE_FILE, one CSV row each: kind,start_ns,end_ns,stream,name (kernel
+// names demangled). A run that never reaches the stop writes no file, and any CUPTI failure is
+// reported on stderr and leaves the trace unwritten.
 #include <cupti.h>
 #include <cxxabi.h>
 

@@ -80,35 +80,40 @@ step_ms=$(sed -n 's/.* step_ms=\([0-9.]*\).*/\1/p' <<<"$bench_line")
 [ -n "$step_ms" ] || die "no step_ms in the unprofiled run's BENCH line"
 
 # The profiled and the traced run: step 8 of 9, with the unprofiled run's GEMM algorithms (its
-# matmul tuning record), so that all three runs time the same kernels.
-step_8=(--bench-steps 9 --profile-step 8 --matmul-tuning "$out_dir/breakdown_${tag}_plain_run/matmul_tuning.txt")
+# matmul tuning record), so that all three runs time the same kernels. The traced run's log names
+# the step by the same numbers.
+profiled_step=8 last_step=9
+profiled_run=(--bench-steps "$last_step" --profile-step "$profiled_step"
+        --matmul-tuning "$out_dir/breakdown_${tag}_plain_run/matmul_tuning.txt")
 
-echo "step_breakdown.sh: the kernels of step 8 under ncu ..." >&2
+echo "step_breakdown.sh: the kernels of step $profiled_step under ncu ..." >&2
 csv="$out_dir/breakdown_${tag}.csv"
 sample_clocks "$out_dir/breakdown_${tag}_ncu_clocks.csv" \
     "$ncu" --profile-from-start off --clock-control none --cache-control none --metrics gpu__time_duration.sum \
     --csv --page raw --print-units base --log-file "$csv" \
-    "$trainer" "${args[@]}" "${step_8[@]}" --out-dir "$out_dir/breakdown_${tag}_ncu_run" \
+    "$trainer" "${args[@]}" "${profiled_run[@]}" --out-dir "$out_dir/breakdown_${tag}_ncu_run" \
     >"$out_dir/breakdown_${tag}_ncu.log" 2>&1 ||
     die "the profiled run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_ncu.log")"
 
 trace_args=()
 if [ -n "$tracer" ] && [ -f "$tracer" ]; then
-    echo "step_breakdown.sh: step 8 traced without ncu ..." >&2
+    echo "step_breakdown.sh: step $profiled_step traced without ncu ..." >&2
     trace="$out_dir/breakdown_${tag}_trace.csv"
     rm -f "$trace"
     CUDA_INJECTION64_PATH=$(realpath "$tracer") KERNEL_TRACE_FILE=$trace \
-        "$trainer" "${args[@]}" "${step_8[@]}" --out-dir "$out_dir/breakdown_${tag}_trace_run" \
+        "$trainer" "${args[@]}" "${profiled_run[@]}" --out-dir "$out_dir/breakdown_${tag}_trace_run" \
         >"$out_dir/breakdown_${tag}_trace.log" 2>&1 ||
         die "the traced run failed: $(tail -n 3 "$out_dir/breakdown_${tag}_trace.log")"
     [ -f "$trace" ] || die "the traced run wrote no $trace: $(grep kernel_trace "$out_dir/breakdown_${tag}_trace.log")"
     trace_args=(--trace "$trace")
     # The traced step's own time, so that what lies outside its span is measured against itself.
-    traced_ms=$(sed -n 's/^bench step 8\/9 | .* | \([0-9.]*\) ms$/\1/p' "$out_dir/breakdown_${tag}_trace.log" | tail -n1)
+    traced_ms=$(sed -n "s/^bench step $profiled_step\/$last_step | .* | \([0-9.]*\) ms\$/\1/p" \
+        "$out_dir/breakdown_${tag}_trace.log" | tail -n1)
     if [ -n "$traced_ms" ]; then
         trace_args+=(--traced-step-ms "$traced_ms")
     else
-        echo "step_breakdown.sh: no 'bench step 8/9' line in the traced run's log: its span is set against the median" >&2
+        echo "step_breakdown.sh: no 'bench step $profiled_step/$last_step' line in the traced run's log:" \
+             "its span is set against the median" >&2
     fi
 else
     echo "step_breakdown.sh: no tracer at '$tracer' (make dev builds it): the idle time inside the step is not split out" >&2
