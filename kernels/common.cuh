@@ -65,6 +65,16 @@ __host__ __device__ inline bool is_aligned16(const void* p) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// How a backward kernel writes a parameter gradient: `add` it to what the storage holds (later
+// micro-steps of a step accumulate), or `store` it (the step's first micro-step: the storage was
+// not cleared, and is not read, so whatever it held, NaN included, does not matter).
+enum class GradWrite { add, store };
+
+__device__ inline void write_gradient(float* target, float value, GradWrite write) {
+    *target = write == GradWrite::add ? *target + value : value;
+}
+
+// ---------------------------------------------------------------------------------------------
 // A value into device memory, in stream order: per-step settings that kernels replayed from a CUDA
 // graph read at run time (train/step_graph.cuh). The value travels as the kernel's argument, which
 // is copied at launch, so unlike cudaMemcpyAsync from host memory no host buffer must outlive it.

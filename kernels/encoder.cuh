@@ -198,9 +198,9 @@ __global__ void __launch_bounds__(kEncoderBackwardWarps * 32)
     }
 }
 
-// dwpe[t, c..c+8) += sum over b of dout[b, t, c..c+8), one thread per (t, 8 channels).
+// dwpe[t, c..c+8) += (or =, GradWrite) sum over b of dout[b, t, c..c+8), one thread per (t, 8 channels).
 template <typename T>
-__global__ void encoder_backward_wpe_kernel(float* dwpe, const T* dout, int B, int seq_len, int C) {
+__global__ void encoder_backward_wpe_kernel(float* dwpe, const T* dout, int B, int seq_len, int C, GradWrite write) {
     const int vectors_per_row = C / Vec16<T>::size;
     const int v = blockIdx.x * blockDim.x + threadIdx.x;
     if (v >= seq_len * vectors_per_row) return;
@@ -213,7 +213,7 @@ __global__ void encoder_backward_wpe_kernel(float* dwpe, const T* dout, int B, i
     }
     float4* target = reinterpret_cast<float4*>(dwpe + static_cast<size_t>(t) * C + c);
     for (int half = 0; half < 2; ++half) {
-        float4 value = target[half];
+        float4 value = write == GradWrite::add ? target[half] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         value.x += sums[4 * half + 0];
         value.y += sums[4 * half + 1];
         value.z += sums[4 * half + 2];
@@ -223,10 +223,12 @@ __global__ void encoder_backward_wpe_kernel(float* dwpe, const T* dout, int B, i
 }
 
 // dwte (Vp,C) += and dwpe (max_T,C) += (nullptr: no learned positions) from dout (B,T,C), with
-// `plan` built from this batch's tokens.
+// `plan` built from this batch's tokens. `wpe_write` GradWrite::store stores rows 0..T-1 of dwpe
+// instead; dwte is always added to, since only the batch's tokens' rows are written (the tied LM
+// head's weight gradient writes all of them first).
 template <typename T>
 void encoder_backward(float* dwte, float* dwpe, const T* dout, EncoderBackwardPlan& plan, int B, int seq_len, int C,
-                      cudaStream_t stream) {
+                      GradWrite wpe_write, cudaStream_t stream) {
     REQUIRE(B > 0 && seq_len > 0 && C > 0 && C % 8 == 0 && C <= 65535 * kEncoderSliceChannels,
             "encoder_backward: B=%d, T=%d must be positive and C=%d a positive multiple of 8", B, seq_len, C);
     REQUIRE(plan.num_tokens() == B * seq_len,
@@ -242,7 +244,8 @@ void encoder_backward(float* dwte, float* dwpe, const T* dout, EncoderBackwardPl
     if (dwpe) {
         constexpr int kThreads = 256;
         const int vectors = seq_len * (C / Vec16<T>::size);
-        encoder_backward_wpe_kernel<<<ceil_div(vectors, kThreads), kThreads, 0, stream>>>(dwpe, dout, B, seq_len, C);
+        encoder_backward_wpe_kernel<<<ceil_div(vectors, kThreads), kThreads, 0, stream>>>(dwpe, dout, B, seq_len, C,
+                                                                                          wpe_write);
         CUDA_CHECK_LAUNCH();
     }
     CUDA_CHECK(cudaEventRecord(plan.consumed(), stream));

@@ -260,12 +260,12 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
 }
 
 // dweight[c] += sum over blocks of partials[b][0][c]; dbias likewise from partials[b][1][c], and
-// d_sublayer_bias from partials[b][2][c] when components == 3.
+// d_sublayer_bias from partials[b][2][c] when components == 3 (= instead of +=: GradWrite::store).
 // Thread (x, y) sums blocks y, y + 32, ... of one column; the 32 results are summed in order.
 constexpr int kReduceRows = 32;
 __global__ void __launch_bounds__(32 * kReduceRows)
     layernorm_param_grads_reduce_kernel(float* dweight, float* dbias, float* d_sublayer_bias, const float* partials,
-                                        int blocks, int components, int C) {
+                                        int blocks, int components, int C, GradWrite write) {
     __shared__ float column_sums[kReduceRows][33];  // +1: no bank conflicts on the transposed read
     const int column = blockIdx.x * 32 + threadIdx.x;  // over (components, C): dweight, dbias, d_sublayer_bias
     const bool valid = column < components * C;
@@ -281,7 +281,7 @@ __global__ void __launch_bounds__(32 * kReduceRows)
         for (int y = 0; y < kReduceRows; ++y) total += column_sums[y][threadIdx.x];
         float* target = column < C ? dweight + column : column < 2 * C ? dbias + (column - C)
                                                                       : d_sublayer_bias + (column - 2 * C);
-        *target += total;
+        write_gradient(target, total, write);
     }
 }
 
@@ -398,7 +398,7 @@ template <typename T, typename R>
 void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweight, float* dbias,
                      float* d_sublayer_bias, const T* dy, const T* dy_extra, const R* d_sum_addend,
                      const R* saved_sum, const float* mean, const float* rstd, const T* weight, DropoutParams drop,
-                     int N, int C, float* scratch, cudaStream_t stream) {
+                     int N, int C, GradWrite write, float* scratch, cudaStream_t stream) {
     check_row_shape(N, C);
     check_shape_fits(plan.shape, C, kBackwardMaxChunksPerThread);
     REQUIRE(plan.kernel == BackwardKernel::row_team || plan.shape.teams_per_block <= kMaxNamedBarrierTeams,
@@ -426,7 +426,7 @@ void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweig
     });
     CUDA_CHECK_LAUNCH();
     layernorm_param_grads_reduce_kernel<<<ceil_div(components * C, 32), dim3(32, kReduceRows), 0, stream>>>(
-        dweight, dbias, d_sublayer_bias, scratch, plan.blocks, components, C);
+        dweight, dbias, d_sublayer_bias, scratch, plan.blocks, components, C, write);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -464,7 +464,8 @@ void fused_dropout_residual_layernorm_forward(T* ln_out /*(N,C)*/, R* residual_o
 
 // Pre-norm backward: d_sum = d_residual + LayerNorm_backward(d_ln_out); d_residual := d_sum
 // (in place); dx = keep * d_sum / (1 - p); dweight, dbias +=; d_sublayer_bias += column sums of
-// dx (the bias gradient of the linear layer whose output x was; nullptr skips it).
+// dx (the bias gradient of the linear layer whose output x was; nullptr skips it). The three
+// parameter gradients are stored (=) instead with `write` GradWrite::store.
 template <typename T, typename R>
 void fused_dropout_residual_layernorm_backward(
     T* dx /*(N,C)*/,
@@ -472,12 +473,12 @@ void fused_dropout_residual_layernorm_backward(
     float* dweight /*(C) +=*/, float* dbias /*(C) +=*/, float* d_sublayer_bias /*(C) += or nullptr*/,
     const T* d_ln_out /*(N,C)*/, const R* residual_out /*(N,C)*/, const float* mean /*(N)*/,
     const float* rstd /*(N)*/, const T* weight /*(C)*/, DropoutParams drop, bool d_residual_is_zero, int N, int C,
-    float* scratch /*layernorm_backward_scratch_floats<T, R>(N or more, C)*/, cudaStream_t stream) {
+    GradWrite write, float* scratch /*layernorm_backward_scratch_floats<T, R>(N or more, C)*/, cudaStream_t stream) {
     REQUIRE(d_residual != nullptr, "LayerNorm backward: d_residual receives the residual gradient; it cannot be null");
     layernorm_detail::launch_backward<T, R>(layernorm_detail::default_backward_plan<T, R>(N, C), dx, d_residual, dweight,
                                             dbias, d_sublayer_bias, d_ln_out, nullptr,
                                             d_residual_is_zero ? nullptr : d_residual, residual_out, mean, rstd,
-                                            weight, drop, N, C, scratch, stream);
+                                            weight, drop, N, C, write, scratch, stream);
 }
 
 // Post-norm forward: sum_out = residual_in + dropout(x); out = LayerNorm(sum_out).
@@ -495,7 +496,7 @@ void fused_dropout_residual_layernorm_postnorm_forward(T* out /*(N,C)*/, T* sum_
 
 // Post-norm backward: d_sum = LayerNorm_backward(d_out + d_out_extra); d_residual_in := d_sum;
 // dx = keep * d_sum / (1 - p); dweight, dbias +=; d_sublayer_bias += column sums of dx (as in
-// pre-norm; nullptr skips it).
+// pre-norm; nullptr skips it; = instead of += with `write` GradWrite::store).
 template <typename T>
 void fused_dropout_residual_layernorm_postnorm_backward(
     T* dx /*(N,C)*/, T* d_residual_in /*(N,C) or nullptr (residual_in was null); may alias d_out_extra or d_out*/,
@@ -503,9 +504,9 @@ void fused_dropout_residual_layernorm_postnorm_backward(
     const T* d_out /*(N,C)*/,
     const T* d_out_extra /*(N,C) or nullptr: gradient reaching out through the next residual path*/,
     const T* sum_out /*(N,C)*/, const float* mean /*(N)*/, const float* rstd /*(N)*/, const T* weight /*(C)*/,
-    DropoutParams drop, int N, int C, float* scratch /*layernorm_backward_scratch_floats<T, T>(N or more, C)*/,
-    cudaStream_t stream) {
+    DropoutParams drop, int N, int C, GradWrite write,
+    float* scratch /*layernorm_backward_scratch_floats<T, T>(N or more, C)*/, cudaStream_t stream) {
     layernorm_detail::launch_backward<T, T>(layernorm_detail::default_backward_plan<T, T>(N, C), dx, d_residual_in,
                                             dweight, dbias, d_sublayer_bias, d_out, d_out_extra, nullptr, sum_out,
-                                            mean, rstd, weight, drop, N, C, scratch, stream);
+                                            mean, rstd, weight, drop, N, C, write, scratch, stream);
 }

@@ -159,7 +159,7 @@ class MatmulContext {
     friend void matmul_forward(MatmulContext&, T*, T*, const T*, const T*, const T*, int, int, int, cudaStream_t);
     template <typename T>
     friend void matmul_backward(MatmulContext&, T*, float*, float*, float*, const T*, const T*, const T*, const T*,
-                                int, int, int, cudaStream_t);
+                                int, int, int, GradWrite, cudaStream_t);
 
     GemmPlan& plan_for(const GemmKey& key, const void* bias, const void* aux) {
         auto found = plans_.find(key);
@@ -311,10 +311,12 @@ void matmul_forward(MatmulContext& context, T* out, T* pre_gelu, const T* inp, c
 // inp_pre_gelu (dinp is its dout), a pass over dinp as stored; nullptr skips it.
 // dweight (N,K) += dout^T @ inp (M,K); dweight == nullptr skips it.
 // dbias (N) += column sums of dout, a separate pass over dout; dbias == nullptr skips it.
+// The three parameter gradients are stored instead (=) with `write` GradWrite::store: the
+// weight gradient's GEMM then runs with beta 0 and reads nothing of dweight.
 template <typename T>
 void matmul_backward(MatmulContext& context, T* dinp, float* dbias_of_dinp, float* dweight, float* dbias,
                      const T* dout, const T* inp, const T* weight, const T* inp_pre_gelu, int M, int N, int K,
-                     cudaStream_t stream) {
+                     GradWrite write, cudaStream_t stream) {
     require_matmul_shape("matmul_backward", M, N, K);
     REQUIRE(dout && (dinp == nullptr || weight) && (dweight == nullptr || inp),
             "matmul_backward: dout is required, weight when dinp is wanted, inp when dweight is wanted");
@@ -349,20 +351,22 @@ void matmul_backward(MatmulContext& context, T* dinp, float* dbias_of_dinp, floa
             if (!plan.decided) context.decide(plan, key, run, stream);
             run(plan.use_fused);
         }
-        if (dbias_of_dinp) column_sum_accumulate(dbias_of_dinp, dinp, M, K, context.column_sum_scratch_, stream);
+        if (dbias_of_dinp)
+            column_sum_accumulate(dbias_of_dinp, dinp, M, K, write, context.column_sum_scratch_, stream);
     }
 
     if (dweight && simple) {
         // dweight (N,K) += dout^T inp: A(n, m) = dout (M,N) down its columns, B(k, m) = inp (M,K) likewise.
-        simple_gemm(dweight, dout, inp, N, K, M, 1, N, 1, K, /*accumulate=*/true, stream);
+        simple_gemm(dweight, dout, inp, N, K, M, 1, N, 1, K, /*accumulate=*/write == GradWrite::add, stream);
     } else if (dweight) {
         const GemmKey key{GemmSite::kBackwardWeight, gemm_dtype<T>(), M, N, K, false, false};
         GemmPlan& plan = context.plan_for(key, nullptr, nullptr);
         auto run = [&](bool) {
-            context.run_gemm(plan, plan.fused, inp, dout, dweight, 1.0f, nullptr, nullptr, stream);
+            context.run_gemm(plan, plan.fused, inp, dout, dweight, write == GradWrite::add ? 1.0f : 0.0f, nullptr,
+                             nullptr, stream);
         };
         if (!plan.decided) context.decide(plan, key, run, stream, PreservedOutput{dweight, size_t(N) * K});
         run(true);
     }
-    if (dbias) column_sum_accumulate(dbias, dout, M, N, context.column_sum_scratch_, stream);
+    if (dbias) column_sum_accumulate(dbias, dout, M, N, write, context.column_sum_scratch_, stream);
 }

@@ -84,7 +84,8 @@ template <typename T> void gelu_backward_inplace(T* dinp, const T* pre_gelu, lon
 //   1. block (tile, chunk) sums a chunk of rows for 256 columns: each of its 8 warps takes every
 //      8th row (a warp reads one 512-byte row segment per step), then the 8 warp partials are
 //      added in warp order and written to partial (chunks, N);
-//   2. one thread per column adds the chunk partials in chunk order and accumulates into dbias.
+//   2. one thread per column adds the chunk partials in chunk order and adds the total to dbias
+//      (or stores it: GradWrite).
 // The chunking depends only on (M, N), so the result does not depend on the GPU.
 constexpr int kColumnSumWarps = 8;
 constexpr int kColumnSumTileColumns = 32 * 8;  // a warp's 32 lanes x one 16-byte vector of 8
@@ -121,22 +122,24 @@ __global__ void __launch_bounds__(kColumnSumWarps * 32)
     }
 }
 
-// dbias (N) += sum over the `chunks` rows of partial (chunks, N), in chunk order.
-__global__ void column_sum_finish_kernel(float* dbias, const float* partial, int chunks, int N) {
+// dbias (N) += (or =, GradWrite) the sum over the `chunks` rows of partial (chunks, N), in chunk order.
+__global__ void column_sum_finish_kernel(float* dbias, const float* partial, int chunks, int N, GradWrite write) {
     const int column = blockIdx.x * blockDim.x + threadIdx.x;
     if (column >= N) return;
     float total = 0.0f;
     for (int k = 0; k < chunks; ++k) total += partial[static_cast<size_t>(k) * N + column];
-    dbias[column] += total;
+    write_gradient(dbias + column, total, write);
 }
-inline void column_sum_finish(float* dbias, const float* partial, int chunks, int N, cudaStream_t stream) {
+inline void column_sum_finish(float* dbias, const float* partial, int chunks, int N, GradWrite write,
+                              cudaStream_t stream) {
     column_sum_finish_kernel<<<ceil_div(N, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(dbias, partial,
-                                                                                                   chunks, N);
+                                                                                                   chunks, N, write);
     CUDA_CHECK_LAUNCH();
 }
 
+// dbias (N) += (or =, GradWrite) the column sums of x: a bias gradient.
 template <typename T>
-void column_sum_accumulate(float* dbias /*(N) +=*/, const T* x /*(M,N)*/, int M, int N,
+void column_sum_accumulate(float* dbias /*(N)*/, const T* x /*(M,N)*/, int M, int N, GradWrite write,
                            float* scratch /*kColumnSumScratchFloats*/, cudaStream_t stream) {
     REQUIRE(N % 8 == 0 && N <= kColumnSumMaxColumns, "column_sum_accumulate: N=%d must be a multiple of 8, at most %d",
             N, kColumnSumMaxColumns);
@@ -147,5 +150,5 @@ void column_sum_accumulate(float* dbias /*(N) +=*/, const T* x /*(M,N)*/, int M,
     column_sum_partial_kernel<T><<<dim3(tiles, chunks), kColumnSumWarps * 32, 0, stream>>>(scratch, x, M, N,
                                                                                            rows_per_chunk);
     CUDA_CHECK_LAUNCH();
-    column_sum_finish(dbias, scratch, chunks, N, stream);
+    column_sum_finish(dbias, scratch, chunks, N, write, stream);
 }

@@ -21,7 +21,8 @@
 #include "model/param_views.cuh"
 
 // One forward or backward pass over B sequences of T tokens; with `decode`, a generation step
-// over B sequences of one new token each (seq = 1), at the positions the context gives.
+// over B sequences of one new token each (seq = 1), at the positions the context gives. A backward
+// pass writes the parameter gradients as `gradient_write` says (GradientSink::gradient_write).
 struct Pass {
     MatmulContext& matmul;
     int B;
@@ -29,6 +30,7 @@ struct Pass {
     DropoutSites dropout;
     cudaStream_t stream;
     const DecodeContext* decode = nullptr;
+    GradWrite gradient_write = GradWrite::add;
     int tokens() const { return B * seq; }
 };
 
@@ -71,7 +73,7 @@ template <typename T, typename R> class TransformerBlock {
         const LayerActivations<T, R> a = activations(pass);
         const int N = pass.tokens(), C = shape_.n_embd, NH = shape_.n_head, HD = C / NH;
         matmul_backward<T>(pass.matmul, act_.grad_b, nullptr, g.attn_proj_w, nullptr, act_.grad_a, a.att,
-                           p_.attn_proj_w, nullptr, N, C, C, pass.stream);
+                           p_.attn_proj_w, nullptr, N, C, C, pass.gradient_write, pass.stream);
         before_attention_core();
         attention_backward_using<T>(attention_kernel_, act_.grad_wide, act_.attention_scratch, act_.grad_b, a.qkv,
                                     a.att, a.lse, pass.B, pass.seq, NH, HD, softmax_scale(),
@@ -82,7 +84,7 @@ template <typename T, typename R> class TransformerBlock {
         // grad_wide = d(qkv): no kernel of ours writes it with a column sum to spare, so qkv's
         // bias gradient is a separate pass over it.
         matmul_backward<T>(pass.matmul, act_.grad_b, nullptr, g.qkv_w, g.qkv_b, act_.grad_wide, input, p_.qkv_w,
-                           nullptr, N, 3 * C, C, pass.stream);
+                           nullptr, N, 3 * C, C, pass.gradient_write, pass.stream);
     }
 
     // ---- MLP ----------------------------------------------------------------------------------
@@ -103,9 +105,9 @@ template <typename T, typename R> class TransformerBlock {
         const int N = pass.tokens(), C = shape_.n_embd;
         if (act_.recompute_gelu) gelu_forward(a.gelu, a.pre_gelu, (long long)N * 4 * C, pass.stream);
         matmul_backward<T>(pass.matmul, act_.grad_wide, g.fc_b, g.fc_proj_w, nullptr, act_.grad_a, a.gelu,
-                           p_.fc_proj_w, a.pre_gelu, N, C, 4 * C, pass.stream);
+                           p_.fc_proj_w, a.pre_gelu, N, C, 4 * C, pass.gradient_write, pass.stream);
         matmul_backward<T>(pass.matmul, act_.grad_b, nullptr, g.fc_w, nullptr, act_.grad_wide, input, p_.fc_w, nullptr,
-                           N, 4 * C, C, pass.stream);
+                           N, 4 * C, C, pass.gradient_write, pass.stream);
     }
 
     // After a prompt's forward pass (Gpt2Model::prefill, B = 1): this layer's keys and values of

@@ -124,8 +124,9 @@ template <typename T, typename R> class Gpt2Model {
         lm_head(pass, next_logits, 0, B);
     }
 
-    // After forward(with_targets, grad_scale > 0) with the same B, T and schedule: accumulates
-    // every parameter's gradient into `grads`, calling its hooks as model/gradient_sink.h says.
+    // After forward(with_targets, grad_scale > 0) with the same B, T and schedule: adds (or stores,
+    // GradientSink::gradient_write) every parameter's gradient into `grads`, calling its hooks as
+    // model/gradient_sink.h says.
     // host_tokens: the (B, T) inputs, for the embedding backward's plan.
     void backward(MatmulContext& matmul, int B, int seq, const DropoutSchedule& schedule, const int* host_tokens,
                   GradientSink& grads, cudaStream_t stream) {
@@ -141,16 +142,17 @@ template <typename T, typename R> class Gpt2Model {
                                GradientSink& grads, cudaStream_t stream) {
         const ModelShape& s = options_.shape;
         const int L = s.n_layer, C = s.n_embd, N = B * seq, Vp = s.padded_vocab_size;
-        const Pass pass{matmul, B, seq, DropoutSites(schedule, options_), stream};
+        const Pass pass{matmul, B, seq, DropoutSites(schedule, options_), stream, nullptr, grads.gradient_write()};
         const NonLayerParams<T>& p = parameters_.views().non_layer;
         const NonLayerParams<float>& g = grads.non_layer_gradients();
         const ResidualStream<T, R>& residual = *residual_;
 
         grads.before_non_layer_writes(stream);
         grads.before_layer_writes(L - 1, stream);
-        // LM head: d(final hidden) into grad_b; the tied embedding's gradient accumulates here too.
+        // LM head: d(final hidden) into grad_b; the tied embedding's gradient, all of its rows, is
+        // written here first (the embedding backward adds the batch's tokens' rows to it).
         matmul_backward<T>(matmul, act_.grad_b, nullptr, g.wte, nullptr, act_.logits, residual.final_hidden(pass), p.wte,
-                           nullptr, N, Vp, C, stream);
+                           nullptr, N, Vp, C, pass.gradient_write, stream);
         residual.into_final_backward(pass, grads);
         for (int l = L - 1; l >= 0; --l) {
             if (l > 0) grads.before_layer_writes(l - 1, stream);
@@ -172,7 +174,7 @@ template <typename T, typename R> class Gpt2Model {
         const NonLayerParams<float>& g = grads.non_layer_gradients();
         encoder_plan_.build(host_tokens, B * seq, stream);
         encoder_backward<T>(g.wte, g.wpe, act_.grad_a /*d(embedding output)*/, encoder_plan_, B, seq,
-                            options_.shape.n_embd, stream);
+                            options_.shape.n_embd, grads.gradient_write(), stream);
     }
 
   private:

@@ -93,7 +93,7 @@ template <typename T, typename R> class PreNormResidual final : public ResidualS
         fused_dropout_residual_layernorm_backward<T, R>(
             act_.grad_a, act_.grad_residual, g.lnf_w, g.lnf_b, grads.layer_gradients(L - 1).fc_proj_b, act_.grad_b,
             act_.residual_final, act_.lnf_mean, act_.lnf_rstd, params_.non_layer.lnf_w, added_before(pass, L),
-            /*d_residual_is_zero=*/true, pass.tokens(), C(), act_.ln_scratch, pass.stream);
+            /*d_residual_is_zero=*/true, pass.tokens(), C(), pass.gradient_write, act_.ln_scratch, pass.stream);
     }
     void after_mlp_backward(const Pass&, int, const GradientSink&) const override {}
     // grad_b = d(LN2 output) -> grad_a = d(attention output), its column sums into attn_proj's
@@ -104,7 +104,7 @@ template <typename T, typename R> class PreNormResidual final : public ResidualS
         fused_dropout_residual_layernorm_backward<T, R>(
             act_.grad_a, act_.grad_residual, g.ln2_w, g.ln2_b, g.attn_proj_b, act_.grad_b, a.residual_mlp, a.ln2_mean,
             a.ln2_rstd, params_.layers[l].ln2_w, pass.dropout.after_attention(l), /*d_residual_is_zero=*/false,
-            pass.tokens(), C(), act_.ln_scratch, pass.stream);
+            pass.tokens(), C(), pass.gradient_write, act_.ln_scratch, pass.stream);
     }
     // grad_b = d(LN1 output) -> grad_a = d(previous MLP output), whose column sums are the
     // previous layer's fc_proj bias gradient (for layer 0: d(embedding), no bias).
@@ -114,7 +114,7 @@ template <typename T, typename R> class PreNormResidual final : public ResidualS
         fused_dropout_residual_layernorm_backward<T, R>(
             act_.grad_a, act_.grad_residual, g.ln1_w, g.ln1_b, l == 0 ? nullptr : grads.layer_gradients(l - 1).fc_proj_b,
             act_.grad_b, a.residual_attn, a.ln1_mean, a.ln1_rstd, params_.layers[l].ln1_w, added_before(pass, l),
-            /*d_residual_is_zero=*/false, pass.tokens(), C(), act_.ln_scratch, pass.stream);
+            /*d_residual_is_zero=*/false, pass.tokens(), C(), pass.gradient_write, act_.ln_scratch, pass.stream);
     }
     void after_embedding_backward(const Pass&) const override {}  // LN1 of layer 0 wrote it into grad_a
 
@@ -180,7 +180,8 @@ template <typename T, typename R> class PostNormResidual final : public Residual
         fused_dropout_residual_layernorm_postnorm_backward<T>(
             act_.grad_a, stream_t(act_.grad_residual), g.ln2_w, g.ln2_b, g.fc_proj_b, act_.grad_b,
             last ? nullptr : stream_t(act_.grad_residual), stream_t(a.residual_mlp), a.ln2_mean, a.ln2_rstd,
-            params_.layers[l].ln2_w, pass.dropout.after_mlp(l), pass.tokens(), C(), act_.ln_scratch, pass.stream);
+            params_.layers[l].ln2_w, pass.dropout.after_mlp(l), pass.tokens(), C(), pass.gradient_write,
+            act_.ln_scratch, pass.stream);
     }
     // grad_b = d(LN1 output) through the MLP, plus grad_residual -> grad_a = d(attention output),
     // grad_residual = d(layer input) through the residual path.
@@ -190,7 +191,7 @@ template <typename T, typename R> class PostNormResidual final : public Residual
         fused_dropout_residual_layernorm_postnorm_backward<T>(
             act_.grad_a, stream_t(act_.grad_residual), g.ln1_w, g.ln1_b, g.attn_proj_b, act_.grad_b,
             stream_t(act_.grad_residual), stream_t(a.residual_attn), a.ln1_mean, a.ln1_rstd, params_.layers[l].ln1_w,
-            pass.dropout.after_attention(l), pass.tokens(), C(), act_.ln_scratch, pass.stream);
+            pass.dropout.after_attention(l), pass.tokens(), C(), pass.gradient_write, act_.ln_scratch, pass.stream);
     }
     void into_attention_backward(const Pass&, int, const GradientSink&) const override {}
     // d(embedding output) = dropout'(grad_b + grad_residual), into grad_a.

@@ -56,15 +56,18 @@ compare_losses() {
 # fp32 residual), a step that runs eagerly among replays (--timeline-step), the micro-step graph
 # captured again when the fp16 loss scale changes (it doubles every 4 clean steps here and halves
 # at the NaN of step 9), and the AdamW graph over ZeRO-1's and ZeRO-2's gradient storage (ZeRO-2's
-# micro-steps stay eager: their backward hands gradients to the comm stream). The resume's first
-# step is eager; graphs are captured in its second.
+# micro-steps stay eager: their backward hands gradients to the comm stream). With two micro-steps
+# a step, both micro-step graphs are captured: the first stores the gradients, the second adds to
+# them. The resume's first step is eager; graphs are captured in its second.
 cuda_graphs_checks() {
     echo "== --cuda-graphs 1: the losses and weights of --cuda-graphs 0, bit for bit; an exact resume"
-    local micro_step="a micro-step's forward and backward" variant name expect flags
-    for variant in "prenorm|$micro_step|--timeline-step 5" "postnorm|$micro_step|--post-norm 1" \
-                   "fp16|$micro_step|--precision fp16 --fp32-residual 1 --loss-scale-growth-interval 4 --inject-nan-step 9" \
-                   "zero1|$micro_step|--zero-stage 1" "zero2|the AdamW update|--zero-stage 2"; do
-        IFS='|' read -r name expect flags <<<"$variant"
+    local micro_steps="a step's first micro-step (forward and backward, storing the gradients)"
+    micro_steps+=";a later micro-step (forward and backward, adding to the gradients)"
+    local variant name expects expect flags
+    for variant in "prenorm|$micro_steps|--timeline-step 5" "postnorm|$micro_steps|--post-norm 1" \
+                   "fp16|$micro_steps|--precision fp16 --fp32-residual 1 --loss-scale-growth-interval 4 --inject-nan-step 9" \
+                   "zero1|$micro_steps|--zero-stage 1" "zero2|the AdamW update|--zero-stage 2"; do
+        IFS='|' read -r name expects flags <<<"$variant"
         # shellcheck disable=SC2086  # flags: words
         ./train_gpt2cu "${common[@]}" $flags --cuda-graphs 0 --out-dir "$work/eager-$name" >"$work/eager-$name.log" 2>&1 ||
             { echo "  $name: the eager run failed"; tail -5 "$work/eager-$name.log"; status=1; continue; }
@@ -72,8 +75,11 @@ cuda_graphs_checks() {
         ./train_gpt2cu "${common[@]}" $flags --cuda-graphs 1 --out-dir "$work/graphs-$name" >"$work/graphs-$name.log" 2>&1 ||
             { echo "  $name: the run with graphs failed"; tail -5 "$work/graphs-$name.log"; status=1; continue; }
         grep "^CUDA graphs" "$work/graphs-$name.log" | sed "s/^/  $name: /" || true
-        grep -q "^CUDA graphs: captured $expect at step 2 " "$work/graphs-$name.log" ||
-            { echo "  $name: $expect was not captured at step 2                          FAIL"; status=1; }
+        IFS=';' read -ra expect_list <<<"$expects"
+        for expect in "${expect_list[@]}"; do
+            grep -qF "CUDA graphs: captured $expect at step 2 " "$work/graphs-$name.log" ||
+                { echo "  $name: $expect was not captured at step 2                          FAIL"; status=1; }
+        done
         compare_losses "graphs vs eager ($name)" "$work/eager-$name/log.jsonl" "$work/graphs-$name/log.jsonl" 1 0 || status=1
         if cmp -s <(tail -c +1025 "$work/eager-$name/model_00000020.bin") <(tail -c +1025 "$work/graphs-$name/model_00000020.bin"); then
             echo "  $name: weights after step 20 identical (after the 1024-byte header)   ok"

@@ -9,7 +9,9 @@
 // grad_sync_choice.cuh picks one from the configuration; nothing else knows which it is.
 //
 // A step, as the trainer drives it:
-//   begin_step()                      clears the accumulated gradients
+//   begin_step()                      starts a step: its first micro-step's backward stores the
+//                                     gradients (gradient_write) where the storage allows it;
+//                                     otherwise they are cleared here, and every backward adds
 //   per micro-step: begin_micro_step(last), forward, backward (calls the GradientSink hooks,
 //                   model/gradient_sink.h), end_micro_step()
 //   finish_step()                     this rank's shard_gradients() hold the sum over ranks, and
@@ -52,13 +54,24 @@ template <typename T> class GradientSync : public GradientSink {
     // The gradients of [shard.begin, shard.end), summed over ranks once finish_step() returned.
     virtual float* shard_gradients() = 0;
 
-    virtual void begin_step(cudaStream_t stream) = 0;
+    void begin_step(cudaStream_t stream) {
+        first_micro_step_ = true;
+        prepare_step(stream);
+    }
+    // Storing skips both the clearing (a pass over every gradient) and the reads of what it
+    // cleared (the weight gradients' GEMMs run with beta 0).
+    GradWrite gradient_write() const override {
+        return first_micro_step_ && stores_first_micro_step() ? GradWrite::store : GradWrite::add;
+    }
     // Whether the backward pass of a micro-step (the last of its step or not) hands gradients to
     // the comm stream while it runs (collectives, cross-stream events), which a CUDA graph of the
     // micro-step does not capture: train/step_graph.cuh runs such a micro-step eagerly.
     virtual bool backward_communicates(bool /*last_of_step*/) const { return false; }
     virtual void begin_micro_step(bool /*last_of_step*/) {}
-    virtual void end_micro_step(cudaStream_t /*stream*/) {}
+    void end_micro_step(cudaStream_t stream) {
+        micro_step_done(stream);
+        first_micro_step_ = false;
+    }
     virtual void finish_step(cudaStream_t stream) = 0;
     // Blocks until the norm is known (the step's loss and the fp16 overflow check need it).
     double norm_squared(cudaStream_t stream) {
@@ -76,8 +89,20 @@ template <typename T> class GradientSync : public GradientSink {
     }
     // Device memory of padded_total floats that holds nothing between steps, or nullptr.
     virtual float* idle_between_steps() { return nullptr; }
+    // --inject-nan-step: a NaN in this rank's first gradient after the reduction, as an overflow
+    // leaves one. (Where no backward writes that element, the next step clears it.)
+    void inject_nan(cudaStream_t stream) {
+        CUDA_CHECK(cudaMemsetAsync(shard_gradients(), 0xFF, sizeof(float), stream));
+        written_outside_backward();
+    }
 
   protected:
+    // begin_step's part of each strategy; whether a step's first micro-step stores its gradients
+    // (false: prepare_step cleared them); end_micro_step's part.
+    virtual void prepare_step(cudaStream_t stream) = 0;
+    virtual bool stores_first_micro_step() const { return false; }
+    virtual void micro_step_done(cudaStream_t /*stream*/) {}
+    virtual void written_outside_backward() {}
     virtual double sum_over_ranks(float local_norm_squared) { return local_norm_squared; }
 
     // A contiguous piece of a bucket: `count` gradients of flat offset `offset` (ParamLayout
@@ -123,6 +148,7 @@ template <typename T> class GradientSync : public GradientSink {
     float* norm_host_ = nullptr;
     float* norm_device_ = nullptr;
     float* norm_scratch_ = nullptr;
+    bool first_micro_step_ = false;  // from begin_step() to the first end_micro_step()
 };
 
 // ZeRO-1 and ZeRO-2: each rank updates its shard of the weights, so the norm is a sum of the
@@ -156,7 +182,10 @@ template <typename T> class ShardedOptimizerSync : public GradientSync<T> {
 };
 
 // The whole gradient arena (padded_total floats in ParamLayout order), accumulated over the
-// micro-steps of a step: ZeRO-0's and ZeRO-1's storage. The padding stays zero.
+// micro-steps of a step: ZeRO-0's and ZeRO-1's storage. A step's first micro-step stores every
+// gradient that backward writes; the rest (the padding, wpe's rows past the sequence length)
+// stays zero, unless something else wrote the arena (lent out between steps, an injected NaN),
+// which the next step then clears.
 class GradientArena {
   public:
     GradientArena(const ParamLayout& layout, int64_t padded_total) : count_(padded_total) {
@@ -172,10 +201,21 @@ class GradientArena {
     float* data() { return data_; }
     int64_t count() const { return count_; }
     const ArenaViews<float>& views() const { return views_; }
-    void clear(cudaStream_t stream) { CUDA_CHECK(cudaMemsetAsync(data_, 0, bytes(count_), stream)); }
+    // As scratch until the next step (GradientSync::idle_between_steps).
+    float* lend() {
+        written_outside_backward();
+        return data_;
+    }
+    void written_outside_backward() { needs_clearing_ = true; }
+    // Before a step whose first micro-step stores the gradients.
+    void prepare_step(cudaStream_t stream) {
+        if (needs_clearing_) CUDA_CHECK(cudaMemsetAsync(data_, 0, bytes(count_), stream));
+        needs_clearing_ = false;
+    }
 
   private:
     float* data_ = nullptr;
     int64_t count_ = 0;
     ArenaViews<float> views_;
+    bool needs_clearing_ = false;
 };

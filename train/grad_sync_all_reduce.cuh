@@ -34,9 +34,8 @@ template <typename T> class AllReduceGradients final : public GradientSync<T> {
     const LayerParams<float>& layer_gradients(int layer) const override { return arena_.views().layers[layer]; }
     const NonLayerParams<float>& non_layer_gradients() const override { return arena_.views().non_layer; }
     float* shard_gradients() override { return arena_.data(); }
-    float* idle_between_steps() override { return arena_.data(); }
+    float* idle_between_steps() override { return arena_.lend(); }
 
-    void begin_step(cudaStream_t stream) override { arena_.clear(stream); }
     bool backward_communicates(bool last_of_step) const override { return overlap_ && last_of_step; }
     void begin_micro_step(bool last_of_step) override { sending_layers_ = backward_communicates(last_of_step); }
     void layer_ready(int layer, cudaStream_t stream) override {
@@ -58,6 +57,10 @@ template <typename T> class AllReduceGradients final : public GradientSync<T> {
     }
 
   private:
+    void prepare_step(cudaStream_t stream) override { arena_.prepare_step(stream); }
+    bool stores_first_micro_step() const override { return true; }
+    void written_outside_backward() override { arena_.written_outside_backward(); }
+
     GradientArena arena_;
     bool overlap_;
     bool sending_layers_ = false;

@@ -18,9 +18,8 @@ template <typename T> class ReduceScatterGradients final : public ShardedOptimiz
     const LayerParams<float>& layer_gradients(int layer) const override { return arena_.views().layers[layer]; }
     const NonLayerParams<float>& non_layer_gradients() const override { return arena_.views().non_layer; }
     float* shard_gradients() override { return arena_.data() + this->shard_.begin; }
-    float* idle_between_steps() override { return arena_.data(); }
+    float* idle_between_steps() override { return arena_.lend(); }
 
-    void begin_step(cudaStream_t stream) override { arena_.clear(stream); }
     void finish_step(cudaStream_t stream) override {
         DistributedContext& dist = this->dist_;
         if (!dist.is_distributed()) return;
@@ -31,5 +30,9 @@ template <typename T> class ReduceScatterGradients final : public ShardedOptimiz
     }
 
   private:
+    void prepare_step(cudaStream_t stream) override { arena_.prepare_step(stream); }
+    bool stores_first_micro_step() const override { return true; }
+    void written_outside_backward() override { arena_.written_outside_backward(); }
+
     GradientArena arena_;
 };

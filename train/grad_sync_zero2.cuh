@@ -78,17 +78,20 @@ template <typename T> class ShardedGradients final : public ShardedOptimizerSync
         this->timeline_.mark(TimelineMark::LayerReduced, this->dist_.comm_stream, layer);
     }
 
-    void begin_step(cudaStream_t stream) override {
-        CUDA_CHECK(cudaMemsetAsync(shard_grads_, 0, sizes_.shard_floats * sizeof(float), stream));
-    }
     bool backward_communicates(bool /*last_of_step*/) const override { return true; }
-    void end_micro_step(cudaStream_t stream) override {
-        reduce_to_owners(non_layer_bucket_, stream);
-        CUDA_CHECK(cudaEventRecord(buffer_free_[kLayerBuffers], this->dist_.comm_stream));
-    }
     void finish_step(cudaStream_t stream) override { this->dist_.compute_waits_for_comm(stream); }
 
   private:
+    // Every micro-step adds into buffers cleared before its writes (above); the shard's sums
+    // start from zero each step.
+    void prepare_step(cudaStream_t stream) override {
+        CUDA_CHECK(cudaMemsetAsync(shard_grads_, 0, sizes_.shard_floats * sizeof(float), stream));
+    }
+    void micro_step_done(cudaStream_t stream) override {
+        reduce_to_owners(non_layer_bucket_, stream);
+        CUDA_CHECK(cudaEventRecord(buffer_free_[kLayerBuffers], this->dist_.comm_stream));
+    }
+
     // Floats of each part of the storage.
     struct Sizes {
         int64_t shard_floats = 0;      // the accumulated gradients of this rank's shard

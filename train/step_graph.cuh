@@ -23,7 +23,9 @@
 //   - the gradient norm, whose value the host needs to decide clipping and skipping, and
 //     everything between steps.
 // What a graph does not read from memory is baked into it: a graph is captured again when
-// MicroStepShape differs (the fp16 loss scale rides on the cross-entropy's gradient scale).
+// MicroStepShape differs (the fp16 loss scale rides on the cross-entropy's gradient scale). A
+// step's first micro-step stores the gradients and the others add to them (GradWrite), so with
+// accumulation there are two micro-step graphs, one for each.
 //
 // Eager instead of replayed, whatever --cuda-graphs says:
 //   - the first step of the process: first uses (kernel modules, cuBLASLt plans, attention tensor
@@ -45,13 +47,19 @@
 #include "model/options.cuh"
 #include "train/cuda_graph.cuh"
 
+// The micro-step graphs, as the start-up announces them (scripts/test_gpt2cu.sh looks for them).
+constexpr const char* kFirstMicroStepGraph = "a step's first micro-step (forward and backward, storing the gradients)";
+constexpr const char* kLaterMicroStepGraph = "a later micro-step (forward and backward, adding to the gradients)";
+
 // What a micro-step graph takes as kernel arguments that may change during a run.
 struct MicroStepShape {
     int batch = 0;
     int seq_len = 0;
     float grad_scale = 0.0f;  // the cross-entropy's gradient scale: loss scale / targets per step
+    GradWrite gradient_write = GradWrite::add;  // which of the two graphs (GradientSync::gradient_write)
     bool operator==(const MicroStepShape& other) const {
-        return batch == other.batch && seq_len == other.seq_len && grad_scale == other.grad_scale;
+        return batch == other.batch && seq_len == other.seq_len && grad_scale == other.grad_scale &&
+               gradient_write == other.gradient_write;
     }
 };
 
@@ -103,13 +111,16 @@ class StepGraphs {
             return;
         }
         store_on_device(pass_offset_, schedule.pass_offset(n_layer), stream);
-        if (micro_step_.empty() || !(shape == micro_step_shape_)) {
+        const int which = shape.gradient_write == GradWrite::store ? 0 : 1;
+        CudaGraph& graph = micro_step_[which];
+        if (graph.empty() || !(shape == micro_step_shape_[which])) {
             DropoutSchedule replayed = schedule;
             replayed.pass_offset_on_device = pass_offset_;
-            capture(micro_step_, "a micro-step's forward and backward", [&] { enqueue(replayed); }, stream);
-            micro_step_shape_ = shape;
+            capture(graph, which == 0 ? kFirstMicroStepGraph : kLaterMicroStepGraph, [&] { enqueue(replayed); },
+                    stream);
+            micro_step_shape_[which] = shape;
         }
-        micro_step_.launch(stream);
+        graph.launch(stream);
     }
 
     // The optimizer's update: `enqueue()` enqueues it on `stream`, reading its per-step values
@@ -143,8 +154,8 @@ class StepGraphs {
     int64_t step_ = 0;
     bool replaying_ = false;
     uint64_t* pass_offset_ = nullptr;  // (1): the replayed micro-step's DropoutSchedule::pass_offset()
-    CudaGraph micro_step_;
-    MicroStepShape micro_step_shape_;
+    CudaGraph micro_step_[2];  // [0] the step's first micro-step (GradWrite::store), [1] the others
+    MicroStepShape micro_step_shape_[2];
     bool update_ran_eagerly_ = false;
     CudaGraph optimizer_;
 };

@@ -206,7 +206,7 @@ template <typename T, typename R> class Trainer {
         for (int micro = 0; micro < config_.grad_accum; ++micro) run_micro_step(micro, grad_scale);
         timeline_.mark(TimelineMark::BackwardEnd, gpu_.stream);
         grad_sync_->finish_step(gpu_.stream);
-        if (injects_nan()) CUDA_CHECK(cudaMemsetAsync(grad_sync_->shard_gradients(), 0xFF, sizeof(float), gpu_.stream));
+        if (injects_nan()) grad_sync_->inject_nan(gpu_.stream);
         timeline_.mark(TimelineMark::GradientsReduced, gpu_.stream);
 
         StepResult result;
@@ -237,7 +237,8 @@ template <typename T, typename R> class Trainer {
         const bool last = micro == config_.grad_accum - 1;
         grad_sync_->begin_micro_step(last);
         graphs_->micro_step(
-            dropout, model_->options().shape.n_layer, {B, seq, grad_scale}, !grad_sync_->backward_communicates(last),
+            dropout, model_->options().shape.n_layer, {B, seq, grad_scale, grad_sync_->gradient_write()},
+            !grad_sync_->backward_communicates(last),
             [&](const DropoutSchedule& schedule) {
                 model_->forward(*gpu_.matmul, B, seq, schedule, true, grad_scale, gpu_.stream);
                 if (last) timeline_.mark(TimelineMark::BackwardStart, gpu_.stream);

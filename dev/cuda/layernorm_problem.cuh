@@ -194,7 +194,7 @@ template <typename T, typename R> struct Case {
             if (config.sublayer_bias) workbench::upload_rounded(d_sublayer_bias.ptr, d_sublayer_bias_init);
         }
     }
-    void backward(cudaStream_t stream) const {
+    void backward(cudaStream_t stream, GradWrite write = GradWrite::add) const {
         if (variant != nullptr) {
             // Pre-norm: d_residual (when given) joins the result and is overwritten in place;
             // post-norm: d_out_extra (when given) joins d_out, d_residual_in may alias it or be null.
@@ -205,17 +205,17 @@ template <typename T, typename R> struct Case {
                 variant_backward_plan(N, *variant), dx.ptr, d_sum_out, dweight.ptr, dbias.ptr,
                 d_sublayer_bias_ptr(), dy.ptr, incoming_before ? extra.ptr : nullptr,
                 incoming_after ? grad_residual.ptr : nullptr, residual_out.ptr, mean.ptr, rstd.ptr, weight.ptr, drop,
-                N, C, scratch.ptr, stream);
+                N, C, write, scratch.ptr, stream);
         } else if (!config.post_norm) {
             fused_dropout_residual_layernorm_backward(dx.ptr, grad_residual.ptr, dweight.ptr, dbias.ptr,
                                                       d_sublayer_bias_ptr(), dy.ptr, residual_out.ptr, mean.ptr,
                                                       rstd.ptr, weight.ptr, drop, !config.has_incoming, N, C,
-                                                      scratch.ptr, stream);
+                                                      write, scratch.ptr, stream);
         } else if constexpr (std::is_same_v<T, R>) {
             fused_dropout_residual_layernorm_postnorm_backward(
                 dx.ptr, d_residual_in_ptr(), dweight.ptr, dbias.ptr, d_sublayer_bias_ptr(), dy.ptr,
                 config.has_incoming ? extra.ptr : nullptr, residual_out.ptr, mean.ptr, rstd.ptr, weight.ptr, drop, N,
-                C, scratch.ptr, stream);
+                C, write, scratch.ptr, stream);
         } else {
             REQUIRE(false, "post-norm has no separate residual type: use R = T");
         }

@@ -202,20 +202,20 @@ template <typename T> std::vector<Row> time_layer(Contexts& ctx, LayerBuffers<T>
     auto plain_input_gradient = [&](MatmulContext& c) {
         return time([&] {
             matmul_backward(c, b.dinp, (float*)nullptr, (float*)nullptr, (float*)nullptr, b.dout, (const T*)nullptr,
-                            b.weight, (const T*)nullptr, M, N, K, nullptr);
+                            b.weight, (const T*)nullptr, M, N, K, GradWrite::add, nullptr);
         });
     };
     auto weight_gradient = [&](MatmulContext& c, float* dbias) {
         return time([&] {
             matmul_backward(c, (T*)nullptr, (float*)nullptr, b.dweight, dbias, b.dout, b.inp, (const T*)nullptr,
-                            (const T*)nullptr, M, N, K, nullptr);
+                            (const T*)nullptr, M, N, K, GradWrite::add, nullptr);
         });
     };
     auto fwd = [&](MatmulContext& c) { return time([&] { forward(c, b); }); };
     auto input_gradient = [&](MatmulContext& c) {
         return time([&] {
             matmul_backward(c, b.dinp, b.dbias_of_dinp, (float*)nullptr, (float*)nullptr, b.dout, (const T*)nullptr,
-                            b.weight, b.inp_pre_gelu, M, N, K, nullptr);
+                            b.weight, b.inp_pre_gelu, M, N, K, GradWrite::add, nullptr);
         });
     };
     const bool forward_fuses = s.bias || s.gelu_out;

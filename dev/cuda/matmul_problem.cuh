@@ -10,7 +10,9 @@
 // (dev/cuda/layernorm.cu). References are computed in double on the CPU from random inputs
 // (exactly the rounded values the GPU reads), on sampled rows and columns for large shapes (all of
 // them for small ones); outputs are poisoned first; gradients accumulate onto random initial
-// values (checks +=); forward and backward are run twice and must give bit-identical results.
+// values (checks +=); forward and backward are run twice and must give bit-identical results; a
+// third backward stores the gradients (GradWrite::store, a step's first micro-step) into poisoned
+// storage, and must give the reference without the initial values.
 //
 // Tolerances, relative L2 error against the double reference:
 //   bf16 outputs 1e-2: rounding to nearest with 8 significant bits has RMS relative error
@@ -118,9 +120,9 @@ template <typename T> struct LayerBuffers {
 template <typename T> void forward(MatmulContext& ctx, LayerBuffers<T>& b) {
     matmul_forward(ctx, b.out, b.pre_gelu, b.inp, b.weight, b.bias, b.M, b.N, b.K, nullptr);
 }
-template <typename T> void backward(MatmulContext& ctx, LayerBuffers<T>& b) {
+template <typename T> void backward(MatmulContext& ctx, LayerBuffers<T>& b, GradWrite write = GradWrite::add) {
     matmul_backward(ctx, b.dinp, b.dbias_of_dinp, b.dweight, b.dbias, b.dout, b.inp, b.weight, b.inp_pre_gelu, b.M,
-                    b.N, b.K, nullptr);
+                    b.N, b.K, write, nullptr);
 }
 
 // Rows `rows` of a row-major (R, width) device matrix, as floats.
@@ -169,8 +171,15 @@ struct LayerReference {
     uint64_t initial_grad_seed = 0;
     std::vector<int> rows, weight_rows;
     std::vector<double> out, pre, dinp, dweight, dbias;
-    std::vector<float> dbias_of_dinp_initial;
+    std::vector<float> dweight_initial, dbias_initial, dbias_of_dinp_initial;  // on the sampled rows
 };
+
+// reference - initial: the gradient alone, as a backward that stores it leaves it.
+inline std::vector<double> without_initial(const std::vector<double>& reference, const std::vector<float>& initial) {
+    std::vector<double> gradient(reference);
+    for (size_t i = 0; i < gradient.size(); ++i) gradient[i] -= initial[i];
+    return gradient;
+}
 
 template <typename T> void reset_gradients(LayerBuffers<T>& b, uint64_t seed) {
     workbench::fill_uniform(b.dweight, size_t(b.N) * b.K, seed);
@@ -193,9 +202,11 @@ template <typename T> LayerReference prepare_layer(LayerBuffers<T>& b, const Lay
     reset_gradients(b, ref.initial_grad_seed);
     ref.rows = sample_indices(M, 1024, 32, rng);
     ref.weight_rows = sample_indices(N, 512, 16, rng);
-    const std::vector<float> dweight_initial = download_rows(b.dweight, K, ref.weight_rows);
-    const std::vector<float> dbias_initial = b.dbias ? download_rows(b.dbias, N, {0}) : std::vector<float>{};
+    ref.dweight_initial = download_rows(b.dweight, K, ref.weight_rows);
+    if (b.dbias) ref.dbias_initial = download_rows(b.dbias, N, {0});
     if (b.dbias_of_dinp) ref.dbias_of_dinp_initial = download_rows(b.dbias_of_dinp, K, {0});
+    const std::vector<float>& dweight_initial = ref.dweight_initial;
+    const std::vector<float>& dbias_initial = ref.dbias_initial;
 
     // Inputs as the GPU reads them. dout's columns feed dweight/dbias: all of dout when dbias is
     // checked (bias layers are at most 4C wide), else only the sampled columns (the LM head's
@@ -315,6 +326,30 @@ LayerCheck check_layer(MatmulContext& ctx, LayerBuffers<T>& b, const LayerShape&
     }
     if (print) std::printf("  %-28s %s\n", "run twice", deterministic ? "bit-identical  ok" : "DIFFERENT  FAIL");
     check.ok &= deterministic;
+
+    if (whole || checked == Checked::kWeightGradient) {
+        // Stored, not added: the poison (NaN) the gradients hold must not reach them.
+        workbench::poison(b.dweight, size_t(N) * K);
+        if (b.dbias) workbench::poison(b.dbias, N);
+        if (b.dbias_of_dinp) workbench::poison(b.dbias_of_dinp, K);
+        backward(ctx, b, GradWrite::store);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        check.add("dweight = (stored)",
+                  workbench::compare(download_rows(b.dweight, K, ref.weight_rows),
+                                     without_initial(ref.dweight, ref.dweight_initial)),
+                  fp32_sum_tolerance(M), print);
+        if (whole && b.dbias)
+            check.add("dbias = (stored)",
+                      workbench::compare(download_rows(b.dbias, N, {0}), without_initial(ref.dbias, ref.dbias_initial)),
+                      fp32_sum_tolerance(M), print);
+        if (whole && b.dbias_of_dinp) {
+            std::vector<double> sums(K, 0.0);
+            for (int m = 0; m < M; ++m)
+                for (int k = 0; k < K; ++k) sums[k] += dinp_all[size_t(m) * K + k];
+            check.add("dbias_of_dinp = (stored)", workbench::compare(download_rows(b.dbias_of_dinp, K, {0}), sums),
+                      fp32_sum_tolerance(M), print);
+        }
+    }
     return check;
 }
 
