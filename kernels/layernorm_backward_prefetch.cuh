@@ -118,13 +118,21 @@ template <typename T, typename R, int kChunksPerThread> struct StagedRows {
     }
 };
 
+// Blocks per SM the compiler is asked to fit (__launch_bounds__). Rows staged in shared memory
+// leave the registers to the accumulators: with one chunk a thread and a 16-bit residual, 64
+// registers hold them without spilling, so two blocks of 512 threads share an SM (ptxas, sm_90a);
+// with an fp32 residual their stages fill the shared memory of one block anyway.
+template <typename T, typename R, int kChunksPerThread, int kStages> constexpr int backward_min_blocks() {
+    return kStages > 0 && kChunksPerThread == 1 && sizeof(R) == sizeof(T) ? 2 : 1;
+}
+
 // Arguments as layernorm_backward_kernel's. dy_extra and d_sum_addend are not both given
 // (launch_backward checks it), and dy_extra only where R == T. Dynamic shared memory
 // (backward_dynamic_smem_bytes): blockDim.x * blockDim.y * kChunk floats for the end's exchange,
 // or with kStages > 0 the stages (kStages * block threads * staged_row_bytes_per_thread), which
 // the exchange then reuses.
 template <typename T, typename R, int kChunksPerThread, int kRowsPerStep, int kStages>
-__global__ void __launch_bounds__(kMaxBlockThreads)
+__global__ void __launch_bounds__(kMaxBlockThreads, (backward_min_blocks<T, R, kChunksPerThread, kStages>()))
     prefetching_layernorm_backward_kernel(T* dx, R* d_sum_out, float* partials /*(gridDim.x, components, C)*/,
                                           const T* dy, const T* dy_extra, const R* d_sum_addend,
                                           const R* saved_sum, const float* mean, const float* rstd,
