@@ -322,6 +322,7 @@ template <typename T, typename R> size_t backward_dynamic_smem_bytes(BackwardKer
                           staged_row_bytes_per_thread<T, R>(shape.chunks_per_thread);
     return std::max(exchange, stages);
 }
+constexpr size_t kSmemWithoutAsking = 48 * 1024;  // dynamic shared memory any kernel may take
 // Whether `kernel` at `shape` fits the current GPU's shared memory for one block.
 template <typename T, typename R> bool backward_fits(BackwardKernel kernel, const RowTeamShape& shape) {
     int device = 0, optin_bytes = 0;
@@ -357,7 +358,7 @@ template <typename T, typename R> int backward_wave_warps(BackwardKernel kernel,
     CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     const size_t smem_bytes = backward_dynamic_smem_bytes<T, R>(kernel, shape);
     with_backward_kernel<T, R>(kernel, shape.chunks_per_thread, [&](auto kernel_function) {
-        allow_dynamic_smem(kernel_function, smem_bytes);
+        if (smem_bytes > kSmemWithoutAsking) allow_dynamic_smem(kernel_function, smem_bytes);
         CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel_function,
                                                                  shape.block_threads(), smem_bytes));
     });
@@ -432,14 +433,16 @@ void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweig
     REQUIRE(is_aligned16(dx) && is_aligned16(d_sum_out) && is_aligned16(dy) && is_aligned16(dy_extra) &&
                 is_aligned16(d_sum_addend) && is_aligned16(saved_sum) && is_aligned16(weight),
             "LayerNorm backward: every (N, C) tensor and the weight must be 16-byte aligned");
+    // Past 48 KiB a kernel must ask for its shared memory (the staged kernels), within the GPU's limit.
     const size_t smem_bytes = backward_dynamic_smem_bytes<T, R>(plan.kernel, plan.shape);
-    const bool fits = backward_fits<T, R>(plan.kernel, plan.shape);
+    const bool asks = smem_bytes > kSmemWithoutAsking;
+    const bool fits = !asks || backward_fits<T, R>(plan.kernel, plan.shape);
     REQUIRE(fits, "LayerNorm backward: %zu bytes of shared memory a block (kernel %d, %d threads) exceed this GPU's limit",
             smem_bytes, int(plan.kernel), plan.shape.block_threads());
     const dim3 block(32 * plan.shape.warps_per_team, plan.shape.teams_per_block);
     const int components = d_sublayer_bias != nullptr ? 3 : 2;
     with_backward_kernel<T, R>(plan.kernel, plan.shape.chunks_per_thread, [&](auto kernel_function) {
-        allow_dynamic_smem(kernel_function, smem_bytes);
+        if (asks) allow_dynamic_smem(kernel_function, smem_bytes);
         kernel_function<<<plan.blocks, block, smem_bytes, stream>>>(
             dx, d_sum_out, scratch, dy, dy_extra, d_sum_addend, saved_sum, mean, rstd, weight, drop, N, C,
             plan.rows_per_team, components);
