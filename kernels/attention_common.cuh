@@ -38,11 +38,6 @@ inline void check_attention_arguments(const char* who, const void* qkv, const vo
             "that are multiples of 8 elements)", who);
 }
 
-// Kernels with more than 48 KiB of shared memory must opt in, per kernel.
-template <typename Kernel> void allow_dynamic_smem(Kernel kernel, size_t bytes) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
 // =============================================================================================
 // Backward's first kernel in every family: D_i = dO_i . O_i, one thread per (b, t, h) row.
 

@@ -1,7 +1,7 @@
 // Register-fragment building blocks of the tensor-core attention kernels: the mma.sync
-// m16n8k16 fragment layouts and the loads that fill them (ldmatrix, cp.async), the C-to-A
-// conversion that keeps P and dS in registers, staging of output rows, and the dropout
-// keep-bit exchange over score tiles in the C layout. The kernels are in
+// m16n8k16 fragment layouts and the loads that fill them (ldmatrix; cp.async comes from
+// kernels/common.cuh), the C-to-A conversion that keeps P and dS in registers, staging of output
+// rows, and the dropout keep-bit exchange over score tiles in the C layout. The kernels are in
 // kernels/attention_mma_sync.cuh; the function they compute in kernels/attention.cuh.
 //
 // mma.sync.m16n8k16 fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point
@@ -35,25 +35,6 @@ namespace tensor_cores {
 // pitch (144, 176, 208, 272 bytes) is an odd multiple of 16 bytes modulo 128, so the 8 rows of
 // one ldmatrix matrix start in 8 distinct 16-byte bank groups: conflict-free without a swizzle.
 template <int HD> constexpr int smem_pitch() { return HD + 8; }
-
-__device__ inline uint32_t smem_address(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global -> shared copy that bypasses registers; an invalid source writes zeros
-// (src-size 0), so rows past the sequence end are finite and contribute nothing.
-__device__ inline void cp_async_16(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(dst)), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-__device__ inline void cp_async_4(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_address(dst)), "l"(src),
-                 "r"(valid ? 4 : 0)
-                 : "memory");
-}
-__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 __device__ inline void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"

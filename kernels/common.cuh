@@ -75,6 +75,39 @@ __device__ inline void write_gradient(float* target, float value, GradWrite writ
 }
 
 // ---------------------------------------------------------------------------------------------
+// Asynchronous global -> shared copies (cp.async, sm_80+): the bytes land in shared memory without
+// passing through registers, so a kernel can keep many rows or tiles in flight. Copies are
+// committed in groups; cp_async_wait<n> waits until at most n of the calling thread's groups are
+// still pending, which orders only that thread's own copies (others need a barrier after it).
+
+__device__ inline uint32_t smem_address(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte copy that bypasses L1; an invalid source writes zeros (src-size 0).
+__device__ inline void cp_async_16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ inline void cp_async_4(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_address(dst)), "l"(src),
+                 "r"(valid ? 4 : 0)
+                 : "memory");
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPendingGroups> __device__ inline void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kPendingGroups) : "memory");
+}
+__device__ inline void cp_async_wait_all() { cp_async_wait<0>(); }
+
+// Kernels with more than 48 KiB of dynamic shared memory must opt in, per kernel (host side; not a
+// stream operation, so it may run while a CUDA graph is being captured).
+template <typename Kernel> void allow_dynamic_smem(Kernel kernel, size_t bytes) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+// ---------------------------------------------------------------------------------------------
 // A value into device memory, in stream order: per-step settings that kernels replayed from a CUDA
 // graph read at run time (train/step_graph.cuh). The value travels as the kernel's argument, which
 // is copied at launch, so unlike cudaMemcpyAsync from host memory no host buffer must outlive it.

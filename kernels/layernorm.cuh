@@ -315,8 +315,20 @@ inline RowTeamShape backward_row_team_shape(BackwardKernel kernel, int C) {
     return kernel == BackwardKernel::row_team ? row_team_shape(C, kBackwardMaxChunksPerThread)
                                               : prefetch_row_team_shape(C, kPrefetchBackwardBlockThreads);
 }
-inline size_t backward_dynamic_smem_bytes(BackwardKernel kernel, const RowTeamShape& shape) {
-    return kernel == BackwardKernel::row_team ? 0 : size_t(shape.block_threads()) * kChunk * sizeof(float);
+template <typename T, typename R> size_t backward_dynamic_smem_bytes(BackwardKernel kernel, const RowTeamShape& shape) {
+    if (kernel == BackwardKernel::row_team) return 0;
+    const size_t exchange = size_t(shape.block_threads()) * kChunk * sizeof(float);
+    const size_t stages = size_t(backward_stages(kernel)) * shape.block_threads() *
+                          staged_row_bytes_per_thread<T, R>(shape.chunks_per_thread);
+    return std::max(exchange, stages);
+}
+constexpr size_t kSmemWithoutAsking = 48 * 1024;  // dynamic shared memory any kernel may take
+// Whether `kernel` at `shape` fits the current GPU's shared memory for one block.
+template <typename T, typename R> bool backward_fits(BackwardKernel kernel, const RowTeamShape& shape) {
+    int device = 0, optin_bytes = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin_bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return backward_dynamic_smem_bytes<T, R>(kernel, shape) <= size_t(optin_bytes);
 }
 
 // Calls body(the kernel function) for `kernel` instantiated at chunks_per_thread.
@@ -326,8 +338,11 @@ void with_backward_kernel(BackwardKernel kernel, int chunks_per_thread, Body&& b
         constexpr int K = decltype(chunks)::value;
         switch (kernel) {
             case BackwardKernel::row_team: body(layernorm_backward_kernel<T, R, K>); return;
-            case BackwardKernel::prefetch: body(prefetching_layernorm_backward_kernel<T, R, K, 1>); return;
-            case BackwardKernel::prefetch_pairs: body(prefetching_layernorm_backward_kernel<T, R, K, 2>); return;
+            case BackwardKernel::prefetch: body(prefetching_layernorm_backward_kernel<T, R, K, 1, 0>); return;
+            case BackwardKernel::prefetch_pairs: body(prefetching_layernorm_backward_kernel<T, R, K, 2, 0>); return;
+            case BackwardKernel::staged2: body(prefetching_layernorm_backward_kernel<T, R, K, 1, 2>); return;
+            case BackwardKernel::staged3: body(prefetching_layernorm_backward_kernel<T, R, K, 1, 3>); return;
+            case BackwardKernel::staged4: body(prefetching_layernorm_backward_kernel<T, R, K, 1, 4>); return;
         }
         REQUIRE(false, "LayerNorm backward: unknown kernel %d", int(kernel));
     });
@@ -341,10 +356,11 @@ template <typename T, typename R> int backward_wave_warps(BackwardKernel kernel,
     int device = 0, sms = 0, blocks_per_sm = 0;
     CUDA_CHECK(cudaGetDevice(&device));
     CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    const size_t smem_bytes = backward_dynamic_smem_bytes<T, R>(kernel, shape);
     with_backward_kernel<T, R>(kernel, shape.chunks_per_thread, [&](auto kernel_function) {
+        if (smem_bytes > kSmemWithoutAsking) allow_dynamic_smem(kernel_function, smem_bytes);
         CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel_function,
-                                                                 shape.block_threads(),
-                                                                 backward_dynamic_smem_bytes(kernel, shape)));
+                                                                 shape.block_threads(), smem_bytes));
     });
     return std::max(1, blocks_per_sm) * sms * shape.block_threads() / 32;
 }
@@ -417,10 +433,17 @@ void launch_backward(const BackwardPlan& plan, T* dx, R* d_sum_out, float* dweig
     REQUIRE(is_aligned16(dx) && is_aligned16(d_sum_out) && is_aligned16(dy) && is_aligned16(dy_extra) &&
                 is_aligned16(d_sum_addend) && is_aligned16(saved_sum) && is_aligned16(weight),
             "LayerNorm backward: every (N, C) tensor and the weight must be 16-byte aligned");
+    // Past 48 KiB a kernel must ask for its shared memory (the staged kernels), within the GPU's limit.
+    const size_t smem_bytes = backward_dynamic_smem_bytes<T, R>(plan.kernel, plan.shape);
+    const bool asks = smem_bytes > kSmemWithoutAsking;
+    const bool fits = !asks || backward_fits<T, R>(plan.kernel, plan.shape);
+    REQUIRE(fits, "LayerNorm backward: %zu bytes of shared memory a block (kernel %d, %d threads) exceed this GPU's limit",
+            smem_bytes, int(plan.kernel), plan.shape.block_threads());
     const dim3 block(32 * plan.shape.warps_per_team, plan.shape.teams_per_block);
     const int components = d_sublayer_bias != nullptr ? 3 : 2;
     with_backward_kernel<T, R>(plan.kernel, plan.shape.chunks_per_thread, [&](auto kernel_function) {
-        kernel_function<<<plan.blocks, block, backward_dynamic_smem_bytes(plan.kernel, plan.shape), stream>>>(
+        if (asks) allow_dynamic_smem(kernel_function, smem_bytes);
+        kernel_function<<<plan.blocks, block, smem_bytes, stream>>>(
             dx, d_sum_out, scratch, dy, dy_extra, d_sum_addend, saved_sum, mean, rstd, weight, drop, N, C,
             plan.rows_per_team, components);
     });

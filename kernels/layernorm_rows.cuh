@@ -57,7 +57,19 @@ enum class BackwardKernel {
     row_team,        // layernorm_backward_kernel: loads a row after storing the previous one
     prefetch,        // prefetching_layernorm_backward_kernel, one row per step
     prefetch_pairs,  // the same, two rows per step
+    staged2,         // prefetching_layernorm_backward_kernel, the next row in shared memory (cp.async)
+    staged3,         // the next two rows
+    staged4,         // the next three rows
 };
+// Rows a kernel keeps in shared memory (the current one included); 0: none, the rows ahead wait in registers.
+inline int backward_stages(BackwardKernel kernel) {
+    switch (kernel) {
+        case BackwardKernel::staged2: return 2;
+        case BackwardKernel::staged3: return 3;
+        case BackwardKernel::staged4: return 4;
+        default: return 0;
+    }
+}
 
 struct BackwardPlan {
     BackwardKernel kernel = BackwardKernel::row_team;

@@ -10,7 +10,8 @@
 // 8-element chunks each thread keeps in registers (forward and backward), and how many warps
 // the backward keeps in flight (which sets its rows per block). The backward has numbered
 // kernels (BackwardKernel): 1 the row-team kernel, 2 the prefetching kernel (the next row's loads
-// in flight while the current row is computed), 3 the same with two rows per step. The benchmark
+// in flight while the current row is computed), 3 the same with two rows per step, 4-6 the rows
+// ahead (one, two, three) in shared memory, copied there by cp.async. The benchmark
 // prints every kernel's backward for every form and width; the public launchers' choice is
 // marked '*'; every variant is validated before it is timed.
 //
@@ -61,6 +62,9 @@ const NumberedKernel kBackwardKernels[] = {
     {1, BackwardKernel::row_team, "row team"},
     {2, BackwardKernel::prefetch, "prefetch"},
     {3, BackwardKernel::prefetch_pairs, "prefetch pairs"},
+    {4, BackwardKernel::staged2, "staged x2"},
+    {5, BackwardKernel::staged3, "staged x3"},
+    {6, BackwardKernel::staged4, "staged x4"},
 };
 std::string label(const NumberedKernel& k) { return "bwd " + std::to_string(k.number) + " " + k.name; }
 
@@ -142,6 +146,13 @@ std::vector<Variant> variants_for(int C) {
     return variants;
 }
 
+// Whether the variant's backward fits this GPU's shared memory with these types (the staged kernels
+// hold rows of every input there; wide rows with an fp32 residual may not fit).
+template <typename T, typename R> bool fits_here(const Variant* variant) {
+    return variant == nullptr || variant->varies_forward ||
+           layernorm_detail::backward_fits<T, R>(variant->backward_kernel, variant->backward);
+}
+
 bool bit_identical(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -150,6 +161,10 @@ template <typename T, typename R>
 void validate(int N, int C, const CaseConfig& config, const Variant* variant, std::mt19937_64& rng, Tally& tally) {
     std::printf("%s/%s %s N=%d C=%d%s%s\n", precision_name<T>(), precision_name<R>(), config.name, N, C,
                 variant ? ", variant " : "", variant ? variant->name.c_str() : "");
+    if (!fits_here<T, R>(variant)) {
+        std::printf("  skipped: its shared memory exceeds this GPU's\n");
+        return;
+    }
     Case<T, R> c(N, C, config, variant, Inputs::host, rng);
     const size_t n = size_t(N) * C;
     auto check = [&](const char* what, const std::vector<float>& out, const std::vector<double>& ref, double tol) {
@@ -308,6 +323,7 @@ void benchmark_form(const CaseConfig& config, int C, std::mt19937_64& rng, doubl
     for (const NumberedKernel& k : kBackwardKernels) {  // the other backward kernels, at their launchers' shape
         if (k.kernel == layernorm_detail::kDefaultBackwardKernel) continue;
         const Variant variant = backward_kernel_variant(k, C, 0);
+        if (!fits_here<T, R>(&variant)) continue;
         const Timing t = time_case<T, R>(config, C, &variant, rng, nullptr, nullptr);
         print_row("  " + label(k), -1.0, forward_bytes, t.backward_ms, backward_bytes, copy_gbs);
     }
@@ -323,6 +339,7 @@ void benchmark_form(const CaseConfig& config, int C, std::mt19937_64& rng, doubl
 
 template <typename R>
 void sweep_row(const CaseConfig& config, int C, const Variant& v, std::mt19937_64& rng, double copy_gbs) {
+    if (!fits_here<__nv_bfloat16, R>(&v)) return;
     double forward_bytes = 0, backward_bytes = 0;
     const Timing t = time_case<__nv_bfloat16, R>(config, C, &v, rng, &forward_bytes, &backward_bytes);
     print_row(v.name, v.varies_forward ? t.forward_ms : -1.0, forward_bytes, v.varies_forward ? -1.0 : t.backward_ms,
