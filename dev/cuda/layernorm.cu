@@ -20,9 +20,10 @@
 // gradient is poisoned when it must be ignored; dweight/dbias/d_sublayer_bias start from random
 // values to check that they accumulate; a second backward on the same inputs must be
 // bit-identical; a third stores them (GradWrite::store, a step's first micro-step) into poisoned
-// storage and must give the reference without the initial values. d_sublayer_bias (the column sums of dx: the bias gradient of the linear layer
-// whose output x is) is checked against the column sums of dx as the GPU stored it, which is what
-// it promises to equal (the stored dx is checked against the exact reference on its own).
+// storage and must give the reference without the initial values. d_sublayer_bias (the column
+// sums of dx: the bias gradient of the linear layer whose output x is) is checked against the
+// column sums of dx as the GPU stored it, which is what it promises to equal (the stored dx is
+// checked against the exact reference on its own).
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -221,17 +222,14 @@ void validate(int N, int C, const CaseConfig& config, const Variant* variant, st
     workbench::poison(c.d_sublayer_bias.ptr, C);
     c.backward(nullptr, GradWrite::store);
     CUDA_CHECK(cudaDeviceSynchronize());
-    auto without = [](std::vector<double> reference, const std::vector<float>& initial) {
-        for (size_t i = 0; i < reference.size(); ++i) reference[i] -= initial[i];
-        return reference;
-    };
-    check("backward dweight (=)", workbench::download(c.dweight.ptr, C), without(bwd.dweight, c.dweight_init),
+    using workbench::without_initial;
+    check("backward dweight (=)", workbench::download(c.dweight.ptr, C), without_initial(bwd.dweight, c.dweight_init),
           tolerance<float>());
-    check("backward dbias (=)", workbench::download(c.dbias.ptr, C), without(bwd.dbias, c.dbias_init),
+    check("backward dbias (=)", workbench::download(c.dbias.ptr, C), without_initial(bwd.dbias, c.dbias_init),
           tolerance<float>());
     if (config.sublayer_bias)
         check("backward d_sublayer_bias (=)", workbench::download(c.d_sublayer_bias.ptr, C),
-              without(reference_dx_column_sums(c, first.dx), c.d_sublayer_bias_init), tolerance<float>());
+              without_initial(reference_dx_column_sums(c, first.dx), c.d_sublayer_bias_init), tolerance<float>());
 }
 
 // Every precision combination of one (N, C): pre-norm with R = T and R = fp32, post-norm; through

@@ -174,13 +174,6 @@ struct LayerReference {
     std::vector<float> dweight_initial, dbias_initial, dbias_of_dinp_initial;  // on the sampled rows
 };
 
-// reference - initial: the gradient alone, as a backward that stores it leaves it.
-inline std::vector<double> without_initial(const std::vector<double>& reference, const std::vector<float>& initial) {
-    std::vector<double> gradient(reference);
-    for (size_t i = 0; i < gradient.size(); ++i) gradient[i] -= initial[i];
-    return gradient;
-}
-
 template <typename T> void reset_gradients(LayerBuffers<T>& b, uint64_t seed) {
     workbench::fill_uniform(b.dweight, size_t(b.N) * b.K, seed);
     if (b.dbias) workbench::fill_uniform(b.dbias, b.N, seed + 1);
@@ -336,11 +329,11 @@ LayerCheck check_layer(MatmulContext& ctx, LayerBuffers<T>& b, const LayerShape&
         CUDA_CHECK(cudaDeviceSynchronize());
         check.add("dweight = (stored)",
                   workbench::compare(download_rows(b.dweight, K, ref.weight_rows),
-                                     without_initial(ref.dweight, ref.dweight_initial)),
+                                     workbench::without_initial(ref.dweight, ref.dweight_initial)),
                   fp32_sum_tolerance(M), print);
         if (whole && b.dbias)
             check.add("dbias = (stored)",
-                      workbench::compare(download_rows(b.dbias, N, {0}), without_initial(ref.dbias, ref.dbias_initial)),
+                      workbench::compare(download_rows(b.dbias, N, {0}), workbench::without_initial(ref.dbias, ref.dbias_initial)),
                       fp32_sum_tolerance(M), print);
         if (whole && b.dbias_of_dinp) {
             std::vector<double> sums(K, 0.0);

@@ -127,6 +127,13 @@ inline CheckResult compare(const std::vector<float>& out, const std::vector<doub
     return compare(out, ref, ref);
 }
 
+// A gradient's reference minus the values its storage started from: what a backward that stores
+// (GradWrite::store) rather than adds must leave, where the reference was computed as an addition.
+inline std::vector<double> without_initial(std::vector<double> reference, const std::vector<float>& initial) {
+    for (size_t i = 0; i < reference.size(); ++i) reference[i] -= initial[i];
+    return reference;
+}
+
 // Prints one validation line and returns whether it passed.
 inline bool report_check(const char* what, const CheckResult& result, double tolerance) {
     const bool pass = result.all_finite && result.relative_error <= tolerance;
